@@ -1,0 +1,7 @@
+//! Helper functions: every id of the kernel's `enum bpf_func_id` by name ([`ids`], generated
+//! from vmlinux BTF by `scripts/gen-helper-ids.sh`), looked up by the grammar (`call bpf_map_lookup_elem`)
+//! and the disassembler. Signatures and instruction patterns build on this table.
+
+pub mod ids;
+
+pub use crate::insn::grammar::{helper_id, helper_name};

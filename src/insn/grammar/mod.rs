@@ -1,0 +1,264 @@
+//! The one text grammar: used by `bpf_asm!` at compile time, and by the REPL and
+//! `bpfkit asm` at run time.
+//!
+//! Text is split into statements (a line; `bpf_asm!` also splits on `;`). A
+//! statement is zero or more `label:` definitions followed by at most one
+//! instruction in either dialect, chosen per statement: the mnemonic dialect
+//! ([`mnemonic`]) or the LLVM / verifier-log dialect ([`llvm`]). Comments start
+//! with `#`, `//` or (outside `bpf_asm!`) `;`. Errors carry line and column and
+//! say what was expected.
+
+mod lexer;
+pub mod llvm;
+pub mod mnemonic;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+
+pub use lexer::{helper_id, helper_name};
+use lexer::{Cursor, StmtError};
+
+use super::model::{Insn, MapRef};
+use super::program::{Item, Program, SourceLoc};
+
+/// Which dialect(s) a parse accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// Either, decided per statement.
+    #[default]
+    Auto,
+    Mnemonic,
+    Llvm,
+}
+
+/// A syntax error with its position (1-based line and column, in characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}:{line}:{column}: {message}")]
+pub struct ParseError {
+    pub origin: Arc<str>,
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+    /// The offending statement's text, for display with a caret.
+    pub source_line: String,
+}
+
+impl ParseError {
+    /// The error with the source line and a caret under the column, as compilers print it.
+    pub fn render(&self) -> String {
+        let pad: String = self.source_line.chars().take(self.column.saturating_sub(1) as usize).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        format!("{self}\n  | {}\n  | {pad}^", self.source_line)
+    }
+}
+
+/// What kind of value a `{hole}` in `bpf_asm!` stands for (decided by where it appears).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoleKind {
+    /// A 32-bit immediate (`i32`).
+    Imm32,
+    /// A 16-bit memory or jump offset (`i16`).
+    Off16,
+    /// A 64-bit immediate of `lddw` (`i64`/`u64`).
+    Imm64,
+    /// A map handle (`MapRef`).
+    Map,
+}
+
+/// The value of a `{hole}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoleValue {
+    Int(i128),
+    Map(MapRef),
+}
+
+/// How `{N}` holes are treated.
+pub enum Holes<'a> {
+    /// Not allowed (run-time text).
+    None,
+    /// Allowed with dummy values; records each hole's kind (`bpf_asm!` at compile time).
+    Probe(RefCell<Vec<(usize, HoleKind)>>),
+    /// Filled from these values (`bpf_asm!` at run time).
+    Values(&'a [HoleValue]),
+}
+
+/// One parsed statement: labels defined on it, and its instruction if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Label names with their byte offset in the statement.
+    pub labels: Vec<(String, usize)>,
+    /// The instruction and its byte offset in the statement.
+    pub insn: Option<(Insn, usize)>,
+}
+
+/// Strip a comment (`#`, `//`, and `;` when `semicolon_comments`).
+pub fn strip_comment(line: &str, semicolon_comments: bool) -> &str {
+    let b = line.as_bytes();
+    for i in 0..b.len() {
+        match b[i] {
+            b'#' => return &line[..i],
+            b';' if semicolon_comments => return &line[..i],
+            b'/' if b.get(i + 1) == Some(&b'/') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// Parse one statement (no comment, no newline). Positions in the error are byte offsets into `text`.
+pub fn parse_statement(text: &str, dialect: Dialect, holes: &Holes) -> Result<Statement, (usize, String)> {
+    parse_statement_inner(text, dialect, holes).map_err(|e| (e.pos, e.message))
+}
+
+fn parse_statement_inner(text: &str, dialect: Dialect, holes: &Holes) -> Result<Statement, StmtError> {
+    let mut c = Cursor::new(text, holes);
+    let mut labels = Vec::new();
+    loop {
+        if c.at_end() {
+            return Ok(Statement { labels, insn: None });
+        }
+        let start = c.pos;
+        if let Some(id) = c.ident() {
+            if c.eat(":") {
+                labels.push((id.to_owned(), start));
+                continue;
+            }
+        }
+        c.pos = start;
+        break;
+    }
+    c.ws();
+    let at = c.pos;
+    let is_llvm = llvm::starts_llvm(&mut c);
+    let insn = if is_llvm {
+        if dialect == Dialect::Mnemonic {
+            return c.err("this is an LLVM-style instruction, but the mnemonic dialect was requested");
+        }
+        llvm::parse(&mut c)?
+    } else {
+        let Some(m) = c.ident() else {
+            return c.expected("an instruction or a label");
+        };
+        // `call`, `callx`, `exit`, `gotol`, `may_goto` read the same in both dialects.
+        let shared = matches!(m, "call" | "callx" | "exit" | "gotol" | "may_goto");
+        if dialect == Dialect::Llvm && !shared {
+            return c.err_at(at, format!("`{m}` is a mnemonic-dialect instruction, but the LLVM dialect was requested"));
+        }
+        mnemonic::parse(&mut c, m, at)?
+    };
+    Ok(Statement { labels, insn: Some((insn, at)) })
+}
+
+/// Options for [`parse_program_with`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ParseOptions {
+    pub dialect: Dialect,
+    /// Named in errors and source locations: a file path, `<repl>`, `<stdin>`.
+    pub origin: Arc<str>,
+    /// The line number of the text's first line (for text embedded in a larger file).
+    pub first_line: u32,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions { dialect: Dialect::Auto, origin: Arc::from("<input>"), first_line: 1 }
+    }
+}
+
+impl ParseOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn dialect(mut self, d: Dialect) -> Self {
+        self.dialect = d;
+        self
+    }
+    pub fn origin(mut self, o: impl Into<Arc<str>>) -> Self {
+        self.origin = o.into();
+        self
+    }
+    pub fn first_line(mut self, l: u32) -> Self {
+        self.first_line = l;
+        self
+    }
+}
+
+fn column_of(line: &str, byte: usize) -> u32 {
+    line[..byte.min(line.len())].chars().count() as u32 + 1
+}
+
+/// Parse program text, either dialect per line.
+pub fn parse_program(text: &str) -> Result<Program, ParseError> {
+    parse_program_with(text, &ParseOptions::default())
+}
+
+/// Parse program text with options.
+pub fn parse_program_with(text: &str, opts: &ParseOptions) -> Result<Program, ParseError> {
+    let mut prog = Program::new();
+    for (i, raw_line) in text.lines().enumerate() {
+        let line_no = opts.first_line + i as u32;
+        let stmt = strip_comment(raw_line, true);
+        if stmt.trim().is_empty() {
+            continue;
+        }
+        let parsed = parse_statement_inner(stmt, opts.dialect, &Holes::None).map_err(|e| ParseError {
+            origin: opts.origin.clone(),
+            line: line_no,
+            column: column_of(raw_line, e.pos),
+            message: e.message,
+            source_line: raw_line.to_owned(),
+        })?;
+        push_statement(&mut prog, parsed, &opts.origin, line_no, |b| column_of(raw_line, b));
+    }
+    Ok(prog)
+}
+
+fn push_statement(prog: &mut Program, s: Statement, origin: &Arc<str>, line: u32, col: impl Fn(usize) -> u32) {
+    let loc = |b: usize| Some(SourceLoc { origin: origin.clone(), line, column: col(b) });
+    for (name, at) in s.labels {
+        prog.push_item(Item::Label { name, loc: loc(at) });
+    }
+    if let Some((insn, at)) = s.insn {
+        prog.push_item(Item::Insn { insn, loc: loc(at) });
+    }
+}
+
+/// One statement of a `bpf_asm!` invocation: its text and where it starts in the Rust file.
+#[derive(Clone, Copy, Debug)]
+pub struct MacroStatement {
+    pub text: &'static str,
+    pub line: u32,
+    pub column: u32,
+}
+
+/// Build the program of a `bpf_asm!` invocation at run time. The macro has already parsed the
+/// same statements with the same grammar at compile time, so a failure here means the values
+/// spliced into `{holes}` did not fit where they were used (e.g. an offset beyond 16 bits).
+pub fn parse_macro(file: &'static str, stmts: &[MacroStatement], holes: &[HoleValue]) -> Result<Program, ParseError> {
+    let origin: Arc<str> = Arc::from(file);
+    let holes = Holes::Values(holes);
+    let mut prog = Program::new();
+    for st in stmts {
+        let parsed = parse_statement_inner(st.text, Dialect::Auto, &holes).map_err(|e| ParseError {
+            origin: origin.clone(),
+            line: st.line,
+            column: st.column + column_of(st.text, e.pos) - 1,
+            message: e.message,
+            source_line: st.text.to_owned(),
+        })?;
+        push_statement(&mut prog, parsed, &origin, st.line, |b| st.column + column_of(st.text, b) - 1);
+    }
+    Ok(prog)
+}
+
+impl fmt::Display for HoleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HoleKind::Imm32 => "a 32-bit immediate",
+            HoleKind::Off16 => "a 16-bit offset",
+            HoleKind::Imm64 => "a 64-bit immediate",
+            HoleKind::Map => "a map",
+        })
+    }
+}

@@ -1,0 +1,421 @@
+//! The logical instruction model: one `Insn` value per eBPF instruction.
+//!
+//! `Insn` is not the wire format. `ld_imm64` is one value that encodes to two
+//! 8-byte slots, and operations the kernel encodes in the offset or immediate
+//! field (sdiv/smod, movsx, sign-extending loads, atomics' fetch flag,
+//! load-acquire/store-release) are distinct variants, so a match on `Insn`
+//! never has to look at bit fields. Every value that can be built here encodes
+//! to exactly one byte sequence, and decoding that sequence gives the value back.
+
+use std::fmt;
+
+/// A register, `r0`…`r10`. `r10` is the read-only frame pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Reg {
+    R0 = 0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R5,
+    R6,
+    R7,
+    R8,
+    R9,
+    R10,
+}
+
+impl Reg {
+    /// All registers in number order.
+    pub const ALL: [Reg; 11] = [
+        Reg::R0,
+        Reg::R1,
+        Reg::R2,
+        Reg::R3,
+        Reg::R4,
+        Reg::R5,
+        Reg::R6,
+        Reg::R7,
+        Reg::R8,
+        Reg::R9,
+        Reg::R10,
+    ];
+
+    /// The register with number `n`, if `n <= 10`.
+    pub fn from_num(n: u8) -> Option<Reg> {
+        Reg::ALL.get(n as usize).copied()
+    }
+
+    /// The register's number, 0…10.
+    pub fn num(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.num())
+    }
+}
+
+/// The operand width of ALU and conditional-jump instructions:
+/// `W64` is the ALU64/JMP class (`r` registers), `W32` the ALU/JMP32 class (`w`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Width {
+    W32,
+    W64,
+}
+
+/// A memory access size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Size {
+    /// 1 byte (`u8`).
+    B,
+    /// 2 bytes (`u16`).
+    H,
+    /// 4 bytes (`u32`).
+    W,
+    /// 8 bytes (`u64`).
+    DW,
+}
+
+impl Size {
+    /// The size in bytes.
+    pub fn bytes(self) -> u32 {
+        match self {
+            Size::B => 1,
+            Size::H => 2,
+            Size::W => 4,
+            Size::DW => 8,
+        }
+    }
+
+    /// The size in bits.
+    pub fn bits(self) -> u32 {
+        self.bytes() * 8
+    }
+}
+
+/// The second operand of ALU and jump instructions: a register or a 32-bit immediate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operand {
+    Reg(Reg),
+    Imm(i32),
+}
+
+impl From<Reg> for Operand {
+    fn from(r: Reg) -> Self {
+        Operand::Reg(r)
+    }
+}
+
+impl From<i32> for Operand {
+    fn from(v: i32) -> Self {
+        Operand::Imm(v)
+    }
+}
+
+/// Binary ALU operations (both widths). `neg`, `movsx` and byte swaps are their own variants of [`Insn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AluOp {
+    Add,
+    Sub,
+    Mul,
+    /// Unsigned division.
+    Div,
+    /// Signed division (cpu v4; offset field 1).
+    SDiv,
+    /// Unsigned modulo.
+    Mod,
+    /// Signed modulo (cpu v4; offset field 1).
+    SMod,
+    Or,
+    And,
+    Xor,
+    Lsh,
+    /// Logical right shift.
+    Rsh,
+    /// Arithmetic right shift.
+    Arsh,
+    Mov,
+}
+
+impl AluOp {
+    pub const ALL: [AluOp; 14] = [
+        AluOp::Add,
+        AluOp::Sub,
+        AluOp::Mul,
+        AluOp::Div,
+        AluOp::SDiv,
+        AluOp::Mod,
+        AluOp::SMod,
+        AluOp::Or,
+        AluOp::And,
+        AluOp::Xor,
+        AluOp::Lsh,
+        AluOp::Rsh,
+        AluOp::Arsh,
+        AluOp::Mov,
+    ];
+}
+
+/// Conditions of conditional jumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JmpCond {
+    Eq,
+    Ne,
+    /// Unsigned `>`.
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    /// Jump if `dst & src != 0`.
+    Set,
+    /// Signed `>`.
+    SGt,
+    SGe,
+    SLt,
+    SLe,
+}
+
+impl JmpCond {
+    pub const ALL: [JmpCond; 11] = [
+        JmpCond::Eq,
+        JmpCond::Ne,
+        JmpCond::Gt,
+        JmpCond::Ge,
+        JmpCond::Lt,
+        JmpCond::Le,
+        JmpCond::Set,
+        JmpCond::SGt,
+        JmpCond::SGe,
+        JmpCond::SLt,
+        JmpCond::SLe,
+    ];
+}
+
+/// Byte-order operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ByteOrder {
+    /// Convert host order to little endian (`le16`…; a truncation on little-endian hosts).
+    ToLe,
+    /// Convert host order to big endian (`be16`…).
+    ToBe,
+    /// Unconditional byte swap (cpu v4 `bswap16`…).
+    Swap,
+}
+
+/// Atomic read-modify-write operations (`BPF_STX | BPF_ATOMIC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AtomicOp {
+    Add,
+    Or,
+    And,
+    Xor,
+    /// `add` returning the old value in the source register.
+    FetchAdd,
+    FetchOr,
+    FetchAnd,
+    FetchXor,
+    /// Exchange: the old value lands in the source register.
+    Xchg,
+    /// Compare `r0` with memory; store `src` if equal; the old value lands in `r0`.
+    CmpXchg,
+}
+
+impl AtomicOp {
+    pub const ALL: [AtomicOp; 10] = [
+        AtomicOp::Add,
+        AtomicOp::Or,
+        AtomicOp::And,
+        AtomicOp::Xor,
+        AtomicOp::FetchAdd,
+        AtomicOp::FetchOr,
+        AtomicOp::FetchAnd,
+        AtomicOp::FetchXor,
+        AtomicOp::Xchg,
+        AtomicOp::CmpXchg,
+    ];
+}
+
+/// A jump or call destination: a relative offset in slots, or a label resolved at assembly.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Offset relative to the next slot (the kernel's convention).
+    Rel(i32),
+    /// A label name, resolved by [`crate::insn::Program::assemble`].
+    Label(String),
+}
+
+impl From<&str> for Target {
+    fn from(s: &str) -> Self {
+        Target::Label(s.to_owned())
+    }
+}
+
+impl From<String> for Target {
+    fn from(s: String) -> Self {
+        Target::Label(s)
+    }
+}
+
+impl From<i32> for Target {
+    fn from(v: i32) -> Self {
+        Target::Rel(v)
+    }
+}
+
+impl From<i16> for Target {
+    fn from(v: i16) -> Self {
+        Target::Rel(v as i32)
+    }
+}
+
+/// How an instruction names a map: by a file descriptor, or by a name bound when the program is loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MapRef {
+    Fd(i32),
+    Name(String),
+}
+
+impl From<&str> for MapRef {
+    fn from(s: &str) -> Self {
+        MapRef::Name(s.to_owned())
+    }
+}
+
+impl From<String> for MapRef {
+    fn from(s: String) -> Self {
+        MapRef::Name(s)
+    }
+}
+
+/// A kfunc: by BTF id, or by name looked up in vmlinux BTF when loading.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KfuncRef {
+    Id(i32),
+    Name(String),
+}
+
+/// The value of an `ld_imm64` (`lddw`) instruction: a constant or one of the kernel's pseudo forms
+/// (the `src_reg` field of the first slot says which).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Imm64 {
+    /// `src_reg = 0`: a plain 64-bit constant.
+    Const(u64),
+    /// `BPF_PSEUDO_MAP_FD` (1): the map itself.
+    Map(MapRef),
+    /// `BPF_PSEUDO_MAP_VALUE` (2): address of the value at `offset` in a single-element array map.
+    MapValue { map: MapRef, offset: u32 },
+    /// `BPF_PSEUDO_BTF_ID` (3): a kernel variable by BTF id (`btf_fd` 0 is vmlinux).
+    BtfId { id: i32, btf_fd: i32 },
+    /// `BPF_PSEUDO_FUNC` (4): address of a subprogram.
+    Func(Target),
+    /// `BPF_PSEUDO_MAP_IDX` (5): the map at this index of the load's `fd_array`.
+    MapIdx(u32),
+    /// `BPF_PSEUDO_MAP_IDX_VALUE` (6).
+    MapIdxValue { index: u32, offset: u32 },
+}
+
+/// What a `call` instruction calls.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    /// A helper by `enum bpf_func_id` number (`src_reg = 0`).
+    Helper(i32),
+    /// A bpf-to-bpf call (`src_reg = BPF_PSEUDO_CALL`).
+    Local(Target),
+    /// A kfunc (`src_reg = BPF_PSEUDO_KFUNC_CALL`); `btf_index` selects a module BTF in `fd_array` (0 = vmlinux).
+    Kfunc { func: KfuncRef, btf_index: i16 },
+    /// An indirect call through a register (`callx`, opcode 0x8d): LLVM emits it, the Linux verifier refuses it.
+    Reg(Reg),
+}
+
+/// One logical eBPF instruction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Insn {
+    /// `dst = dst <op> src` (`Mov`: `dst = src`).
+    Alu { op: AluOp, width: Width, dst: Reg, src: Operand },
+    /// `dst = -dst`.
+    Neg { width: Width, dst: Reg },
+    /// Sign-extending move (cpu v4): `dst = (s8|s16|s32) src`. `from` is B, H or W (W only at 64-bit width).
+    MovSx { width: Width, dst: Reg, src: Reg, from: Size },
+    /// `dst = addr_space_cast(src, dst_as, src_as)`: convert a pointer between address spaces
+    /// (BPF arena, Linux 6.9+; `BPF_ALU64 | BPF_MOV | BPF_X` with offset 1).
+    AddrSpaceCast { dst: Reg, src: Reg, dst_as: u16, src_as: u16 },
+    /// Byte-order conversion or swap of the low `bits` (16, 32 or 64) of `dst`.
+    Endian { order: ByteOrder, bits: u32, dst: Reg },
+    /// `dst = *(size *)(src + off)`, zero-extending.
+    Load { size: Size, dst: Reg, src: Reg, off: i16 },
+    /// `dst = *(s8|s16|s32 *)(src + off)`, sign-extending (cpu v4). Size B, H or W.
+    LoadSx { size: Size, dst: Reg, src: Reg, off: i16 },
+    /// `*(size *)(dst + off) = src`.
+    Store { size: Size, dst: Reg, off: i16, src: Reg },
+    /// `*(size *)(dst + off) = imm`.
+    StoreImm { size: Size, dst: Reg, off: i16, imm: i32 },
+    /// Legacy packet access: `r0 = *(size *)skb[imm]` (socket filters).
+    LoadAbs { size: Size, imm: i32 },
+    /// Legacy packet access: `r0 = *(size *)skb[src + imm]`.
+    LoadInd { size: Size, src: Reg, imm: i32 },
+    /// Atomic operation on `*(size *)(dst + off)` with `src`; size W or DW.
+    Atomic { op: AtomicOp, size: Size, dst: Reg, off: i16, src: Reg },
+    /// `dst = load_acquire((size *)(src + off))` (Linux 6.15+).
+    LoadAcquire { size: Size, dst: Reg, src: Reg, off: i16 },
+    /// `store_release((size *)(dst + off), src)` (Linux 6.15+).
+    StoreRelease { size: Size, dst: Reg, off: i16, src: Reg },
+    /// `dst = imm64` in one of its forms; two slots on the wire.
+    LdImm64 { dst: Reg, value: Imm64 },
+    /// Unconditional jump with a 16-bit offset (`goto`, `ja`).
+    Ja { target: Target },
+    /// Unconditional jump with a 32-bit offset (`gotol`, cpu v4).
+    Gotol { target: Target },
+    /// Conditional jump.
+    JmpIf { cond: JmpCond, width: Width, dst: Reg, src: Operand, target: Target },
+    /// `may_goto`: a jump the verifier may take to bound loops (Linux 6.9+).
+    MayGoto { target: Target },
+    /// A call.
+    Call(Call),
+    /// Return `r0`.
+    Exit,
+}
+
+impl Insn {
+    /// How many 8-byte slots this instruction takes on the wire (2 for `ld_imm64`, else 1).
+    pub fn slots(&self) -> usize {
+        match self {
+            Insn::LdImm64 { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// The jump/call target, if this instruction has one.
+    pub fn target(&self) -> Option<&Target> {
+        match self {
+            Insn::Ja { target }
+            | Insn::Gotol { target }
+            | Insn::JmpIf { target, .. }
+            | Insn::MayGoto { target }
+            | Insn::Call(Call::Local(target))
+            | Insn::LdImm64 { value: Imm64::Func(target), .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// Mutable access to the jump/call target, if any.
+    pub fn target_mut(&mut self) -> Option<&mut Target> {
+        match self {
+            Insn::Ja { target }
+            | Insn::Gotol { target }
+            | Insn::JmpIf { target, .. }
+            | Insn::MayGoto { target }
+            | Insn::Call(Call::Local(target))
+            | Insn::LdImm64 { value: Imm64::Func(target), .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// Whether the target field is 16 bits wide on the wire (else 32).
+    pub fn has_short_target(&self) -> bool {
+        matches!(self, Insn::Ja { .. } | Insn::JmpIf { .. } | Insn::MayGoto { .. })
+    }
+}

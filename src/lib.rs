@@ -1,0 +1,24 @@
+//! bpfkit: write, assemble, load, attach and inspect eBPF programs — and see every instruction.
+//!
+//! * [`insn`]: the instruction model, builders, the text grammar, the disassembler.
+//! * [`bpf_asm!`]: the same grammar, checked at compile time.
+//! * [`helpers`]: helper ids by name.
+//!
+//! ```
+//! use bpfkit::bpf_asm;
+//! let prog = bpf_asm! {
+//!     mov r0, 0
+//!     r1 = 7
+//!     if r1 == 7 goto done
+//!     r0 = 1
+//! done:
+//!     exit
+//! };
+//! let bytes = prog.assemble().unwrap().to_bytes().unwrap();
+//! assert_eq!(bytes.len(), 5 * 8);
+//! ```
+
+pub mod helpers;
+pub mod insn;
+
+pub use bpfkit_macros::bpf_asm;
