@@ -163,7 +163,8 @@ fn parse_inner(c: &mut Cursor) -> PResult<Insn> {
             } else {
                 return c.expected("`+=`, `|=`, `&=` or `^=`");
             };
-            let src = c.reg_w(if size == Size::DW { Width::W64 } else { Width::W32 })?;
+            // LLVM accepts `rN` or `wN` here whatever the size.
+            let Some((src, _)) = c.try_reg()? else { return c.expected("a register") };
             return Ok(Insn::Atomic { op, size, dst, off, src });
         }
         Some("store_release") => {
