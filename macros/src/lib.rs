@@ -62,7 +62,7 @@ impl Collector {
             self.finish();
         }
         let adjacent = self.last_end == (line, col);
-        let stmt = self.cur.get_or_insert_with(|| Stmt { text: String::new(), line, column: col + 1, tokens: Vec::new() });
+        let stmt = self.cur.get_or_insert_with(|| Stmt { text: String::new(), line, column: col, tokens: Vec::new() });
         if !stmt.text.is_empty() && !adjacent {
             stmt.text.push(' ');
         }

@@ -1,0 +1,3 @@
+fn main() {
+    let _ = bpfkit::bpf_asm! { r11 = 1; exit };
+}

@@ -1,0 +1,7 @@
+fn main() {
+    let _ = bpfkit::bpf_asm! {
+        mov r0, 0
+        ldxq r0, [r1+0]
+        exit
+    };
+}
