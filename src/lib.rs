@@ -22,3 +22,8 @@ pub mod helpers;
 pub mod insn;
 
 pub use bpfkit_macros::bpf_asm;
+
+/// The README's code blocks are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what bpfkit's build and tests need on Debian 12, only what is missing.
+# Runs as root (CI and the development VM are root); uses sudo otherwise.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: the LLVM 19 oracles (llvm-mc, llvm-objdump, clang for BPF fixtures),
+# libelf/zlib/pkg-config for libbpf-sys, bpftool to cross-check kernel state.
+packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A Rust toolchain, if the machine has none.
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: installing Rust with rustup"
+    as_root apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi

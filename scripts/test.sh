@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, set-up included: `sudo ./scripts/test.sh` on a fresh Debian 12 machine.
+# Tests that need the kernel or privileges skip with a reason; with BPFKIT_REQUIRE_KERNEL=1
+# (CI) such a skip is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+echo "== LLVM oracle fixture is reproducible (llvm-mc-19, llvm-objdump-19)"
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+scripts/gen-llvm-fixture.sh tests/fixtures/llvm/forms.s "$tmp" >/dev/null
+diff -u tests/fixtures/llvm/forms.expected "$tmp" || { echo "forms.expected differs from what LLVM produces now"; exit 1; }
+
+echo "== cargo test (workspace: unit, oracle, conformance, property, macro, CLI, doctests)"
+cargo test --workspace --all-targets --no-fail-fast
+cargo test --workspace --doc
