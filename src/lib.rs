@@ -20,6 +20,9 @@
 
 pub mod helpers;
 pub mod insn;
+pub mod maps;
+pub mod prog;
+pub mod sys;
 
 pub use bpfkit_macros::bpf_asm;
 

@@ -412,19 +412,28 @@ impl<'a, 'h> Cursor<'a, 'h> {
         Ok(r)
     }
 
+    /// An unsigned 32-bit value (`map_idx` index, map value offset): 0…4294967295, decimal or hex.
+    fn imm_u32(&mut self, what: &str) -> PResult<u32> {
+        self.ws();
+        let start = self.pos;
+        match self.number(HoleKind::Imm32)? {
+            Some((v, _)) if v < 0 => self.err_at(start, format!("expected a non-negative {what}")),
+            Some((v, _)) => u32::try_from(v)
+                .or_else(|_| self.err_at(start, format!("{what} {} does not fit in 32 bits", &self.src[start..self.pos]))),
+            None => self.expected("an immediate"),
+        }
+    }
+
     fn bracket_u32(&mut self) -> PResult<u32> {
         self.expect("[")?;
-        let start = self.pos;
-        let v = self.imm32()?;
+        let v = self.imm_u32("index")?;
         self.expect("]")?;
-        u32::try_from(v).or_else(|_| self.err_at(start, "expected a non-negative index"))
+        Ok(v)
     }
 
     fn plus_offset(&mut self) -> PResult<u32> {
         if self.eat("+") {
-            let start = self.pos;
-            let v = self.imm32()?;
-            u32::try_from(v).or_else(|_| self.err_at(start, "expected a non-negative offset"))
+            self.imm_u32("offset")
         } else {
             Ok(0)
         }

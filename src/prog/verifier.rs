@@ -1,0 +1,65 @@
+//! Explaining a verifier rejection: the decisive line of the log, the failing instruction's
+//! slot, and the source line it was written on.
+
+use std::fmt;
+use std::io;
+
+use crate::insn::{format_insn, Assembled, SourceLoc, Syntax};
+
+/// A verifier rejection, summarised.
+#[derive(Debug)]
+pub struct VerifierRejection {
+    /// The verifier's decisive line (`invalid write to stack R10 off=-520 size=8`).
+    pub reason: String,
+    /// The slot of the last instruction the verifier reached.
+    pub slot: Option<usize>,
+    /// Where that instruction was written.
+    pub loc: Option<SourceLoc>,
+    /// That instruction, disassembled.
+    pub insn_text: Option<String>,
+    /// The whole log.
+    pub log: String,
+    /// The errno of PROG_LOAD.
+    pub errno: io::Error,
+}
+
+impl fmt::Display for VerifierRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.reason)?;
+        if let Some(slot) = self.slot {
+            write!(f, " at insn {slot}")?;
+            if let Some(t) = &self.insn_text {
+                write!(f, " `{t}`")?;
+            }
+        }
+        if let Some(loc) = &self.loc {
+            write!(f, " ({loc})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Lines the verifier prints after the decision, which are not the reason.
+fn is_epilogue(line: &str) -> bool {
+    line.starts_with("processed ")
+        || line.starts_with("verification time")
+        || line.starts_with("stack depth")
+        || line.starts_with("max_states_per_insn")
+        || line.starts_with("mark_precise")
+        || line.is_empty()
+}
+
+/// Summarise a verifier log against the program that was loaded.
+pub fn explain(log: &str, asm: &Assembled, errno: io::Error) -> VerifierRejection {
+    let lines: Vec<&str> = log.lines().map(str::trim_end).collect();
+    let reason = lines.iter().rev().find(|l| !is_epilogue(l)).map(|l| l.to_string()).unwrap_or_else(|| errno.to_string());
+    // Instruction lines look like `12: (7b) *(u64 *)(r10 -520) = r1`.
+    let slot = lines.iter().rev().find_map(|l| {
+        let (n, rest) = l.split_once(": (")?;
+        let _ = rest;
+        n.trim().parse::<usize>().ok()
+    });
+    let loc = slot.and_then(|s| asm.loc_of_slot(s).cloned());
+    let insn_text = slot.and_then(|s| asm.insn_at_slot(s)).map(|i| format_insn(&asm.insns()[i], Syntax::Llvm));
+    VerifierRejection { reason, slot, loc, insn_text, log: log.to_string(), errno }
+}
