@@ -300,7 +300,7 @@ pub fn slots_to_bytes(slots: &[RawInsn]) -> Vec<u8> {
 
 /// Split bytes into slots; the length must be a multiple of 8.
 pub fn bytes_to_slots(bytes: &[u8]) -> Result<Vec<RawInsn>, DecodeError> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(DecodeError {
             slot: bytes.len() / 8,
             raw: 0,

@@ -96,6 +96,23 @@ impl Program {
         self
     }
 
+    /// The uBPF / bpf_conformance convention: a jump to `exit` where no label of that name
+    /// exists targets the program's first `exit` instruction. Defines that label.
+    pub(crate) fn define_exit_label_if_used(&mut self) {
+        let defined = self.items.iter().any(|i| matches!(i, Item::Label { name, .. } if name == "exit"));
+        let used = self.insns().any(|i| matches!(i.target(), Some(Target::Label(l)) if l == "exit"));
+        if defined || !used {
+            return;
+        }
+        if let Some(pos) = self.items.iter().position(|i| matches!(i, Item::Insn { insn: Insn::Exit, .. })) {
+            let loc = match &self.items[pos] {
+                Item::Insn { loc, .. } => loc.clone(),
+                Item::Label { .. } => None,
+            };
+            self.items.insert(pos, Item::Label { name: "exit".into(), loc });
+        }
+    }
+
     pub fn items(&self) -> &[Item] {
         &self.items
     }
@@ -113,13 +130,9 @@ impl Program {
     }
 
     /// Resolve labels to relative offsets and number the slots.
-    ///
-    /// A jump to `exit` where no label of that name exists targets the first `exit`
-    /// instruction (the convention of the uBPF / bpf_conformance assembler).
     pub fn assemble(&self) -> Result<Assembled, AssembleError> {
         let mut labels: HashMap<&str, (usize, &Option<SourceLoc>)> = HashMap::new();
         let mut slot = 0usize;
-        let mut first_exit = None;
         let mut n_insns = 0;
         for item in &self.items {
             match item {
@@ -134,9 +147,6 @@ impl Program {
                     labels.insert(name, (slot, loc));
                 }
                 Item::Insn { insn, .. } => {
-                    if first_exit.is_none() && *insn == Insn::Exit {
-                        first_exit = Some(slot);
-                    }
                     slot += insn.slots();
                     n_insns += 1;
                 }
@@ -155,7 +165,6 @@ impl Program {
                 if let Target::Label(name) = target {
                     let dest = match labels.get(name.as_str()) {
                         Some((s, _)) => *s,
-                        None if name == "exit" && first_exit.is_some() => first_exit.unwrap_or_default(),
                         None => return Err(AssembleError::UndefinedLabel { name: name.clone(), loc: loc.clone() }),
                     };
                     let distance = dest as i64 - (slot as i64 + 1);

@@ -199,7 +199,7 @@ impl<'a, 'h> Cursor<'a, 'h> {
         let start = self.pos;
         match self.hole(kind)? {
             None => Ok(None),
-            Some(HoleValue::Int(v)) => Ok(Some(v as i128)),
+            Some(HoleValue::Int(v)) => Ok(Some(v)),
             Some(HoleValue::Map(_)) => self.err_at(start, "a map handle cannot be used as a number"),
         }
     }

@@ -6,7 +6,8 @@
 //! instruction in either dialect, chosen per statement: the mnemonic dialect
 //! ([`mnemonic`]) or the LLVM / verifier-log dialect ([`llvm`]). Comments start
 //! with `#`, `//` or (outside `bpf_asm!`) `;`. Errors carry line and column and
-//! say what was expected.
+//! say what was expected. As in the uBPF / bpf_conformance assembler, a jump to
+//! `exit` where no label `exit` is defined targets the program's first `exit`.
 
 mod lexer;
 pub mod llvm;
@@ -211,6 +212,7 @@ pub fn parse_program_with(text: &str, opts: &ParseOptions) -> Result<Program, Pa
         })?;
         push_statement(&mut prog, parsed, &opts.origin, line_no, |b| column_of(raw_line, b));
     }
+    prog.define_exit_label_if_used();
     Ok(prog)
 }
 
@@ -249,6 +251,7 @@ pub fn parse_macro(file: &'static str, stmts: &[MacroStatement], holes: &[HoleVa
         })?;
         push_statement(&mut prog, parsed, &origin, st.line, |b| st.column + column_of(st.text, b) - 1);
     }
+    prog.define_exit_label_if_used();
     Ok(prog)
 }
 

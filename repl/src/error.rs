@@ -1,0 +1,117 @@
+//! The error type every subcommand returns, and how it is shown to the user.
+//!
+//! `Display` gives the message that `main` prints after `error: `; library errors
+//! that carry a position (parse errors, assemble errors, encode errors with the
+//! instruction's source location, decode errors with the slot) keep it.
+
+use std::fmt;
+
+use bpfkit::insn::{AssembleError, DecodeError, EncodeError, ParseError, SourceLoc};
+
+use crate::hex::HexError;
+
+/// Why a subcommand failed.
+#[derive(Debug)]
+pub enum CliError {
+    /// An input file (or stdin) could not be read.
+    Read {
+        origin: String,
+        source: std::io::Error,
+    },
+    /// The output could not be written.
+    Write {
+        target: String,
+        source: std::io::Error,
+    },
+    /// Text was expected but the input is not UTF-8.
+    NotText { origin: String, hint: &'static str },
+    /// Program text has a syntax error.
+    Parse(ParseError),
+    /// Labels could not be resolved; `snippet` is the offending line with a caret, when known.
+    Assemble {
+        source: AssembleError,
+        snippet: Option<String>,
+    },
+    /// An instruction could not be encoded (e.g. a map referenced by name).
+    Encode {
+        loc: Option<SourceLoc>,
+        source: EncodeError,
+        snippet: Option<String>,
+    },
+    /// Hex text is malformed.
+    Hex { origin: String, source: HexError },
+    /// The input length is not a whole number of 8-byte slots.
+    Truncated { origin: String, len: usize },
+    /// Bytes do not decode to instructions.
+    Decode { origin: String, source: DecodeError },
+}
+
+impl CliError {
+    /// The process exit status for this error (2 is left to usage errors).
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+
+    pub fn write(target: &OutputName, source: std::io::Error) -> Self {
+        CliError::Write {
+            target: target.0.clone(),
+            source,
+        }
+    }
+}
+
+/// The name of an output, for error messages: a path or `<stdout>`.
+#[derive(Debug, Clone)]
+pub struct OutputName(pub String);
+
+impl OutputName {
+    pub fn stdout() -> Self {
+        OutputName("<stdout>".into())
+    }
+    pub fn path(p: &std::path::Path) -> Self {
+        OutputName(p.display().to_string())
+    }
+}
+
+/// The line `loc` points at in `text`, with a caret under its column, formatted as
+/// [`bpfkit::insn::ParseError::render`] does (`\n  | line\n  |    ^`).
+pub fn snippet(text: &str, loc: &SourceLoc) -> Option<String> {
+    let line = text
+        .lines()
+        .nth(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+    let pad: String = line
+        .chars()
+        .take(loc.column.saturating_sub(1) as usize)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    Some(format!("\n  | {line}\n  | {pad}^"))
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Read { origin, source } => write!(f, "cannot read {origin}: {source}"),
+            CliError::Write { target, source } => write!(f, "cannot write {target}: {source}"),
+            CliError::NotText { origin, hint } => write!(f, "{origin}: not UTF-8 text ({hint})"),
+            CliError::Parse(e) => f.write_str(&e.render()),
+            CliError::Assemble { source, snippet } => write!(f, "{source}{}", snippet.as_deref().unwrap_or_default()),
+            CliError::Encode { loc: Some(loc), source, snippet } => {
+                write!(f, "{loc}: {source}{}", snippet.as_deref().unwrap_or_default())
+            }
+            CliError::Encode { loc: None, source, .. } => write!(f, "{source}"),
+            CliError::Hex { origin, source } => write!(f, "{origin}:{source}"),
+            CliError::Truncated { origin, len } => write!(
+                f,
+                "{origin}: truncated program: {len} bytes is not a whole number of 8-byte instruction slots \
+                 ({} whole slot{} and {} byte{} left over)",
+                len / 8,
+                if len / 8 == 1 { "" } else { "s" },
+                len % 8,
+                if len % 8 == 1 { "" } else { "s" },
+            ),
+            CliError::Decode { origin, source } => write!(f, "{origin}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
