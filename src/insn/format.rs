@@ -289,8 +289,7 @@ fn format_mnemonic(insn: &Insn) -> String {
         Insn::MovSx { width, dst, src, from } => {
             format!("movsx{}{} {dst}, {src}", from.bits(), if *width == Width::W32 { 32 } else { 64 })
         }
-        // The mnemonic dialect has no arena cast; the LLVM form parses in either.
-        Insn::AddrSpaceCast { .. } => format_llvm(insn),
+        Insn::AddrSpaceCast { dst, src, dst_as, src_as } => format!("addr_space_cast {dst}, {src}, {dst_as}, {src_as}"),
         Insn::Endian { order, bits, dst } => {
             let name = match order {
                 ByteOrder::ToLe => "le",

@@ -138,6 +138,15 @@ pub(crate) fn parse(c: &mut Cursor, m: &str, m_pos: usize) -> PResult<Insn> {
         "callx" => Insn::Call(Call::Reg(c.reg()?)),
         "lock" => parse_lock(c)?,
         "neg" | "neg32" => Insn::Neg { width: split_width(m).1, dst: c.reg()? },
+        "addr_space_cast" => {
+            let dst = c.reg()?;
+            c.comma()?;
+            let src = c.reg()?;
+            c.comma()?;
+            let dst_as = address_space(c)?;
+            c.comma()?;
+            Insn::AddrSpaceCast { dst, src, dst_as, src_as: address_space(c)? }
+        }
         _ => {
             if let Some(insn) = parse_sized(c, m)? {
                 insn
@@ -251,6 +260,12 @@ fn parse_sized(c: &mut Cursor, m: &str) -> PResult<Option<Insn>> {
         return Ok(Some(Insn::LoadInd { size, src, imm: c.imm32()? }));
     }
     Ok(None)
+}
+
+fn address_space(c: &mut Cursor) -> PResult<u16> {
+    let at = c.pos;
+    let v = c.imm32()?;
+    u16::try_from(v).or_else(|_| c.err_at(at, "an address space is 0…65535"))
 }
 
 /// `lock [fetch] OP[32] [rD+off], rS`.
