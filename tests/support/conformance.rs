@@ -19,14 +19,14 @@ pub struct DataFile {
     pub error: Option<String>,
 }
 
-/// The conformance directory: `BPFKIT_CONFORMANCE_DIR`, else `../shared/conformance` next to the repo.
+/// The conformance directory: `BPFKIT_CONFORMANCE_DIR`, else the copy kept in the repo
+/// (tests/fixtures/conformance, from the project's shared/conformance snapshot; MIT, see its LICENSE).
 pub fn conformance_dir() -> Option<PathBuf> {
     if let Ok(d) = std::env::var("BPFKIT_CONFORMANCE_DIR") {
         return Some(PathBuf::from(d));
     }
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [here.join("../shared/conformance"), here.join("shared/conformance")];
-    candidates.into_iter().find(|p| p.join("tests").is_dir())
+    let vendored = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance");
+    vendored.join("tests").is_dir().then_some(vendored)
 }
 
 pub fn parse_number(s: &str) -> Option<u64> {
