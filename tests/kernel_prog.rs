@@ -81,28 +81,3 @@ fn verifier_rejection_names_the_macro_source_line() {
     assert!(msg.contains(&format!("kernel_prog.rs:{line}:")), "{msg}");
     println!("{msg}");
 }
-
-#[test]
-fn ten_thousand_load_run_drop_cycles_leak_no_fds() {
-    if !support::kernel_or_skip("fd hygiene") {
-        return;
-    }
-    let asm = bpf_asm! {
-        stw [r10-4], 0
-        lddw r1, map[m]
-        mov r2, r10
-        add r2, -4
-        call bpf_map_lookup_elem
-        mov r0, 2
-        exit
-    }
-    .assemble()
-    .unwrap();
-    let before = bpfkit::sys::open_fd_count().unwrap();
-    for _ in 0..10_000 {
-        let map = Map::create(MapSpec::new("m", MapType::Array, 4, 8, 1)).unwrap();
-        let prog = Program::load(&asm, &[&map], &LoadOptions::new("cycle", ProgType::Xdp)).unwrap();
-        assert_eq!(prog.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 2);
-    }
-    assert_eq!(bpfkit::sys::open_fd_count().unwrap(), before);
-}
