@@ -431,6 +431,61 @@ proptest! {
     fn grammar_never_panics_on_near_misses(text in mutated_text()) {
         check_grammar(&text)?;
     }
+
+    /// Line splitting, blank-line and comment skipping: in text with blank lines (including
+    /// Unicode whitespace), comments, indentation and `\n` / `\r\n` endings, every instruction
+    /// is found, at its line in `str::lines` numbering and the column of its first character.
+    #[test]
+    fn source_locations_follow_str_lines(lines in prop::collection::vec(source_line(), 0..12), last_newline in any::<bool>()) {
+        // (An empty last line without a line ending is no line at all.)
+        let last_newline = last_newline || lines.last().is_some_and(|l| l.0.is_empty());
+        let mut text = String::new();
+        for (k, (line, ending, _)) in lines.iter().enumerate() {
+            text.push_str(line);
+            if k + 1 < lines.len() || last_newline {
+                text.push_str(ending);
+            }
+        }
+        let prog = parse_program(&text).map_err(|e| TestCaseError::fail(e.render()))?;
+        let got: Vec<(Insn, u32, u32)> = prog
+            .items()
+            .iter()
+            .filter_map(|item| match item {
+                Item::Insn { insn, loc: Some(loc) } => Some((insn.clone(), loc.line, loc.column)),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<(Insn, u32, u32)> = text
+            .lines()
+            .zip(&lines)
+            .enumerate()
+            .filter_map(|(k, (l, (_, _, insn)))| {
+                insn.clone().map(|i| (i, k as u32 + 1, (l.len() - l.trim_start().len()) as u32 + 1))
+            })
+            .collect();
+        prop_assert_eq!(text.lines().count(), lines.len());
+        prop_assert_eq!(got, expected, "{:?}", text);
+    }
+}
+
+/// One line for `source_locations_follow_str_lines`: its text, its line ending, and the
+/// instruction on it (if any).
+fn source_line() -> impl Strategy<Value = (String, &'static str, Option<Insn>)> {
+    let ending = prop_oneof![Just("\n"), Just("\r\n")];
+    let indent = "[ \t]{0,3}";
+    let line = prop_oneof![
+        // An instruction, possibly indented, possibly with a trailing comment.
+        3 => (indent, valid_insn(), any::<bool>(), prop::sample::select(vec!["", " # note", " // note", " ; note", "\t#"]))
+            .prop_map(|(ind, insn, llvm, comment)| {
+                let text = format_insn(&insn, if llvm { Syntax::Llvm } else { Syntax::Mnemonic });
+                (format!("{ind}{text}{comment}"), Some(insn))
+            }),
+        // Blank, including Unicode whitespace a statement may not start with but a blank line may hold.
+        1 => "[ \t\u{a0}\u{2003}\u{3000}\u{b}\u{c}]{0,4}".prop_map(|s| (s, None)),
+        // A comment line.
+        1 => (indent, prop::sample::select(vec!["#", "//", ";"]), "[ -~]{0,20}").prop_map(|(i, c, t)| (format!("{i}{c}{t}"), None)),
+    ];
+    (line, ending).prop_map(|((text, insn), ending)| (text, ending, insn))
 }
 
 /// A slot whose fields are biased towards what the decoder accepts.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::codec::{encode_into, slots_to_bytes, EncodeError, RawInsn};
+use super::codec::{encode_into, EncodeError, RawInsn};
 use super::model::*;
 
 /// Where an instruction came from: a `bpf_asm!` invocation, a REPL line, or a file.
@@ -281,7 +281,11 @@ impl Assembled {
 
     /// Encode to bytes (8 per slot).
     pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
-        Ok(slots_to_bytes(&self.encode()?))
+        let mut out = Vec::with_capacity(self.slots * 8);
+        for slot in self.encode()? {
+            out.extend_from_slice(&slot.to_bytes());
+        }
+        Ok(out)
     }
 }
 

@@ -2,8 +2,7 @@
 //! token recognisers are nom parsers, and the operand forms the dialects share
 //! (registers, numbers, offsets, jump targets, `ld_imm64` pseudo values, holes).
 
-use nom::bytes::complete::{take_while, take_while1};
-use nom::character::complete::{digit1, hex_digit1};
+use nom::error::{Error, ErrorKind};
 use nom::IResult;
 
 use super::{HoleKind, HoleValue, Holes};
@@ -18,24 +17,73 @@ pub(crate) struct StmtError {
 
 pub(crate) type PResult<T> = Result<T, StmtError>;
 
+// Tokens are ASCII, so the recognisers run over bytes (no UTF-8 decoding); a byte
+// offset where an ASCII token ends is always a char boundary of the `&str`.
+
+/// `s` with its first `n` bytes (an ASCII token) split off: `(rest, token)`.
+#[inline]
+fn split_ascii(s: &str, n: usize) -> (&str, &str) {
+    (&s[n..], &s[..n])
+}
+
+/// Byte classes of identifiers: bit 0 may start one (`[A-Za-z_.]`), bit 1 may continue one (`[A-Za-z0-9_.]`).
+static IDENT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphabetic() || b == b'_' || b == b'.' {
+            t[c] = 3;
+        } else if b.is_ascii_digit() {
+            t[c] = 2;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// An identifier, `[A-Za-z_.][A-Za-z0-9_.]*` (the hottest token: every mnemonic and register;
+/// a byte loop over a class table, with nom's signature).
+#[inline]
 fn ident_token(s: &str) -> IResult<&str, &str> {
-    let (rest, _) = take_while1(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '.')(s)?;
-    let (rest2, _) = take_while(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.')(rest)?;
-    Ok((rest2, &s[..s.len() - rest2.len()]))
+    let b = s.as_bytes();
+    if b.first().is_none_or(|&c| IDENT_CLASS[c as usize] & 1 == 0) {
+        return Err(nom::Err::Error(Error::new(s, ErrorKind::TakeWhile1)));
+    }
+    let mut n = 1;
+    while n < b.len() && IDENT_CLASS[b[n] as usize] & 2 != 0 {
+        n += 1;
+    }
+    Ok(split_ascii(s, n))
 }
 
 fn number_token(s: &str) -> IResult<&str, (u64, bool)> {
-    // Returns (magnitude, was_hex); overflow is reported by the caller.
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        let (rest, digits) = hex_digit1(h)?;
-        let v = u64::from_str_radix(digits, 16).unwrap_or(u64::MAX);
-        let v = if digits.trim_start_matches('0').len() > 16 { u64::MAX } else { v };
-        Ok((rest, (v, true)))
-    } else {
-        let (rest, digits) = digit1(s)?;
-        let v = digits.parse::<u64>().unwrap_or(u64::MAX);
-        Ok((rest, (v, false)))
+    // Returns (magnitude, was_hex); a magnitude beyond u64 saturates to u64::MAX, and
+    // the caller reports it as out of range. One pass: recognise and accumulate together.
+    let b = s.as_bytes();
+    let (radix, start) = if b.len() > 1 && b[0] == b'0' && (b[1] == b'x' || b[1] == b'X') { (16, 2) } else { (10, 0) };
+    let mut v: u64 = 0;
+    let mut overflow = false;
+    let mut n = start;
+    while let Some(&c) = b.get(n) {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' if radix == 16 => c - b'a' + 10,
+            b'A'..=b'F' if radix == 16 => c - b'A' + 10,
+            _ => break,
+        };
+        let (m, o1) = v.overflowing_mul(radix);
+        let (a, o2) = m.overflowing_add(d as u64);
+        overflow |= o1 | o2;
+        v = a;
+        n += 1;
     }
+    if n == start {
+        let kind = if radix == 16 { ErrorKind::HexDigit } else { ErrorKind::Digit };
+        return Err(nom::Err::Error(Error::new(&s[start..], kind)));
+    }
+    let (rest, _) = split_ascii(s, n);
+    Ok((rest, (if overflow { u64::MAX } else { v }, radix == 16)))
 }
 
 /// A cursor over one statement (no comments, no newlines).
@@ -96,12 +144,15 @@ impl<'a, 'h> Cursor<'a, 'h> {
         format!("`{tok}`")
     }
 
+    #[inline]
     pub fn ws(&mut self) {
-        let rest = self.rest();
-        let trimmed = rest.trim_start_matches([' ', '\t', '\r']);
-        self.pos += rest.len() - trimmed.len();
+        let b = self.src.as_bytes();
+        while let Some(b' ' | b'\t' | b'\r') = b.get(self.pos) {
+            self.pos += 1;
+        }
     }
 
+    #[inline]
     pub fn at_end(&mut self) -> bool {
         self.ws();
         self.pos >= self.src.len()
@@ -116,15 +167,17 @@ impl<'a, 'h> Cursor<'a, 'h> {
         }
     }
 
+    #[inline]
     pub fn peek_char(&mut self) -> Option<char> {
         self.ws();
         self.rest().chars().next()
     }
 
     /// Consume `s` (after whitespace) if it is next.
+    #[inline]
     pub fn eat(&mut self, s: &str) -> bool {
         self.ws();
-        if self.rest().starts_with(s) {
+        if self.src.as_bytes()[self.pos..].starts_with(s.as_bytes()) {
             self.pos += s.len();
             true
         } else {
@@ -132,6 +185,7 @@ impl<'a, 'h> Cursor<'a, 'h> {
         }
     }
 
+    #[inline]
     pub fn expect(&mut self, s: &str) -> PResult<()> {
         if self.eat(s) {
             Ok(())
@@ -152,6 +206,7 @@ impl<'a, 'h> Cursor<'a, 'h> {
         }
     }
 
+    #[inline]
     pub fn ident(&mut self) -> Option<&'a str> {
         self.ws();
         let rest = self.rest();
@@ -195,7 +250,12 @@ impl<'a, 'h> Cursor<'a, 'h> {
         }
     }
 
+    #[inline]
     fn hole_int(&mut self, kind: HoleKind) -> PResult<Option<i128>> {
+        self.ws();
+        if self.src.as_bytes().get(self.pos) != Some(&b'{') {
+            return Ok(None);
+        }
         let start = self.pos;
         match self.hole(kind)? {
             None => Ok(None),
@@ -209,15 +269,18 @@ impl<'a, 'h> Cursor<'a, 'h> {
         self.ws();
         let start = self.pos;
         let mut neg = false;
-        if self.eat("-") {
-            neg = true;
-        } else {
-            self.eat("+");
-        }
-        self.ws();
-        if let Some(v) = self.hole_int(kind)? {
-            let v = if neg { -v } else { v };
-            return Ok(Some((v, Num { neg: v < 0, mag: v.unsigned_abs() as u64, hex: false })));
+        // An unsigned literal (the common case) has no sign and is no hole.
+        if !matches!(self.src.as_bytes().get(start), Some(b'0'..=b'9')) {
+            if self.eat("-") {
+                neg = true;
+            } else {
+                self.eat("+");
+            }
+            self.ws();
+            if let Some(v) = self.hole_int(kind)? {
+                let v = if neg { -v } else { v };
+                return Ok(Some((v, Num { neg: v < 0, mag: v.unsigned_abs() as u64, hex: false })));
+            }
         }
         match number_token(self.rest()) {
             Ok((r, (mag, hex))) => {
@@ -293,9 +356,23 @@ impl<'a, 'h> Cursor<'a, 'h> {
 
     /// A register name: `r0`…`r10`, `%r0`, `fp`; with `allow_w`, also `w0`…`w10`.
     /// Returns the register and whether it was written as `wN`.
+    #[inline]
     pub fn try_reg(&mut self) -> PResult<Option<(Reg, bool)>> {
         self.ws();
         let start = self.pos;
+        // Fast path: `rN`/`wN` (N ≤ 9) or `r10`/`w10` not followed by an identifier character.
+        let b = &self.src.as_bytes()[start..];
+        let ident_cont = |c: Option<&u8>| matches!(c, Some(c) if c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.');
+        if let [p @ (b'r' | b'w'), d @ b'0'..=b'9', ..] = b {
+            if !ident_cont(b.get(2)) {
+                self.pos = start + 2;
+                return Ok(Some((Reg::ALL[(d - b'0') as usize], *p == b'w')));
+            }
+            if *d == b'1' && b.get(2) == Some(&b'0') && !ident_cont(b.get(3)) {
+                self.pos = start + 3;
+                return Ok(Some((Reg::R10, *p == b'w')));
+            }
+        }
         let pct = self.eat("%");
         let Some(id) = self.ident() else {
             self.pos = start;

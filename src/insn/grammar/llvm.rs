@@ -55,19 +55,27 @@ pub(crate) fn starts_llvm(c: &mut Cursor) -> bool {
         Some('*') => true,
         Some('%') => false,
         _ => match c.ident() {
-            Some("if" | "goto" | "store_release" | "ld_pseudo") => true,
-            Some("lock") => c.peek_char() == Some('*'),
-            Some(id) => {
-                let is_reg = (id.starts_with('r') || id.starts_with('w'))
-                    && id.len() > 1
-                    && id[1..].bytes().all(|b| b.is_ascii_digit());
-                is_reg && matches!(c.peek_char(), Some('=' | '+' | '-' | '*' | '/' | '%' | '|' | '&' | '^' | '<' | '>' | 's'))
-            }
+            Some(id) => ident_starts_llvm(c, id),
             None => false,
         },
     };
     c.pos = save;
     yes
+}
+
+/// [`starts_llvm`] for a statement whose first token is the identifier `id`, with the
+/// cursor just after it (the caller restores the cursor).
+pub(crate) fn ident_starts_llvm(c: &mut Cursor, id: &str) -> bool {
+    match id {
+        "if" | "goto" | "store_release" | "ld_pseudo" => true,
+        "lock" => c.peek_char() == Some('*'),
+        _ => {
+            let is_reg = (id.starts_with('r') || id.starts_with('w'))
+                && id.len() > 1
+                && id[1..].bytes().all(|b| b.is_ascii_digit());
+            is_reg && matches!(c.peek_char(), Some('=' | '+' | '-' | '*' | '/' | '%' | '|' | '&' | '^' | '<' | '>' | 's'))
+        }
+    }
 }
 
 fn type_size(c: &mut Cursor) -> PResult<(Size, bool)> {

@@ -148,7 +148,9 @@ pub(crate) fn parse(c: &mut Cursor, m: &str, m_pos: usize) -> PResult<Insn> {
             Insn::AddrSpaceCast { dst, src, dst_as, src_as: address_space(c)? }
         }
         _ => {
-            if let Some(insn) = parse_sized(c, m)? {
+            // Loads and stores all start with `l` or `s`.
+            let sized = if matches!(m.as_bytes()[0], b'l' | b's') { parse_sized(c, m)? } else { None };
+            if let Some(insn) = sized {
                 insn
             } else if let Some(insn) = parse_alu_jmp(c, m)? {
                 insn

@@ -92,10 +92,87 @@ pub struct Statement {
     pub insn: Option<(Insn, usize)>,
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// 8 bytes as a little-endian word (`chunk.len() == 8`).
+#[inline]
+fn word(chunk: &[u8]) -> u64 {
+    u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]])
+}
+
+/// The high bit of every byte of `x` equal to `c`, exact up to the first such byte (a
+/// borrow can flag bytes after it), so its trailing zeros locate the first match.
+#[inline]
+fn bytes_eq(x: u64, c: u8) -> u64 {
+    let y = x ^ (ONES * c as u64);
+    y.wrapping_sub(ONES) & !y & HIGH
+}
+
+/// [`str::lines`] (split at `\n`, a `\r` before it dropped), with a word-at-a-time newline
+/// search: program lines are short, where `memchr`'s set-up costs more than the search.
+struct Lines<'a>(&'a str);
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let text = self.0;
+        if text.is_empty() {
+            return None;
+        }
+        let b = text.as_bytes();
+        let mut i = 0;
+        let newline = loop {
+            match b.get(i..i + 8) {
+                Some(chunk) => {
+                    let m = bytes_eq(word(chunk), b'\n');
+                    if m != 0 {
+                        break Some(i + (m.trailing_zeros() / 8) as usize);
+                    }
+                    i += 8;
+                }
+                None => break b[i..].iter().position(|&c| c == b'\n').map(|p| i + p),
+            }
+        };
+        Some(match newline {
+            Some(n) => {
+                self.0 = &text[n + 1..];
+                let line = &text[..n];
+                line.strip_suffix('\r').unwrap_or(line)
+            }
+            None => {
+                self.0 = "";
+                text
+            }
+        })
+    }
+}
+
+/// Whether a statement is empty (only whitespace), as `s.trim_start().is_empty()`.
+#[inline]
+fn is_blank(s: &str) -> bool {
+    match s.bytes().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')) {
+        None => true,
+        Some(i) if s.as_bytes()[i] < 0x80 => false,
+        Some(i) => s[i..].trim_start().is_empty(),
+    }
+}
+
 /// Strip a comment (`#`, `//`, and `;` when `semicolon_comments`).
 pub fn strip_comment(line: &str, semicolon_comments: bool) -> &str {
     let b = line.as_bytes();
-    for i in 0..b.len() {
+    // Skip 8 bytes at a time while none of them can start a comment (most lines have none);
+    // the byte loop below decides from the first chunk that might.
+    let mut start = 0;
+    while let Some(chunk) = b.get(start..start + 8) {
+        let x = word(chunk);
+        if bytes_eq(x, b'#') | bytes_eq(x, b'/') | if semicolon_comments { bytes_eq(x, b';') } else { 0 } != 0 {
+            break;
+        }
+        start += 8;
+    }
+    for i in start..b.len() {
         match b[i] {
             b'#' => return &line[..i],
             b';' if semicolon_comments => return &line[..i],
@@ -114,32 +191,45 @@ pub fn parse_statement(text: &str, dialect: Dialect, holes: &Holes) -> Result<St
 fn parse_statement_inner(text: &str, dialect: Dialect, holes: &Holes) -> Result<Statement, StmtError> {
     let mut c = Cursor::new(text, holes);
     let mut labels = Vec::new();
+    // The statement's first identifier (if it is not a label) and the position after it:
+    // lexed once here, then used to choose the dialect and as the mnemonic.
+    let mut first = None;
     loop {
         if c.at_end() {
             return Ok(Statement { labels, insn: None });
         }
         let start = c.pos;
         if let Some(id) = c.ident() {
+            let after = c.pos;
             if c.eat(":") {
                 labels.push((id.to_owned(), start));
                 continue;
             }
+            first = Some((id, after));
         }
         c.pos = start;
         break;
     }
-    c.ws();
     let at = c.pos;
-    let is_llvm = llvm::starts_llvm(&mut c);
+    let is_llvm = match first {
+        Some((id, after)) => {
+            c.pos = after;
+            let yes = llvm::ident_starts_llvm(&mut c, id);
+            c.pos = at;
+            yes
+        }
+        None => llvm::starts_llvm(&mut c),
+    };
     let insn = if is_llvm {
         if dialect == Dialect::Mnemonic {
             return c.err("this is an LLVM-style instruction, but the mnemonic dialect was requested");
         }
         llvm::parse(&mut c)?
     } else {
-        let Some(m) = c.ident() else {
+        let Some((m, after)) = first else {
             return c.expected("an instruction or a label");
         };
+        c.pos = after;
         // `call`, `callx`, `exit`, `gotol`, `may_goto` read the same in both dialects.
         let shared = matches!(m, "call" | "callx" | "exit" | "gotol" | "may_goto");
         if dialect == Dialect::Llvm && !shared {
@@ -197,10 +287,10 @@ pub fn parse_program(text: &str) -> Result<Program, ParseError> {
 /// Parse program text with options.
 pub fn parse_program_with(text: &str, opts: &ParseOptions) -> Result<Program, ParseError> {
     let mut prog = Program::new();
-    for (i, raw_line) in text.lines().enumerate() {
+    for (i, raw_line) in Lines(text).enumerate() {
         let line_no = opts.first_line + i as u32;
         let stmt = strip_comment(raw_line, true);
-        if stmt.trim().is_empty() {
+        if is_blank(stmt) {
             continue;
         }
         let parsed = parse_statement_inner(stmt, opts.dialect, &Holes::None).map_err(|e| ParseError {
