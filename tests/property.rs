@@ -199,9 +199,6 @@ fn dialect_of(syntax: Syntax) -> Dialect {
     }
 }
 
-/// The dialect to read `insns` printed in `syntax` with.
-///
-
 /// Parse `text` in `dialect`, assemble, and return the instructions and the bytes.
 fn assemble_text(text: &str, dialect: Dialect) -> Result<(Vec<Insn>, Vec<u8>), String> {
     let prog = parse_program_with(text, &ParseOptions::new().dialect(dialect)).map_err(|e| e.render())?;
