@@ -17,11 +17,7 @@ fn assemble(f: &DataFile) -> Result<Vec<u8>, String> {
 
 #[test]
 fn conformance_programs_assemble_and_match_raw() {
-    let files = conformance::files("tests");
-    if files.is_empty() {
-        support::skip("conformance suite not found (set BPFKIT_CONFORMANCE_DIR)");
-        return;
-    }
+    let Some(files) = conformance::files_or_skip("tests") else { return };
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), Vec::new());
     for path in &files {
         let f = conformance::read(path).expect("readable .data file");
@@ -54,11 +50,7 @@ fn conformance_programs_assemble_and_match_raw() {
 
 #[test]
 fn negative_programs_are_rejected_with_a_clear_message() {
-    let files = conformance::files("negative");
-    if files.is_empty() {
-        support::skip("conformance suite not found (set BPFKIT_CONFORMANCE_DIR)");
-        return;
-    }
+    let Some(files) = conformance::files_or_skip("negative") else { return };
     let (mut rejected, mut not_assembler_errors, mut wrongly_accepted) = (0, Vec::new(), Vec::new());
     for path in &files {
         let f = conformance::read(path).expect("readable .data file");

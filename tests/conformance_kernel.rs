@@ -40,11 +40,7 @@ fn harness(body: Program, mem_len: usize) -> Program {
 
 #[test]
 fn conformance_programs_run_in_the_kernel() {
-    let files = conformance::files("tests");
-    if files.is_empty() {
-        support::skip("conformance suite not found (set BPFKIT_CONFORMANCE_DIR)");
-        return;
-    }
+    let Some(files) = conformance::files_or_skip("tests") else { return };
     if !support::kernel_or_skip("conformance in the kernel") {
         return;
     }

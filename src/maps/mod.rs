@@ -109,8 +109,8 @@ impl UpdateFlags {
 pub enum MapError {
     #[error(transparent)]
     Sys(#[from] SysError),
-    #[error("map \"{map}\": {what} is {got} bytes, the map's {which} size is {want}")]
-    WrongSize { map: String, what: &'static str, which: &'static str, got: usize, want: u32 },
+    #[error("map \"{map}\": {what} is {got} bytes, the map's {what} size is {want}")]
+    WrongSize { map: String, what: &'static str, got: usize, want: u32 },
 }
 
 /// A map owned by this process.
@@ -159,11 +159,11 @@ impl Map {
         MapRef::Fd(self.fd.as_raw_fd())
     }
 
-    fn check(&self, what: &'static str, which: &'static str, got: usize, want: u32) -> Result<(), MapError> {
+    fn check(&self, what: &'static str, got: usize, want: u32) -> Result<(), MapError> {
         if got == want as usize {
             Ok(())
         } else {
-            Err(MapError::WrongSize { map: self.spec.name.clone(), what, which, got, want })
+            Err(MapError::WrongSize { map: self.spec.name.clone(), what, got, want })
         }
     }
 
@@ -176,7 +176,7 @@ impl Map {
 
     /// Look up `key`; `None` if absent.
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        self.check("key", "key", key.len(), self.spec.key_size)?;
+        self.check("key", key.len(), self.spec.key_size)?;
         let mut value = vec![0u8; self.spec.value_size as usize];
         match self.elem_op(Cmd::MapLookupElem, "map_lookup_elem", key, sys::ptr(value.as_mut_ptr()), 0) {
             Ok(()) => Ok(Some(value)),
@@ -187,14 +187,14 @@ impl Map {
 
     /// Insert or replace `key` → `value`.
     pub fn update(&self, key: &[u8], value: &[u8], flags: UpdateFlags) -> Result<(), MapError> {
-        self.check("key", "key", key.len(), self.spec.key_size)?;
-        self.check("value", "value", value.len(), self.spec.value_size)?;
+        self.check("key", key.len(), self.spec.key_size)?;
+        self.check("value", value.len(), self.spec.value_size)?;
         Ok(self.elem_op(Cmd::MapUpdateElem, "map_update_elem", key, sys::ptr(value.as_ptr()), flags.raw())?)
     }
 
     /// Delete `key`; `false` if it was absent.
     pub fn delete(&self, key: &[u8]) -> Result<bool, MapError> {
-        self.check("key", "key", key.len(), self.spec.key_size)?;
+        self.check("key", key.len(), self.spec.key_size)?;
         match self.elem_op(Cmd::MapDeleteElem, "map_delete_elem", key, 0, 0) {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),

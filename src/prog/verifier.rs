@@ -55,8 +55,7 @@ pub fn explain(log: &str, asm: &Assembled, errno: io::Error) -> VerifierRejectio
     let reason = lines.iter().rev().find(|l| !is_epilogue(l)).map(|l| l.to_string()).unwrap_or_else(|| errno.to_string());
     // Instruction lines look like `12: (7b) *(u64 *)(r10 -520) = r1`.
     let slot = lines.iter().rev().find_map(|l| {
-        let (n, rest) = l.split_once(": (")?;
-        let _ = rest;
+        let (n, _) = l.split_once(": (")?;
         n.trim().parse::<usize>().ok()
     });
     let loc = slot.and_then(|s| asm.loc_of_slot(s).cloned());

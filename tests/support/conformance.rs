@@ -83,6 +83,16 @@ pub fn read(path: &Path) -> std::io::Result<DataFile> {
     Ok(f)
 }
 
+/// The `.data` files of a subdirectory, or `None` after a skip when the suite is missing.
+pub fn files_or_skip(sub: &str) -> Option<Vec<PathBuf>> {
+    let v = files(sub);
+    if v.is_empty() {
+        super::skip("conformance suite not found (set BPFKIT_CONFORMANCE_DIR)");
+        return None;
+    }
+    Some(v)
+}
+
 /// All `.data` files of a subdirectory, sorted.
 pub fn files(sub: &str) -> Vec<PathBuf> {
     let Some(dir) = conformance_dir() else { return Vec::new() };
