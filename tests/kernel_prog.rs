@@ -26,7 +26,7 @@ fn program_reads_a_map_and_sees_userspace_updates() {
     if !support::kernel_or_skip("map lookup from program") {
         return;
     }
-    let map = Map::create(MapSpec::new("answers", MapType::Array, 4, 8, 1)).unwrap();
+    let map = Map::create(&MapSpec::new("answers", MapType::Array, 4, 8, 1)).unwrap();
     let asm = bpf_asm! {
         stw [r10-4], 0
         lddw r1, map[answers]

@@ -1,68 +1,38 @@
-//! Maps: creation and element operations over the syscall funnel. A [`Map`] owns its fd
-//! (dropping it closes the fd) and knows its name, type and sizes so errors can name it.
+//! Maps: creation of every `bpf_map_type`, opening by pin or id, info, pinning, freezing, and the
+//! element, batch, per-CPU, typed and memory-mapped access in the submodules. A [`Map`] owns its
+//! fd (dropping it closes the fd) and knows its name, type and sizes so every error names it.
+
+mod batch;
+mod elem;
+mod mmap;
+mod ringbuf;
+mod typed;
+mod types;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use batch::{BatchEntries, BatchOptions};
+pub use elem::Keys;
+pub use mmap::MappedMap;
+pub use ringbuf::{RingBufReader, UserRingBufWriter};
+pub use typed::{PerCpu, Typed};
+pub(crate) use types::kernel_enum; // shared with prog::types
+pub use types::{MapFlags, MapType, UpdateFlags};
 
 use crate::insn::MapRef;
-use crate::sys::{self, Cmd, MapCreateAttr, MapElemAttr, SysError};
+use crate::sys::{self, Cmd, MapCreateAttr, MapInfoRaw, PinError, SysError};
 
-/// `enum bpf_map_type` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MapType {
-    Hash,
-    Array,
-    ProgArray,
-    PerfEventArray,
-    PercpuHash,
-    PercpuArray,
-    LruHash,
-    LpmTrie,
-    Queue,
-    Stack,
-    RingBuf,
-    BloomFilter,
+/// BTF type ids describing a map's key and value (needed for spin locks, timers, local storage).
+#[derive(Clone, Debug)]
+pub struct MapBtf {
+    pub btf_fd: Arc<OwnedFd>,
+    pub key_type_id: u32,
+    pub value_type_id: u32,
 }
 
-impl MapType {
-    /// The kernel's number for this type.
-    pub fn raw(self) -> u32 {
-        match self {
-            MapType::Hash => 1,
-            MapType::Array => 2,
-            MapType::ProgArray => 3,
-            MapType::PerfEventArray => 4,
-            MapType::PercpuHash => 5,
-            MapType::PercpuArray => 6,
-            MapType::LruHash => 9,
-            MapType::LpmTrie => 11,
-            MapType::Queue => 22,
-            MapType::Stack => 23,
-            MapType::RingBuf => 27,
-            MapType::BloomFilter => 30,
-        }
-    }
-
-    /// The name used in messages and the REPL (`hash`, `array`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            MapType::Hash => "hash",
-            MapType::Array => "array",
-            MapType::ProgArray => "prog_array",
-            MapType::PerfEventArray => "perf_event_array",
-            MapType::PercpuHash => "percpu_hash",
-            MapType::PercpuArray => "percpu_array",
-            MapType::LruHash => "lru_hash",
-            MapType::LpmTrie => "lpm_trie",
-            MapType::Queue => "queue",
-            MapType::Stack => "stack",
-            MapType::RingBuf => "ringbuf",
-            MapType::BloomFilter => "bloom_filter",
-        }
-    }
-}
-
-/// How to create a map.
+/// How to create a map. Build with [`MapSpec::new`] and the setters.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct MapSpec {
@@ -71,36 +41,67 @@ pub struct MapSpec {
     pub key_size: u32,
     pub value_size: u32,
     pub max_entries: u32,
-    pub flags: u32,
+    pub flags: MapFlags,
+    /// Bloom filter: number of hash functions; arena: the fixed user address.
+    pub map_extra: u64,
+    pub numa_node: Option<u32>,
+    /// Map-in-map: the inner map template.
+    pub inner_map: Option<Arc<OwnedFd>>,
+    pub btf: Option<MapBtf>,
+    /// struct_ops: the id of `bpf_struct_ops_<name>` in vmlinux (or module) BTF.
+    pub btf_vmlinux_value_type_id: u32,
+    /// Offload/XDP device maps: the device.
+    pub ifindex: u32,
 }
 
 impl MapSpec {
     pub fn new(name: impl Into<String>, map_type: MapType, key_size: u32, value_size: u32, max_entries: u32) -> Self {
-        MapSpec { name: name.into(), map_type, key_size, value_size, max_entries, flags: 0 }
+        MapSpec {
+            name: name.into(),
+            map_type,
+            key_size,
+            value_size,
+            max_entries,
+            flags: MapFlags::default(),
+            map_extra: 0,
+            numa_node: None,
+            inner_map: None,
+            btf: None,
+            btf_vmlinux_value_type_id: 0,
+            ifindex: 0,
+        }
     }
-    pub fn flags(mut self, flags: u32) -> Self {
+    pub fn flags(mut self, flags: MapFlags) -> Self {
         self.flags = flags;
         self
     }
-}
-
-/// Update flags (`BPF_ANY`, `BPF_NOEXIST`, `BPF_EXIST`, `BPF_F_LOCK`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpdateFlags {
-    Any,
-    NoExist,
-    Exist,
-    Lock,
-}
-
-impl UpdateFlags {
-    fn raw(self) -> u64 {
-        match self {
-            UpdateFlags::Any => 0,
-            UpdateFlags::NoExist => 1,
-            UpdateFlags::Exist => 2,
-            UpdateFlags::Lock => 4,
-        }
+    pub fn map_extra(mut self, extra: u64) -> Self {
+        self.map_extra = extra;
+        self
+    }
+    pub fn numa_node(mut self, node: u32) -> Self {
+        self.numa_node = Some(node);
+        self
+    }
+    /// Map-in-map: `inner` is the template every inner map must match.
+    pub fn inner_map(mut self, inner: &Map) -> Result<Self, MapError> {
+        let fd = inner.fd.try_clone().map_err(|source| SysError { op: format!("dup({})", inner.describe()), source })?;
+        self.inner_map = Some(Arc::new(fd));
+        Ok(self)
+    }
+    /// Key and value types from loaded BTF (`btf` is any fd of a BTF object).
+    pub fn btf(mut self, btf: impl AsFd, key_type_id: u32, value_type_id: u32) -> Result<Self, MapError> {
+        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError { op: format!("dup(btf for map \"{}\")", self.name), source })?;
+        self.btf = Some(MapBtf { btf_fd: Arc::new(fd), key_type_id, value_type_id });
+        Ok(self)
+    }
+    pub fn btf_vmlinux_value_type_id(mut self, id: u32) -> Self {
+        self.btf_vmlinux_value_type_id = id;
+        self
+    }
+    pub fn ifindex(mut self, ifindex: u32) -> Self {
+        self.ifindex = ifindex;
+        self
     }
 }
 
@@ -110,48 +111,203 @@ pub enum MapError {
     #[error(transparent)]
     Sys(#[from] SysError),
     #[error("map \"{map}\": {what} is {got} bytes, the map's {what} size is {want}")]
-    WrongSize { map: String, what: &'static str, got: usize, want: u32 },
+    WrongSize { map: String, what: &'static str, got: usize, want: usize },
+    #[error("map \"{map}\" ({map_type}): {message}")]
+    Unsupported { map: String, map_type: String, message: String },
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error("map \"{map}\": {size} bytes at index {index} are outside the mapping ({len} elements)")]
+    OutOfRange { map: String, index: usize, size: usize, len: usize },
+    #[error("map id {id} has type {raw}, which bpfkit does not know")]
+    UnknownType { id: u32, raw: u32 },
+    #[error("map \"{map}\": iteration did not finish after {steps} steps (the map changed faster than it could be walked)")]
+    IterationAborted { map: String, steps: usize },
 }
 
-/// A map owned by this process.
+/// What the kernel reports about a map (`struct bpf_map_info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MapInfo {
+    pub id: u32,
+    pub map_type: Option<MapType>,
+    pub raw_type: u32,
+    pub name: String,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: MapFlags,
+    pub map_extra: u64,
+    pub ifindex: u32,
+    pub btf_id: u32,
+    pub btf_key_type_id: u32,
+    pub btf_value_type_id: u32,
+    pub btf_vmlinux_value_type_id: u32,
+}
+
+impl MapInfo {
+    fn from_raw(raw: &MapInfoRaw) -> MapInfo {
+        MapInfo {
+            id: raw.id,
+            map_type: MapType::from_raw(raw.map_type),
+            raw_type: raw.map_type,
+            name: sys::c_name(&raw.name),
+            key_size: raw.key_size,
+            value_size: raw.value_size,
+            max_entries: raw.max_entries,
+            flags: MapFlags(raw.map_flags),
+            map_extra: raw.map_extra,
+            ifindex: raw.ifindex,
+            btf_id: raw.btf_id,
+            btf_key_type_id: raw.btf_key_type_id,
+            btf_value_type_id: raw.btf_value_type_id,
+            btf_vmlinux_value_type_id: raw.btf_vmlinux_value_type_id,
+        }
+    }
+}
+
+/// A map this process holds an fd of (created, opened by pin or by id).
 #[derive(Debug)]
 pub struct Map {
     fd: OwnedFd,
-    spec: MapSpec,
+    name: String,
+    map_type: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: MapFlags,
 }
 
 impl Map {
     /// Create a map in the kernel.
-    pub fn create(spec: MapSpec) -> Result<Map, MapError> {
+    pub fn create(spec: &MapSpec) -> Result<Map, MapError> {
         let mut attr = MapCreateAttr {
             map_type: spec.map_type.raw(),
             key_size: spec.key_size,
             value_size: spec.value_size,
             max_entries: spec.max_entries,
-            map_flags: spec.flags,
+            map_flags: spec.flags.0,
             map_name: sys::name16(&spec.name),
+            map_extra: spec.map_extra,
+            btf_vmlinux_value_type_id: spec.btf_vmlinux_value_type_id,
+            map_ifindex: spec.ifindex,
             ..Default::default()
         };
+        if let Some(node) = spec.numa_node {
+            attr.numa_node = node;
+            attr.map_flags |= MapFlags::NUMA_NODE.0;
+        }
+        if let Some(inner) = &spec.inner_map {
+            attr.inner_map_fd = inner.as_raw_fd() as u32;
+        }
+        if let Some(btf) = &spec.btf {
+            attr.btf_fd = btf.btf_fd.as_raw_fd() as u32;
+            attr.btf_key_type_id = btf.key_type_id;
+            attr.btf_value_type_id = btf.value_type_id;
+        }
         let fd = sys::bpf_fd(Cmd::MapCreate, &mut attr).map_err(|source| SysError {
             op: format!(
-                "map_create({} \"{}\", key {}, value {}, max_entries {})",
-                spec.map_type.name(),
+                "map_create({} \"{}\", key {}, value {}, max_entries {}{})",
+                spec.map_type,
                 spec.name,
                 spec.key_size,
                 spec.value_size,
-                spec.max_entries
+                spec.max_entries,
+                if spec.flags.0 != 0 { format!(", flags {:#x}", spec.flags.0) } else { String::new() }
             ),
             source,
         })?;
-        Ok(Map { fd, spec })
+        Ok(Map {
+            fd,
+            name: spec.name.clone(),
+            map_type: spec.map_type,
+            key_size: spec.key_size,
+            value_size: spec.value_size,
+            max_entries: spec.max_entries,
+            flags: spec.flags,
+        })
     }
 
-    pub fn spec(&self) -> &MapSpec {
-        &self.spec
+    /// Adopt an fd of a map (e.g. from another library), reading its type and sizes from the kernel.
+    pub fn from_fd(fd: OwnedFd) -> Result<Map, MapError> {
+        let raw: MapInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {})
+            .map_err(|source| SysError { op: format!("obj_get_info_by_fd(map fd {})", fd.as_raw_fd()), source })?;
+        let info = MapInfo::from_raw(&raw);
+        let map_type = info.map_type.ok_or(MapError::UnknownType { id: info.id, raw: info.raw_type })?;
+        Ok(Map {
+            fd,
+            name: info.name,
+            map_type,
+            key_size: info.key_size,
+            value_size: info.value_size,
+            max_entries: info.max_entries,
+            flags: info.flags,
+        })
+    }
+
+    /// Open the map pinned at `path`.
+    pub fn from_pin(path: impl AsRef<Path>) -> Result<Map, MapError> {
+        Map::from_fd(sys::obj_get(path.as_ref())?)
+    }
+
+    /// Open the map with kernel id `id`.
+    pub fn from_id(id: u32) -> Result<Map, MapError> {
+        let fd = sys::fd_by_id(Cmd::MapGetFdById, id).map_err(|source| SysError { op: format!("map_get_fd_by_id({id})"), source })?;
+        Map::from_fd(fd)
+    }
+
+    /// Ids of every map loaded in the kernel.
+    pub fn all_ids() -> Result<Vec<u32>, MapError> {
+        Ok(sys::all_ids(Cmd::MapGetNextId).map_err(|source| SysError { op: "map_get_next_id".into(), source })?)
+    }
+
+    /// What the kernel reports about this map.
+    pub fn info(&self) -> Result<MapInfo, MapError> {
+        let raw: MapInfoRaw = sys::info_by_fd(self.fd.as_fd(), |_| {})
+            .map_err(|source| SysError { op: format!("obj_get_info_by_fd({})", self.describe()), source })?;
+        Ok(MapInfo::from_raw(&raw))
+    }
+
+    /// Pin this map at `path` on a bpffs. The pin outlives the process until [`Map::unpin`].
+    pub fn pin(&self, path: impl AsRef<Path>) -> Result<(), MapError> {
+        Ok(sys::obj_pin(self.fd.as_fd(), path.as_ref())?)
+    }
+
+    /// Remove the pin at `path`.
+    pub fn unpin(path: impl AsRef<Path>) -> Result<(), MapError> {
+        Ok(sys::unpin(path.as_ref())?)
+    }
+
+    /// Make the map read-only for user space (`BPF_MAP_FREEZE`); programs may still write it
+    /// unless created with `RDONLY_PROG`.
+    pub fn freeze(&self) -> Result<(), MapError> {
+        let mut attr = sys::MapElemAttr { map_fd: self.fd.as_raw_fd() as u32, ..Default::default() };
+        sys::bpf(Cmd::MapFreeze, &mut attr).map_err(|source| SysError { op: format!("map_freeze({})", self.describe()), source })?;
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.name
+    }
+    pub fn map_type(&self) -> MapType {
+        self.map_type
+    }
+    pub fn key_size(&self) -> u32 {
+        self.key_size
+    }
+    /// The value size the map was created with (per CPU, for per-CPU maps).
+    pub fn value_size(&self) -> u32 {
+        self.value_size
+    }
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+    pub fn flags(&self) -> MapFlags {
+        self.flags
+    }
+
+    /// `hash "counts"`: how errors name this map.
+    pub fn describe(&self) -> String {
+        format!("{} \"{}\"", self.map_type, self.name)
     }
 
     /// This map as an `ld_imm64` operand (`BPF_PSEUDO_MAP_FD`).
@@ -159,47 +315,12 @@ impl Map {
         MapRef::Fd(self.fd.as_raw_fd())
     }
 
-    fn check(&self, what: &'static str, got: usize, want: u32) -> Result<(), MapError> {
-        if got == want as usize {
-            Ok(())
-        } else {
-            Err(MapError::WrongSize { map: self.spec.name.clone(), what, got, want })
-        }
+    fn unsupported(&self, message: impl Into<String>) -> MapError {
+        MapError::Unsupported { map: self.name.clone(), map_type: self.map_type.to_string(), message: message.into() }
     }
 
-    fn elem_op(&self, cmd: Cmd, op: &str, key: &[u8], value: u64, flags: u64) -> Result<(), SysError> {
-        let mut attr = MapElemAttr { map_fd: self.fd.as_raw_fd() as u32, key: sys::ptr(key.as_ptr()), value, flags, ..Default::default() };
-        sys::bpf(cmd, &mut attr)
-            .map(|_| ())
-            .map_err(|source| SysError { op: format!("{op}({} \"{}\")", self.spec.map_type.name(), self.spec.name), source })
-    }
-
-    /// Look up `key`; `None` if absent.
-    pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        self.check("key", key.len(), self.spec.key_size)?;
-        let mut value = vec![0u8; self.spec.value_size as usize];
-        match self.elem_op(Cmd::MapLookupElem, "map_lookup_elem", key, sys::ptr(value.as_mut_ptr()), 0) {
-            Ok(()) => Ok(Some(value)),
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Insert or replace `key` → `value`.
-    pub fn update(&self, key: &[u8], value: &[u8], flags: UpdateFlags) -> Result<(), MapError> {
-        self.check("key", key.len(), self.spec.key_size)?;
-        self.check("value", value.len(), self.spec.value_size)?;
-        Ok(self.elem_op(Cmd::MapUpdateElem, "map_update_elem", key, sys::ptr(value.as_ptr()), flags.raw())?)
-    }
-
-    /// Delete `key`; `false` if it was absent.
-    pub fn delete(&self, key: &[u8]) -> Result<bool, MapError> {
-        self.check("key", key.len(), self.spec.key_size)?;
-        match self.elem_op(Cmd::MapDeleteElem, "map_delete_elem", key, 0, 0) {
-            Ok(()) => Ok(true),
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+    fn sys_err(&self, cmd: Cmd, source: std::io::Error) -> MapError {
+        MapError::Sys(SysError { op: format!("{}({})", cmd.name(), self.describe()), source })
     }
 }
 

@@ -1,79 +1,66 @@
-//! Programs: loading an assembled program into the kernel (map names bound to fds, the
-//! verifier log captured and explained against the source lines), and PROG_TEST_RUN.
+//! Programs: loading an assembled program into the kernel as any program type (map names bound
+//! to fds, the verifier log captured, grown and explained against the source lines). Info, ids
+//! and pins live in `info.rs`, PROG_TEST_RUN in `test_run.rs`.
 
+mod info;
+mod test_run;
+mod types;
 mod verifier;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+pub use info::{ProgInfo, RunStats};
+pub use test_run::{TestRun, TestRunResult};
+pub use types::{AttachType, ProgFlags, ProgType};
 pub use verifier::{explain, VerifierRejection};
 
 use crate::insn::{Assembled, EncodeError, Imm64, Insn, MapRef};
 use crate::maps::Map;
-use crate::sys::{self, Cmd, ProgLoadAttr, SysError, TestRunAttr};
+use crate::sys::{self, Cmd, ProgLoadAttr, SysError};
 
-/// `enum bpf_prog_type` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ProgType {
-    SocketFilter,
-    Kprobe,
-    SchedCls,
-    SchedAct,
-    Tracepoint,
-    Xdp,
-    PerfEvent,
-    CgroupSkb,
-    RawTracepoint,
-    Syscall,
-}
-
-impl ProgType {
-    pub fn raw(self) -> u32 {
-        match self {
-            ProgType::SocketFilter => 1,
-            ProgType::Kprobe => 2,
-            ProgType::SchedCls => 3,
-            ProgType::SchedAct => 4,
-            ProgType::Tracepoint => 5,
-            ProgType::Xdp => 6,
-            ProgType::PerfEvent => 7,
-            ProgType::CgroupSkb => 8,
-            ProgType::RawTracepoint => 17,
-            ProgType::Syscall => 31,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ProgType::SocketFilter => "socket_filter",
-            ProgType::Kprobe => "kprobe",
-            ProgType::SchedCls => "sched_cls",
-            ProgType::SchedAct => "sched_act",
-            ProgType::Tracepoint => "tracepoint",
-            ProgType::Xdp => "xdp",
-            ProgType::PerfEvent => "perf_event",
-            ProgType::CgroupSkb => "cgroup_skb",
-            ProgType::RawTracepoint => "raw_tracepoint",
-            ProgType::Syscall => "syscall",
-        }
-    }
-}
-
-/// How to load a program.
+/// How to load a program. Build with [`LoadOptions::new`] and the setters.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LoadOptions {
     pub name: String,
     pub prog_type: ProgType,
     pub license: String,
-    /// 0: log only on failure (retried at level 1 to get the reason); 1, 2: verbose.
+    /// 0: log only on failure (retried at level 1 to get the reason); 1: verbose; 2: per-insn
+    /// state; 4: statistics only. Levels combine as bits, as the kernel takes them.
     pub log_level: u32,
+    /// Initial verifier log buffer size (grown ×4 on ENOSPC up to 16 MiB).
+    pub log_size: usize,
+    pub expected_attach_type: Option<AttachType>,
+    /// BTF id of the attach target (tracing, LSM, struct_ops, ext).
+    pub attach_btf_id: u32,
+    /// BTF object the attach id is in (0: vmlinux) — `attach_btf_obj_fd`.
+    pub attach_btf_obj_fd: Option<std::sync::Arc<OwnedFd>>,
+    /// Program to attach to (freplace/ext, fentry on a BPF program) — `attach_prog_fd`.
+    pub attach_prog_fd: Option<std::sync::Arc<OwnedFd>>,
+    pub flags: ProgFlags,
+    /// `kern_version` (only checked for kprobes by kernels before 5.0).
+    pub kern_version: u32,
+    /// Device for offloaded or device-bound XDP programs.
+    pub ifindex: u32,
 }
 
 impl LoadOptions {
     pub fn new(name: impl Into<String>, prog_type: ProgType) -> Self {
-        LoadOptions { name: name.into(), prog_type, license: "GPL".into(), log_level: 0 }
+        LoadOptions {
+            name: name.into(),
+            prog_type,
+            license: "GPL".into(),
+            log_level: 0,
+            log_size: LOG_START,
+            expected_attach_type: None,
+            attach_btf_id: 0,
+            attach_btf_obj_fd: None,
+            attach_prog_fd: None,
+            flags: ProgFlags::default(),
+            kern_version: 0,
+            ifindex: 0,
+        }
     }
     pub fn license(mut self, l: impl Into<String>) -> Self {
         self.license = l.into();
@@ -82,6 +69,46 @@ impl LoadOptions {
     pub fn log_level(mut self, l: u32) -> Self {
         self.log_level = l;
         self
+    }
+    pub fn log_size(mut self, bytes: usize) -> Self {
+        self.log_size = bytes.clamp(128, LOG_MAX);
+        self
+    }
+    pub fn expected_attach_type(mut self, t: AttachType) -> Self {
+        self.expected_attach_type = Some(t);
+        self
+    }
+    pub fn attach_btf_id(mut self, id: u32) -> Self {
+        self.attach_btf_id = id;
+        self
+    }
+    /// The BTF object (e.g. a module's) holding `attach_btf_id`.
+    pub fn attach_btf_obj(mut self, btf: impl AsFd) -> Result<Self, SysError> {
+        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError { op: format!("dup(attach btf of \"{}\")", self.name), source })?;
+        self.attach_btf_obj_fd = Some(std::sync::Arc::new(fd));
+        Ok(self)
+    }
+    /// The BPF program this one attaches to (freplace, fentry/fexit on BPF).
+    pub fn attach_prog(mut self, prog: impl AsFd) -> Result<Self, SysError> {
+        let fd = prog.as_fd().try_clone_to_owned().map_err(|source| SysError { op: format!("dup(attach prog of \"{}\")", self.name), source })?;
+        self.attach_prog_fd = Some(std::sync::Arc::new(fd));
+        Ok(self)
+    }
+    pub fn flags(mut self, f: ProgFlags) -> Self {
+        self.flags = f;
+        self
+    }
+    pub fn kern_version(mut self, v: u32) -> Self {
+        self.kern_version = v;
+        self
+    }
+    pub fn ifindex(mut self, ifindex: u32) -> Self {
+        self.ifindex = ifindex;
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!("prog_load({} \"{}\")", self.prog_type, self.name)
     }
 }
 
@@ -96,6 +123,12 @@ pub enum LoadError {
     Verifier { prog: String, rejection: VerifierRejection },
     #[error(transparent)]
     Sys(#[from] SysError),
+    #[error(transparent)]
+    Pin(#[from] sys::PinError),
+    #[error("program id {id} has type {raw}, which bpfkit does not know")]
+    UnknownType { id: u32, raw: u32 },
+    #[error("program \"{prog}\": the kernel's xlated instructions do not decode: {message}")]
+    Xlated { prog: String, message: String },
 }
 
 /// A loaded program; dropping it closes its fd.
@@ -124,11 +157,14 @@ impl Program {
                 }
             }
         }
+        let uses_fd_array = insns.iter().any(|i| matches!(i, Insn::LdImm64 { value: Imm64::MapIdx(_) | Imm64::MapIdxValue { .. }, .. }));
+        // `map_idx[N]` operands index the load's fd_array: the maps passed in, in order.
+        let fd_array: Vec<i32> = if uses_fd_array { maps.iter().map(|m| m.as_fd().as_raw_fd()).collect() } else { Vec::new() };
         let bound = Assembled::from_insns(insns);
         let slots = bound.encode().map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
         let license = std::ffi::CString::new(opts.license.replace('\0', "")).unwrap_or_default();
         let mut log_level = opts.log_level;
-        let mut log = vec![0u8; if log_level > 0 { LOG_START } else { 0 }];
+        let mut log = vec![0u8; if log_level > 0 { opts.log_size } else { 0 }];
         loop {
             let mut attr = ProgLoadAttr {
                 prog_type: opts.prog_type.raw(),
@@ -139,6 +175,18 @@ impl Program {
                 log_size: log.len() as u32,
                 log_buf: if log.is_empty() { 0 } else { sys::ptr(log.as_mut_ptr()) },
                 prog_name: sys::name16(&opts.name),
+                expected_attach_type: opts.expected_attach_type.map(AttachType::raw).unwrap_or(0),
+                attach_btf_id: opts.attach_btf_id,
+                attach_prog_fd: opts
+                    .attach_prog_fd
+                    .as_ref()
+                    .or(opts.attach_btf_obj_fd.as_ref())
+                    .map(|fd| fd.as_raw_fd() as u32)
+                    .unwrap_or(0),
+                prog_flags: opts.flags.0,
+                kern_version: opts.kern_version,
+                prog_ifindex: opts.ifindex,
+                fd_array: if fd_array.is_empty() { 0 } else { sys::ptr(fd_array.as_ptr()) },
                 ..Default::default()
             };
             match sys::bpf_fd(Cmd::ProgLoad, &mut attr) {
@@ -153,17 +201,17 @@ impl Program {
                 Err(e) if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) => {
                     if log_level == 0 {
                         log_level = 1;
-                        log = vec![0u8; LOG_START];
+                        log = vec![0u8; opts.log_size];
                         continue;
                     }
                     let text = log_text(&log);
                     if text.trim().is_empty() {
-                        return Err(SysError { op: format!("prog_load({} \"{}\")", opts.prog_type.name(), opts.name), source: e }.into());
+                        return Err(SysError { op: opts.describe(), source: e }.into());
                     }
                     return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: explain(&text, asm, e) });
                 }
                 Err(source) => {
-                    return Err(SysError { op: format!("prog_load({} \"{}\")", opts.prog_type.name(), opts.name), source }.into());
+                    return Err(SysError { op: opts.describe(), source }.into());
                 }
             }
         }
@@ -177,23 +225,11 @@ impl Program {
         self.prog_type
     }
 
-    /// Run the program once (or `repeat` times) on `data` with PROG_TEST_RUN.
-    pub fn test_run(&self, run: &TestRun) -> Result<TestRunResult, SysError> {
-        let mut data_out = vec![0u8; run.data.len() + run.data_out_extra];
-        let mut attr = TestRunAttr {
-            prog_fd: self.fd.as_raw_fd() as u32,
-            data_size_in: run.data.len() as u32,
-            data_size_out: data_out.len() as u32,
-            data_in: if run.data.is_empty() { 0 } else { sys::ptr(run.data.as_ptr()) },
-            data_out: if data_out.is_empty() { 0 } else { sys::ptr(data_out.as_mut_ptr()) },
-            repeat: run.repeat,
-            ..Default::default()
-        };
-        sys::bpf(Cmd::ProgTestRun, &mut attr)
-            .map_err(|source| SysError { op: format!("prog_test_run({} \"{}\")", self.prog_type.name(), self.name), source })?;
-        data_out.truncate(attr.data_size_out as usize);
-        Ok(TestRunResult { retval: attr.retval, duration_ns: attr.duration, data_out })
+    /// `xdp "name"`: how errors name this program.
+    pub fn describe(&self) -> String {
+        format!("{} \"{}\"", self.prog_type, self.name)
     }
+
 }
 
 fn log_text(buf: &[u8]) -> String {
@@ -207,32 +243,3 @@ impl AsFd for Program {
     }
 }
 
-/// Input of a test run.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct TestRun {
-    pub data: Vec<u8>,
-    pub repeat: u32,
-    /// Room for the program to grow the packet (e.g. `bpf_xdp_adjust_tail`).
-    pub data_out_extra: usize,
-}
-
-impl TestRun {
-    pub fn with_data(data: impl Into<Vec<u8>>) -> Self {
-        TestRun { data: data.into(), repeat: 1, data_out_extra: 0 }
-    }
-    pub fn repeat(mut self, n: u32) -> Self {
-        self.repeat = n;
-        self
-    }
-}
-
-/// Output of a test run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TestRunResult {
-    /// The program's return value (32 bits: the kernel truncates r0).
-    pub retval: u32,
-    /// Mean run time per repetition, as the kernel measured it.
-    pub duration_ns: u32,
-    pub data_out: Vec<u8>,
-}

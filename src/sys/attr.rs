@@ -1,8 +1,37 @@
-//! `union bpf_attr` members, one `#[repr(C)]` struct per command family, laid out as in
-//! Linux's uapi header (checked field by field against libbpf-sys in tests).
+//! `union bpf_attr` members and the `bpf_*_info` structs, one `#[repr(C)]` struct per command
+//! family, laid out as in Linux 6.18's uapi header. `tests/sys_layout.rs` checks the offset and
+//! size of every field against libbpf-sys's bindgen bindings of the same header.
+//!
+//! Fields the kernel unions (`value`/`next_key`, `attach_prog_fd`/`attach_btf_obj_fd`, …) take
+//! the first member's name with the alternative noted in its doc comment.
 
-/// Marker for attribute structs that may be passed to bpf(2).
+/// Marker for attribute and info structs that may be passed to bpf(2): `#[repr(C)]`, plain data,
+/// and every bit pattern valid (the kernel writes some of them back).
 pub trait BpfAttr {}
+
+macro_rules! attrs {
+    ($($t:ty),* $(,)?) => { $(impl BpfAttr for $t {})* };
+}
+
+attrs!(
+    MapCreateAttr,
+    MapElemAttr,
+    MapBatchAttr,
+    ObjPinAttr,
+    ProgAttachAttr,
+    ProgLoadAttr,
+    TestRunAttr,
+    GetIdAttr,
+    InfoByFdAttr,
+    ProgQueryAttr,
+    RawTracepointOpenAttr,
+    BtfLoadAttr,
+    LinkCreateAttr,
+    LinkDetachAttr,
+    EnableStatsAttr,
+    IterCreateAttr,
+    ProgBindMapAttr,
+);
 
 /// `BPF_MAP_CREATE`.
 #[repr(C)]
@@ -25,20 +54,58 @@ pub struct MapCreateAttr {
     pub value_type_btf_obj_fd: i32,
     pub map_token_fd: i32,
 }
-impl BpfAttr for MapCreateAttr {}
 
-/// `BPF_MAP_*_ELEM`, `BPF_MAP_GET_NEXT_KEY`.
+/// `BPF_MAP_{LOOKUP,UPDATE,DELETE,LOOKUP_AND_DELETE}_ELEM`, `BPF_MAP_GET_NEXT_KEY`, `BPF_MAP_FREEZE`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MapElemAttr {
     pub map_fd: u32,
     pub _pad: u32,
     pub key: u64,
-    /// `value` or `next_key`.
+    /// `value`, or `next_key` for `BPF_MAP_GET_NEXT_KEY`.
     pub value: u64,
     pub flags: u64,
 }
-impl BpfAttr for MapElemAttr {}
+
+/// `BPF_MAP_*_BATCH`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MapBatchAttr {
+    pub in_batch: u64,
+    pub out_batch: u64,
+    pub keys: u64,
+    pub values: u64,
+    pub count: u32,
+    pub map_fd: u32,
+    pub elem_flags: u64,
+    pub flags: u64,
+}
+
+/// `BPF_OBJ_PIN`, `BPF_OBJ_GET`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ObjPinAttr {
+    pub pathname: u64,
+    pub bpf_fd: u32,
+    pub file_flags: u32,
+    pub path_fd: i32,
+    pub _pad: u32,
+}
+
+/// `BPF_PROG_ATTACH`, `BPF_PROG_DETACH`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProgAttachAttr {
+    /// `target_fd` or `target_ifindex`.
+    pub target_fd: u32,
+    pub attach_bpf_fd: u32,
+    pub attach_type: u32,
+    pub attach_flags: u32,
+    pub replace_bpf_fd: u32,
+    /// `relative_fd` or `relative_id`.
+    pub relative_fd: u32,
+    pub expected_revision: u64,
+}
 
 /// `BPF_PROG_LOAD`.
 #[repr(C)]
@@ -64,6 +131,7 @@ pub struct ProgLoadAttr {
     pub line_info: u64,
     pub line_info_cnt: u32,
     pub attach_btf_id: u32,
+    /// `attach_prog_fd` or `attach_btf_obj_fd`.
     pub attach_prog_fd: u32,
     pub core_relo_cnt: u32,
     pub fd_array: u64,
@@ -73,7 +141,6 @@ pub struct ProgLoadAttr {
     pub prog_token_fd: i32,
     pub fd_array_cnt: u32,
 }
-impl BpfAttr for ProgLoadAttr {}
 
 /// `BPF_PROG_TEST_RUN`.
 #[repr(C)]
@@ -96,4 +163,207 @@ pub struct TestRunAttr {
     pub batch_size: u32,
     pub _pad: u32,
 }
-impl BpfAttr for TestRunAttr {}
+
+/// `BPF_{PROG,MAP,BTF,LINK}_GET_NEXT_ID` and `BPF_{PROG,MAP,BTF,LINK}_GET_FD_BY_ID`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GetIdAttr {
+    /// `start_id`, or `prog_id`/`map_id`/`btf_id`/`link_id` for `*_GET_FD_BY_ID`.
+    pub start_id: u32,
+    pub next_id: u32,
+    pub open_flags: u32,
+    pub fd_by_id_token_fd: i32,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InfoByFdAttr {
+    pub bpf_fd: u32,
+    pub info_len: u32,
+    pub info: u64,
+}
+
+/// `BPF_PROG_QUERY`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProgQueryAttr {
+    /// `target_fd` or `target_ifindex`.
+    pub target_fd: u32,
+    pub attach_type: u32,
+    pub query_flags: u32,
+    pub attach_flags: u32,
+    pub prog_ids: u64,
+    /// `prog_cnt` or `count`.
+    pub prog_cnt: u32,
+    pub _pad: u32,
+    pub prog_attach_flags: u64,
+    pub link_ids: u64,
+    pub link_attach_flags: u64,
+    pub revision: u64,
+}
+
+/// `BPF_RAW_TRACEPOINT_OPEN`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawTracepointOpenAttr {
+    pub name: u64,
+    pub prog_fd: u32,
+    pub _pad: u32,
+    pub cookie: u64,
+}
+
+/// `BPF_BTF_LOAD`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BtfLoadAttr {
+    pub btf: u64,
+    pub btf_log_buf: u64,
+    pub btf_size: u32,
+    pub btf_log_size: u32,
+    pub btf_log_level: u32,
+    pub btf_log_true_size: u32,
+    pub btf_flags: u32,
+    pub btf_token_fd: i32,
+}
+
+/// `BPF_LINK_CREATE`. The kernel's per-attach-type union after `flags` is kept as raw words:
+/// [`LinkCreateAttr::target`] documents how each link type fills them.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkCreateAttr {
+    /// `prog_fd` or `map_fd` (struct_ops).
+    pub prog_fd: u32,
+    /// `target_fd` or `target_ifindex`.
+    pub target_fd: u32,
+    pub attach_type: u32,
+    pub flags: u32,
+    /// The union at offset 16: `target_btf_id` (u32); `iter_info` (u64) + `iter_info_len`;
+    /// `perf_event.bpf_cookie`; `kprobe_multi`/`uprobe_multi`/`netfilter`/`tcx`/… records.
+    pub target: [u64; 6],
+}
+
+/// `BPF_LINK_DETACH`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkDetachAttr {
+    pub link_fd: u32,
+}
+
+/// `BPF_ENABLE_STATS`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EnableStatsAttr {
+    /// `BPF_STATS_RUN_TIME` = 0.
+    pub stats_type: u32,
+}
+
+/// `BPF_ITER_CREATE`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IterCreateAttr {
+    pub link_fd: u32,
+    pub flags: u32,
+}
+
+/// `BPF_PROG_BIND_MAP`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProgBindMapAttr {
+    pub prog_fd: u32,
+    pub map_fd: u32,
+    pub flags: u32,
+}
+
+/// `struct bpf_prog_info` (filled by `BPF_OBJ_GET_INFO_BY_FD`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProgInfoRaw {
+    pub prog_type: u32,
+    pub id: u32,
+    pub tag: [u8; 8],
+    pub jited_prog_len: u32,
+    pub xlated_prog_len: u32,
+    pub jited_prog_insns: u64,
+    pub xlated_prog_insns: u64,
+    pub load_time: u64,
+    pub created_by_uid: u32,
+    pub nr_map_ids: u32,
+    pub map_ids: u64,
+    pub name: [u8; 16],
+    pub ifindex: u32,
+    /// Bit 0: `gpl_compatible`.
+    pub flags_bits: u32,
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+    pub nr_jited_ksyms: u32,
+    pub nr_jited_func_lens: u32,
+    pub jited_ksyms: u64,
+    pub jited_func_lens: u64,
+    pub btf_id: u32,
+    pub func_info_rec_size: u32,
+    pub func_info: u64,
+    pub nr_func_info: u32,
+    pub nr_line_info: u32,
+    pub line_info: u64,
+    pub jited_line_info: u64,
+    pub nr_jited_line_info: u32,
+    pub line_info_rec_size: u32,
+    pub jited_line_info_rec_size: u32,
+    pub nr_prog_tags: u32,
+    pub prog_tags: u64,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+    pub recursion_misses: u64,
+    pub verified_insns: u32,
+    pub attach_btf_obj_id: u32,
+    pub attach_btf_id: u32,
+    pub _pad: u32,
+}
+
+/// `struct bpf_map_info`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MapInfoRaw {
+    pub map_type: u32,
+    pub id: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+    pub name: [u8; 16],
+    pub ifindex: u32,
+    pub btf_vmlinux_value_type_id: u32,
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+    pub btf_id: u32,
+    pub btf_key_type_id: u32,
+    pub btf_value_type_id: u32,
+    pub btf_vmlinux_id: u32,
+    pub map_extra: u64,
+}
+
+/// `struct bpf_btf_info`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BtfInfoRaw {
+    pub btf: u64,
+    pub btf_size: u32,
+    pub id: u32,
+    pub name: u64,
+    pub name_len: u32,
+    pub kernel_btf: u32,
+}
+
+/// `struct bpf_link_info`: the common head and the type-specific union as raw words.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkInfoRaw {
+    pub link_type: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    pub _pad: u32,
+    pub detail: [u64; 8],
+}
+
+attrs!(ProgInfoRaw, MapInfoRaw, BtfInfoRaw, LinkInfoRaw);

@@ -3,8 +3,11 @@
 //! kernel's `union bpf_attr` members (`include/uapi/linux/bpf.h`) field for field.
 
 mod attr;
+mod obj;
+pub mod shared_mem;
 
 pub use attr::*;
+pub use obj::*;
 
 use std::ffi::c_void;
 use std::io;
@@ -22,8 +25,78 @@ pub enum Cmd {
     ProgLoad = 5,
     ObjPin = 6,
     ObjGet = 7,
+    ProgAttach = 8,
+    ProgDetach = 9,
     ProgTestRun = 10,
+    ProgGetNextId = 11,
+    MapGetNextId = 12,
+    ProgGetFdById = 13,
+    MapGetFdById = 14,
     ObjGetInfoByFd = 15,
+    ProgQuery = 16,
+    RawTracepointOpen = 17,
+    BtfLoad = 18,
+    BtfGetFdById = 19,
+    TaskFdQuery = 20,
+    MapLookupAndDeleteElem = 21,
+    MapFreeze = 22,
+    BtfGetNextId = 23,
+    MapLookupBatch = 24,
+    MapLookupAndDeleteBatch = 25,
+    MapUpdateBatch = 26,
+    MapDeleteBatch = 27,
+    LinkCreate = 28,
+    LinkUpdate = 29,
+    LinkGetFdById = 30,
+    LinkGetNextId = 31,
+    EnableStats = 32,
+    IterCreate = 33,
+    LinkDetach = 34,
+    ProgBindMap = 35,
+}
+
+impl Cmd {
+    /// The command's name in messages (`map_create`, `prog_load`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cmd::MapCreate => "map_create",
+            Cmd::MapLookupElem => "map_lookup_elem",
+            Cmd::MapUpdateElem => "map_update_elem",
+            Cmd::MapDeleteElem => "map_delete_elem",
+            Cmd::MapGetNextKey => "map_get_next_key",
+            Cmd::ProgLoad => "prog_load",
+            Cmd::ObjPin => "obj_pin",
+            Cmd::ObjGet => "obj_get",
+            Cmd::ProgAttach => "prog_attach",
+            Cmd::ProgDetach => "prog_detach",
+            Cmd::ProgTestRun => "prog_test_run",
+            Cmd::ProgGetNextId => "prog_get_next_id",
+            Cmd::MapGetNextId => "map_get_next_id",
+            Cmd::ProgGetFdById => "prog_get_fd_by_id",
+            Cmd::MapGetFdById => "map_get_fd_by_id",
+            Cmd::ObjGetInfoByFd => "obj_get_info_by_fd",
+            Cmd::ProgQuery => "prog_query",
+            Cmd::RawTracepointOpen => "raw_tracepoint_open",
+            Cmd::BtfLoad => "btf_load",
+            Cmd::BtfGetFdById => "btf_get_fd_by_id",
+            Cmd::TaskFdQuery => "task_fd_query",
+            Cmd::MapLookupAndDeleteElem => "map_lookup_and_delete_elem",
+            Cmd::MapFreeze => "map_freeze",
+            Cmd::BtfGetNextId => "btf_get_next_id",
+            Cmd::MapLookupBatch => "map_lookup_batch",
+            Cmd::MapLookupAndDeleteBatch => "map_lookup_and_delete_batch",
+            Cmd::MapUpdateBatch => "map_update_batch",
+            Cmd::MapDeleteBatch => "map_delete_batch",
+            Cmd::LinkCreate => "link_create",
+            Cmd::LinkUpdate => "link_update",
+            Cmd::LinkGetFdById => "link_get_fd_by_id",
+            Cmd::LinkGetNextId => "link_get_next_id",
+            Cmd::EnableStats => "enable_stats",
+            Cmd::IterCreate => "iter_create",
+            Cmd::LinkDetach => "link_detach",
+            Cmd::ProgBindMap => "prog_bind_map",
+        }
+    }
 }
 
 /// An errno from a syscall, with the operation and object it concerned.
@@ -78,22 +151,36 @@ pub fn name16(name: &str) -> [u8; 16] {
     out
 }
 
+/// A kernel name field (`char name[16]`) as a string, up to its first NUL.
+pub fn c_name(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
 /// The number of open file descriptors of this process (for leak checks).
 pub fn open_fd_count() -> io::Result<usize> {
     Ok(std::fs::read_dir("/proc/self/fd")?.count())
 }
 
-/// Number of possible CPUs (`/sys/devices/system/cpu/possible`), which per-CPU maps are sized by.
+/// Number of possible CPUs (`/sys/devices/system/cpu/possible`), which per-CPU maps are sized
+/// by. Read once and cached: the set is fixed at boot.
 pub fn possible_cpus() -> io::Result<usize> {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(n) = CPUS.get() {
+        return Ok(*n);
+    }
     let s = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    let n = parse_cpu_list(&s).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("cannot parse cpu list {s:?}")))?;
+    Ok(*CPUS.get_or_init(|| n))
+}
+
+/// Count the CPUs in a list such as `0-3,8,10-11`.
+pub fn parse_cpu_list(s: &str) -> Option<usize> {
     let mut n = 0;
     for part in s.trim().split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (usize, usize) = (
-            a.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, s.clone()))?,
-            b.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, s.clone()))?,
-        );
-        n += b - a + 1;
+        let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        n += b.checked_sub(a)? + 1;
     }
-    Ok(n)
+    Some(n)
 }

@@ -14,7 +14,7 @@ pub fn skip(reason: &str) {
 /// Whether bpf(2) works here (root, or CAP_BPF). Prints the skip reason when it does not.
 pub fn kernel_or_skip(test: &str) -> bool {
     use bpfkit::maps::{Map, MapSpec, MapType};
-    match Map::create(MapSpec::new("probe", MapType::Array, 4, 4, 1)) {
+    match Map::create(&MapSpec::new("probe", MapType::Array, 4, 4, 1)) {
         Ok(_) => true,
         Err(e) => {
             skip(&format!("{test}: bpf(2) unavailable ({e}); run as root"));

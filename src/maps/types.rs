@@ -1,0 +1,185 @@
+//! `enum bpf_map_type` and the map creation flags, with the names messages and the REPL use.
+//! `tests/kernel_maps.rs` checks the list against the running kernel's BTF.
+
+/// Declare a kernel enum mirror: variants, their kernel numbers and their lower-case names.
+macro_rules! kernel_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $raw:literal, $text:literal;)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum $name { $($(#[$vm])* $var,)* }
+
+        impl $name {
+            /// Every variant, in kernel order.
+            pub const ALL: &'static [$name] = &[$($name::$var,)*];
+
+            /// The kernel's number.
+            pub fn raw(self) -> u32 {
+                match self { $($name::$var => $raw,)* }
+            }
+
+            /// The variant for a kernel number, if bpfkit knows it.
+            pub fn from_raw(raw: u32) -> Option<$name> {
+                match raw { $($raw => Some($name::$var),)* _ => None }
+            }
+
+            /// The name in messages, the CLI and the REPL (the kernel's enumerator, lower-case,
+            /// without its prefix).
+            pub fn name(self) -> &'static str {
+                match self { $($name::$var => $text,)* }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let want = s.trim().to_ascii_lowercase().replace('-', "_");
+                $name::ALL.iter().copied().find(|v| v.name() == want).ok_or_else(|| {
+                    let names: Vec<&str> = $name::ALL.iter().map(|v| v.name()).collect();
+                    format!("unknown {} `{s}` (known: {})", stringify!($name), names.join(", "))
+                })
+            }
+        }
+    };
+}
+pub(crate) use kernel_enum;
+
+kernel_enum! {
+    /// `enum bpf_map_type` as of Linux 6.18.
+    MapType {
+        Hash = 1, "hash";
+        Array = 2, "array";
+        ProgArray = 3, "prog_array";
+        PerfEventArray = 4, "perf_event_array";
+        PercpuHash = 5, "percpu_hash";
+        PercpuArray = 6, "percpu_array";
+        StackTrace = 7, "stack_trace";
+        CgroupArray = 8, "cgroup_array";
+        LruHash = 9, "lru_hash";
+        LruPercpuHash = 10, "lru_percpu_hash";
+        LpmTrie = 11, "lpm_trie";
+        ArrayOfMaps = 12, "array_of_maps";
+        HashOfMaps = 13, "hash_of_maps";
+        Devmap = 14, "devmap";
+        Sockmap = 15, "sockmap";
+        Cpumap = 16, "cpumap";
+        Xskmap = 17, "xskmap";
+        Sockhash = 18, "sockhash";
+        CgroupStorage = 19, "cgroup_storage";
+        ReuseportSockarray = 20, "reuseport_sockarray";
+        PercpuCgroupStorage = 21, "percpu_cgroup_storage";
+        Queue = 22, "queue";
+        Stack = 23, "stack";
+        SkStorage = 24, "sk_storage";
+        DevmapHash = 25, "devmap_hash";
+        StructOps = 26, "struct_ops";
+        RingBuf = 27, "ringbuf";
+        InodeStorage = 28, "inode_storage";
+        TaskStorage = 29, "task_storage";
+        BloomFilter = 30, "bloom_filter";
+        UserRingBuf = 31, "user_ringbuf";
+        CgrpStorage = 32, "cgrp_storage";
+        Arena = 33, "arena";
+    }
+}
+
+impl MapType {
+    /// Per-CPU maps: a value is one slot per possible CPU, each rounded up to 8 bytes.
+    pub fn is_per_cpu(self) -> bool {
+        matches!(self, MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash | MapType::PercpuCgroupStorage)
+    }
+
+    /// Maps without keys, used through push/pop/peek (queue, stack) or push/contains (bloom).
+    pub fn is_keyless(self) -> bool {
+        matches!(self, MapType::Queue | MapType::Stack | MapType::BloomFilter)
+    }
+
+    /// Maps whose update value is a file descriptor (program, map, socket, perf event, cgroup).
+    pub fn takes_fd_values(self) -> bool {
+        matches!(
+            self,
+            MapType::ProgArray
+                | MapType::PerfEventArray
+                | MapType::CgroupArray
+                | MapType::ArrayOfMaps
+                | MapType::HashOfMaps
+                | MapType::Sockmap
+                | MapType::Sockhash
+                | MapType::Xskmap
+                | MapType::ReuseportSockarray
+        )
+    }
+
+    /// Local-storage maps: keyed by an fd (socket, inode's file, pidfd, cgroup) and created with
+    /// BTF for key and value and `BPF_F_NO_PREALLOC`.
+    pub fn is_local_storage(self) -> bool {
+        matches!(self, MapType::SkStorage | MapType::InodeStorage | MapType::TaskStorage | MapType::CgrpStorage)
+    }
+}
+
+/// `BPF_F_*` map creation flags (`map_flags`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapFlags(pub u32);
+
+impl MapFlags {
+    pub const NO_PREALLOC: MapFlags = MapFlags(1 << 0);
+    pub const NO_COMMON_LRU: MapFlags = MapFlags(1 << 1);
+    pub const NUMA_NODE: MapFlags = MapFlags(1 << 2);
+    pub const RDONLY: MapFlags = MapFlags(1 << 3);
+    pub const WRONLY: MapFlags = MapFlags(1 << 4);
+    pub const STACK_BUILD_ID: MapFlags = MapFlags(1 << 5);
+    pub const ZERO_SEED: MapFlags = MapFlags(1 << 6);
+    pub const RDONLY_PROG: MapFlags = MapFlags(1 << 7);
+    pub const WRONLY_PROG: MapFlags = MapFlags(1 << 8);
+    pub const CLONE: MapFlags = MapFlags(1 << 9);
+    pub const MMAPABLE: MapFlags = MapFlags(1 << 10);
+    pub const PRESERVE_ELEMS: MapFlags = MapFlags(1 << 11);
+    pub const INNER_MAP: MapFlags = MapFlags(1 << 12);
+    pub const LINK: MapFlags = MapFlags(1 << 13);
+    pub const PATH_FD: MapFlags = MapFlags(1 << 14);
+    pub const VTYPE_BTF_OBJ_FD: MapFlags = MapFlags(1 << 15);
+    pub const TOKEN_FD: MapFlags = MapFlags(1 << 16);
+    pub const SEGV_ON_FAULT: MapFlags = MapFlags(1 << 17);
+    pub const NO_USER_CONV: MapFlags = MapFlags(1 << 18);
+
+    pub fn contains(self, other: MapFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for MapFlags {
+    type Output = MapFlags;
+    fn bitor(self, rhs: MapFlags) -> MapFlags {
+        MapFlags(self.0 | rhs.0)
+    }
+}
+
+/// Flags of element updates (`BPF_ANY`, `BPF_NOEXIST`, `BPF_EXIST`, `BPF_F_LOCK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateFlags {
+    /// Create or replace.
+    Any,
+    /// Create only; `EEXIST` if present.
+    NoExist,
+    /// Replace only; `ENOENT` if absent.
+    Exist,
+    /// Update the value under its `bpf_spin_lock` (the value type must contain one, via BTF).
+    Lock,
+}
+
+impl UpdateFlags {
+    pub fn raw(self) -> u64 {
+        match self {
+            UpdateFlags::Any => 0,
+            UpdateFlags::NoExist => 1,
+            UpdateFlags::Exist => 2,
+            UpdateFlags::Lock => 4,
+        }
+    }
+}
