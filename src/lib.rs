@@ -3,6 +3,7 @@
 //! * [`insn`]: the instruction model, builders, the text grammar, the disassembler.
 //! * [`bpf_asm!`]: the same grammar, checked at compile time.
 //! * [`helpers`]: helper ids by name.
+//! * [`core_btf`]: BTF — reading (vmlinux, module split BTF), building, loading into the kernel.
 //!
 //! ```
 //! use bpfkit::bpf_asm;
@@ -18,6 +19,7 @@
 //! assert_eq!(bytes.len(), 5 * 8);
 //! ```
 
+pub mod core_btf;
 pub mod helpers;
 pub mod insn;
 pub mod maps;

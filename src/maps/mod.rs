@@ -19,7 +19,7 @@ pub use mmap::MappedMap;
 pub use ringbuf::{RingBufReader, UserRingBufWriter};
 pub use typed::{PerCpu, Typed};
 pub(crate) use types::kernel_enum; // shared with prog::types
-pub use types::{MapFlags, MapType, UpdateFlags};
+pub use types::{lpm_key, MapFlags, MapType, UpdateFlags};
 
 use crate::insn::MapRef;
 use crate::sys::{self, Cmd, MapCreateAttr, MapInfoRaw, PinError, SysError};

@@ -183,3 +183,12 @@ impl UpdateFlags {
         }
     }
 }
+
+/// An LPM trie key: `prefix_len` in bits, then the address bytes (`struct bpf_lpm_trie_key_u8`).
+/// The map's key size is `4 + data.len()`.
+pub fn lpm_key(prefix_len: u32, data: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + data.len());
+    k.extend_from_slice(&prefix_len.to_ne_bytes());
+    k.extend_from_slice(data);
+    k
+}

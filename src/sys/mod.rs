@@ -4,10 +4,12 @@
 
 mod attr;
 mod obj;
+mod os;
 pub mod shared_mem;
 
 pub use attr::*;
 pub use obj::*;
+pub use os::*;
 
 use std::ffi::c_void;
 use std::io;
@@ -99,14 +101,50 @@ impl Cmd {
     }
 }
 
-/// An errno from a syscall, with the operation and object it concerned.
+/// An errno from a syscall, with the operation and object it concerned. Displays as
+/// `map_create(hash "counts", key 4, value 8, max_entries 0): EINVAL (Invalid argument)`.
 #[derive(Debug, thiserror::Error)]
-#[error("{op}: {source}")]
+#[error("{op}: {}", describe_io_error(.source))]
 pub struct SysError {
     /// What was attempted, naming the object: `map_create(hash "counts", key 4, value 8)`.
     pub op: String,
     #[source]
     pub source: io::Error,
+}
+
+/// `EINVAL (Invalid argument)`: the errno's name, which is what kernel sources and logs use,
+/// then libc's text. Kernel-internal errnos libc does not know (ENOTSUPP 524) get their name too.
+pub fn describe_io_error(e: &io::Error) -> String {
+    let Some(code) = e.raw_os_error() else { return e.to_string() };
+    let name = match code {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::E2BIG => "E2BIG",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENOSPC => "ENOSPC",
+        libc::ERANGE => "ERANGE",
+        libc::ENOSYS => "ENOSYS",
+        libc::ELOOP => "ELOOP",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EPROTO => "EPROTO",
+        524 => return "ENOTSUPP (operation not supported by the kernel for this object)".to_string(),
+        _ => return e.to_string(),
+    };
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    format!("{name} ({text})")
 }
 
 impl SysError {

@@ -1,0 +1,145 @@
+//! BTF: reading it ([`Btf`]: vmlinux, module split BTF, any blob), writing it ([`BtfBuilder`]),
+//! and loading it into the kernel ([`LoadedBtf`], `BPF_BTF_LOAD`). CO-RE relocation will build
+//! on this module.
+//!
+//! * [`types`]: the type model ([`TypeId`], [`Kind`], the decoded view [`Type`]) shared by
+//!   reader and builder.
+//! * `reader`: parsing a blob — one pass indexes where each type starts; types are decoded on
+//!   demand, and the name index is built on the first lookup by name.
+//! * `query`: lookups over a parsed [`Btf`] (by name, [`Btf::resolve`], [`Btf::size_of`],
+//!   [`Btf::member_offset`], [`Btf::enum_values`]).
+//! * `builder`: [`BtfBuilder`], which encodes types into a blob.
+//! * `load`: [`LoadedBtf`], a blob the kernel accepted, and the kernel's log when it refuses one.
+//!
+//! BTF read from files is untrusted: every read is bounds-checked, and malformed input gives a
+//! [`BtfError`] naming the byte offset or type id, never a panic.
+//!
+//! # Reading
+//! ```no_run
+//! use bpfkit::core_btf::{Btf, Kind};
+//! let btf = Btf::vmlinux()?;
+//! let task = btf.find_by_name_kind("task_struct", Kind::Struct).expect("task_struct");
+//! println!("task_struct: {} bytes, pid at bit {}", btf.size_of(task)?, btf.member_offset(task, "pid")?);
+//! # Ok::<(), bpfkit::core_btf::BtfError>(())
+//! ```
+//!
+//! # Building and loading: the BTF of a map with an `int` key and a struct value
+//! ```
+//! use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, Member};
+//! # fn main() -> Result<(), bpfkit::core_btf::BtfError> {
+//! let mut b = BtfBuilder::new();
+//! let int = b.add_int("int", 4, IntEncoding::Signed, 32)?;
+//! let long = b.add_int("long", 8, IntEncoding::Signed, 64)?;
+//! // struct value { int a; long b; }: `b` is 8-aligned, so it starts at bit 64.
+//! let value = b.add_struct("value", 16, &[Member::new("a", int, 0), Member::new("b", long, 64)])?;
+//!
+//! // The blob reads back as written.
+//! let blob = b.encode();
+//! let btf = Btf::from_bytes(blob.as_slice())?;
+//! assert_eq!(btf.size_of(value)?, 16);
+//! assert_eq!(btf.member_offset(value, "b")?, 64);
+//!
+//! // In the kernel (needs root or CAP_BPF): the fd and ids go into `BPF_MAP_CREATE`'s
+//! // `btf_fd`, `btf_key_type_id` and `btf_value_type_id`.
+//! match b.load() {
+//!     Ok(loaded) => {
+//!         let (_btf_fd, _key_id, _value_id) = (loaded.attr_fd(), int.get(), value.get());
+//!     }
+//!     Err(e) if e.errno() == Some(libc::EPERM) => {} // not privileged
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod load;
+mod query;
+mod reader;
+pub mod types;
+
+pub use builder::BtfBuilder;
+pub use load::LoadedBtf;
+pub use reader::Btf;
+pub use types::{EnumValue, IntEncoding, Kind, Linkage, Member, Param, Type, TypeDetail, TypeId, VarSecinfo};
+
+use crate::sys::SysError;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading, building or loading BTF.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BtfError {
+    #[error("reading BTF from {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The header or section layout is malformed.
+    #[error("BTF header: {0}")]
+    Header(String),
+    /// A type record is malformed (truncated, unknown kind, bad field).
+    #[error("BTF type [{id}] at byte {offset}: {reason}")]
+    BadType { id: u32, offset: usize, reason: String },
+    /// A name offset points outside the string section or at invalid UTF-8.
+    #[error("BTF string at offset {offset}: {reason}")]
+    BadString { offset: u32, reason: &'static str },
+    /// No type has this id.
+    #[error("no BTF type [{id}] (this BTF has ids up to {last})")]
+    NoSuchId { id: u32, last: u32 },
+    /// No type has this name (and kind).
+    #[error("no BTF {what} named \"{name}\"")]
+    NotFound { what: &'static str, name: String },
+    /// A type is not what an operation needs (`STRUCT` without the member, `FUNC` has no size, …).
+    #[error("BTF type [{id}] {kind} '{name}': {what}")]
+    Unexpected { id: u32, kind: Kind, name: String, what: String },
+    /// A chain of typedefs, modifiers or arrays longer than 32: a loop in malformed BTF.
+    #[error("BTF type [{id}]: chain of referenced types deeper than 32 (a loop?)")]
+    TooDeep { id: u32 },
+    /// A builder argument that cannot be encoded (too many members, offset out of range, …).
+    #[error("BTF builder: {0}")]
+    Build(String),
+    /// The kernel refused the blob; `decisive` is the kernel log's last meaningful line(s).
+    #[error("btf_load: {}: {decisive}", errno_name(.source))]
+    Rejected {
+        decisive: String,
+        /// The whole BTF verifier log.
+        log: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+}
+
+impl BtfError {
+    /// The errno, when the error came from the kernel.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            BtfError::Rejected { source, .. } | BtfError::Io { source, .. } => source.raw_os_error(),
+            BtfError::Sys(e) => e.errno(),
+            _ => None,
+        }
+    }
+}
+
+/// `EINVAL`, `E2BIG`, … for the errnos BPF_BTF_LOAD returns; `errno N` for others.
+pub(crate) fn errno_name(e: &io::Error) -> String {
+    let name = match e.raw_os_error() {
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::E2BIG) => "E2BIG",
+        Some(libc::EBADF) => "EBADF",
+        Some(libc::ENOMEM) => "ENOMEM",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EFAULT) => "EFAULT",
+        Some(libc::EINVAL) => "EINVAL",
+        Some(libc::ENOSPC) => "ENOSPC",
+        Some(libc::ENOTSUP) => "EOPNOTSUPP",
+        Some(524) => "ENOTSUPP",
+        Some(n) => return format!("errno {n}"),
+        None => return e.to_string(),
+    };
+    name.to_string()
+}

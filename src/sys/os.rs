@@ -1,0 +1,104 @@
+//! The few non-bpf(2) system calls bpfkit needs around maps and programs: perf_event_open(2)
+//! (perf event arrays, perf_event programs), pidfd_open(2) (task storage keys), the socket
+//! cookie (what sockmaps report for a socket), and BPF_PROG_ATTACH/DETACH.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::{bpf, Cmd, ProgAttachAttr};
+
+/// `struct perf_event_attr` (`PERF_ATTR_SIZE_VER8`, 136 bytes). Bit flags of the C bitfield
+/// word are in [`PerfEventAttr::flags`] (`disabled` = bit 0, `inherit` = 1, `exclude_kernel` = 5,
+/// `freq` = 10, `watermark` = 14, …).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PerfEventAttr {
+    pub type_: u32,
+    pub size: u32,
+    pub config: u64,
+    /// `sample_period` or `sample_freq` (with the `freq` flag).
+    pub sample_period: u64,
+    pub sample_type: u64,
+    pub read_format: u64,
+    pub flags: u64,
+    /// `wakeup_events` or `wakeup_watermark`.
+    pub wakeup_events: u32,
+    pub bp_type: u32,
+    pub config1: u64,
+    pub config2: u64,
+    pub branch_sample_type: u64,
+    pub sample_regs_user: u64,
+    pub sample_stack_user: u32,
+    pub clockid: i32,
+    pub sample_regs_intr: u64,
+    pub aux_watermark: u32,
+    pub sample_max_stack: u16,
+    pub _reserved_2: u16,
+    pub aux_sample_size: u32,
+    pub _reserved_3: u32,
+    pub sig_data: u64,
+    pub config3: u64,
+}
+
+pub const PERF_TYPE_SOFTWARE: u32 = 1;
+pub const PERF_TYPE_TRACEPOINT: u32 = 2;
+pub const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
+pub const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
+pub const PERF_SAMPLE_RAW: u64 = 1 << 10;
+
+/// perf_event_open(2). `pid` -1 with a `cpu` ≥ 0 watches every task on that CPU.
+pub fn perf_event_open(attr: &PerfEventAttr, pid: i32, cpu: i32, group_fd: i32, flags: u64) -> io::Result<OwnedFd> {
+    let mut attr = *attr;
+    attr.size = std::mem::size_of::<PerfEventAttr>() as u32;
+    // SAFETY: `attr` is a live, correctly sized `perf_event_attr` (size field set to match);
+    // the kernel only reads it. The other arguments are plain integers.
+    let fd = unsafe { libc::syscall(libc::SYS_perf_event_open, &attr as *const PerfEventAttr, pid, cpu, group_fd, flags as libc::c_ulong) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// pidfd_open(2): an fd for process `pid` (the key of task storage maps).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The socket's cookie (`SO_COOKIE`): what sockmaps and reuseport arrays return for it.
+pub fn socket_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` and `len` are live and correctly sized for SO_COOKIE's u64 result.
+    let ret = unsafe {
+        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, &mut cookie as *mut u64 as *mut libc::c_void, &mut len)
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+/// `BPF_PROG_ATTACH` of `prog` to `target` (a cgroup, a sockmap, a netns …) as `attach_type`.
+pub fn prog_attach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u32, flags: u32) -> io::Result<()> {
+    let mut attr = ProgAttachAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        attach_flags: flags,
+        ..Default::default()
+    };
+    bpf(Cmd::ProgAttach, &mut attr).map(|_| ())
+}
+
+/// `BPF_PROG_DETACH` of `prog` from `target`.
+pub fn prog_detach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u32) -> io::Result<()> {
+    let mut attr = ProgAttachAttr { target_fd: target.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type, ..Default::default() };
+    bpf(Cmd::ProgDetach, &mut attr).map(|_| ())
+}
