@@ -95,6 +95,8 @@ impl MapSpec {
         self.btf = Some(MapBtf { btf_fd: Arc::new(fd), key_type_id, value_type_id });
         Ok(self)
     }
+    /// struct_ops: the kernel value type (`bpf_struct_ops_<ops>`). The kernel also wants a
+    /// program BTF fd beside it — any loaded BTF: `.btf(fd, 0, 0)`.
     pub fn btf_vmlinux_value_type_id(mut self, id: u32) -> Self {
         self.btf_vmlinux_value_type_id = id;
         self

@@ -2,6 +2,7 @@
 //! to fds, the verifier log captured, grown and explained against the source lines). Info, ids
 //! and pins live in `info.rs`, PROG_TEST_RUN in `test_run.rs`.
 
+mod func_info;
 mod info;
 mod test_run;
 mod types;
@@ -125,6 +126,8 @@ pub enum LoadError {
     Sys(#[from] SysError),
     #[error(transparent)]
     Pin(#[from] sys::PinError),
+    #[error("program \"{prog}\": building its BTF func info: {source}")]
+    FuncInfo { prog: String, source: crate::core_btf::BtfError },
     #[error("program id {id} has type {raw}, which bpfkit does not know")]
     UnknownType { id: u32, raw: u32 },
     #[error("program \"{prog}\": the kernel's xlated instructions do not decode: {message}")]
@@ -162,6 +165,12 @@ impl Program {
         let fd_array: Vec<i32> = if uses_fd_array { maps.iter().map(|m| m.as_fd().as_raw_fd()).collect() } else { Vec::new() };
         let bound = Assembled::from_insns(insns);
         let slots = bound.encode().map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
+        // Programs that take a subprogram's address need BTF func info; the BTF must stay loaded
+        // until PROG_LOAD returns (the kernel takes its own reference).
+        let func_info = match func_info::subprogram_starts(&slots) {
+            Some(starts) => Some(func_info::build(&opts.name, &starts).map_err(|source| LoadError::FuncInfo { prog: opts.name.clone(), source })?),
+            None => None,
+        };
         let license = std::ffi::CString::new(opts.license.replace('\0', "")).unwrap_or_default();
         let mut log_level = opts.log_level;
         let mut log = vec![0u8; if log_level > 0 { opts.log_size } else { 0 }];
@@ -189,6 +198,12 @@ impl Program {
                 fd_array: if fd_array.is_empty() { 0 } else { sys::ptr(fd_array.as_ptr()) },
                 ..Default::default()
             };
+            if let Some(fi) = &func_info {
+                attr.prog_btf_fd = fi.btf.attr_fd();
+                attr.func_info = sys::ptr(fi.records.as_ptr());
+                attr.func_info_cnt = fi.records.len() as u32;
+                attr.func_info_rec_size = std::mem::size_of::<func_info::FuncInfoRecord>() as u32;
+            }
             match sys::bpf_fd(Cmd::ProgLoad, &mut attr) {
                 Ok(fd) => {
                     return Ok(Program { fd, name: opts.name.clone(), prog_type: opts.prog_type, log: log_text(&log) });

@@ -1,0 +1,541 @@
+//! Kernel tests for the map types that need more than sizes to exist or to be used: fd-valued
+//! maps (programs, maps, sockets, perf events, cgroups), BTF-described local storage, struct_ops,
+//! arenas, ring buffers in both directions, stack traces and cgroup storage. Plus the check that
+//! bpfkit's type lists are the running kernel's.
+
+mod support;
+
+use std::os::fd::AsFd;
+
+use bpfkit::bpf_asm;
+use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, Kind, LoadedBtf, Member};
+use bpfkit::maps::{Map, MapError, MapFlags, MapSpec, MapType, RingBufReader, UpdateFlags, UserRingBufWriter};
+use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program, TestRun};
+use bpfkit::sys;
+
+const PACKET: [u8; 64] = [0u8; 64];
+
+fn k(i: u32) -> [u8; 4] {
+    i.to_ne_bytes()
+}
+fn u64_of(b: &[u8]) -> u64 {
+    u64::from_ne_bytes(b[..8].try_into().unwrap())
+}
+fn errno(e: &MapError) -> Option<i32> {
+    match e {
+        MapError::Sys(s) => s.errno(),
+        _ => None,
+    }
+}
+
+/// `BPF_MAP_TYPE_LRU_HASH` → `lru_hash`.
+fn enum_suffix(name: &str, prefix: &str) -> Option<String> {
+    name.strip_prefix(prefix).map(str::to_ascii_lowercase)
+}
+
+#[test]
+fn type_lists_are_the_running_kernels() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        support::skip("no /sys/kernel/btf/vmlinux");
+        return;
+    }
+    let btf = Btf::vmlinux().unwrap();
+    let check = |enum_name: &str, prefix: &str, ours: &dyn Fn(u32) -> Option<&'static str>| {
+        let mut n = 0;
+        for ev in btf.enum_values(enum_name).unwrap() {
+            let Some(name) = enum_suffix(ev.name, prefix) else { continue };
+            if name == "unspec" || name.ends_with("_deprecated") || ev.name.starts_with("__MAX") {
+                continue;
+            }
+            let got = ours(ev.value as u32);
+            // The kernel keeps old names as aliases of the same number (cgroup_storage_deprecated).
+            assert!(got.is_some(), "{enum_name}: {} = {} unknown to bpfkit", ev.name, ev.value);
+            assert_eq!(got, Some(name.as_str()), "{enum_name} {}", ev.value);
+            n += 1;
+        }
+        n
+    };
+    let maps = check("bpf_map_type", "BPF_MAP_TYPE_", &|v| MapType::from_raw(v).map(MapType::name));
+    let progs = check("bpf_prog_type", "BPF_PROG_TYPE_", &|v| ProgType::from_raw(v).map(ProgType::name));
+    let attach = check("bpf_attach_type", "BPF_", &|v| AttachType::from_raw(v).map(AttachType::name));
+    assert_eq!(maps, MapType::ALL.len());
+    assert_eq!(progs, ProgType::ALL.len());
+    assert_eq!(attach, AttachType::ALL.len());
+    println!("vmlinux BTF: {maps} map types, {progs} program types, {attach} attach types, all known to bpfkit");
+}
+
+/// BTF for local-storage maps: `int` key, `struct storage { u64 value; }` value.
+fn storage_btf() -> (LoadedBtf, u32, u32) {
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, IntEncoding::Signed, 32).unwrap();
+    let u64t = b.add_int("unsigned long long", 8, IntEncoding::Unsigned, 64).unwrap();
+    let value = b.add_struct("storage", 8, &[Member::new("value", u64t, 0)]).unwrap();
+    let loaded = b.load().unwrap();
+    (loaded, int.get(), value.get())
+}
+
+/// The creation parameters each map type needs.
+fn spec_for(ty: MapType, btf: &(LoadedBtf, u32, u32), vmlinux: &Btf, inner: &Map) -> MapSpec {
+    let page = sys::page_size() as u32;
+    let cpus = sys::possible_cpus().unwrap() as u32;
+    let name = format!("t_{}", ty.name());
+    let s = |key, value, max| MapSpec::new(name.clone(), ty, key, value, max);
+    match ty {
+        MapType::ProgArray | MapType::CgroupArray | MapType::Devmap | MapType::DevmapHash | MapType::Xskmap | MapType::Sockmap | MapType::Sockhash | MapType::ReuseportSockarray => s(4, 4, 4),
+        MapType::PerfEventArray => s(4, 4, cpus),
+        MapType::Cpumap => s(4, 4, cpus),
+        MapType::StackTrace => s(4, 8 * 127, 16),
+        MapType::LpmTrie => s(8, 8, 16).flags(MapFlags::NO_PREALLOC),
+        MapType::ArrayOfMaps | MapType::HashOfMaps => s(4, 4, 4).inner_map(inner).unwrap(),
+        MapType::CgroupStorage | MapType::PercpuCgroupStorage => s(16, 8, 0),
+        MapType::Queue | MapType::Stack | MapType::BloomFilter => s(0, 8, 16),
+        MapType::SkStorage | MapType::InodeStorage | MapType::TaskStorage | MapType::CgrpStorage => {
+            s(4, 8, 0).flags(MapFlags::NO_PREALLOC).btf(btf.0.as_fd(), btf.1, btf.2).unwrap()
+        }
+        MapType::StructOps => {
+            let id = vmlinux.find_by_name_kind("bpf_struct_ops_tcp_congestion_ops", Kind::Struct).unwrap();
+            let size = vmlinux.size_of(id).unwrap() as u32;
+            s(4, size, 1).btf_vmlinux_value_type_id(id.get()).btf(btf.0.as_fd(), 0, 0).unwrap()
+        }
+        MapType::RingBuf | MapType::UserRingBuf => s(0, 0, 4 * page),
+        MapType::Arena => s(0, 0, 16).flags(MapFlags::MMAPABLE),
+        _ => s(4, 8, 16),
+    }
+}
+
+#[test]
+fn every_map_type_is_created_and_reported_back() {
+    if !support::kernel_or_skip("every map type") {
+        return;
+    }
+    let btf = storage_btf();
+    let vmlinux = Btf::vmlinux().unwrap();
+    let inner = Map::create(&MapSpec::new("inner", MapType::Array, 4, 8, 1)).unwrap();
+    for &ty in MapType::ALL {
+        let spec = spec_for(ty, &btf, &vmlinux, &inner);
+        let m = Map::create(&spec).unwrap_or_else(|e| panic!("{ty}: {e}"));
+        let info = m.info().unwrap();
+        assert_eq!(info.map_type, Some(ty));
+        assert_eq!((info.key_size, info.value_size), (spec.key_size, spec.value_size), "{ty}");
+        let again = Map::from_id(info.id).unwrap();
+        assert_eq!(again.map_type(), ty);
+    }
+    println!("created {} map types", MapType::ALL.len());
+}
+
+#[test]
+fn prog_array_tail_call() {
+    if !support::kernel_or_skip("prog array") {
+        return;
+    }
+    let jumps = Map::create(&MapSpec::new("jumps", MapType::ProgArray, 4, 4, 4)).unwrap();
+    let target = Program::load(&bpf_asm! { r0 = 42; exit }.assemble().unwrap(), &[], &LoadOptions::new("target", ProgType::Xdp)).unwrap();
+    jumps.update_fd(&k(0), &target, UpdateFlags::Any).unwrap();
+    assert_eq!(jumps.lookup(&k(0)).unwrap(), Some(target.info().unwrap().id.to_ne_bytes().to_vec()), "lookup gives the program id");
+    let caller = bpf_asm! {
+        r2 = map[jumps] ll
+        r3 = 0
+        call bpf_tail_call
+        r0 = 1
+        exit
+    };
+    let caller = Program::load(&caller.assemble().unwrap(), &[&jumps], &LoadOptions::new("caller", ProgType::Xdp)).unwrap();
+    assert_eq!(caller.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 42);
+    jumps.delete(&k(0)).unwrap();
+    assert_eq!(caller.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 1, "an empty slot falls through");
+}
+
+#[test]
+fn map_in_map_lookup_from_program_and_user_space() {
+    if !support::kernel_or_skip("map in map") {
+        return;
+    }
+    let inner = Map::create(&MapSpec::new("inner", MapType::Array, 4, 8, 1)).unwrap();
+    inner.update(&k(0), &5u64.to_ne_bytes(), UpdateFlags::Any).unwrap();
+    for ty in [MapType::ArrayOfMaps, MapType::HashOfMaps] {
+        let outer = Map::create(&MapSpec::new("outer", ty, 4, 4, 4).inner_map(&inner).unwrap()).unwrap();
+        outer.update_fd(&k(0), &inner, UpdateFlags::Any).unwrap();
+        let got = outer.lookup_inner_map(&k(0)).unwrap().unwrap();
+        assert_eq!(got.info().unwrap().id, inner.info().unwrap().id, "{ty}");
+        let prog = bpf_asm! {
+            *(u32 *)(r10 - 4) = 0
+            r1 = map[outer] ll
+            r2 = r10
+            r2 += -4
+            call bpf_map_lookup_elem
+            if r0 == 0 goto miss
+            r1 = r0
+            r2 = r10
+            r2 += -4
+            call bpf_map_lookup_elem
+            if r0 == 0 goto miss
+            r0 = *(u64 *)(r0 + 0)
+            exit
+        miss:
+            r0 = 99
+            exit
+        };
+        let p = Program::load(&prog.assemble().unwrap(), &[&outer], &LoadOptions::new("mim", ProgType::Xdp)).unwrap();
+        assert_eq!(p.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 5, "{ty}");
+    }
+}
+
+#[test]
+fn stack_trace_map_filled_by_get_stackid() {
+    if !support::kernel_or_skip("stack trace map") {
+        return;
+    }
+    let stacks = Map::create(&MapSpec::new("stacks", MapType::StackTrace, 4, 8 * 127, 16)).unwrap();
+    let prog = bpf_asm! {
+        r2 = map[stacks] ll
+        r3 = 0
+        call bpf_get_stackid
+        exit
+    };
+    let p = Program::load(&prog.assemble().unwrap(), &[&stacks], &LoadOptions::new("stk", ProgType::RawTracepoint)).unwrap();
+    let id = p.test_run(&TestRun::default()).unwrap().retval as i32;
+    assert!(id >= 0, "bpf_get_stackid returned {id}");
+    let frames = stacks.lookup(&(id as u32).to_ne_bytes()).unwrap().expect("the stack is stored");
+    assert_ne!(u64_of(&frames), 0, "a kernel instruction pointer");
+}
+
+#[test]
+fn ring_buffer_records_from_a_program() {
+    if !support::kernel_or_skip("ring buffer") {
+        return;
+    }
+    let rb = Map::create(&MapSpec::new("events", MapType::RingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
+    let prog = bpf_asm! {
+        r1 = 0x1122334455667788 ll
+        *(u64 *)(r10 - 8) = r1
+        r1 = map[events] ll
+        r2 = r10
+        r2 += -8
+        r3 = 8
+        r4 = 0
+        call bpf_ringbuf_output
+        exit
+    };
+    let p = Program::load(&prog.assemble().unwrap(), &[&rb], &LoadOptions::new("rbout", ProgType::Xdp)).unwrap();
+    let mut reader = RingBufReader::new(&rb).unwrap();
+    assert!(reader.read_all().is_empty());
+    assert_eq!(p.test_run(&TestRun::with_data(PACKET).repeat(3)).unwrap().retval, 0);
+    let records = reader.read_all();
+    assert_eq!(records, vec![0x1122334455667788u64.to_ne_bytes().to_vec(); 3]);
+    assert!(reader.read_all().is_empty(), "consumed records are gone");
+}
+
+#[test]
+fn user_ring_buffer_drained_by_a_program() {
+    if !support::kernel_or_skip("user ring buffer") {
+        return;
+    }
+    let urb = Map::create(&MapSpec::new("cmds", MapType::UserRingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
+    let sum = Map::create(&MapSpec::new("sum", MapType::Array, 4, 8, 1)).unwrap();
+    let mut w = UserRingBufWriter::new(&urb).unwrap();
+    for x in [1u64, 20, 300] {
+        w.write(&x.to_ne_bytes()).unwrap();
+    }
+    // The callback reads each record with bpf_dynptr_read and adds it to sum[0].
+    let prog = bpf_asm! {
+        r1 = map[cmds] ll
+        r2 = func[add] ll
+        r3 = 0
+        r4 = 0
+        call bpf_user_ringbuf_drain
+        exit
+    add:
+        r3 = r1
+        r1 = r10
+        r1 += -8
+        r2 = 8
+        r4 = 0
+        r5 = 0
+        call bpf_dynptr_read
+        if r0 != 0 goto done
+        *(u32 *)(r10 - 12) = 0
+        r1 = map[sum] ll
+        r2 = r10
+        r2 += -12
+        call bpf_map_lookup_elem
+        if r0 == 0 goto done
+        r1 = *(u64 *)(r10 - 8)
+        r2 = *(u64 *)(r0 + 0)
+        r2 += r1
+        *(u64 *)(r0 + 0) = r2
+    done:
+        r0 = 0
+        exit
+    };
+    let p = Program::load(&prog.assemble().unwrap(), &[&urb, &sum], &LoadOptions::new("drain", ProgType::Xdp)).unwrap();
+    assert_eq!(p.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 3, "three records drained");
+    assert_eq!(u64_of(&sum.lookup(&k(0)).unwrap().unwrap()), 321);
+}
+
+#[test]
+fn perf_event_array_holds_perf_events_a_program_outputs_to() {
+    if !support::kernel_or_skip("perf event array") {
+        return;
+    }
+    let cpus = sys::possible_cpus().unwrap() as u32;
+    let events = Map::create(&MapSpec::new("perf", MapType::PerfEventArray, 4, 4, cpus)).unwrap();
+    let attr = sys::PerfEventAttr {
+        type_: sys::PERF_TYPE_SOFTWARE,
+        config: sys::PERF_COUNT_SW_BPF_OUTPUT,
+        sample_type: sys::PERF_SAMPLE_RAW,
+        sample_period: 1,
+        wakeup_events: 1,
+        ..Default::default()
+    };
+    let fds: Vec<_> = (0..cpus).map(|cpu| sys::perf_event_open(&attr, -1, cpu as i32, -1, 0).unwrap()).collect();
+    let page = sys::page_size();
+    // Each event needs its ring (1 metadata page + 2^n data pages) mapped before it can take output.
+    let rings: Vec<_> = fds.iter().map(|fd| sys::mmap_shared(fd.as_fd(), 0, 2 * page).unwrap()).collect();
+    for (cpu, fd) in fds.iter().enumerate() {
+        events.update_fd(&k(cpu as u32), fd, UpdateFlags::Any).unwrap();
+    }
+    // The kernel's internal ENOTSUPP (524): perf event arrays are not readable from user space.
+    assert_eq!(errno(&events.lookup(&k(0)).unwrap_err()), Some(524));
+    let prog = bpf_asm! {
+        r6 = 7
+        *(u64 *)(r10 - 8) = r6
+        r2 = map[perf] ll
+        r3 = 0xffffffff ll
+        r4 = r10
+        r4 += -8
+        r5 = 8
+        call bpf_perf_event_output
+        exit
+    };
+    let p = Program::load(&prog.assemble().unwrap(), &[&events], &LoadOptions::new("perfout", ProgType::Xdp)).unwrap();
+    assert_eq!(p.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 0, "bpf_perf_event_output succeeded");
+    // struct perf_event_mmap_page: data_head at byte 1024; records start at the second page:
+    // { u32 type (PERF_RECORD_SAMPLE = 9), u16 misc, u16 size, u32 raw size, raw bytes }.
+    let written: Vec<_> = rings.iter().filter(|r| sys::shared_mem::load_acquire_u64(r, 1024).unwrap() > 0).collect();
+    assert_eq!(written.len(), 1, "one CPU's ring got the record");
+    let rec = &written[0][page..];
+    assert_eq!(u32::from_ne_bytes(rec[0..4].try_into().unwrap()), 9);
+    // The raw size is padded so that size field + data stay 8-byte aligned: 8 bytes → 12.
+    assert_eq!(u32::from_ne_bytes(rec[8..12].try_into().unwrap()), 12, "raw size");
+    assert_eq!(u64_of(&rec[12..20]), 7, "the program's value");
+    assert!(events.delete(&k(0)).unwrap());
+}
+
+const CGROUP2: &str = "/sys/fs/cgroup/unified";
+
+/// A child cgroup v2 for the test, removed on drop.
+struct ChildCgroup(std::path::PathBuf);
+
+impl ChildCgroup {
+    fn new(tag: &str) -> Option<ChildCgroup> {
+        let path = std::path::Path::new(CGROUP2).join(format!("bpfkit-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&path).ok()?;
+        Some(ChildCgroup(path))
+    }
+    fn open(&self) -> std::fs::File {
+        std::fs::File::open(&self.0).unwrap()
+    }
+    fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.0).unwrap().ino()
+    }
+}
+
+impl Drop for ChildCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn cgroup_array_and_current_task_under_cgroup() {
+    if !support::kernel_or_skip("cgroup array") {
+        return;
+    }
+    let cgs = Map::create(&MapSpec::new("cgs", MapType::CgroupArray, 4, 4, 2)).unwrap();
+    let root = std::fs::File::open(CGROUP2).unwrap();
+    cgs.update_fd(&k(0), &root, UpdateFlags::Any).unwrap();
+    let child = ChildCgroup::new("cgarr").expect("create a child cgroup");
+    cgs.update_fd(&k(1), child.open(), UpdateFlags::Any).unwrap();
+    let prog = |idx: i32| {
+        let asm = bpf_asm! {
+            r1 = map[cgs] ll
+            r2 = {idx}
+            call bpf_current_task_under_cgroup
+            exit
+        };
+        Program::load(&asm.assemble().unwrap(), &[&cgs], &LoadOptions::new("undercg", ProgType::RawTracepoint)).unwrap()
+    };
+    assert_eq!(prog(0).test_run(&TestRun::default()).unwrap().retval, 1, "this task is under the root cgroup");
+    assert_eq!(prog(1).test_run(&TestRun::default()).unwrap().retval, 0, "and not under an empty child");
+}
+
+#[test]
+fn devmap_devmap_hash_and_cpumap_hold_devices_and_queues() {
+    if !support::kernel_or_skip("devmap/cpumap") {
+        return;
+    }
+    let lo = 1u32; // the loopback device's ifindex
+    for ty in [MapType::Devmap, MapType::DevmapHash] {
+        let m = Map::create(&MapSpec::new("devs", ty, 4, 4, 4)).unwrap();
+        m.update(&k(3), &lo.to_ne_bytes(), UpdateFlags::Any).unwrap();
+        assert_eq!(m.lookup(&k(3)).unwrap(), Some(lo.to_ne_bytes().to_vec()), "{ty}");
+        let bad = m.update(&k(2), &999_999u32.to_ne_bytes(), UpdateFlags::Any).unwrap_err();
+        assert_eq!(errno(&bad), Some(libc::EINVAL), "{ty}: no such device: {bad}");
+    }
+    let cpus = Map::create(&MapSpec::new("cpus", MapType::Cpumap, 4, 4, sys::possible_cpus().unwrap() as u32)).unwrap();
+    cpus.update(&k(0), &192u32.to_ne_bytes(), UpdateFlags::Any).unwrap();
+    assert_eq!(cpus.lookup(&k(0)).unwrap(), Some(192u32.to_ne_bytes().to_vec()), "queue size read back");
+}
+
+#[test]
+fn sockmap_sockhash_and_reuseport_array_hold_sockets() {
+    if !support::kernel_or_skip("socket maps") {
+        return;
+    }
+    use socket2::{Domain, Socket, Type};
+    for ty in [MapType::Sockmap, MapType::Sockhash, MapType::ReuseportSockarray] {
+        // value_size 8: lookups return the socket's cookie.
+        let m = Map::create(&MapSpec::new("socks", ty, 4, 8, 4)).unwrap();
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        sock.set_reuse_port(true).unwrap();
+        sock.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+        m.update_fd(&k(1), &sock, UpdateFlags::Any).unwrap_or_else(|e| panic!("{ty}: {e}"));
+        let cookie = sys::socket_cookie(sock.as_fd()).unwrap();
+        assert_eq!(u64_of(&m.lookup(&k(1)).unwrap().unwrap()), cookie, "{ty}");
+        assert!(m.delete(&k(1)).unwrap(), "{ty}");
+    }
+    let xsk = Map::create(&MapSpec::new("xsks", MapType::Xskmap, 4, 4, 4)).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let err = xsk.update_fd(&k(0), &udp, UpdateFlags::Any).unwrap_err();
+    assert_eq!(errno(&err), Some(libc::EOPNOTSUPP), "an xskmap takes only AF_XDP sockets: {err}");
+    assert!(err.to_string().contains("xskmap \"xsks\""), "{err}");
+}
+
+#[test]
+fn local_storage_maps_keyed_by_fds() {
+    if !support::kernel_or_skip("local storage maps") {
+        return;
+    }
+    let btf = storage_btf();
+    let spec = |name: &str, ty| MapSpec::new(name, ty, 4, 8, 0).flags(MapFlags::NO_PREALLOC).btf(btf.0.as_fd(), btf.1, btf.2).unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let pidfd = sys::pidfd_open(std::process::id() as i32).unwrap();
+    let child = ChildCgroup::new("storage").expect("create a child cgroup");
+    let cg = child.open();
+    let file = tempfile::tempfile().unwrap();
+    let cases: [(MapType, i32); 4] = [
+        (MapType::SkStorage, std::os::fd::AsRawFd::as_raw_fd(&sock)),
+        (MapType::TaskStorage, std::os::fd::AsRawFd::as_raw_fd(&pidfd)),
+        (MapType::CgrpStorage, std::os::fd::AsRawFd::as_raw_fd(&cg)),
+        (MapType::InodeStorage, std::os::fd::AsRawFd::as_raw_fd(&file)),
+    ];
+    for (ty, fd) in cases {
+        let m = Map::create(&spec("store", ty)).unwrap();
+        let key = fd.to_ne_bytes();
+        match m.update(&key, &77u64.to_ne_bytes(), UpdateFlags::Any) {
+            Ok(()) => {}
+            // Inode storage lives in the BPF LSM's blob: without `bpf` in the active LSMs the
+            // kernel has nowhere to keep it.
+            Err(e) if ty == MapType::InodeStorage && errno(&e) == Some(libc::EBADF) => {
+                println!("inode_storage: created; the kernel refuses elements without the BPF LSM active ({e})");
+                continue;
+            }
+            Err(e) => panic!("{ty}: {e}"),
+        }
+        assert_eq!(u64_of(&m.lookup(&key).unwrap().unwrap()), 77, "{ty}");
+        assert!(m.delete(&key).unwrap(), "{ty}");
+        assert_eq!(m.lookup(&key).unwrap(), None, "{ty}");
+    }
+}
+
+#[test]
+fn cgroup_storage_exists_while_a_program_is_attached() {
+    if !support::kernel_or_skip("cgroup storage") {
+        return;
+    }
+    for ty in [MapType::CgroupStorage, MapType::PercpuCgroupStorage] {
+        let store = Map::create(&MapSpec::new("cgstore", ty, 16, 8, 0)).unwrap();
+        let prog = bpf_asm! {
+            r1 = map[cgstore] ll
+            r2 = 0
+            call bpf_get_local_storage
+            r1 = 1
+            lock *(u64 *)(r0 + 0) += r1
+            r0 = 1
+            exit
+        };
+        let opts = LoadOptions::new("cgcount", ProgType::CgroupSkb).expected_attach_type(AttachType::CgroupInetEgress);
+        let prog = if ty == MapType::PercpuCgroupStorage {
+            let asm = bpf_asm! {
+                r1 = map[cgstore] ll
+                r2 = 0
+                call bpf_get_local_storage
+                r1 = *(u64 *)(r0 + 0)
+                r1 += 1
+                *(u64 *)(r0 + 0) = r1
+                r0 = 1
+                exit
+            };
+            Program::load(&asm.assemble().unwrap(), &[&store], &opts).unwrap()
+        } else {
+            Program::load(&prog.assemble().unwrap(), &[&store], &opts).unwrap()
+        };
+        let child = ChildCgroup::new("cgstore").expect("create a child cgroup");
+        let cg = child.open();
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&child.id().to_ne_bytes());
+        key[8..12].copy_from_slice(&AttachType::CgroupInetEgress.raw().to_ne_bytes());
+        assert_eq!(store.lookup(&key).unwrap(), None, "{ty}: no storage before attaching");
+        sys::prog_attach(prog.as_fd(), cg.as_fd(), AttachType::CgroupInetEgress.raw(), 0).unwrap();
+        let zero = vec![0u8; store.value_buf_len().unwrap()];
+        assert_eq!(store.lookup(&key).unwrap(), Some(zero.clone()), "{ty}: storage allocated on attach");
+        let mut five = zero.clone();
+        five[..8].copy_from_slice(&5u64.to_ne_bytes());
+        store.update(&key, &five, UpdateFlags::Any).unwrap();
+        assert_eq!(store.lookup(&key).unwrap(), Some(five), "{ty}");
+        sys::prog_detach(prog.as_fd(), cg.as_fd(), AttachType::CgroupInetEgress.raw()).unwrap();
+    }
+}
+
+#[test]
+fn struct_ops_map_created_from_vmlinux_btf() {
+    if !support::kernel_or_skip("struct_ops map") {
+        return;
+    }
+    let vmlinux = Btf::vmlinux().unwrap();
+    let id = vmlinux.find_by_name_kind("bpf_struct_ops_tcp_congestion_ops", Kind::Struct).unwrap();
+    let size = vmlinux.size_of(id).unwrap() as u32;
+    // The kernel wants a program BTF fd beside the vmlinux type (any loaded BTF will do).
+    let btf = storage_btf();
+    let no_btf = Map::create(&MapSpec::new("cc", MapType::StructOps, 4, size, 1).btf_vmlinux_value_type_id(id.get())).unwrap_err();
+    assert_eq!(errno(&no_btf), Some(libc::EINVAL));
+    let m = Map::create(&MapSpec::new("cc", MapType::StructOps, 4, size, 1).btf_vmlinux_value_type_id(id.get()).btf(btf.0.as_fd(), 0, 0).unwrap()).unwrap();
+    assert_eq!(m.info().unwrap().btf_vmlinux_value_type_id, id.get());
+    let value = m.lookup(&k(0)).unwrap().expect("the struct_ops value");
+    assert_eq!(value.len(), size as usize);
+    // struct bpf_struct_ops_common_value { refcount_t refcnt; enum bpf_struct_ops_state state; }
+    let state = u32::from_ne_bytes(value[4..8].try_into().unwrap());
+    let states = vmlinux.enum_values("bpf_struct_ops_state").unwrap();
+    let init = states.iter().find(|e| e.name == "BPF_STRUCT_OPS_STATE_INIT").unwrap().value;
+    assert_eq!(state as i64, init as i64, "a new struct_ops map is in state INIT");
+}
+
+#[test]
+fn arena_pages_are_shared_memory() {
+    if !support::kernel_or_skip("arena") {
+        return;
+    }
+    let arena = Map::create(&MapSpec::new("arena", MapType::Arena, 0, 0, 16).flags(MapFlags::MMAPABLE)).unwrap();
+    let mut mem = arena.mmap().unwrap();
+    assert_eq!(mem.len(), 16 * sys::page_size());
+    let off = 3 * sys::page_size() + 8;
+    mem.set::<u64>(off, &0xfeed_f00d).unwrap();
+    assert_eq!(mem.get::<u64>(off).unwrap(), 0xfeed_f00d);
+    // A second mapping sees the same pages.
+    let other = arena.mmap();
+    if let Ok(other) = other {
+        assert_eq!(other.get::<u64>(off).unwrap(), 0xfeed_f00d);
+    }
+    assert!(mem.get::<u64>(16 * sys::page_size() - 4).is_err(), "past the end");
+}
