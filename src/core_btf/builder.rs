@@ -44,7 +44,9 @@ impl BtfBuilder {
         let (Some(first_id), Some(str_base)) = (first_id, str_base) else {
             return Err(BtfError::Build("base BTF too large to split from".into()));
         };
-        Ok(BtfBuilder { types: Vec::new(), strings: Vec::new(), offsets: HashMap::new(), first_id, count: 0, str_base })
+        // The section starts with an empty string as a base's does: the kernel does not need it
+        // in split BTF, but libbpf 1.1 (bpftool 7.1) refuses split BTF without it.
+        Ok(BtfBuilder { types: Vec::new(), strings: vec![0], offsets: HashMap::new(), first_id, count: 0, str_base })
     }
 
     /// The id the next added type will get.
@@ -80,14 +82,19 @@ impl BtfBuilder {
     }
 
     /// Append one record: `struct btf_type` and its trailing words.
-    fn push(&mut self, name: &str, kind: Kind, kflag: bool, vlen: usize, size_type: u32, trailer: &[u32]) -> Result<TypeId, BtfError> {
+    fn push(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        kflag: bool,
+        vlen: usize,
+        size_type: u32,
+        trailer: &[u32],
+    ) -> Result<TypeId, BtfError> {
         if vlen > 0xffff {
             return Err(BtfError::Build(format!("{kind} '{name}' has {vlen} entries; BTF allows 65535")));
         }
-        let id = self
-            .first_id
-            .checked_add(self.count)
-            .ok_or_else(|| BtfError::Build("type ids exhausted".into()))?;
+        let id = self.first_id.checked_add(self.count).ok_or_else(|| BtfError::Build("type ids exhausted".into()))?;
         if self.types.len() + 12 + 4 * trailer.len() > u32::MAX as usize {
             return Err(BtfError::Build("type section exceeds 4 GiB".into()));
         }
@@ -150,7 +157,13 @@ impl BtfBuilder {
     }
 
     /// An ENUM of `size` bytes (1, 2, 4 or 8); values must fit 32 bits of the given signedness.
-    pub fn add_enum(&mut self, name: &str, size: u32, signed: bool, values: &[EnumValue<'_>]) -> Result<TypeId, BtfError> {
+    pub fn add_enum(
+        &mut self,
+        name: &str,
+        size: u32,
+        signed: bool,
+        values: &[EnumValue<'_>],
+    ) -> Result<TypeId, BtfError> {
         let mut trailer = Vec::with_capacity(2 * values.len());
         for v in values {
             let raw = if signed { i32::try_from(v.value).ok().map(|x| x as u32) } else { u32::try_from(v.value).ok() };
@@ -161,7 +174,13 @@ impl BtfBuilder {
     }
 
     /// An ENUM64; values must fit 64 bits of the given signedness.
-    pub fn add_enum64(&mut self, name: &str, size: u32, signed: bool, values: &[EnumValue<'_>]) -> Result<TypeId, BtfError> {
+    pub fn add_enum64(
+        &mut self,
+        name: &str,
+        size: u32,
+        signed: bool,
+        values: &[EnumValue<'_>],
+    ) -> Result<TypeId, BtfError> {
         let mut trailer = Vec::with_capacity(3 * values.len());
         for v in values {
             let raw = if signed { i64::try_from(v.value).ok().map(|x| x as u64) } else { u64::try_from(v.value).ok() };
@@ -242,7 +261,7 @@ impl BtfBuilder {
         let mut out = Vec::with_capacity(HEADER_LEN + self.types.len() + self.strings.len());
         out.extend_from_slice(&MAGIC.to_ne_bytes());
         out.extend_from_slice(&[1, 0]); // version, flags
-        // The add_* checks keep both sections under 4 GiB.
+                                        // The add_* checks keep both sections under 4 GiB.
         let (type_len, str_len) = (self.types.len() as u32, self.strings.len() as u32);
         for w in [HEADER_LEN as u32, 0, type_len, type_len, str_len] {
             out.extend_from_slice(&w.to_ne_bytes());

@@ -21,7 +21,8 @@ impl LoadedBtf {
     /// the kernel's reason (`btf_load: EINVAL: [2] STRUCT value size=16 vlen=2 …`), or
     /// [`BtfError::Sys`] when the kernel gave no log (EPERM without privileges, say).
     pub fn load(blob: &[u8]) -> Result<LoadedBtf, BtfError> {
-        let size = u32::try_from(blob.len()).map_err(|_| BtfError::Build(format!("blob of {} bytes exceeds 4 GiB", blob.len())))?;
+        let size = u32::try_from(blob.len())
+            .map_err(|_| BtfError::Build(format!("blob of {} bytes exceeds 4 GiB", blob.len())))?;
         let mut log: Vec<u8> = Vec::new();
         let mut log_level = 0;
         loop {
@@ -125,7 +126,10 @@ mod tests {
             decisive_lines(log).as_deref(),
             Some("[2] STRUCT foo size=8 vlen=1: a type_id=9 bits_offset=0 Invalid member")
         );
-        assert_eq!(decisive_lines("x\n[3] FUNC f type_id=9 Invalid type_id\n").as_deref(), Some("[3] FUNC f type_id=9 Invalid type_id"));
+        assert_eq!(
+            decisive_lines("x\n[3] FUNC f type_id=9 Invalid type_id\n").as_deref(),
+            Some("[3] FUNC f type_id=9 Invalid type_id")
+        );
         assert_eq!(decisive_lines("\n \n"), None);
     }
 }

@@ -1,52 +1,143 @@
-//! Lookups over a parsed [`Btf`]: by name (through a lazily built, sorted hash index, so the
-//! first lookup pays one pass over the names and later ones a binary search), [`Btf::resolve`],
+//! Lookups over a parsed [`Btf`]: by name (through a hash index that the first lookup builds
+//! in one pass over the names; later lookups walk one short chain), [`Btf::resolve`],
 //! [`Btf::size_of`], [`Btf::enum_values`] and [`Btf::member_offset`]. All of them read raw
 //! records directly rather than decoding whole types.
 
-use super::reader::{Raw, ne32};
+use super::reader::{ne32, Raw};
 use super::types::{EnumValue, Kind, TypeDetail, TypeId, MAX_DEPTH, TYPE_HEADER_LEN};
 use super::{Btf, BtfError};
 
-/// A fast 64-bit hash of a name (FxHash's multiply-rotate over 8-byte words). Collisions only
-/// cost a string comparison: every hit is checked against the name.
+const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+fn mix(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(K)
+}
+
+/// The length folded in, then a murmur3-style finalizer so that every bit is mixed.
+fn finish(h: u64, len: usize) -> u64 {
+    let mut h = h ^ len as u64;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// A fast 64-bit hash of a name (FxHash's multiply-rotate over zero-padded little-endian
+/// 8-byte words). Collisions only cost a string comparison: every hit is checked by name.
 fn name_hash(s: &[u8]) -> u64 {
-    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    let mut h = s.len() as u64;
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
+    let mut h = 0;
+    for chunk in s.chunks(8) {
         let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        w[..chunk.len()].copy_from_slice(chunk);
+        h = mix(h, u64::from_le_bytes(w));
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
+    finish(h, s.len())
+}
+
+/// [`name_hash`] of the NUL-terminated string at the start of `s` (the end of `s` counts as a
+/// NUL), and its length: one pass finding the terminator a word at a time while hashing.
+fn hash_cstr(s: &[u8]) -> (u64, usize) {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut h = 0;
+    let mut len = 0;
+    loop {
         let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        let rest = s.get(len..).unwrap_or_default();
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+        let word = u64::from_le_bytes(w);
+        // The lowest set bit of `zero` marks the first zero byte (higher ones may be false).
+        let zero = word.wrapping_sub(LOW) & !word & HIGH;
+        if zero == 0 {
+            h = mix(h, word);
+            len += 8;
+            continue;
+        }
+        let k = (zero.trailing_zeros() / 8) as usize;
+        if k > 0 {
+            h = mix(h, word & ((1u64 << (8 * k)) - 1));
+        }
+        len += k;
+        return (finish(h, len), len);
     }
-    h
+}
+
+/// The name index of one blob: a chained hash table in two flat arrays, built in one pass
+/// (no sorting, one allocation each), chains in ascending id order.
+pub(super) struct NameIndex {
+    /// Per bucket, the index in `entries` of its first entry, or `NONE`.
+    heads: Vec<u32>,
+    entries: Vec<Entry>,
+    shift: u32,
+}
+
+struct Entry {
+    /// The hash's low 32 bits, to skip most string comparisons.
+    tag: u32,
+    id: u32,
+    next: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// How many members one [`Btf::member_offset`] component may visit (anonymous members included).
+const MEMBER_SEARCH_BUDGET: usize = 1 << 20;
+
+impl NameIndex {
+    fn bucket(&self, h: u64) -> usize {
+        (h >> self.shift) as usize
+    }
+
+    /// Ids whose name hashes to `h`, in id order.
+    fn candidates(&self, h: u64) -> impl Iterator<Item = u32> + '_ {
+        let mut at = self.heads.get(self.bucket(h)).copied().unwrap_or(NONE);
+        std::iter::from_fn(move || {
+            while let Some(e) = self.entries.get(at as usize) {
+                at = e.next;
+                if e.tag == h as u32 {
+                    return Some(e.id);
+                }
+            }
+            None
+        })
+    }
 }
 
 impl Btf {
-    /// The (hash, id) index of this blob's named types, built on first use.
-    fn name_index(&self) -> &[(u64, u32)] {
+    /// The name index of this blob's named types, built on first use.
+    fn name_index(&self) -> &NameIndex {
         self.inner.names.get_or_init(|| {
             let inner = &self.inner;
             let data = self.as_bytes();
-            let mut index = Vec::with_capacity(inner.offsets.len());
-            for (i, &off) in inner.offsets.iter().enumerate() {
+            // Twice as many buckets as types, at least 2^4; `shift` takes the hash's top bits.
+            let bits = (inner.offsets.len() * 2).next_power_of_two().trailing_zeros().max(4);
+            let mut index = NameIndex {
+                heads: vec![NONE; 1 << bits],
+                entries: Vec::with_capacity(inner.offsets.len()),
+                shift: 64 - bits,
+            };
+            // Last id first, so that each chain lists ids in ascending order.
+            for (i, &off) in inner.offsets.iter().enumerate().rev() {
                 let name_off = ne32(data, off as usize).unwrap_or(0);
                 if name_off == 0 {
                     continue;
                 }
                 // A name that does not resolve is not indexed; `type_by_id` reports it.
-                if let Ok(name) = self.str_bytes(name_off) {
-                    if !name.is_empty() {
-                        index.push((name_hash(name), inner.first_id + i as u32));
-                    }
+                let (h, len) = match self.local_str_tail(name_off) {
+                    Some(tail) => hash_cstr(tail),
+                    None => match self.str_bytes(name_off) {
+                        Ok(name) => (name_hash(name), name.len()),
+                        Err(_) => continue,
+                    },
+                };
+                if len == 0 {
+                    continue;
                 }
+                let bucket = index.bucket(h);
+                let next = index.heads[bucket];
+                index.heads[bucket] = index.entries.len() as u32;
+                index.entries.push(Entry { tag: h as u32, id: inner.first_id + i as u32, next });
             }
-            index.sort_unstable();
             index
         })
     }
@@ -57,10 +148,7 @@ impl Btf {
             Some(base) => base.find_by_name(name),
             None => Vec::new(),
         };
-        let index = self.name_index();
-        let h = name_hash(name.as_bytes());
-        let start = index.partition_point(|e| e.0 < h);
-        for &(_, id) in index[start..].iter().take_while(|e| e.0 == h) {
+        for id in self.name_index().candidates(name_hash(name.as_bytes())) {
             if self.raw(TypeId(id)).and_then(|r| r.btf.str_bytes(r.name_off)).is_ok_and(|n| n == name.as_bytes()) {
                 out.push(TypeId(id));
             }
@@ -105,7 +193,8 @@ impl Btf {
                 Kind::Array => {
                     let t = r.trailer(4, 0);
                     let len = r.word(t + 8)? as u64;
-                    count = count.checked_mul(len).ok_or_else(|| unexpected(&r, "array size overflows 64 bits".into()))?;
+                    count =
+                        count.checked_mul(len).ok_or_else(|| unexpected(&r, "array size overflows 64 bits".into()))?;
                     cur = TypeId(r.word(t)?);
                     continue;
                 }
@@ -131,9 +220,10 @@ impl Btf {
         }
     }
 
-    /// The offset in bits of a member from the start of `id` (a struct or union, typedefs
-    /// and modifiers allowed): `"a.b.c"`, through pointers-free nesting; members of anonymous
-    /// structs and unions are found as in C; `"arr[3]"` indexes an array member.
+    /// The offset in bits of a member from the start of `id` (a struct or union; typedefs
+    /// and modifiers are skipped). `"a.b.c"` names nested members (embedded, not behind
+    /// pointers); members of anonymous structs and unions are found by their own names, as in
+    /// C; `"arr[3]"` indexes an array member. A bitfield's offset is its first bit.
     pub fn member_offset(&self, id: TypeId, path: &str) -> Result<u64, BtfError> {
         let mut cur = id;
         let mut bits: u64 = 0;
@@ -148,10 +238,14 @@ impl Btf {
             if !name.is_empty() {
                 let r = self.raw(self.resolve(cur)?)?;
                 if !matches!(r.kind, Kind::Struct | Kind::Union) {
-                    return Err(unexpected(&r, format!("is not a struct or union, so has no member \"{name}\" (path \"{path}\")")));
+                    return Err(unexpected(
+                        &r,
+                        format!("is not a struct or union, so has no member \"{name}\" (path \"{path}\")"),
+                    ));
                 }
+                let mut budget = MEMBER_SEARCH_BUDGET;
                 let (off, ty) = self
-                    .find_member(&r, name.as_bytes(), 0)?
+                    .find_member(&r, name.as_bytes(), 0, &mut budget)?
                     .ok_or_else(|| unexpected(&r, format!("has no member \"{name}\" (path \"{path}\")")))?;
                 bits = bits.saturating_add(off);
                 cur = ty;
@@ -159,7 +253,10 @@ impl Btf {
             for index in indexes {
                 let r = self.raw(self.resolve(cur)?)?;
                 if r.kind != Kind::Array {
-                    return Err(unexpected(&r, format!("is not an array, so cannot be indexed [{index}] (path \"{path}\")")));
+                    return Err(unexpected(
+                        &r,
+                        format!("is not an array, so cannot be indexed [{index}] (path \"{path}\")"),
+                    ));
                 }
                 let elem = TypeId(r.word(r.trailer(4, 0))?);
                 let step = self.size_of(elem)?.checked_mul(8).and_then(|s| s.checked_mul(index));
@@ -173,11 +270,24 @@ impl Btf {
     }
 
     /// Find member `name` of the struct/union `r`, looking inside anonymous members.
-    /// Returns its bit offset from the start of `r` and its type.
-    fn find_member(&self, r: &Raw<'_>, name: &[u8], depth: usize) -> Result<Option<(u64, TypeId)>, BtfError> {
+    /// Returns its bit offset from the start of `r` and its type. `budget` bounds the members
+    /// visited, so that malformed BTF nesting many anonymous members cannot take forever.
+    fn find_member(
+        &self,
+        r: &Raw<'_>,
+        name: &[u8],
+        depth: usize,
+        budget: &mut usize,
+    ) -> Result<Option<(u64, TypeId)>, BtfError> {
         if depth > MAX_DEPTH {
             return Err(BtfError::TooDeep { id: r.id });
         }
+        *budget = budget.checked_sub(r.vlen()).ok_or_else(|| {
+            unexpected(
+                r,
+                format!("looking for a member visits more than {MEMBER_SEARCH_BUDGET} members of anonymous structs"),
+            )
+        })?;
         for i in 0..r.vlen() {
             let m = r.off + TYPE_HEADER_LEN + 12 * i;
             let (name_off, ty, offset) = (r.word(m)?, TypeId(r.word(m + 4)?), r.word(m + 8)?);
@@ -189,7 +299,7 @@ impl Btf {
             if member_name.is_empty() {
                 let inner = self.raw(self.resolve(ty)?)?;
                 if matches!(inner.kind, Kind::Struct | Kind::Union) {
-                    if let Some((off, found)) = self.find_member(&inner, name, depth + 1)? {
+                    if let Some((off, found)) = self.find_member(&inner, name, depth + 1, budget)? {
                         return Ok(Some((bit + off, found)));
                     }
                 }
@@ -236,6 +346,17 @@ mod tests {
         assert_eq!(split_component("a[1"), None);
         assert_eq!(split_component("a[x]"), None);
         assert_eq!(split_component("a[1]b"), None);
+    }
+
+    #[test]
+    fn hash_of_a_c_string_is_the_hash_of_the_name() {
+        let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for len in 0..text.len() {
+            let mut s = text[..len].to_vec();
+            s.extend_from_slice(b"\0tail");
+            assert_eq!(hash_cstr(&s), (name_hash(&text[..len]), len), "length {len}");
+            assert_eq!(hash_cstr(&text[..len]), (name_hash(&text[..len]), len), "unterminated, length {len}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Split BTF (`/sys/kernel/btf/<module>`) holds a reference to its base: ids below
 //! [`Btf::first_id`] and string offsets below the base's string length are the base's.
 
+use super::query::NameIndex;
 use super::types::{
     EnumValue, IntEncoding, Kind, Linkage, Member, Param, Type, TypeDetail, TypeId, VarSecinfo, HEADER_LEN, MAGIC,
     TYPE_HEADER_LEN,
@@ -33,8 +34,8 @@ pub(super) struct Inner {
     /// String offsets below this are the base's.
     str_base: u32,
     pub(super) base: Option<Btf>,
-    /// (hash of name, id) for every named type of this blob, sorted; built on first use.
-    pub(super) names: OnceLock<Vec<(u64, u32)>>,
+    /// Name → ids of this blob's named types; built on first use.
+    pub(super) names: OnceLock<NameIndex>,
 }
 
 /// A located type record: the [`Btf`] that holds it (the base, for a base id of split BTF),
@@ -160,7 +161,10 @@ impl Btf {
                 return Err(header(format!("string section does not end with NUL (byte {})", strs.end - 1)));
             }
             (Some(&first), _) if first != 0 && base.is_none() => {
-                return Err(header(format!("string section does not start with the empty string (byte {})", strs.start)));
+                return Err(header(format!(
+                    "string section does not start with the empty string (byte {})",
+                    strs.start
+                )));
             }
             (None, _) if base.is_none() => return Err(header("empty string section".into())),
             _ => {}
@@ -180,7 +184,15 @@ impl Btf {
             return Err(header(format!("{} types after id {first_id} overflow 32-bit type ids", offsets.len())));
         }
         Ok(Btf {
-            inner: Arc::new(Inner { data, strs, offsets, first_id, str_base, base: base.cloned(), names: OnceLock::new() }),
+            inner: Arc::new(Inner {
+                data,
+                strs,
+                offsets,
+                first_id,
+                str_base,
+                base: base.cloned(),
+                names: OnceLock::new(),
+            }),
         })
     }
 
@@ -261,7 +273,8 @@ impl Btf {
         else {
             return Err(bad("type header runs past the blob".into()));
         };
-        let kind = Kind::from_raw((info >> 24) & 0x1f).ok_or_else(|| bad(format!("unknown kind {}", (info >> 24) & 0x1f)))?;
+        let kind =
+            Kind::from_raw((info >> 24) & 0x1f).ok_or_else(|| bad(format!("unknown kind {}", (info >> 24) & 0x1f)))?;
         Ok(Raw { btf: self, id, off, kind, name_off, info, size_type })
     }
 
@@ -273,14 +286,19 @@ impl Btf {
                 return base.str_bytes(off);
             }
         }
-        let rel = (off - inner.str_base) as usize;
-        let tail = inner.data.get(inner.strs.start + rel..inner.strs.end).filter(|_| rel < inner.strs.len());
+        let tail = self.local_str_tail(off).filter(|t| !t.is_empty());
         let Some(tail) = tail else {
             return Err(BtfError::BadString { offset: off, reason: "past the end of the string section" });
         };
         // The section ends with NUL (checked at parse), so a terminator is always found.
         let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
         Ok(&tail[..end])
+    }
+
+    /// The string section from `off` to its end, when `off` is this blob's (not the base's).
+    pub(super) fn local_str_tail(&self, off: u32) -> Option<&[u8]> {
+        let rel = off.checked_sub(self.inner.str_base)? as usize;
+        self.inner.data.get(self.inner.strs.start.checked_add(rel)?..self.inner.strs.end)
     }
 
     /// [`Btf::str_bytes`] as UTF-8.
@@ -315,7 +333,9 @@ fn index_types(data: &[u8], types: Range<usize>, first_id: u32) -> Result<Vec<u3
         let bad = |reason: String| BtfError::BadType { id, offset: off, reason };
         let info = match ne32(data, off + 4) {
             Some(info) if left >= TYPE_HEADER_LEN => info,
-            _ => return Err(bad(format!("type header needs {TYPE_HEADER_LEN} bytes, the type section has {left} left"))),
+            _ => {
+                return Err(bad(format!("type header needs {TYPE_HEADER_LEN} bytes, the type section has {left} left")))
+            }
         };
         let raw_kind = (info >> 24) & 0x1f;
         let kind = match Kind::from_raw(raw_kind) {
@@ -324,7 +344,10 @@ fn index_types(data: &[u8], types: Range<usize>, first_id: u32) -> Result<Vec<u3
         };
         let len = TYPE_HEADER_LEN + kind.trailer_len((info & 0xffff) as usize);
         if len > left {
-            return Err(bad(format!("{kind} with vlen {} needs {len} bytes, the type section has {left} left", info & 0xffff)));
+            return Err(bad(format!(
+                "{kind} with vlen {} needs {len} bytes, the type section has {left} left",
+                info & 0xffff
+            )));
         }
         offsets.push(off as u32);
         off += len;
@@ -356,8 +379,14 @@ fn decode(r: Raw<'_>) -> Result<Type<'_>, BtfError> {
             for i in 0..n {
                 let m = r.trailer(12, i);
                 let offset = r.word(m + 8)?;
-                let (bit_offset, bitfield_size) = if r.kflag() { (offset & 0xff_ffff, (offset >> 24) as u8) } else { (offset, 0) };
-                members.push(Member { name: str_of(r.word(m)?)?, ty: TypeId(r.word(m + 4)?), bit_offset, bitfield_size });
+                let (bit_offset, bitfield_size) =
+                    if r.kflag() { (offset & 0xff_ffff, (offset >> 24) as u8) } else { (offset, 0) };
+                members.push(Member {
+                    name: str_of(r.word(m)?)?,
+                    ty: TypeId(r.word(m + 4)?),
+                    bit_offset,
+                    bitfield_size,
+                });
             }
             if r.kind == Kind::Struct {
                 TypeDetail::Struct { size: r.size_type, members }
@@ -391,7 +420,8 @@ fn decode(r: Raw<'_>) -> Result<Type<'_>, BtfError> {
         Kind::Const => TypeDetail::Const { target: TypeId(r.size_type) },
         Kind::Restrict => TypeDetail::Restrict { target: TypeId(r.size_type) },
         Kind::Func => {
-            let linkage = Linkage::from_raw(n as u32).ok_or_else(|| r.bad(format!("FUNC linkage {n} is none of static, global, extern")))?;
+            let linkage = Linkage::from_raw(n as u32)
+                .ok_or_else(|| r.bad(format!("FUNC linkage {n} is none of static, global, extern")))?;
             TypeDetail::Func { proto: TypeId(r.size_type), linkage }
         }
         Kind::FuncProto => {
@@ -404,7 +434,8 @@ fn decode(r: Raw<'_>) -> Result<Type<'_>, BtfError> {
         }
         Kind::Var => {
             let raw = r.word(r.trailer(4, 0))?;
-            let linkage = Linkage::from_raw(raw).ok_or_else(|| r.bad(format!("VAR linkage {raw} is none of static, global, extern")))?;
+            let linkage = Linkage::from_raw(raw)
+                .ok_or_else(|| r.bad(format!("VAR linkage {raw} is none of static, global, extern")))?;
             TypeDetail::Var { ty: TypeId(r.size_type), linkage }
         }
         Kind::Datasec => {

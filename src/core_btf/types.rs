@@ -8,7 +8,7 @@ use std::fmt;
 /// Size of `struct btf_header` as Linux 6.18 defines it.
 pub(crate) const HEADER_LEN: usize = 24;
 /// `BTF_MAGIC`, read as a native-endian u16.
-pub(crate) const MAGIC: u16 = 0xeB9F;
+pub(crate) const MAGIC: u16 = 0xEB9F;
 /// Size of `struct btf_type` (name_off, info, size/type).
 pub(crate) const TYPE_HEADER_LEN: usize = 12;
 /// The longest chain of typedefs/modifiers/arrays followed before giving up (libbpf's
@@ -292,30 +292,86 @@ pub enum TypeDetail<'a> {
     Void,
     /// `size` bytes; the value is `bits` wide starting at bit `offset` (both from the INT's
     /// trailing word).
-    Int { size: u32, encoding: IntEncoding, offset: u8, bits: u8 },
-    Ptr { target: TypeId },
-    Array { elem: TypeId, index: TypeId, len: u32 },
-    Struct { size: u32, members: Vec<Member<'a>> },
-    Union { size: u32, members: Vec<Member<'a>> },
+    Int {
+        size: u32,
+        encoding: IntEncoding,
+        offset: u8,
+        bits: u8,
+    },
+    Ptr {
+        target: TypeId,
+    },
+    Array {
+        elem: TypeId,
+        index: TypeId,
+        len: u32,
+    },
+    Struct {
+        size: u32,
+        members: Vec<Member<'a>>,
+    },
+    Union {
+        size: u32,
+        members: Vec<Member<'a>>,
+    },
     /// `signed` is the kind_flag.
-    Enum { size: u32, signed: bool, values: Vec<EnumValue<'a>> },
-    Enum64 { size: u32, signed: bool, values: Vec<EnumValue<'a>> },
+    Enum {
+        size: u32,
+        signed: bool,
+        values: Vec<EnumValue<'a>>,
+    },
+    Enum64 {
+        size: u32,
+        signed: bool,
+        values: Vec<EnumValue<'a>>,
+    },
     /// `union` is the kind_flag (`union foo;` rather than `struct foo;`).
-    Fwd { union: bool },
-    Typedef { target: TypeId },
-    Volatile { target: TypeId },
-    Const { target: TypeId },
-    Restrict { target: TypeId },
-    Func { proto: TypeId, linkage: Linkage },
-    FuncProto { ret: TypeId, params: Vec<Param<'a>> },
-    Var { ty: TypeId, linkage: Linkage },
-    Datasec { size: u32, vars: Vec<VarSecinfo> },
-    Float { size: u32 },
+    Fwd {
+        union: bool,
+    },
+    Typedef {
+        target: TypeId,
+    },
+    Volatile {
+        target: TypeId,
+    },
+    Const {
+        target: TypeId,
+    },
+    Restrict {
+        target: TypeId,
+    },
+    Func {
+        proto: TypeId,
+        linkage: Linkage,
+    },
+    FuncProto {
+        ret: TypeId,
+        params: Vec<Param<'a>>,
+    },
+    Var {
+        ty: TypeId,
+        linkage: Linkage,
+    },
+    Datasec {
+        size: u32,
+        vars: Vec<VarSecinfo>,
+    },
+    Float {
+        size: u32,
+    },
     /// `component_idx` is -1 for the tagged type itself, else the member/parameter index.
     /// `attr` is the kind_flag (the tag is an `__attribute__` rather than `btf_decl_tag`).
-    DeclTag { target: TypeId, component_idx: i32, attr: bool },
+    DeclTag {
+        target: TypeId,
+        component_idx: i32,
+        attr: bool,
+    },
     /// `attr` as for [`TypeDetail::DeclTag`].
-    TypeTag { target: TypeId, attr: bool },
+    TypeTag {
+        target: TypeId,
+        attr: bool,
+    },
 }
 
 impl<'a> Type<'a> {
