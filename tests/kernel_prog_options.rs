@@ -197,3 +197,38 @@ fn spin_locked_values_with_f_lock() {
     let plain = Map::create(&MapSpec::new("plain", MapType::Hash, 4, 16, 8)).unwrap();
     assert!(plain.update(&1u32.to_ne_bytes(), &val, UpdateFlags::Lock).is_err());
 }
+
+#[test]
+fn syscall_program_writes_its_context_back() {
+    if !support::kernel_or_skip("syscall program ctx") {
+        return;
+    }
+    let asm = bpf_asm! {
+        r2 = *(u32 *)(r1 + 0)
+        r2 += 1
+        *(u32 *)(r1 + 4) = r2
+        r0 = 0
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let p = Program::load(&asm, &[], &LoadOptions::new("sysctx", ProgType::Syscall).flags(ProgFlags::SLEEPABLE)).unwrap();
+    let mut ctx = [0u8; 8];
+    ctx[..4].copy_from_slice(&41u32.to_ne_bytes());
+    let out = p.test_run(&TestRun::default().ctx(ctx)).unwrap();
+    assert_eq!(u32::from_ne_bytes(out.ctx_out[4..8].try_into().unwrap()), 42);
+}
+
+#[test]
+fn opening_the_wrong_kind_of_object_is_a_clear_error() {
+    if !support::kernel_or_skip("object kinds") {
+        return;
+    }
+    let m = Map::create(&MapSpec::new("kind", MapType::Array, 4, 8, 1)).unwrap();
+    let fd = std::os::fd::AsFd::as_fd(&m).try_clone_to_owned().unwrap();
+    let err = Program::from_fd(fd).unwrap_err();
+    assert!(err.to_string().contains("not a program (bpf-map)"), "{err}");
+    let file = std::fs::File::open("/proc/self/status").unwrap();
+    let err = Map::from_fd(file.into()).unwrap_err();
+    assert!(err.to_string().contains("not a map (not a BPF object)"), "{err}");
+}

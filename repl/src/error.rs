@@ -7,6 +7,9 @@
 use std::fmt;
 
 use bpfkit::insn::{AssembleError, DecodeError, EncodeError, ParseError, SourceLoc};
+use bpfkit::maps::MapError;
+use bpfkit::prog::LoadError;
+use bpfkit::sys::{PinError, SysError};
 
 use crate::hex::HexError;
 
@@ -44,6 +47,38 @@ pub enum CliError {
     Truncated { origin: String, len: usize },
     /// Bytes do not decode to instructions.
     Decode { origin: String, source: DecodeError },
+    /// A program did not load; a verifier rejection shows `snippet` (the source line of the
+    /// failing instruction) and, when asked for, the whole verifier `log`.
+    Load {
+        source: Box<LoadError>,
+        snippet: Option<String>,
+        log: Option<String>,
+    },
+    /// Program text holds no instructions (only comments, labels or nothing).
+    NoInstructions { origin: String },
+    /// A program uses a map (`map[NAME]`) that the command line does not declare.
+    UndeclaredMap {
+        name: String,
+        loc: Option<SourceLoc>,
+        snippet: Option<String>,
+    },
+    /// A map operation failed (the error names the map).
+    Map(MapError),
+    /// `BPF_PROG_TEST_RUN` failed; `hint` says what to change, when the errno suggests it.
+    TestRun {
+        source: SysError,
+        hint: Option<String>,
+    },
+    /// A pinned path could not be opened, or holds a different kind of object.
+    Pin(PinError),
+    /// No kernel object of this kind has this id.
+    NoSuchId { kind: &'static str, id: u32 },
+    /// The object pinned at `path` is not a `want` (it is a `found`).
+    WrongPinKind {
+        path: String,
+        want: &'static str,
+        found: String,
+    },
 }
 
 impl CliError {
@@ -110,6 +145,35 @@ impl fmt::Display for CliError {
                 if len % 8 == 1 { "" } else { "s" },
             ),
             CliError::Decode { origin, source } => write!(f, "{origin}: {source}"),
+            CliError::Load { source, snippet, log } => {
+                write!(f, "{source}{}", snippet.as_deref().unwrap_or_default())?;
+                match log {
+                    Some(log) => write!(f, "\nverifier log:\n{}", log.trim_end()),
+                    None => Ok(()),
+                }
+            }
+            CliError::NoInstructions { origin } => write!(f, "{origin}: no instructions to load"),
+            CliError::UndeclaredMap { name, loc, snippet } => {
+                if let Some(loc) = loc {
+                    write!(f, "{loc}: ")?;
+                }
+                write!(
+                    f,
+                    "map `{name}` is not declared: declare it with `--map {name}:TYPE:KEY_SIZE:VALUE_SIZE:MAX_ENTRIES` \
+                     (e.g. `--map {name}:hash:4:8:1024`){}",
+                    snippet.as_deref().unwrap_or_default()
+                )
+            }
+            CliError::Map(e) => write!(f, "{e}"),
+            CliError::TestRun { source, hint: Some(hint) } => write!(f, "{source} ({hint})"),
+            CliError::TestRun { source, hint: None } => write!(f, "{source}"),
+            CliError::Pin(e) => write!(f, "{e}"),
+            CliError::NoSuchId { kind, id } => {
+                write!(f, "no {kind} with id {id} (`bpfkit {kind} list` shows the loaded ones)")
+            }
+            CliError::WrongPinKind { path, want, found } => {
+                write!(f, "{path}: pinned object is a {found}, not a {want}")
+            }
         }
     }
 }

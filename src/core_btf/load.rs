@@ -51,7 +51,7 @@ impl LoadedBtf {
                 log = vec![0u8; want.min(LOG_MAX)];
                 continue;
             }
-            let text = log_text(&log);
+            let text = sys::c_name(&log);
             return match decisive_lines(&text) {
                 Some(decisive) => Err(BtfError::Rejected { decisive, log: text, source: err }),
                 None => Err(SysError { op: format!("btf_load({} bytes)", blob.len()), source: err }.into()),
@@ -94,11 +94,6 @@ impl BtfBuilder {
     pub fn load(&self) -> Result<LoadedBtf, BtfError> {
         LoadedBtf::load(&self.encode())
     }
-}
-
-fn log_text(buf: &[u8]) -> String {
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// The kernel's reason from a BTF log: its last non-empty line, prefixed with the `[N] KIND …`

@@ -192,7 +192,10 @@ impl Map {
             return Err(self.unsupported("is not a map-in-map"));
         }
         match self.lookup(key)? {
-            Some(v) => Ok(Some(Map::from_id(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))?)),
+            Some(v) => match v.get(..4) {
+                Some(id) => Ok(Some(Map::from_id(u32::from_ne_bytes([id[0], id[1], id[2], id[3]]))?)),
+                None => Err(self.unsupported("value is shorter than a map id")),
+            },
             None => Ok(None),
         }
     }

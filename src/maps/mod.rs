@@ -120,6 +120,8 @@ pub enum MapError {
     Pin(#[from] PinError),
     #[error("map \"{map}\": {size} bytes at index {index} are outside the mapping ({len} elements)")]
     OutOfRange { map: String, index: usize, size: usize, len: usize },
+    #[error("the fd is not a map ({what})")]
+    NotAMap { what: String },
     #[error("map id {id} has type {raw}, which bpfkit does not know")]
     UnknownType { id: u32, raw: u32 },
     #[error("map \"{map}\": iteration did not finish after {steps} steps (the map changed faster than it could be walked)")]
@@ -231,6 +233,10 @@ impl Map {
 
     /// Adopt an fd of a map (e.g. from another library), reading its type and sizes from the kernel.
     pub fn from_fd(fd: OwnedFd) -> Result<Map, MapError> {
+        let kind = sys::bpf_object_kind(fd.as_fd()).map_err(|source| SysError { op: format!("readlink(/proc/self/fd/{})", fd.as_raw_fd()), source })?;
+        if kind.as_deref() != Some("bpf-map") {
+            return Err(MapError::NotAMap { what: kind.unwrap_or_else(|| "not a BPF object".into()) });
+        }
         let raw: MapInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {})
             .map_err(|source| SysError { op: format!("obj_get_info_by_fd(map fd {})", fd.as_raw_fd()), source })?;
         let info = MapInfo::from_raw(&raw);

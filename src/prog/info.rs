@@ -55,6 +55,10 @@ fn info_err(what: String, source: std::io::Error) -> LoadError {
 impl Program {
     /// Adopt an fd of a loaded program, reading its type and name from the kernel.
     pub fn from_fd(fd: OwnedFd) -> Result<Program, LoadError> {
+        let kind = sys::bpf_object_kind(fd.as_fd()).map_err(|source| SysError { op: "readlink(/proc/self/fd)".into(), source })?;
+        if kind.as_deref() != Some("bpf-prog") {
+            return Err(LoadError::NotAProgram { what: kind.unwrap_or_else(|| "not a BPF object".into()) });
+        }
         let raw: ProgInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {}).map_err(|e| info_err("program fd".into(), e))?;
         let prog_type = ProgType::from_raw(raw.prog_type).ok_or_else(|| LoadError::UnknownType { id: raw.id, raw: raw.prog_type })?;
         Ok(Program { fd, name: sys::c_name(&raw.name), prog_type, log: String::new() })

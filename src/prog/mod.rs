@@ -121,13 +121,15 @@ pub enum LoadError {
     #[error("program \"{prog}\": {source}")]
     Encode { prog: String, source: EncodeError },
     #[error("program \"{prog}\" rejected by the verifier: {0}", .rejection)]
-    Verifier { prog: String, rejection: VerifierRejection },
+    Verifier { prog: String, rejection: Box<VerifierRejection> },
     #[error(transparent)]
     Sys(#[from] SysError),
     #[error(transparent)]
     Pin(#[from] sys::PinError),
     #[error("program \"{prog}\": building its BTF func info: {source}")]
     FuncInfo { prog: String, source: crate::core_btf::BtfError },
+    #[error("the fd is not a program ({what})")]
+    NotAProgram { what: String },
     #[error("program id {id} has type {raw}, which bpfkit does not know")]
     UnknownType { id: u32, raw: u32 },
     #[error("program \"{prog}\": the kernel's xlated instructions do not decode: {message}")]
@@ -206,7 +208,7 @@ impl Program {
             }
             match sys::bpf_fd(Cmd::ProgLoad, &mut attr) {
                 Ok(fd) => {
-                    return Ok(Program { fd, name: opts.name.clone(), prog_type: opts.prog_type, log: log_text(&log) });
+                    return Ok(Program { fd, name: opts.name.clone(), prog_type: opts.prog_type, log: sys::c_name(&log) });
                 }
                 // The log buffer was too small: grow it (up to 16 MiB) and try again.
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && log_level > 0 && log.len() < LOG_MAX => {
@@ -219,11 +221,11 @@ impl Program {
                         log = vec![0u8; opts.log_size];
                         continue;
                     }
-                    let text = log_text(&log);
+                    let text = sys::c_name(&log);
                     if text.trim().is_empty() {
                         return Err(SysError { op: opts.describe(), source: e }.into());
                     }
-                    return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: explain(&text, asm, e) });
+                    return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: Box::new(explain(&text, asm, e)) });
                 }
                 Err(source) => {
                     return Err(SysError { op: opts.describe(), source }.into());
@@ -245,11 +247,6 @@ impl Program {
         format!("{} \"{}\"", self.prog_type, self.name)
     }
 
-}
-
-fn log_text(buf: &[u8]) -> String {
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 impl AsFd for Program {

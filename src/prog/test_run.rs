@@ -66,7 +66,8 @@ pub struct TestRunResult {
     /// Mean run time per repetition, as the kernel measured it.
     pub duration_ns: u32,
     pub data_out: Vec<u8>,
-    /// The context after the run (empty when none was passed or the type returns none).
+    /// The context after the run (empty when none was passed or the type returns none; for
+    /// syscall programs, the context as the program left it).
     pub ctx_out: Vec<u8>,
 }
 
@@ -74,8 +75,9 @@ impl Program {
     /// Run the program with PROG_TEST_RUN.
     pub fn test_run(&self, run: &TestRun) -> Result<TestRunResult, SysError> {
         let mut data_out = vec![0u8; if run.data.is_empty() { 0 } else { run.data.len() + run.data_out_extra }];
-        let ctx_in = run.ctx.as_deref().unwrap_or(&[]);
-        let mut ctx_out = vec![0u8; run.ctx_out_size.unwrap_or(ctx_in.len())];
+        // A mutable copy: syscall programs write their context back into `ctx_in`.
+        let mut ctx_in: Vec<u8> = run.ctx.clone().unwrap_or_default();
+        let mut ctx_out = vec![0u8; if self.prog_type == super::ProgType::Syscall { 0 } else { run.ctx_out_size.unwrap_or(ctx_in.len()) }];
         let mut attr = TestRunAttr {
             prog_fd: self.as_fd_raw(),
             data_size_in: run.data.len() as u32,
@@ -84,7 +86,7 @@ impl Program {
             data_out: if data_out.is_empty() { 0 } else { sys::ptr(data_out.as_mut_ptr()) },
             repeat: run.repeat,
             ctx_size_in: ctx_in.len() as u32,
-            ctx_in: if ctx_in.is_empty() { 0 } else { sys::ptr(ctx_in.as_ptr()) },
+            ctx_in: if ctx_in.is_empty() { 0 } else { sys::ptr(ctx_in.as_mut_ptr()) },
             ctx_size_out: ctx_out.len() as u32,
             ctx_out: if ctx_out.is_empty() { 0 } else { sys::ptr(ctx_out.as_mut_ptr()) },
             flags: run.flags,
@@ -103,6 +105,9 @@ impl Program {
         })?;
         data_out.truncate(attr.data_size_out as usize);
         ctx_out.truncate(attr.ctx_size_out as usize);
+        if self.prog_type == super::ProgType::Syscall {
+            ctx_out = ctx_in;
+        }
         Ok(TestRunResult { retval: attr.retval, duration_ns: attr.duration, data_out, ctx_out })
     }
 

@@ -189,7 +189,8 @@ pub fn name16(name: &str) -> [u8; 16] {
     out
 }
 
-/// A kernel name field (`char name[16]`) as a string, up to its first NUL.
+/// A NUL-terminated kernel buffer (a `char name[16]` field, a verifier or BTF log) as a string,
+/// up to its first NUL.
 pub fn c_name(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()

@@ -50,6 +50,14 @@ pub fn fd_by_id(cmd: Cmd, id: u32) -> io::Result<OwnedFd> {
     bpf_fd(cmd, &mut attr)
 }
 
+/// What kind of BPF object `fd` is (`bpf-map`, `bpf-prog`, `bpf_link`, `btf`), from the
+/// anonymous inode's name in `/proc/self/fd`; `None` if it is not a BPF object.
+pub fn bpf_object_kind(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    let target = target.to_string_lossy();
+    Ok(target.strip_prefix("anon_inode:").map(|k| k.trim_matches(|c| c == '[' || c == ']').to_string()))
+}
+
 /// Why a path cannot hold a pin.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {

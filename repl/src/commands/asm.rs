@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use bpfkit::insn::{encode, parse_program_with, AssembleError, Dialect, ParseOptions};
+use bpfkit::insn::{encode, parse_program_with, AssembleError, Assembled, Dialect, ParseOptions};
 use clap::ValueEnum;
 
 use crate::error::{snippet, CliError};
@@ -67,11 +67,15 @@ pub enum OutputFormat {
     Raw,
 }
 
-/// Assemble `text` (named `origin` in messages) to bytes.
-pub fn assemble(text: &str, origin: &str, dialect: Dialect) -> Result<Vec<u8>, CliError> {
+/// Parse `text` (named `origin` in messages) and resolve its labels; map names stay symbolic.
+pub fn parse_and_assemble(
+    text: &str,
+    origin: &str,
+    dialect: Dialect,
+) -> Result<Assembled, CliError> {
     let opts = ParseOptions::new().dialect(dialect).origin(origin);
     let program = parse_program_with(text, &opts).map_err(CliError::Parse)?;
-    let assembled = program.assemble().map_err(|source| {
+    program.assemble().map_err(|source| {
         let loc = match &source {
             AssembleError::UndefinedLabel { loc, .. }
             | AssembleError::DuplicateLabel { loc, .. }
@@ -81,7 +85,12 @@ pub fn assemble(text: &str, origin: &str, dialect: Dialect) -> Result<Vec<u8>, C
             snippet: loc.and_then(|l| snippet(text, l)),
             source,
         }
-    })?;
+    })
+}
+
+/// Assemble `text` (named `origin` in messages) to bytes.
+pub fn assemble(text: &str, origin: &str, dialect: Dialect) -> Result<Vec<u8>, CliError> {
+    let assembled = parse_and_assemble(text, origin, dialect)?;
     // Encode one instruction at a time so that a failure can name the line it came from.
     let mut bytes = Vec::with_capacity(assembled.slot_count() * 8);
     for (insn, loc) in assembled.insns().iter().zip(assembled.locs()) {

@@ -7,6 +7,9 @@
 
 pub mod asm;
 pub mod disasm;
+pub mod map;
+pub mod prog;
+pub mod run;
 
 use std::io::Write;
 
@@ -26,6 +29,18 @@ pub enum Command {
     Asm(asm::Args),
     /// Decode instruction bytes and print them as text.
     Disasm(disasm::Args),
+    /// Assemble program text, load it and test-run it: prints `retval=N duration_ns=N`.
+    ///
+    /// The program runs once (or `--repeat` times) through `BPF_PROG_TEST_RUN` on
+    /// `--data-hex` (64 zero bytes by default for packet types). A verifier rejection
+    /// prints the verifier's decisive line, the failing instruction and its source line,
+    /// and exits with status 1. Maps the program names (`map[counts]`) are declared with
+    /// `--map counts:hash:4:8:1024`.
+    Run(run::Args),
+    /// Loaded programs: `list`, `show ID|PATH`, `dump xlated ID|PATH`.
+    Prog(prog::Args),
+    /// Maps in the kernel: `list`, `show ID|PATH`, `dump ID|PATH`.
+    Map(map::Args),
 }
 
 /// Run one subcommand, writing its output to `stdout` (unless it was told to write a file).
@@ -33,5 +48,8 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), CliError> {
     match command {
         Command::Asm(args) => asm::run(&args, stdout),
         Command::Disasm(args) => disasm::run(&args, stdout),
+        Command::Run(args) => run::run(&args, stdout),
+        Command::Prog(args) => prog::run(&args, stdout),
+        Command::Map(args) => map::run(&args, stdout),
     }
 }
