@@ -7,6 +7,7 @@
 
 pub mod asm;
 pub mod disasm;
+pub mod features;
 pub mod map;
 pub mod prog;
 pub mod run;
@@ -29,6 +30,10 @@ pub enum Command {
     Asm(asm::Args),
     /// Decode instruction bytes and print them as text.
     Disasm(disasm::Args),
+    /// Probe what this kernel and process support: system facts, program, map and attach
+    /// types (yes/no, the release each appeared in, how it was probed), and with `--helpers`
+    /// which helpers each program type may call.
+    Features(features::Args),
     /// Assemble program text, load it and test-run it: prints `retval=N duration_ns=N`.
     ///
     /// The program runs once (or `--repeat` times) through `BPF_PROG_TEST_RUN` on
@@ -48,6 +53,7 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), CliError> {
     match command {
         Command::Asm(args) => asm::run(&args, stdout),
         Command::Disasm(args) => disasm::run(&args, stdout),
+        Command::Features(args) => features::run(&args, stdout),
         Command::Run(args) => run::run(&args, stdout),
         Command::Prog(args) => prog::run(&args, stdout),
         Command::Map(args) => map::run(&args, stdout),
