@@ -232,3 +232,31 @@ fn opening_the_wrong_kind_of_object_is_a_clear_error() {
     let err = Map::from_fd(file.into()).unwrap_err();
     assert!(err.to_string().contains("not a map (not a BPF object)"), "{err}");
 }
+
+#[test]
+fn verifier_log_quotes_the_source_through_btf_line_info() {
+    if !support::kernel_or_skip("line info") {
+        return;
+    }
+    let line = line!() + 2;
+    let asm = bpf_asm! {
+        r0 = 1
+        r0 += 41
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let p = Program::load(&asm, &[], &LoadOptions::new("lines", ProgType::Xdp).log_level(2)).unwrap();
+    // The kernel prints the file's base name.
+    let want = format!("; r0 = 1 @ kernel_prog_options.rs:{line}");
+    assert!(p.log.contains(&want), "{want} not in\n{}", p.log);
+    let info = p.info().unwrap();
+    assert_ne!(info.btf_id, 0, "the program carries BTF");
+
+    // A rejection's log quotes the offending statement too.
+    let bad = bpf_asm! { r0 = *(u64 *)(r10 - 600); exit }.assemble().unwrap();
+    let LoadError::Verifier { rejection, .. } = Program::load(&bad, &[], &LoadOptions::new("badline", ProgType::Xdp)).unwrap_err() else {
+        panic!("expected a verifier rejection")
+    };
+    assert!(rejection.log.contains("; r0 = *(u64 *)(r10 - 600) @ kernel_prog_options.rs:"), "{}", rejection.log);
+}

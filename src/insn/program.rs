@@ -18,6 +18,8 @@ pub struct SourceLoc {
     pub line: u32,
     /// 1-based column.
     pub column: u32,
+    /// The statement as written (trimmed): what BTF line info and the REPL show for it.
+    pub text: Arc<str>,
 }
 
 impl fmt::Display for SourceLoc {

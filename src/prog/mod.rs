@@ -2,7 +2,7 @@
 //! to fds, the verifier log captured, grown and explained against the source lines). Info, ids
 //! and pins live in `info.rs`, PROG_TEST_RUN in `test_run.rs`.
 
-mod func_info;
+mod btf_info;
 mod info;
 mod test_run;
 mod types;
@@ -167,11 +167,21 @@ impl Program {
         let fd_array: Vec<i32> = if uses_fd_array { maps.iter().map(|m| m.as_fd().as_raw_fd()).collect() } else { Vec::new() };
         let bound = Assembled::from_insns(insns);
         let slots = bound.encode().map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
-        // Programs that take a subprogram's address need BTF func info; the BTF must stay loaded
-        // until PROG_LOAD returns (the kernel takes its own reference).
-        let func_info = match func_info::subprogram_starts(&slots) {
-            Some(starts) => Some(func_info::build(&opts.name, &starts).map_err(|source| LoadError::FuncInfo { prog: opts.name.clone(), source })?),
-            None => None,
+        // BTF func and line info: required when the program takes a subprogram's address, and
+        // otherwise given whenever the program has source locations, so the verifier's log
+        // quotes the source. The BTF must stay loaded until PROG_LOAD returns (the kernel takes
+        // its own reference).
+        let (starts, func_info_required) = btf_info::function_starts(&slots);
+        let has_locs = asm.locs().iter().any(Option::is_some) && asm.insns().len() == bound.insns().len();
+        let prog_btf = if func_info_required || has_locs {
+            match btf_info::build(&opts.name, asm, &starts) {
+                Ok(b) => Some(b),
+                Err(source) if func_info_required => return Err(LoadError::FuncInfo { prog: opts.name.clone(), source }),
+                // Line info is a comfort: without BTF (e.g. refused) the program loads as before.
+                Err(_) => None,
+            }
+        } else {
+            None
         };
         let license = std::ffi::CString::new(opts.license.replace('\0', "")).unwrap_or_default();
         let mut log_level = opts.log_level;
@@ -200,11 +210,16 @@ impl Program {
                 fd_array: if fd_array.is_empty() { 0 } else { sys::ptr(fd_array.as_ptr()) },
                 ..Default::default()
             };
-            if let Some(fi) = &func_info {
-                attr.prog_btf_fd = fi.btf.attr_fd();
-                attr.func_info = sys::ptr(fi.records.as_ptr());
-                attr.func_info_cnt = fi.records.len() as u32;
-                attr.func_info_rec_size = std::mem::size_of::<func_info::FuncInfoRecord>() as u32;
+            if let Some(pb) = &prog_btf {
+                attr.prog_btf_fd = pb.btf.attr_fd();
+                attr.func_info = sys::ptr(pb.funcs.as_ptr());
+                attr.func_info_cnt = pb.funcs.len() as u32;
+                attr.func_info_rec_size = std::mem::size_of::<btf_info::FuncInfoRecord>() as u32;
+                if !pb.lines.is_empty() {
+                    attr.line_info = sys::ptr(pb.lines.as_ptr());
+                    attr.line_info_cnt = pb.lines.len() as u32;
+                    attr.line_info_rec_size = std::mem::size_of::<btf_info::LineInfoRecord>() as u32;
+                }
             }
             match sys::bpf_fd(Cmd::ProgLoad, &mut attr) {
                 Ok(fd) => {

@@ -300,14 +300,15 @@ pub fn parse_program_with(text: &str, opts: &ParseOptions) -> Result<Program, Pa
             message: e.message,
             source_line: raw_line.to_owned(),
         })?;
-        push_statement(&mut prog, parsed, &opts.origin, line_no, |b| column_of(raw_line, b));
+        push_statement(&mut prog, parsed, &opts.origin, line_no, stmt.trim(), |b| column_of(raw_line, b));
     }
     prog.define_exit_label_if_used();
     Ok(prog)
 }
 
-fn push_statement(prog: &mut Program, s: Statement, origin: &Arc<str>, line: u32, col: impl Fn(usize) -> u32) {
-    let loc = |b: usize| Some(SourceLoc { origin: origin.clone(), line, column: col(b) });
+fn push_statement(prog: &mut Program, s: Statement, origin: &Arc<str>, line: u32, text: &str, col: impl Fn(usize) -> u32) {
+    let text: Arc<str> = Arc::from(text);
+    let loc = |b: usize| Some(SourceLoc { origin: origin.clone(), line, column: col(b), text: text.clone() });
     for (name, at) in s.labels {
         prog.push_item(Item::Label { name, loc: loc(at) });
     }
@@ -339,7 +340,7 @@ pub fn parse_macro(file: &'static str, stmts: &[MacroStatement], holes: &[HoleVa
             message: e.message,
             source_line: st.text.to_owned(),
         })?;
-        push_statement(&mut prog, parsed, &origin, st.line, |b| st.column + column_of(st.text, b) - 1);
+        push_statement(&mut prog, parsed, &origin, st.line, st.text.trim(), |b| st.column + column_of(st.text, b) - 1);
     }
     prog.define_exit_label_if_used();
     Ok(prog)
