@@ -3,6 +3,7 @@
 //! * [`insn`]: the instruction model, builders, the text grammar, the disassembler.
 //! * [`bpf_asm!`]: the same grammar, checked at compile time.
 //! * [`helpers`]: helper ids by name.
+//! * [`attach`]: attaching programs; [`attach::Link`] owns an attachment and detaches on drop.
 //! * [`features`]: what this kernel and process support (program, map, attach types, helpers), probed once and cached.
 //! * [`core_btf`]: BTF — reading (vmlinux, module split BTF), building, loading into the kernel.
 //!
@@ -20,6 +21,7 @@
 //! assert_eq!(bytes.len(), 5 * 8);
 //! ```
 
+pub mod attach;
 pub mod core_btf;
 pub mod features;
 pub mod helpers;

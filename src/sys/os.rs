@@ -46,8 +46,12 @@ pub const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
 pub const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
 pub const PERF_SAMPLE_RAW: u64 = 1 << 10;
 
+/// `PERF_FLAG_FD_CLOEXEC`, always added: bpfkit's fds never leak into exec'd children.
+const PERF_FLAG_FD_CLOEXEC: u64 = 8;
+
 /// perf_event_open(2). `pid` -1 with a `cpu` ≥ 0 watches every task on that CPU.
 pub fn perf_event_open(attr: &PerfEventAttr, pid: i32, cpu: i32, group_fd: i32, flags: u64) -> io::Result<OwnedFd> {
+    let flags = flags | PERF_FLAG_FD_CLOEXEC;
     let mut attr = *attr;
     attr.size = std::mem::size_of::<PerfEventAttr>() as u32;
     // SAFETY: `attr` is a live, correctly sized `perf_event_attr` (size field set to match);
@@ -101,4 +105,59 @@ pub fn prog_attach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u3
 pub fn prog_detach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u32) -> io::Result<()> {
     let mut attr = ProgAttachAttr { target_fd: target.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type, ..Default::default() };
     bpf(Cmd::ProgDetach, &mut attr).map(|_| ())
+}
+
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
+const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+
+fn perf_ioctl(perf: BorrowedFd<'_>, request: libc::c_ulong, arg: libc::c_int) -> io::Result<()> {
+    // SAFETY: the perf ioctls used here take an integer argument (0 or a program fd), not a pointer.
+    let ret = unsafe { libc::ioctl(perf.as_raw_fd(), request, arg) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `PERF_EVENT_IOC_SET_BPF`: run `prog` when the perf event fires (the pre-bpf_link way).
+pub fn perf_event_set_bpf(perf: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
+    perf_ioctl(perf, PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd())
+}
+
+/// `PERF_EVENT_IOC_ENABLE`.
+pub fn perf_event_enable(perf: BorrowedFd<'_>) -> io::Result<()> {
+    perf_ioctl(perf, PERF_EVENT_IOC_ENABLE, 0)
+}
+
+/// `PERF_EVENT_IOC_DISABLE`.
+pub fn perf_event_disable(perf: BorrowedFd<'_>) -> io::Result<()> {
+    perf_ioctl(perf, PERF_EVENT_IOC_DISABLE, 0)
+}
+
+/// Where tracefs is mounted: `/sys/kernel/tracing`, else the old `/sys/kernel/debug/tracing`;
+/// when neither is mounted, tracefs is mounted at `/sys/kernel/tracing` (needs CAP_SYS_ADMIN).
+pub fn tracefs_dir() -> io::Result<std::path::PathBuf> {
+    const TRACEFS_MAGIC: i64 = 0x7472_6163;
+    let primary = std::path::Path::new("/sys/kernel/tracing");
+    for dir in [primary, std::path::Path::new("/sys/kernel/debug/tracing")] {
+        if super::fs_magic(dir).ok() == Some(TRACEFS_MAGIC) {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    let target = c"/sys/kernel/tracing";
+    let fstype = c"tracefs";
+    // SAFETY: NUL-terminated static strings; no data argument.
+    let ret = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    if ret != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {e}")));
+    }
+    Ok(primary.to_path_buf())
+}
+
+/// The calling thread's id (what `bpf_get_current_pid_tgid()` returns in its low 32 bits).
+pub fn gettid() -> i32 {
+    // SAFETY: gettid(2) has no arguments and cannot fail.
+    unsafe { libc::gettid() }
 }
