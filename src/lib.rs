@@ -4,6 +4,7 @@
 //! * [`bpf_asm!`]: the same grammar, checked at compile time.
 //! * [`helpers`]: helper ids by name.
 //! * [`attach`]: attaching programs; [`attach::Link`] owns an attachment and detaches on drop.
+//! * [`events`]: ring buffers, perf buffers and user ring buffers.
 //! * [`features`]: what this kernel and process support (program, map, attach types, helpers), probed once and cached.
 //! * [`core_btf`]: BTF — reading (vmlinux, module split BTF), building, loading into the kernel.
 //!
@@ -23,6 +24,7 @@
 
 pub mod attach;
 pub mod core_btf;
+pub mod events;
 pub mod features;
 pub mod helpers;
 pub mod insn;

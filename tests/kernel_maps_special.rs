@@ -9,7 +9,8 @@ use std::os::fd::AsFd;
 
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, Kind, LoadedBtf, Member};
-use bpfkit::maps::{Map, MapError, MapFlags, MapSpec, MapType, RingBufReader, UpdateFlags, UserRingBufWriter};
+use bpfkit::events::{RingBuf, UserRingBuf};
+use bpfkit::maps::{Map, MapError, MapFlags, MapSpec, MapType, UpdateFlags};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program, TestRun};
 use bpfkit::sys;
 
@@ -217,7 +218,7 @@ fn ring_buffer_records_from_a_program() {
         exit
     };
     let p = Program::load(&prog.assemble().unwrap(), &[&rb], &LoadOptions::new("rbout", ProgType::Xdp)).unwrap();
-    let mut reader = RingBufReader::new(&rb).unwrap();
+    let mut reader = RingBuf::new(&rb).unwrap();
     assert!(reader.read_all().is_empty());
     assert_eq!(p.test_run(&TestRun::with_data(PACKET).repeat(3)).unwrap().retval, 0);
     let records = reader.read_all();
@@ -232,7 +233,7 @@ fn user_ring_buffer_drained_by_a_program() {
     }
     let urb = Map::create(&MapSpec::new("cmds", MapType::UserRingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
     let sum = Map::create(&MapSpec::new("sum", MapType::Array, 4, 8, 1)).unwrap();
-    let mut w = UserRingBufWriter::new(&urb).unwrap();
+    let mut w = UserRingBuf::new(&urb).unwrap();
     for x in [1u64, 20, 300] {
         w.write(&x.to_ne_bytes()).unwrap();
     }

@@ -5,7 +5,6 @@
 mod batch;
 mod elem;
 mod mmap;
-mod ringbuf;
 mod typed;
 mod types;
 
@@ -16,7 +15,6 @@ use std::sync::Arc;
 pub use batch::{BatchEntries, BatchOptions};
 pub use elem::Keys;
 pub use mmap::MappedMap;
-pub use ringbuf::{RingBufReader, UserRingBufWriter};
 pub use typed::{PerCpu, Typed};
 pub(crate) use types::kernel_enum; // shared with prog::types
 pub use types::{lpm_key, MapFlags, MapType, UpdateFlags};

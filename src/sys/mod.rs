@@ -3,11 +3,13 @@
 //! kernel's `union bpf_attr` members (`include/uapi/linux/bpf.h`) field for field.
 
 mod attr;
+mod epoll;
 mod obj;
 mod os;
 pub mod shared_mem;
 
 pub use attr::*;
+pub use epoll::Epoll;
 pub use obj::*;
 pub use os::*;
 
@@ -215,11 +217,25 @@ pub fn possible_cpus() -> io::Result<usize> {
 
 /// Count the CPUs in a list such as `0-3,8,10-11`.
 pub fn parse_cpu_list(s: &str) -> Option<usize> {
-    let mut n = 0;
-    for part in s.trim().split(',') {
+    cpu_ids(s).map(|v| v.len())
+}
+
+/// The CPU numbers in a list such as `0-3,8,10-11`.
+pub fn cpu_ids(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-        n += b.checked_sub(a)? + 1;
+        let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        if b < a || b - a > 1 << 16 {
+            return None;
+        }
+        out.extend(a..=b);
     }
-    Some(n)
+    Some(out)
+}
+
+/// The online CPUs (`/sys/devices/system/cpu/online`): where per-CPU perf events can be opened.
+pub fn online_cpus() -> io::Result<Vec<u32>> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/online")?;
+    cpu_ids(&s).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("cannot parse cpu list {s:?}")))
 }

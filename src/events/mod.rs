@@ -1,0 +1,31 @@
+//! Event streams between programs and user space: [`RingBuf`] (kernel → user, zero-copy
+//! records), [`PerfBuffer`] (per-CPU perf rings with lost-record counts), [`UserRingBuf`]
+//! (user → kernel), and [`Poller`] (one epoll wait over several ring buffers).
+
+mod perf;
+mod poller;
+mod ringbuf;
+mod user_ringbuf;
+
+pub use perf::PerfBuffer;
+pub use poller::Poller;
+pub use ringbuf::{Record, RingBuf};
+pub use user_ringbuf::UserRingBuf;
+
+use crate::maps::MapError;
+use crate::sys::SysError;
+
+/// Errors of event streams.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Map(#[from] MapError),
+    #[error("{map} is not a {want} map")]
+    WrongMap { map: String, want: &'static str },
+    #[error("user ring buffer \"{map}\" has no room for a {size}-byte record (the program has not drained it)")]
+    Full { map: String, size: usize },
+    #[error("{what}: {got}")]
+    BadSize { what: &'static str, got: usize },
+}
