@@ -127,7 +127,10 @@ impl Map {
     /// Iterate over the keys. Survives concurrent deletes: when the current key disappears the
     /// kernel restarts from the first key, and keys already yielded are skipped.
     pub fn keys(&self) -> Keys<'_> {
-        Keys { map: self, prev: None, seen: HashSet::new(), steps: 0, done: false }
+        // Only maps whose keys can be deleted restart the walk; array-like maps never do.
+        let track = !matches!(self.map_type, MapType::Array | MapType::PercpuArray | MapType::ProgArray | MapType::ArrayOfMaps | MapType::CgroupArray | MapType::PerfEventArray);
+        let seen = if track { Some(HashSet::with_capacity((self.max_entries as usize).min(1 << 16))) } else { None };
+        Keys { map: self, prev: None, seen, steps: 0, done: false }
     }
 
     /// Iterate over `(key, value)` pairs; keys deleted between the key walk and the lookup are skipped.
@@ -254,7 +257,8 @@ impl Map {
 pub struct Keys<'a> {
     map: &'a Map,
     prev: Option<Vec<u8>>,
-    seen: HashSet<Vec<u8>>,
+    /// Keys already yielded (`None` for maps whose walk never restarts).
+    seen: Option<HashSet<Vec<u8>>>,
     steps: usize,
     done: bool,
 }
@@ -279,8 +283,12 @@ impl Iterator for Keys<'_> {
                 }
                 Ok(None) => self.done = true,
                 Ok(Some(k)) => {
+                    let fresh = match &mut self.seen {
+                        Some(seen) => seen.insert(k.clone()),
+                        None => true,
+                    };
                     self.prev = Some(k.clone());
-                    if self.seen.insert(k.clone()) {
+                    if fresh {
                         return Some(Ok(k));
                     }
                 }

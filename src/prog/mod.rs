@@ -16,6 +16,7 @@ pub use test_run::{TestRun, TestRunResult};
 pub use types::{AttachType, ProgFlags, ProgType};
 pub use verifier::{explain, VerifierRejection};
 
+use crate::insn::codec::encode_into;
 use crate::insn::{Assembled, EncodeError, Imm64, Insn, MapRef};
 use crate::maps::Map;
 use crate::sys::{self, Cmd, ProgLoadAttr, SysError};
@@ -153,26 +154,36 @@ impl Program {
     /// Load `asm`, binding map names to `maps`.
     pub fn load(asm: &Assembled, maps: &[&Map], opts: &LoadOptions) -> Result<Program, LoadError> {
         let by_name: HashMap<&str, &Map> = maps.iter().map(|m| (m.name(), *m)).collect();
-        let mut insns: Vec<Insn> = asm.insns().to_vec();
-        for insn in &mut insns {
-            if let Insn::LdImm64 { value: Imm64::Map(m) | Imm64::MapValue { map: m, .. }, .. } = insn {
-                if let MapRef::Name(n) = m {
+        // Encode straight from the assembled program; only `ld_imm64` instructions naming a map
+        // are copied, to bind the name to the map's fd.
+        let mut slots = Vec::with_capacity(asm.slot_count());
+        let mut uses_fd_array = false;
+        for insn in asm.insns() {
+            let encoded = match insn {
+                Insn::LdImm64 { value: Imm64::Map(MapRef::Name(n)) | Imm64::MapValue { map: MapRef::Name(n), .. }, .. } => {
                     let map = by_name.get(n.as_str()).ok_or_else(|| LoadError::UnboundMap { prog: opts.name.clone(), map: n.clone() })?;
-                    *m = map.as_ref();
+                    let mut bound = insn.clone();
+                    if let Insn::LdImm64 { value: Imm64::Map(m) | Imm64::MapValue { map: m, .. }, .. } = &mut bound {
+                        *m = map.as_ref();
+                    }
+                    encode_into(&bound, &mut slots)
                 }
-            }
+                Insn::LdImm64 { value: Imm64::MapIdx(_) | Imm64::MapIdxValue { .. }, .. } => {
+                    uses_fd_array = true;
+                    encode_into(insn, &mut slots)
+                }
+                _ => encode_into(insn, &mut slots),
+            };
+            encoded.map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
         }
-        let uses_fd_array = insns.iter().any(|i| matches!(i, Insn::LdImm64 { value: Imm64::MapIdx(_) | Imm64::MapIdxValue { .. }, .. }));
         // `map_idx[N]` operands index the load's fd_array: the maps passed in, in order.
         let fd_array: Vec<i32> = if uses_fd_array { maps.iter().map(|m| m.as_fd().as_raw_fd()).collect() } else { Vec::new() };
-        let bound = Assembled::from_insns(insns);
-        let slots = bound.encode().map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
         // BTF func and line info: required when the program takes a subprogram's address, and
         // otherwise given whenever the program has source locations, so the verifier's log
         // quotes the source. The BTF must stay loaded until PROG_LOAD returns (the kernel takes
         // its own reference).
         let (starts, func_info_required) = btf_info::function_starts(&slots);
-        let has_locs = asm.locs().iter().any(Option::is_some) && asm.insns().len() == bound.insns().len();
+        let has_locs = asm.locs().iter().any(Option::is_some);
         let prog_btf = if func_info_required || has_locs {
             match btf_info::build(&opts.name, asm, &starts) {
                 Ok(b) => Some(b),
