@@ -7,6 +7,7 @@
 //! * [`events`]: ring buffers, perf buffers and user ring buffers.
 //! * [`features`]: what this kernel and process support (program, map, attach types, helpers), probed once and cached.
 //! * [`core_btf`]: BTF — reading (vmlinux, module split BTF), building, loading into the kernel.
+//! * [`elf`]: reading clang-built BPF objects (sections, symbols, program instructions, `.BTF`, `.BTF.ext`, relocations).
 //!
 //! ```
 //! use bpfkit::bpf_asm;
@@ -24,6 +25,7 @@
 
 pub mod attach;
 pub mod core_btf;
+pub mod elf;
 pub mod events;
 pub mod features;
 pub mod helpers;

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use bpfkit::core_btf::BtfError;
 use bpfkit::insn::{AssembleError, DecodeError, EncodeError, ParseError, SourceLoc};
 use bpfkit::maps::MapError;
 use bpfkit::prog::LoadError;
@@ -79,6 +80,8 @@ pub enum CliError {
         want: &'static str,
         found: String,
     },
+    /// BTF could not be read, or has no type of that name or id.
+    Btf(BtfError),
 }
 
 impl CliError {
@@ -174,6 +177,7 @@ impl fmt::Display for CliError {
             CliError::WrongPinKind { path, want, found } => {
                 write!(f, "{path}: pinned object is a {found}, not a {want}")
             }
+            CliError::Btf(e) => write!(f, "{e}"),
         }
     }
 }

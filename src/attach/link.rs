@@ -1,13 +1,15 @@
 //! [`Link`]: one attachment, owned. bpf_links (`BPF_LINK_CREATE`, `BPF_RAW_TRACEPOINT_OPEN`)
 //! detach when their last fd closes; a perf event with `PERF_EVENT_IOC_SET_BPF` when the event
 //! fd closes (bpfkit disables it first); a `BPF_PROG_ATTACH` attachment needs an explicit
-//! `BPF_PROG_DETACH`, which drop performs.
+//! `BPF_PROG_DETACH`, which drop performs; so do netlink attachments (XDP, cls_bpf: removed
+//! with a netlink request) and socket filters (`SO_DETACH_BPF`).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use crate::maps::kernel_enum;
-use crate::sys::{self, Cmd, LinkInfoRaw, PinError, SysError};
+use crate::sys::netlink::NetlinkAttachment;
+use crate::sys::{self, Cmd, LinkInfoRaw, NetlinkError, PinError, SysError};
 
 kernel_enum! {
     /// `enum bpf_link_type` as of Linux 6.18.
@@ -38,6 +40,11 @@ pub enum AttachPath {
     PerfEventIoctl,
     /// `BPF_PROG_ATTACH`: detached with `BPF_PROG_DETACH` on drop.
     ProgAttach,
+    /// rtnetlink (XDP through `IFLA_XDP`, a cls_bpf filter on clsact): removed over the same
+    /// netlink socket, so in the same network namespace, on drop.
+    Netlink,
+    /// `SO_ATTACH_BPF` on a socket: `SO_DETACH_BPF` on drop.
+    SocketOption,
 }
 
 /// Errors of attaching and of link operations.
@@ -47,6 +54,8 @@ pub enum LinkError {
     Sys(#[from] SysError),
     #[error(transparent)]
     Pin(#[from] PinError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
     #[error("{what}: {message}")]
     Target { what: String, message: String },
     #[error("{0} cannot be pinned: only bpf_links can (this attachment took the {1:?} path)")]
@@ -57,6 +66,9 @@ enum Inner {
     Fd(OwnedFd),
     Perf { event: OwnedFd },
     ProgAttach { target: OwnedFd, prog: OwnedFd, attach_type: u32 },
+    Netlink(NetlinkAttachment),
+    /// A socket filter: a duplicate of the socket's fd, to detach from (it keeps the socket open).
+    SocketFilter { sock: OwnedFd },
 }
 
 /// An attachment this process owns.
@@ -92,6 +104,13 @@ impl Link {
     /// A `BPF_PROG_ATTACH` attachment of `prog` to `target`, detached on drop.
     pub(crate) fn from_prog_attach(target: OwnedFd, prog: OwnedFd, attach_type: u32, what: String) -> Link {
         Link { inner: Inner::ProgAttach { target, prog, attach_type }, what, path: AttachPath::ProgAttach }
+    }
+
+    pub(crate) fn from_netlink(attachment: NetlinkAttachment, what: String) -> Link {
+        Link { inner: Inner::Netlink(attachment), what, path: AttachPath::Netlink }
+    }
+    pub(crate) fn from_socket_filter(sock: OwnedFd, what: String) -> Link {
+        Link { inner: Inner::SocketFilter { sock }, what, path: AttachPath::SocketOption }
     }
 
     /// Which mechanism holds this attachment.
@@ -146,12 +165,17 @@ impl Link {
         Ok(sys::all_ids(Cmd::LinkGetNextId).map_err(|source| SysError { op: "link_get_next_id".into(), source })?)
     }
 
-    /// Detach now (`BPF_LINK_DETACH` for bpf_links, which also detaches pinned copies), and
-    /// release the attachment.
-    pub fn detach(self) -> Result<(), LinkError> {
-        if let Inner::Fd(fd) = &self.inner {
-            let mut attr = sys::LinkDetachAttr { link_fd: fd.as_raw_fd() as u32 };
-            sys::bpf(Cmd::LinkDetach, &mut attr).map_err(|source| SysError { op: format!("link_detach({})", self.what), source })?;
+    /// Detach now (`BPF_LINK_DETACH` for bpf_links, which also detaches pinned copies; the
+    /// netlink request for netlink attachments, reporting the kernel's refusal), and release
+    /// the attachment.
+    pub fn detach(mut self) -> Result<(), LinkError> {
+        match &mut self.inner {
+            Inner::Fd(fd) => {
+                let mut attr = sys::LinkDetachAttr { link_fd: fd.as_raw_fd() as u32 };
+                sys::bpf(Cmd::LinkDetach, &mut attr).map_err(|source| SysError { op: format!("link_detach({})", self.what), source })?;
+            }
+            Inner::Netlink(attachment) => attachment.detach()?,
+            _ => {}
         }
         drop(self);
         Ok(())
@@ -165,7 +189,7 @@ pub(crate) fn link_info(fd: BorrowedFd<'_>) -> std::io::Result<LinkInfo> {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        match &self.inner {
+        match &mut self.inner {
             // Closing the fd (OwnedFd's drop) releases the link.
             Inner::Fd(_) => {}
             // Stop the event before closing it so no further run starts.
@@ -174,6 +198,13 @@ impl Drop for Link {
             }
             Inner::ProgAttach { target, prog, attach_type } => {
                 let _ = sys::prog_detach(prog.as_fd(), target.as_fd(), *attach_type);
+            }
+            // A failure means nothing is left to undo (detached already, or the device is gone).
+            Inner::Netlink(attachment) => {
+                let _ = attachment.detach();
+            }
+            Inner::SocketFilter { sock } => {
+                let _ = sys::netlink::socket_detach_bpf(sock.as_fd());
             }
         }
     }

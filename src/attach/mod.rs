@@ -2,11 +2,27 @@
 //! pinned: a pinned bpf_link lives on until unpinned). Where the kernel offers a bpf_link bpfkit
 //! uses it; where it does not, the link remembers the fallback path it took ([`AttachPath`]) and
 //! undoes it on drop. The attach points are in the submodules: `tracing` (tracepoints, raw
-//! tracepoints, tp_btf, perf events) and `cgroup` (every cgroup hook).
+//! tracepoints, tp_btf, perf events), `cgroup` (every cgroup hook), `xdp` (XDP on a device),
+//! `tc` (tcx links, cls_bpf filters), `socket` (socket filters, sockmap programs, netns
+//! hooks, netfilter), `kprobe`, `uprobe`, `usdt`, `fentry` (fentry/fexit/fmod_ret/LSM), `iter`,
+//! and `symbols` (ELF symbol → file offset for uprobes).
 
 mod cgroup;
+pub mod fentry;
+pub mod iter;
+pub mod kprobe;
 mod link;
+mod socket;
+pub mod symbols;
+mod tc;
 mod tracing;
+pub mod uprobe;
+pub mod usdt;
+mod xdp;
 
 pub use link::{AttachPath, Link, LinkError, LinkInfo, LinkType};
+pub use socket::{NetfilterHook, NfFamily, NfHook};
+pub use tc::{cls_bpf_filters, ClsBpfOptions, TcDirection};
 pub use tracing::{tracepoint_id, PerfEventTarget};
+pub use xdp::{ifindex, xdp_state, XdpMode};
+pub use crate::sys::netlink::{ClsBpfFilter, XdpState};

@@ -60,13 +60,13 @@ impl Program {
     /// Attach to tracepoint `category/name` (e.g. `syscalls`, `sys_enter_getpid`) with a bpf_link.
     pub fn attach_tracepoint(&self, category: &str, name: &str) -> Result<Link, LinkError> {
         let event = self.open_tracepoint(category, name)?;
-        self.attach_perf_fd(event, format!("tracepoint {category}/{name}"), AttachPath::BpfLink)
+        self.attach_perf_fd(event, format!("tracepoint {category}/{name}"), AttachPath::BpfLink, 0)
     }
 
     /// Attach to a tracepoint the pre-5.15 way (`PERF_EVENT_IOC_SET_BPF`), as older kernels need.
     pub fn attach_tracepoint_ioctl(&self, category: &str, name: &str) -> Result<Link, LinkError> {
         let event = self.open_tracepoint(category, name)?;
-        self.attach_perf_fd(event, format!("tracepoint {category}/{name}"), AttachPath::PerfEventIoctl)
+        self.attach_perf_fd(event, format!("tracepoint {category}/{name}"), AttachPath::PerfEventIoctl, 0)
     }
 
     fn open_tracepoint(&self, category: &str, name: &str) -> Result<OwnedFd, LinkError> {
@@ -82,11 +82,13 @@ impl Program {
         let what = format!("perf event type {} config {} pid {} cpu {}", target.attr.type_, target.attr.config, target.pid, target.cpu);
         let event = sys::perf_event_open(&target.attr, target.pid, target.cpu, -1, 0)
             .map_err(|source| SysError { op: format!("perf_event_open({what})"), source })?;
-        self.attach_perf_fd(event, what, AttachPath::BpfLink)
+        self.attach_perf_fd(event, what, AttachPath::BpfLink, 0)
     }
 
-    fn attach_perf_fd(&self, event: OwnedFd, what: String, path: AttachPath) -> Result<Link, LinkError> {
-        let what = format!("{what} ← {}", self.describe());
+    /// Attach to an open perf event (`BPF_LINK_CREATE`/`BPF_PERF_EVENT` with `cookie` as the
+    /// bpf_cookie, else the ioctl); also used by the kprobe and uprobe attach points.
+    pub(crate) fn attach_perf_fd(&self, event: OwnedFd, target: String, path: AttachPath, cookie: u64) -> Result<Link, LinkError> {
+        let what = format!("{target} ← {}", self.describe());
         match path {
             AttachPath::PerfEventIoctl => {
                 sys::perf_event_set_bpf(event.as_fd(), self.as_fd()).map_err(|source| SysError { op: format!("ioctl(PERF_EVENT_IOC_SET_BPF, {what})"), source })?;
@@ -98,6 +100,7 @@ impl Program {
                     prog_fd: self.as_fd().as_raw_fd() as u32,
                     target_fd: event.as_raw_fd() as u32,
                     attach_type: ATTACH_PERF_EVENT,
+                    target: [cookie, 0, 0, 0, 0, 0],
                     ..Default::default()
                 };
                 match sys::bpf_fd(Cmd::LinkCreate, &mut attr) {
@@ -106,8 +109,11 @@ impl Program {
                         drop(event);
                         Ok(Link::from_link_fd(fd, what))
                     }
-                    // Kernels before 5.15 have no perf_event links: fall back to the ioctl.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.attach_perf_fd(event, what, AttachPath::PerfEventIoctl),
+                    // Kernels before 5.15 have no perf_event links: fall back to the ioctl
+                    // (which has no bpf_cookie).
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cookie == 0 => {
+                        self.attach_perf_fd(event, target, AttachPath::PerfEventIoctl, 0)
+                    }
                     Err(source) => Err(SysError { op: format!("link_create(perf_event, {what})"), source }.into()),
                 }
             }

@@ -9,6 +9,9 @@
 //! * `query`: lookups over a parsed [`Btf`] (by name, [`Btf::resolve`], [`Btf::size_of`],
 //!   [`Btf::member_offset`], [`Btf::enum_values`]).
 //! * `builder`: [`BtfBuilder`], which encodes types into a blob.
+//! * `c_decl`: C declarations as bpftool writes them ([`Btf::c_decl`], [`Btf::c_dump_all`]).
+//! * `pretty`: raw bytes as a typed value ([`Btf::format_value`]) and types as bpftool's
+//!   `[ID] KIND 'name' …` lines ([`Btf::format_type_raw`]).
 //! * `load`: [`LoadedBtf`], a blob the kernel accepted, and the kernel's log when it refuses one.
 //!
 //! BTF read from files is untrusted: every read is bounds-checked, and malformed input gives a
@@ -52,9 +55,13 @@
 //! ```
 
 mod builder;
+mod c_decl;
+pub mod ext;
 mod load;
+mod pretty;
 mod query;
 mod reader;
+pub mod relo;
 pub mod types;
 
 pub use builder::BtfBuilder;

@@ -5,11 +5,13 @@
 mod perf;
 mod poller;
 mod ringbuf;
+mod stacks;
 mod user_ringbuf;
 
 pub use perf::PerfBuffer;
 pub use poller::Poller;
 pub use ringbuf::{Record, RingBuf};
+pub use stacks::{stack_ips, StackError, StackFrame, Symbolizer};
 pub use user_ringbuf::UserRingBuf;
 
 use crate::maps::MapError;

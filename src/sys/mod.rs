@@ -4,14 +4,20 @@
 
 mod attr;
 mod epoll;
+pub mod netlink;
+pub mod netns;
 mod obj;
 mod os;
+mod probe;
 pub mod shared_mem;
 
 pub use attr::*;
 pub use epoll::Epoll;
+pub use netlink::NetlinkError;
+pub use netns::NetNs;
 pub use obj::*;
 pub use os::*;
+pub use probe::*;
 
 use std::ffi::c_void;
 use std::io;

@@ -6,6 +6,7 @@
 //! subcommand means adding a module here and a variant to [`Command`].
 
 pub mod asm;
+pub mod btf;
 pub mod disasm;
 pub mod features;
 pub mod map;
@@ -46,6 +47,10 @@ pub enum Command {
     Prog(prog::Args),
     /// Maps in the kernel: `list`, `show ID|PATH`, `dump ID|PATH`.
     Map(map::Args),
+    /// BTF files (the kernel's /sys/kernel/btf/vmlinux by default): `dump [--format c|raw]
+    /// [TYPE...]` prints types as C (what `bpftool btf dump … format c` writes) or as
+    /// bpftool's raw lines; `find NAME` lists every type of that name and its `___` flavors.
+    Btf(btf::Args),
 }
 
 /// Run one subcommand, writing its output to `stdout` (unless it was told to write a file).
@@ -57,5 +62,6 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), CliError> {
         Command::Run(args) => run::run(&args, stdout),
         Command::Prog(args) => prog::run(&args, stdout),
         Command::Map(args) => map::run(&args, stdout),
+        Command::Btf(args) => btf::run(&args, stdout),
     }
 }
