@@ -67,6 +67,8 @@ pub enum EncodeError {
     OffsetOutOfRange(i32),
     #[error("invalid operand: {0}")]
     Invalid(&'static str),
+    #[error("CO-RE relocation `{0}` is resolved against the kernel's BTF when the program is loaded")]
+    UnresolvedCore(String),
 }
 
 /// Why bytes could not be decoded.
@@ -177,6 +179,7 @@ fn map_fd(map: &MapRef) -> Result<i32, EncodeError> {
 pub fn encode_into(insn: &Insn, out: &mut Vec<RawInsn>) -> Result<(), EncodeError> {
     let r = RawInsn::new;
     let one = match insn {
+        Insn::Core { access, .. } => return Err(EncodeError::UnresolvedCore(access.to_string())),
         Insn::Alu { op, width, dst, src } => {
             let class = class_for(*width, CLASS_ALU64, CLASS_ALU);
             let (code, off) = alu_code(*op);

@@ -183,6 +183,7 @@ fn format_llvm(insn: &Insn) -> String {
         Insn::AddrSpaceCast { dst, src, dst_as, src_as } => {
             format!("{dst} = addr_space_cast({src}, {dst_as:#x}, {src_as:#x})")
         }
+        Insn::Core { dst, access } => core_text(*dst, access),
         Insn::Endian { order, bits, dst } => {
             let name = match order {
                 ByteOrder::ToLe => "le",
@@ -280,6 +281,16 @@ fn operand_mn(o: &Operand) -> String {
     }
 }
 
+/// `core_field_offset(r1, "task_struct", "pid")`: the same in both dialects.
+fn core_text(dst: Reg, access: &CoreAccess) -> String {
+    let mut s = format!("{}({dst}, {:?}", access.kind.name(), access.type_name);
+    if access.kind.has_path() {
+        s.push_str(&format!(", {:?}", access.path));
+    }
+    s.push(')');
+    s
+}
+
 fn format_mnemonic(insn: &Insn) -> String {
     match insn {
         Insn::Alu { op, width, dst, src } => {
@@ -290,6 +301,7 @@ fn format_mnemonic(insn: &Insn) -> String {
             format!("movsx{}{} {dst}, {src}", from.bits(), if *width == Width::W32 { 32 } else { 64 })
         }
         Insn::AddrSpaceCast { dst, src, dst_as, src_as } => format!("addr_space_cast {dst}, {src}, {dst_as}, {src_as}"),
+        Insn::Core { dst, access } => core_text(*dst, access),
         Insn::Endian { order, bits, dst } => {
             let name = match order {
                 ByteOrder::ToLe => "le",

@@ -377,6 +377,89 @@ pub enum Insn {
     Call(Call),
     /// Return `r0`.
     Exit,
+    /// `dst = <a CO-RE value>`: a field offset, size or existence, a type's size or existence,
+    /// an enum value, resolved against the target kernel's BTF when the program is loaded and
+    /// encoded as `mov64 dst, value` (or poisoned as libbpf does when nothing matches). Written
+    /// `core_field_offset(r1, "task_struct", "real_parent.tgid")`.
+    Core { dst: Reg, access: CoreAccess },
+}
+
+/// What a CO-RE instruction asks of the target BTF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoreKind {
+    FieldOffset,
+    FieldSize,
+    FieldExists,
+    FieldSigned,
+    FieldLshift,
+    FieldRshift,
+    TypeExists,
+    TypeSize,
+    TypeId,
+    EnumExists,
+    EnumValue,
+}
+
+impl CoreKind {
+    pub const ALL: [CoreKind; 11] = [
+        CoreKind::FieldOffset,
+        CoreKind::FieldSize,
+        CoreKind::FieldExists,
+        CoreKind::FieldSigned,
+        CoreKind::FieldLshift,
+        CoreKind::FieldRshift,
+        CoreKind::TypeExists,
+        CoreKind::TypeSize,
+        CoreKind::TypeId,
+        CoreKind::EnumExists,
+        CoreKind::EnumValue,
+    ];
+
+    /// The grammar's name: `core_field_offset`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            CoreKind::FieldOffset => "core_field_offset",
+            CoreKind::FieldSize => "core_field_size",
+            CoreKind::FieldExists => "core_field_exists",
+            CoreKind::FieldSigned => "core_field_signed",
+            CoreKind::FieldLshift => "core_field_lshift",
+            CoreKind::FieldRshift => "core_field_rshift",
+            CoreKind::TypeExists => "core_type_exists",
+            CoreKind::TypeSize => "core_type_size",
+            CoreKind::TypeId => "core_type_id",
+            CoreKind::EnumExists => "core_enum_exists",
+            CoreKind::EnumValue => "core_enum_value",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<CoreKind> {
+        CoreKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether the form takes a path after the type name (a field path or an enumerator).
+    pub fn has_path(self) -> bool {
+        !matches!(self, CoreKind::TypeExists | CoreKind::TypeSize | CoreKind::TypeId)
+    }
+}
+
+/// The operands of a CO-RE instruction: a kind, a type name (`task_struct`, `struct
+/// task_struct`, `enum pid_type`, flavors like `task_struct___old` allowed) and, for field and
+/// enum kinds, a path (`real_parent.tgid`, `arr[2].x`) or an enumerator name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CoreAccess {
+    pub kind: CoreKind,
+    pub type_name: String,
+    pub path: String,
+}
+
+impl fmt::Display for CoreAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}(\"{}\"", self.kind.name(), self.type_name)?;
+        if self.kind.has_path() {
+            write!(f, ", \"{}\"", self.path)?;
+        }
+        f.write_str(")")
+    }
 }
 
 impl Insn {

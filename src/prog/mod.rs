@@ -3,6 +3,7 @@
 //! and pins live in `info.rs`, PROG_TEST_RUN in `test_run.rs`.
 
 mod btf_info;
+mod core;
 mod info;
 mod test_run;
 mod types;
@@ -45,6 +46,8 @@ pub struct LoadOptions {
     pub kern_version: u32,
     /// Device for offloaded or device-bound XDP programs.
     pub ifindex: u32,
+    /// The BTF CO-RE instructions are resolved against (default: the running kernel's).
+    pub core_btf: Option<std::sync::Arc<crate::core_btf::Btf>>,
 }
 
 impl LoadOptions {
@@ -62,6 +65,7 @@ impl LoadOptions {
             flags: ProgFlags::default(),
             kern_version: 0,
             ifindex: 0,
+            core_btf: None,
         }
     }
     pub fn license(mut self, l: impl Into<String>) -> Self {
@@ -108,6 +112,12 @@ impl LoadOptions {
         self.ifindex = ifindex;
         self
     }
+    /// Resolve CO-RE instructions against `btf` instead of the running kernel's BTF (to test a
+    /// program against another kernel's types).
+    pub fn core_btf(mut self, btf: crate::core_btf::Btf) -> Self {
+        self.core_btf = Some(std::sync::Arc::new(btf));
+        self
+    }
 
     fn describe(&self) -> String {
         format!("prog_load({} \"{}\")", self.prog_type, self.name)
@@ -127,6 +137,8 @@ pub enum LoadError {
     Sys(#[from] SysError),
     #[error(transparent)]
     Pin(#[from] sys::PinError),
+    #[error("program \"{prog}\": CO-RE: {source}")]
+    Core { prog: String, source: core::CoreError },
     #[error("program \"{prog}\": building its BTF func info: {source}")]
     FuncInfo { prog: String, source: crate::core_btf::BtfError },
     #[error("the fd is not a program ({what})")]
@@ -158,8 +170,23 @@ impl Program {
         // are copied, to bind the name to the map's fd.
         let mut slots = Vec::with_capacity(asm.slot_count());
         let mut uses_fd_array = false;
+        let mut resolver: Option<core::CoreResolver> = None;
+        // Slots poisoned because a CO-RE relocation found no match, and which relocation.
+        let mut poisoned: Vec<(usize, String)> = Vec::new();
+        let core_err = |source| LoadError::Core { prog: opts.name.clone(), source };
         for insn in asm.insns() {
             let encoded = match insn {
+                Insn::Core { dst, access } => {
+                    if resolver.is_none() {
+                        resolver = Some(core::CoreResolver::new(opts.core_btf.as_ref()).map_err(core_err)?);
+                    }
+                    let resolved = resolver.as_ref().map(|r| r.resolve(*dst, access)).transpose().map_err(core_err)?;
+                    let Some(resolved) = resolved else { continue };
+                    if let Some(why) = resolved.poisoned {
+                        poisoned.push((slots.len(), why));
+                    }
+                    encode_into(&resolved.insn, &mut slots)
+                }
                 Insn::LdImm64 { value: Imm64::Map(MapRef::Name(n)) | Imm64::MapValue { map: MapRef::Name(n), .. }, .. } => {
                     let map = by_name.get(n.as_str()).ok_or_else(|| LoadError::UnboundMap { prog: opts.name.clone(), map: n.clone() })?;
                     let mut bound = insn.clone();
@@ -251,7 +278,12 @@ impl Program {
                     if text.trim().is_empty() {
                         return Err(SysError { op: opts.describe(), source: e }.into());
                     }
-                    return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: Box::new(explain(&text, asm, e)) });
+                    let mut rejection = explain(&text, asm, e);
+                    // A poisoned CO-RE instruction: say which relocation, not just "unknown func".
+                    if let Some((_, why)) = poisoned.iter().find(|(s, _)| Some(*s) == rejection.slot) {
+                        rejection.reason = format!("CO-RE relocation failed: {why} (the verifier: {})", rejection.reason);
+                    }
+                    return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: Box::new(rejection) });
                 }
                 Err(source) => {
                     return Err(SysError { op: opts.describe(), source }.into());

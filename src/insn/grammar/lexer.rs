@@ -194,6 +194,31 @@ impl<'a, 'h> Cursor<'a, 'h> {
         }
     }
 
+    /// A double-quoted string (`\"` and `\\` escapes), as CO-RE type names and paths are written.
+    pub fn string(&mut self) -> PResult<String> {
+        self.ws();
+        let start = self.pos;
+        if !self.eat("\"") {
+            return self.expected("a \"quoted\" name");
+        }
+        let mut out = String::new();
+        let mut chars = self.rest().char_indices();
+        while let Some((i, ch)) = chars.next() {
+            match ch {
+                '"' => {
+                    self.pos += i + 1;
+                    return Ok(out);
+                }
+                '\\' => match chars.next() {
+                    Some((_, e @ ('"' | '\\'))) => out.push(e),
+                    _ => return self.err_at(self.pos + i, "only \\\" and \\\\ escapes are allowed in names"),
+                },
+                c => out.push(c),
+            }
+        }
+        self.err_at(start, "unterminated string")
+    }
+
     /// Consume a keyword: `s` followed by a non-identifier character.
     pub fn eat_word(&mut self, s: &str) -> bool {
         self.ws();

@@ -126,6 +126,24 @@ fn atomic_op(name: &str, fetch: bool) -> Option<AtomicOp> {
 pub(crate) fn parse(c: &mut Cursor, m: &str, m_pos: usize) -> PResult<Insn> {
     let insn = match m {
         "exit" => Insn::Exit,
+        m if m.starts_with("core_") => {
+            let Some(kind) = CoreKind::from_name(m) else {
+                let names: Vec<&str> = CoreKind::ALL.iter().map(|k| k.name()).collect();
+                return c.err_at(m_pos, format!("unknown CO-RE form `{m}` (known: {})", names.join(", ")));
+            };
+            c.expect("(")?;
+            let dst = c.reg()?;
+            c.comma()?;
+            let type_name = c.string()?;
+            let path = if kind.has_path() {
+                c.comma()?;
+                c.string()?
+            } else {
+                String::new()
+            };
+            c.expect(")")?;
+            Insn::Core { dst, access: CoreAccess { kind, type_name, path } }
+        }
         "lddw" => {
             let dst = c.reg()?;
             c.comma()?;

@@ -230,8 +230,9 @@ fn parse_statement_inner(text: &str, dialect: Dialect, holes: &Holes) -> Result<
             return c.expected("an instruction or a label");
         };
         c.pos = after;
-        // `call`, `callx`, `exit`, `gotol`, `may_goto` read the same in both dialects.
-        let shared = matches!(m, "call" | "callx" | "exit" | "gotol" | "may_goto");
+        // `call`, `callx`, `exit`, `gotol`, `may_goto` and the `core_*` forms read the same in
+        // both dialects.
+        let shared = matches!(m, "call" | "callx" | "exit" | "gotol" | "may_goto") || m.starts_with("core_");
         if dialect == Dialect::Llvm && !shared {
             return c.err_at(at, format!("`{m}` is a mnemonic-dialect instruction, but the LLVM dialect was requested"));
         }
