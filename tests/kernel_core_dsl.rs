@@ -126,3 +126,39 @@ fn every_core_form_against_the_kernel_and_a_custom_target() {
     let msg = err.to_string();
     assert!(msg.contains("CO-RE relocation failed") && msg.contains("core_field_offset(\"task_struct\", \"tgid\")"), "{msg}");
 }
+
+#[test]
+fn core_read_pattern_follows_a_pointer_chain() {
+    use bpfkit::helpers::core_read::{core_read, Hop};
+    use bpfkit::insn::{Reg, Size};
+    if !support::kernel_or_skip("core_read pattern") {
+        return;
+    }
+    let out = Map::create(&MapSpec::new("out", MapType::Array, 4, 8, 1)).unwrap();
+    let tid = bpfkit::sys::gettid();
+    let mut prog = bpf_asm! {
+        call bpf_get_current_pid_tgid
+        w0 = w0
+        if r0 != {tid} goto done
+        call bpf_get_current_task
+        r6 = r0
+    };
+    prog.extend(core_read(Reg::R8, Reg::R6, &[Hop::new("task_struct", "real_parent"), Hop::new("task_struct", "tgid")], Size::W, -8, Reg::R7).unwrap());
+    prog.extend(bpf_asm! {
+        *(u32 *)(r10 - 12) = 0
+        r1 = map[out] ll
+        r2 = r10
+        r2 += -12
+        call bpf_map_lookup_elem
+        if r0 == 0 goto done
+        *(u64 *)(r0 + 0) = r8
+    done:
+        r0 = 0
+        exit
+    });
+    let prog = Program::load(&prog.assemble().unwrap(), &[&out], &LoadOptions::new("core_read", ProgType::Tracepoint)).unwrap();
+    let link = prog.attach_tracepoint("syscalls", "sys_enter_getpid").unwrap();
+    std::hint::black_box(std::process::id());
+    drop(link);
+    assert_eq!(out.typed::<u32, u64>().unwrap().get(&0).unwrap().unwrap(), std::os::unix::process::parent_id() as u64);
+}
