@@ -82,6 +82,8 @@ pub enum CliError {
     },
     /// BTF could not be read, or has no type of that name or id.
     Btf(BtfError),
+    /// A link could not be opened, queried or detached (the error names it).
+    Link(bpfkit::attach::LinkError),
 }
 
 impl CliError {
@@ -178,6 +180,7 @@ impl fmt::Display for CliError {
                 write!(f, "{path}: pinned object is a {found}, not a {want}")
             }
             CliError::Btf(e) => write!(f, "{e}"),
+            CliError::Link(e) => write!(f, "{e}"),
         }
     }
 }

@@ -567,3 +567,30 @@ fn dumps_that_cannot_be_done_are_clear_errors() {
         "{out}"
     );
 }
+
+#[test]
+fn link_list_show_and_detach() {
+    if !support::kernel_or_skip("bpfkit link") {
+        return;
+    }
+    let asm = bpfkit::bpf_asm! { r0 = 0; exit }.assemble().unwrap();
+    let prog = bpfkit::prog::Program::load(&asm, &[], &bpfkit::prog::LoadOptions::new("cli_link", bpfkit::prog::ProgType::RawTracepoint)).unwrap();
+    let link = prog.attach_raw_tracepoint("sys_enter").unwrap();
+    let info = link.info().unwrap();
+    let prog_id = prog.info().unwrap().id;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bpfkit")).args(["link", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(&info.id.to_string())).unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells, ["{id}".replace("{id}", &info.id.to_string()).as_str(), "raw_tracepoint", "prog", prog_id.to_string().as_str()]);
+    // Raw tracepoint links cannot be detached by id (the kernel has no detach for them): a clear error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bpfkit")).args(["link", "detach", &info.id.to_string()]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("link id {}", info.id)) && err.contains("EOPNOTSUPP") && err.contains("close"), "{err}");
+    drop(link);
+    assert!(!bpfkit::attach::Link::all_ids().unwrap().contains(&info.id));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bpfkit")).args(["link", "show", "4000000000"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("link"), "{}", String::from_utf8_lossy(&out.stderr));
+}

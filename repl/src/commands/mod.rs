@@ -9,6 +9,7 @@ pub mod asm;
 pub mod btf;
 pub mod disasm;
 pub mod features;
+pub mod link;
 pub mod map;
 pub mod prog;
 pub mod run;
@@ -47,6 +48,8 @@ pub enum Command {
     Prog(prog::Args),
     /// Maps in the kernel: `list`, `show ID|PATH`, `dump ID|PATH`.
     Map(map::Args),
+    /// bpf_links in the kernel: `list`, `show ID|PATH`, `detach ID|PATH`.
+    Link(link::Args),
     /// BTF files (the kernel's /sys/kernel/btf/vmlinux by default): `dump [--format c|raw]
     /// [TYPE...]` prints types as C (what `bpftool btf dump … format c` writes) or as
     /// bpftool's raw lines; `find NAME` lists every type of that name and its `___` flavors.
@@ -62,6 +65,7 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), CliError> {
         Command::Run(args) => run::run(&args, stdout),
         Command::Prog(args) => prog::run(&args, stdout),
         Command::Map(args) => map::run(&args, stdout),
+        Command::Link(args) => link::run(&args, stdout),
         Command::Btf(args) => btf::run(&args, stdout),
     }
 }
