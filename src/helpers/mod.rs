@@ -5,5 +5,10 @@
 
 pub mod core_read;
 pub mod ids;
+mod signature;
+mod signatures;
+
+pub use signature::{all, by_id, by_name, ArgKind, Helper, HelperSig, Param, RetKind};
+pub use signatures::SIGNATURES;
 
 pub use crate::insn::grammar::{helper_id, helper_name};
