@@ -36,6 +36,11 @@ pub mod sys;
 
 pub use bpfkit_macros::bpf_asm;
 
+/// Tutorial chapter 1: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch01-introduction.md")]
+pub struct TutorialChapter01;
+
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

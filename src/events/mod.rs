@@ -1,17 +1,19 @@
 //! Event streams between programs and user space: [`RingBuf`] (kernel → user, zero-copy
 //! records), [`PerfBuffer`] (per-CPU perf rings with lost-record counts), [`UserRingBuf`]
-//! (user → kernel), and [`Poller`] (one epoll wait over several ring buffers).
+//! (user → kernel), [`TracePipe`] (`bpf_trace_printk` output), and [`Poller`] (one epoll wait over several ring buffers).
 
 mod perf;
 mod poller;
 mod ringbuf;
 mod stacks;
+mod trace_pipe;
 mod user_ringbuf;
 
 pub use perf::PerfBuffer;
 pub use poller::Poller;
 pub use ringbuf::{Record, RingBuf};
 pub use stacks::{stack_ips, StackError, StackFrame, Symbolizer};
+pub use trace_pipe::TracePipe;
 pub use user_ringbuf::UserRingBuf;
 
 use crate::maps::MapError;

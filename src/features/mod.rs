@@ -276,3 +276,19 @@ impl Features {
         HELPER_IDS.iter().map(|&(id, name)| Ok((id, name, self.helper(t, id)?))).collect()
     }
 }
+
+/// Whether this process can use bpf(2) for `what` (a tutorial block, an example). When it
+/// cannot, prints one line saying why and returns `false` — unless `BPFKIT_REQUIRE_KERNEL=1`
+/// (CI), where a missing kernel is a failure and this panics.
+pub fn can_use_bpf(what: &str) -> bool {
+    match Features::global().check_access() {
+        Ok(()) => true,
+        Err(e) => {
+            if std::env::var("BPFKIT_REQUIRE_KERNEL").as_deref() == Ok("1") {
+                panic!("{what}: bpf(2) is required (BPFKIT_REQUIRE_KERNEL=1) but unavailable: {e}");
+            }
+            println!("skipped: {what}: bpf(2) unavailable ({e}); run as root or with CAP_BPF");
+            false
+        }
+    }
+}
