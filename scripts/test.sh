@@ -15,3 +15,13 @@ diff -u tests/fixtures/llvm/forms.expected "$tmp" || { echo "forms.expected diff
 echo "== cargo test (workspace: unit, oracle, conformance, property, macro, CLI, doctests)"
 cargo test --workspace --all-targets --no-fail-fast
 cargo test -p bpfkit --doc   # (the macro crate compiles src/insn via #[path]; its copies are not doctests)
+
+echo "== second kernel: the kernel tests inside Debian's 6.1 cloud kernel under qemu (scripts/kernel2/run.sh, docs/KERNELS.md)"
+if [ "${BPFKIT_SKIP_KERNEL2:-0}" = 1 ]; then
+  echo "skipped: BPFKIT_SKIP_KERNEL2=1"
+elif [ "$(uname -m)" != x86_64 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "skipped: the second kernel needs an x86_64 Debian host (qemu-system-x86, Debian's kernel package)"
+else
+  # The VM has its own timeout (BPFKIT_KERNEL2_TIMEOUT, 480 s); this one bounds set-up and build too.
+  timeout 600 scripts/kernel2/run.sh
+fi

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# The second kernel: bpfkit's kernel tests inside Debian's cloud kernel (6.1) under qemu (TCG).
+#
+#   scripts/kernel2/run.sh                 # every binary of the plan below
+#   scripts/kernel2/run.sh kernel2 kernel_trace   # only these binaries
+#
+# Idempotent: installs qemu-system-x86 and busybox-static when missing, downloads the kernel
+# package once into $BPFKIT_KERNEL2_CACHE (default target/kernel2/; nothing goes into /boot),
+# builds the test binaries with cargo, packs them with their shared libraries (ldd), busybox,
+# bash, a few kernel modules and tests/fixtures into an initramfs, boots it, and reads each
+# binary's result from the serial console (`KERNEL2-RESULT <name> <exit code>`). Exits non-zero
+# when a binary failed, a planned binary did not report, or the VM timed out.
+#
+# Environment: BPFKIT_KERNEL2_PKG (kernel package, default: what linux-image-cloud-amd64 depends
+# on), BPFKIT_KERNEL2_CACHE, BPFKIT_KERNEL2_TIMEOUT (seconds for the whole VM run, default 480),
+# BPFKIT_KERNEL2_SMP (default 2), BPFKIT_KERNEL2_LOG (console log, default $CACHE/console.log).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+CACHE=${BPFKIT_KERNEL2_CACHE:-$ROOT/target/kernel2}
+TIMEOUT=${BPFKIT_KERNEL2_TIMEOUT:-480}
+SMP=${BPFKIT_KERNEL2_SMP:-2}
+LOG=${BPFKIT_KERNEL2_LOG:-$CACHE/console.log}
+mkdir -p "$CACHE"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ---- the plan: which test binaries run in the guest, with which libtest filters, and why ----
+# One line per binary: name, then arguments for the test binary (`--skip NAME` filters). Every
+# skip names its reason. Binaries not listed here run on the host only (see docs/KERNELS.md).
+PLAN=(
+  "kernel2 --show-output"   # prints what each guest-only test saw
+  "kernel_trace --skip uprobe_multi_counts_two_functions_by_cookie --skip kernel_stack_of_a_syscall_tracepoint_is_symbolized"
+  "kernel_attach"
+  "kernel_maps"
+  "kernel_prog"
+  "conformance_kernel"
+)
+# Reasons for the skips above (printed with the summary):
+SKIP_REASONS=(
+  "kernel_trace/uprobe_multi_counts_two_functions_by_cookie: uprobe_multi links are 6.6+ (BPF_TRACE_UPROBE_MULTI); 6.1 refuses the attach type"
+  "kernel_trace/kernel_stack_of_a_syscall_tracepoint_is_symbolized: on 6.1 bpf_get_stackid of a kernel stack from a syscall tracepoint returns -EFAULT (empty callchain); kernel2/kernel_stack_of_a_kprobe_is_symbolized covers kernel stacks there"
+)
+
+if [ $# -gt 0 ]; then
+  selected=()
+  for want in "$@"; do
+    found=
+    for line in "${PLAN[@]}"; do [ "${line%% *}" = "$want" ] && { selected+=("$line"); found=1; }; done
+    [ -n "$found" ] || { echo "kernel2: no binary \`$want\` in the plan (${PLAN[*]%% *})" >&2; exit 2; }
+  done
+  PLAN=("${selected[@]}")
+fi
+
+# ---- 1. qemu, busybox, the kernel ----
+t0=$(now)
+need=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v strip >/dev/null 2>&1 || need+=(binutils)
+command -v cpio >/dev/null 2>&1 || true # busybox provides cpio
+if [ ${#need[@]} -gt 0 ]; then
+  echo "kernel2: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PKG=${BPFKIT_KERNEL2_PKG:-}
+if [ -z "$PKG" ]; then
+  if [ -f "$CACHE/package" ]; then
+    PKG=$(cat "$CACHE/package")
+  else
+    PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    if [ -z "$PKG" ]; then
+      as_root apt-get update -qq
+      PKG=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    fi
+    [ -n "$PKG" ] || { echo "kernel2: cannot find the package linux-image-cloud-amd64 depends on" >&2; exit 1; }
+    echo "$PKG" >"$CACHE/package"
+  fi
+fi
+KDIR=$CACHE/$PKG
+if ! ls "$KDIR"/root/boot/vmlinuz-* >/dev/null 2>&1; then
+  echo "kernel2: downloading $PKG"
+  rm -rf "$KDIR" && mkdir -p "$KDIR"
+  (cd "$KDIR" && { apt-get download "$PKG" >/dev/null 2>&1 || { as_root apt-get update -qq && apt-get download "$PKG" >/dev/null; }; })
+  dpkg -x "$KDIR"/*.deb "$KDIR/root"
+  rm -f "$KDIR"/*.deb
+fi
+VMLINUZ=$(ls "$KDIR"/root/boot/vmlinuz-* | head -1)
+KVER=${VMLINUZ##*/vmlinuz-}
+MODDIR=$KDIR/root/lib/modules/$KVER/kernel
+t_setup=$(since "$t0")
+echo "kernel2: kernel $PKG ($KVER) ready in ${t_setup}s"
+
+# ---- 2. the test binaries ----
+t0=$(now)
+cargo_args=()
+for line in "${PLAN[@]}"; do cargo_args+=(--test "${line%% *}"); done
+json=$(cargo test --workspace --no-run --message-format=json "${cargo_args[@]}")
+declare -A EXE
+while IFS=$'\t' read -r name exe; do EXE[$name]=$exe; done < <(
+  jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .target.kind == ["test"]) | "\(.target.name)\t\(.executable)"' <<<"$json")
+for line in "${PLAN[@]}"; do
+  [ -n "${EXE[${line%% *}]:-}" ] || { echo "kernel2: cargo built no test binary for ${line%% *}" >&2; exit 1; }
+done
+t_build=$(since "$t0")
+
+# ---- 3. the initramfs ----
+t0=$(now)
+IR=$CACHE/initramfs
+rm -rf "$IR"
+mkdir -p "$IR"/{bin,sbin,lib,lib64,proc,sys,dev,tmp,root,kernel2/bin,kernel2/modules,etc}
+cp /bin/busybox "$IR/bin/busybox"
+for app in $("$IR/bin/busybox" --list); do [ -e "$IR/bin/$app" ] || ln -s busybox "$IR/bin/$app"; done
+ln -sf ../bin/busybox "$IR/sbin/modprobe"
+cp /bin/bash "$IR/bin/bash"   # the tests run `bash -c` (bash's /dev/tcp in kernel_attach)
+# Shared libraries of everything that runs, at the paths ldd names (and the loader).
+copy_libs() {
+  ldd "$1" 2>/dev/null | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+    [ -e "$IR$lib" ] || { mkdir -p "$IR$(dirname "$lib")"; cp -L "$lib" "$IR$lib"; }
+  done
+}
+copy_libs /bin/bash
+for line in "${PLAN[@]}"; do
+  name=${line%% *}
+  # Debug info is most of a test binary; the symbol table (uprobes, symbolization) stays.
+  strip --strip-debug -o "$IR/kernel2/bin/$name" "${EXE[$name]}"
+  copy_libs "${EXE[$name]}"
+done
+# tests/fixtures at the repository's own path: env!("CARGO_MANIFEST_DIR") is compiled in.
+mkdir -p "$IR$ROOT/tests"
+cp -a tests/fixtures "$IR$ROOT/tests/"
+copy_libs tests/fixtures/usdt/usdt_probe
+# Modules the tests need that the cloud kernel builds as modules (clsact, cls_bpf, veth, dummy).
+for m in net/sched/sch_ingress.ko net/sched/cls_bpf.ko drivers/net/veth.ko drivers/net/dummy.ko; do
+  cp "$MODDIR/$m" "$IR/kernel2/modules/"
+done
+printf '%s\n' "${PLAN[@]}" >"$IR/kernel2/plan"
+cat >"$IR/init" <<EOF
+#!/bin/sh
+export PATH=/bin:/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t bpf bpf /sys/fs/bpf
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+for m in /kernel2/modules/*.ko; do insmod \$m; done
+ip link set lo up
+echo
+echo "KERNEL2-KERNEL \$(uname -r) \$(cat /proc/sys/kernel/osrelease)"
+echo "KERNEL2-INIT uptime \$(cut -d' ' -f1 /proc/uptime)"
+export BPFKIT_REQUIRE_KERNEL=1 BPFKIT_KERNEL2=1 CARGO_MANIFEST_DIR=$ROOT RUST_BACKTRACE=1
+cd /tmp
+while read -r name args; do
+  echo "KERNEL2-BEGIN \$name \$(cut -d' ' -f1 /proc/uptime)"
+  /kernel2/bin/\$name --test-threads=1 \$args
+  echo "KERNEL2-RESULT \$name \$? \$(cut -d' ' -f1 /proc/uptime)"
+done </kernel2/plan
+echo "KERNEL2-DONE"
+poweroff -f
+EOF
+chmod +x "$IR/init"
+(cd "$IR" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1 >"$CACHE/initrd.cpio.gz")
+t_pack=$(since "$t0")
+echo "kernel2: initramfs $(du -h "$CACHE/initrd.cpio.gz" | cut -f1) (build ${t_build}s, pack ${t_pack}s)"
+
+# ---- 4. boot and run ----
+t0=$(now)
+echo "kernel2: booting $KVER under qemu (TCG, ${SMP} CPUs, timeout ${TIMEOUT}s); console in $LOG"
+set +e
+timeout --foreground -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp "$SMP" -m 1G \
+  -kernel "$VMLINUZ" -initrd "$CACHE/initrd.cpio.gz" \
+  -append 'console=ttyS0 panic=-1 quiet' -nographic -no-reboot </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+t_vm=$(since "$t0")
+
+# ---- 5. summary ----
+echo
+echo "== second kernel summary ($PKG)"
+grep -m1 '^KERNEL2-KERNEL' "$LOG" || true
+grep -m1 '^KERNEL2-INIT' "$LOG" || true
+failed=0
+for line in "${PLAN[@]}"; do
+  name=${line%% *}
+  r=$(grep "^KERNEL2-RESULT $name " "$LOG" | tail -1 | cut -d' ' -f3)
+  # libtest's own count line for this binary (the last `test result:` before its result marker).
+  counts=$(awk -v n="$name" '$1 == "KERNEL2-BEGIN" && $2 == n { on = 1; c = "" } on && /^test result:/ { c = $0 } $1 == "KERNEL2-RESULT" && $2 == n { print c; exit }' "$LOG" | sed 's/; finished in.*//')
+  if [ -z "$r" ]; then
+    echo "  $name: NO RESULT (VM died or timed out)"; failed=1
+  elif [ "$r" = 0 ]; then
+    echo "  $name: ok ($counts)"
+  else
+    echo "  $name: FAILED, exit $r ($counts)"; failed=1
+  fi
+done
+# Totals over the binaries that reported (`filtered out` = the skips named below).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) == "filtered") s += $i } }
+  END { printf "  %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+for s in "${SKIP_REASONS[@]}"; do
+  for line in "${PLAN[@]}"; do [ "${s%%/*}" = "${line%% *}" ] && echo "  skipped in the guest: $s"; done
+done
+echo "  timings: kernel+qemu setup ${t_setup}s, cargo build ${t_build}s, initramfs ${t_pack}s, VM boot+tests ${t_vm}s"
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+  echo "kernel2: the VM timed out after ${TIMEOUT}s"; exit 1
+fi
+grep -q '^KERNEL2-DONE' "$LOG" || { echo "kernel2: the VM did not finish its plan (qemu exit $status)"; exit 1; }
+[ "$failed" = 0 ] || { echo "kernel2: FAILED"; exit 1; }
+echo "kernel2: all passed"
