@@ -61,7 +61,6 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
-command -v cpio >/dev/null 2>&1 || true # busybox provides cpio
 if [ ${#need[@]} -gt 0 ]; then
   echo "kernel2: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
