@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use proc_macro::{Delimiter, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 
-use insn::grammar::{parse_statement, Dialect, HoleKind, Holes};
+use insn::grammar::{parse_statement, splice_hole, Dialect, HoleKind, Holes};
 
 /// A statement being rebuilt from tokens.
 struct Stmt {
@@ -116,7 +116,9 @@ fn error_at(span: Span, msg: &str) -> TokenStream {
 /// Assemble eBPF text at compile time into a `bpfkit::insn::Program`.
 ///
 /// Either dialect, one instruction per line or `;`-separated; labels as `name:`;
-/// Rust values as `{expr}`. A syntax error, or a label defined twice, is a compile error.
+/// Rust values as `{expr}`; a statement that is only `{expr}` (a `Program` or `&Program`,
+/// e.g. an instruction pattern) splices that program's instructions and labels in place.
+/// A syntax error, or a label defined twice, is a compile error.
 ///
 /// # Panics
 /// At run time, if a value spliced in with `-{expr}` overflows its field.
@@ -128,7 +130,13 @@ pub fn bpf_asm(input: TokenStream) -> TokenStream {
 
     let probe = Holes::Probe(RefCell::new(Vec::new()));
     let mut labels: HashMap<String, Span> = HashMap::new();
+    // Statements that are only `{expr}` splice a whole `Program` there.
+    let mut splices = Vec::new();
     for st in &c.stmts {
+        if let Some(n) = splice_hole(&st.text) {
+            splices.push(n);
+            continue;
+        }
         match parse_statement(&st.text, Dialect::Auto, &probe) {
             Ok(parsed) => {
                 for (name, at) in parsed.labels {
@@ -148,6 +156,9 @@ pub fn bpf_asm(input: TokenStream) -> TokenStream {
 
     let hole_values = c.holes.iter().enumerate().map(|(i, (expr, span))| {
         let span: proc_macro2::Span = (*span).into();
+        if splices.contains(&i) {
+            return quote!(::bpfkit::insn::grammar::HoleValue::Int(0));
+        }
         match kinds.get(&i) {
             Some(HoleKind::Imm32) => quote_spanned!(span=> ::bpfkit::insn::grammar::HoleValue::Int({ let v: i32 = #expr; v as i128 })),
             Some(HoleKind::Off16) => quote_spanned!(span=> ::bpfkit::insn::grammar::HoleValue::Int({ let v: i16 = #expr; v as i128 })),
@@ -162,9 +173,23 @@ pub fn bpf_asm(input: TokenStream) -> TokenStream {
         let column = s.column as u32;
         quote!(::bpfkit::insn::grammar::MacroStatement { text: #text, line: #line, column: #column })
     });
+    if splices.is_empty() {
+        return quote!({
+            let holes = [#(#hole_values),*];
+            ::bpfkit::insn::grammar::parse_macro(::core::file!(), &[#(#stmts),*], &holes)
+                .unwrap_or_else(|e| ::core::panic!("bpf_asm!: {}", e))
+        })
+        .into();
+    }
+    let spliced = splices.iter().map(|&n| {
+        let (expr, span) = &c.holes[n];
+        let span: proc_macro2::Span = (*span).into();
+        quote_spanned!(span=> (#n, ::bpfkit::insn::grammar::splice_value(#expr)))
+    });
     quote!({
         let holes = [#(#hole_values),*];
-        ::bpfkit::insn::grammar::parse_macro(::core::file!(), &[#(#stmts),*], &holes)
+        let splices = ::std::vec![#(#spliced),*];
+        ::bpfkit::insn::grammar::parse_macro_spliced(::core::file!(), &[#(#stmts),*], &holes, splices)
             .unwrap_or_else(|e| ::core::panic!("bpf_asm!: {}", e))
     })
     .into()

@@ -4,6 +4,7 @@
 //! pattern is [`core_read`] (CO-RE pointer chains read with `bpf_probe_read_kernel`).
 
 pub mod core_read;
+pub mod patterns;
 pub mod ids;
 mod signature;
 mod signatures;

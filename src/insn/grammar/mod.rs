@@ -330,10 +330,35 @@ pub struct MacroStatement {
 /// same statements with the same grammar at compile time, so a failure here means the values
 /// spliced into `{holes}` did not fit where they were used (e.g. an offset beyond 16 bits).
 pub fn parse_macro(file: &'static str, stmts: &[MacroStatement], holes: &[HoleValue]) -> Result<Program, ParseError> {
+    parse_macro_spliced(file, stmts, holes, Vec::new())
+}
+
+/// The hole number of a statement consisting only of `{N}`: `bpf_asm!` splices a whole
+/// [`Program`] there (a pattern, a fragment built elsewhere) instead of parsing it.
+pub fn splice_hole(text: &str) -> Option<usize> {
+    let n = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// A `{program}` statement's value: a [`Program`] or a reference to one.
+pub fn splice_value<P: std::borrow::Borrow<Program>>(p: P) -> Program {
+    p.borrow().clone()
+}
+
+/// [`parse_macro`] where the statements `{N}` of the `splices` hole numbers insert those
+/// programs' items in place (their `holes` entries are unused).
+pub fn parse_macro_spliced(file: &'static str, stmts: &[MacroStatement], holes: &[HoleValue], mut splices: Vec<(usize, Program)>) -> Result<Program, ParseError> {
     let origin: Arc<str> = Arc::from(file);
     let holes = Holes::Values(holes);
     let mut prog = Program::new();
     for st in stmts {
+        if let Some(i) = splice_hole(st.text).and_then(|n| splices.iter().position(|(h, _)| *h == n)) {
+            prog.extend(std::mem::take(&mut splices[i].1));
+            continue;
+        }
         let parsed = parse_statement_inner(st.text, Dialect::Auto, &holes).map_err(|e| ParseError {
             origin: origin.clone(),
             line: st.line,
