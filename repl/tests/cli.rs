@@ -367,12 +367,15 @@ fn empty_program_is_empty_output() {
 }
 
 #[test]
-fn no_subcommand_prints_help_and_exits_2() {
-    let o = run(&[], b"");
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(err.contains("Usage: bpfkit"), "{err}");
-    assert!(err.contains("asm") && err.contains("disasm"), "{err}");
+fn no_subcommand_starts_the_repl() {
+    // Stdin is not a terminal: the REPL runs it as a script, echoing each line.
+    let o = run(&[], b"mov r0, 0\n");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("> mov r0, 0\n"), "{out}");
+    assert!(out.contains("b7 00 00 00 00 00 00 00  r0 = 0x0"), "{out}");
+    let help = ok(run(&["--help"], b""));
+    assert!(help.contains("starts the REPL") && help.contains("disasm") && help.contains("--script"), "{help}");
 }
 
 #[test]

@@ -100,19 +100,24 @@ fn parse_attach_type(s: &str) -> Result<AttachType, String> {
 /// How a program of type `t` must be loaded to be accepted at all: the attach type
 /// (`--attach-type`, else the one the type requires) and flags.
 fn load_options(args: &Args, name: String) -> LoadOptions {
-    let t = args.prog_type;
     let log_level = if args.log {
         args.log_level.max(1)
     } else {
         args.log_level
     };
+    load_options_for(args.prog_type, args.attach_type, log_level, name)
+}
+
+/// How a program of type `t` must be loaded to be accepted at all (shared with the REPL's
+/// `:load`): `attach` or the attach type the type requires, and the flags it requires.
+pub fn load_options_for(t: ProgType, attach: Option<AttachType>, log_level: u32, name: String) -> LoadOptions {
     let mut opts = LoadOptions::new(name, t).log_level(log_level);
     let required = match t {
         ProgType::SkLookup => Some(AttachType::SkLookup),
         ProgType::Netfilter => Some(AttachType::Netfilter),
         _ => None,
     };
-    if let Some(attach) = args.attach_type.or(required) {
+    if let Some(attach) = attach.or(required) {
         opts = opts.expected_attach_type(attach);
     }
     // The kernel loads syscall programs only as sleepable.
@@ -136,7 +141,7 @@ fn parse_object_name(s: &str) -> Result<String, String> {
 }
 
 /// `NAME:TYPE:KEY_SIZE:VALUE_SIZE:MAX_ENTRIES` → the map to create.
-fn parse_map_decl(s: &str) -> Result<MapSpec, String> {
+pub fn parse_map_decl(s: &str) -> Result<MapSpec, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [name, map_type, key, value, max] = parts[..] else {
         return Err(format!(
@@ -162,7 +167,7 @@ fn parse_map_decl(s: &str) -> Result<MapSpec, String> {
 }
 
 /// Types whose test run takes a packet (`data_in`), so one is made up when none is given.
-fn takes_packet(t: ProgType) -> bool {
+pub fn takes_packet(t: ProgType) -> bool {
     matches!(
         t,
         ProgType::Xdp
@@ -180,7 +185,7 @@ fn takes_packet(t: ProgType) -> bool {
 }
 
 /// Types whose test run refuses `repeat` and an output context: they run once.
-fn runs_once(t: ProgType) -> bool {
+pub fn runs_once(t: ProgType) -> bool {
     matches!(
         t,
         ProgType::RawTracepoint | ProgType::Tracing | ProgType::Syscall
@@ -188,7 +193,7 @@ fn runs_once(t: ProgType) -> bool {
 }
 
 /// The packet used when `--data-hex` is not given.
-const DEFAULT_PACKET_LEN: usize = 64;
+pub const DEFAULT_PACKET_LEN: usize = 64;
 
 fn parse_hex_arg(option: &str, text: &str) -> Result<Vec<u8>, CliError> {
     hex::parse(text).map_err(|source| CliError::Hex {
@@ -326,7 +331,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<(), CliError> {
 }
 
 /// What to try when the kernel refuses a test run with `errno`.
-fn test_run_hint(t: ProgType, errno: Option<i32>) -> Option<String> {
+pub fn test_run_hint(t: ProgType, errno: Option<i32>) -> Option<String> {
     const EINVAL: i32 = 22;
     const EOPNOTSUPP: i32 = 95;
     const ENOTSUPP: i32 = 524;

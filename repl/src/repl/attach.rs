@@ -1,0 +1,234 @@
+//! The REPL's attach-and-watch commands: `:attach` (tracepoints, raw tracepoints, tp_btf, uprobes,
+//! XDP, cgroups), `:links`, `:detach`, `:watch` (ring buffer records until Ctrl-C),
+//! `:count` (counters after N seconds) and `:trigger` (make events happen).
+//!
+//! Every attachment is a [`SessionLink`] owned by the session: dropping it (on `:detach` or
+//! when the session ends, however it ends) detaches.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use bpfkit::attach::kprobe::ProbeLink;
+use bpfkit::attach::uprobe::UprobeTarget;
+use bpfkit::attach::{ifindex, Link, XdpMode};
+use bpfkit::events::RingBuf;
+use bpfkit::maps::MapType;
+use bpfkit::prog::AttachType;
+
+use super::maps::find;
+use super::render::number;
+use super::session::{say, Outcome, Session};
+use crate::commands::map::hex_bytes;
+
+/// An attachment of the session.
+pub struct SessionLink {
+    /// The session's number for it (`:detach N`).
+    pub number: usize,
+    pub prog: String,
+    pub what: String,
+    pub link: Held,
+}
+
+/// The two owners of an attachment bpfkit hands out.
+pub enum Held {
+    Link(Link),
+    Probe(ProbeLink),
+}
+
+impl Held {
+    fn link(&self) -> &Link {
+        match self {
+            Held::Link(l) => l,
+            Held::Probe(p) => p,
+        }
+    }
+}
+
+const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | uprobe BIN:SYM | uretprobe BIN:SYM | xdp IFACE | cgroup PATH HOOK";
+
+/// `:attach NAME KIND ARGS…`.
+pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let [name, kind, rest @ ..] = args else {
+        return Err(USAGE.into());
+    };
+    let entry = s.program(name)?;
+    let prog = &entry
+        .loaded
+        .as_ref()
+        .ok_or_else(|| format!("program {name} is not loaded (`:load {name} TYPE` first)"))?
+        .prog;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let held = match (*kind, rest) {
+        ("tracepoint" | "tp", [event]) => {
+            let (cat, ev) = event
+                .split_once('/')
+                .ok_or_else(|| format!("`{event}`: a tracepoint is CATEGORY/EVENT (syscalls/sys_enter_getpid)"))?;
+            Held::Link(prog.attach_tracepoint(cat, ev).map_err(|e| err(&e))?)
+        }
+        ("tp_btf", []) => Held::Link(prog.attach_btf().map_err(|e| err(&e))?),
+        ("raw_tp" | "raw_tracepoint", [event]) => Held::Link(prog.attach_raw_tracepoint(event).map_err(|e| err(&e))?),
+        ("uprobe" | "uretprobe", [target]) => {
+            let (bin, sym) = target
+                .split_once(':')
+                .ok_or_else(|| format!("`{target}`: a uprobe is BINARY:SYMBOL (/bin/bash:readline)"))?;
+            let mut t = UprobeTarget::symbol(bin, sym);
+            if *kind == "uretprobe" {
+                t = t.retprobe();
+            }
+            Held::Probe(prog.attach_uprobe(&t).map_err(|e| err(&e))?)
+        }
+        ("xdp", [iface]) => {
+            let idx = ifindex(iface).map_err(|e| err(&e))?;
+            Held::Link(prog.attach_xdp(idx, XdpMode::Auto).map_err(|e| err(&e))?)
+        }
+        ("cgroup", [path, hook]) => {
+            let hook: AttachType = hook.parse()?;
+            let dir = std::fs::File::open(path).map_err(|e| format!("cgroup {path}: {e}"))?;
+            Held::Link(prog.attach_cgroup(&dir, hook).map_err(|e| err(&e))?)
+        }
+        _ => return Err(USAGE.into()),
+    };
+    let what = format!("{kind} {}", rest.join(" ")).trim_end().to_owned();
+    let number = s.next_link;
+    s.next_link += 1;
+    say!(out, "link {number}: {name} → {what}{}", kernel_id(s, held.link()));
+    s.links.push(SessionLink { number, prog: (*name).to_owned(), what, link: held });
+    Ok(())
+}
+
+/// ` (link id N)` in interactive sessions, when the attachment is a bpf_link.
+fn kernel_id(s: &Session, link: &Link) -> String {
+    if !s.interactive {
+        return String::new();
+    }
+    link.info().map(|i| format!(" (link id {})", i.id)).unwrap_or_default()
+}
+
+/// `:links`.
+pub fn list(s: &Session, out: &mut dyn Write) -> Outcome {
+    if s.links.is_empty() {
+        say!(out, "no links");
+    }
+    for l in &s.links {
+        say!(out, "{}: {} → {}{}", l.number, l.prog, l.what, kernel_id(s, l.link.link()));
+    }
+    Ok(())
+}
+
+/// `:detach N`.
+pub fn detach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let [n] = args else {
+        return Err("usage: :detach N (`:links` shows the numbers)".into());
+    };
+    let n: usize = n.parse().map_err(|_| format!("`{n}` is not a link number (`:links` shows them)"))?;
+    let i = s.links.iter().position(|l| l.number == n).ok_or_else(|| format!("no link {n} (`:links` shows them)"))?;
+    let l = s.links.remove(i);
+    say!(out, "detached link {n}: {} → {}", l.prog, l.what);
+    Ok(())
+}
+
+fn seconds(arg: &str) -> Result<Duration, String> {
+    arg.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{arg}` is not a number of seconds"))
+}
+
+/// Sleep `d` in small steps; false if Ctrl-C cut it short.
+fn wait(s: &Session, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if s.was_interrupted() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(Instant::now())));
+    }
+    !s.was_interrupted()
+}
+
+/// `:watch RINGBUF [SECS]`.
+pub fn watch(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let (name, limit) = match args {
+        [name] => (*name, None),
+        [name, secs] => (*name, Some(seconds(secs)?)),
+        _ => return Err("usage: :watch RINGBUF [SECS]".into()),
+    };
+    let map = find(s, name)?;
+    if map.map_type() != MapType::RingBuf {
+        return Err(format!("map {name} is a {}, not a ringbuf", map.map_type()));
+    }
+    let mut ring = RingBuf::new(map).map_err(|e| e.to_string())?;
+    say!(out, "watching {name}{} (Ctrl-C stops)", limit.map(|d| format!(" for {}s", d.as_secs_f64())).unwrap_or_default());
+    out.flush().map_err(|e| e.to_string())?;
+    let end = limit.map(|d| Instant::now() + d);
+    let mut count = 0usize;
+    let mut failed = None;
+    while !s.was_interrupted() && end.is_none_or(|e| Instant::now() < e) {
+        let res = ring.poll(Some(Duration::from_millis(100)), |rec| {
+            count += 1;
+            if failed.is_none() {
+                if let Err(e) = writeln!(out, "record {count}: {}", hex_bytes(rec, " ")).and_then(|()| out.flush()) {
+                    failed = Some(e.to_string());
+                }
+            }
+        });
+        if let Err(e) = res {
+            return Err(e.to_string());
+        }
+        if let Some(e) = failed {
+            return Err(format!("cannot write output: {e}"));
+        }
+    }
+    let why = if s.was_interrupted() { "interrupted" } else { "time is up" };
+    say!(out, "{count} record{} ({why})", if count == 1 { "" } else { "s" });
+    Ok(())
+}
+
+/// `:count MAP SECS`: every element's value as a number after waiting.
+pub fn count(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let [name, secs] = args else {
+        return Err("usage: :count MAP SECS".into());
+    };
+    let map = find(s, name)?;
+    if !wait(s, seconds(secs)?) {
+        say!(out, "interrupted: counts so far");
+    }
+    let mut n = 0;
+    for key in map.keys() {
+        let key = key.map_err(|e| e.to_string())?;
+        let total: Option<u64> = if map.map_type().is_per_cpu() {
+            map.lookup_percpu(&key)
+                .map_err(|e| e.to_string())?
+                .map(|vs| vs.iter().filter_map(|v| number(v)).sum())
+        } else {
+            map.lookup(&key).map_err(|e| e.to_string())?.and_then(|v| number(&v))
+        };
+        match total {
+            Some(t) => say!(out, "{name}[{}] = {t}", hex_bytes(&key, " ")),
+            None => return Err(format!("map {name}: values of {} bytes are not counters (4 or 8 bytes)", map.value_size())),
+        }
+        n += 1;
+    }
+    if n == 0 {
+        say!(out, "{name} is empty");
+    }
+    Ok(())
+}
+
+/// `:trigger getpid N`.
+pub fn trigger(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let ["getpid", n] = args else {
+        return Err("usage: :trigger getpid N".into());
+    };
+    let n: u64 = n.parse().map_err(|_| format!("`{n}` is not a count"))?;
+    for _ in 0..n {
+        if s.was_interrupted() {
+            break;
+        }
+        // glibc does not cache getpid(2): each call is a syscall.
+        std::hint::black_box(std::process::id());
+    }
+    say!(out, "getpid called {n} times");
+    Ok(())
+}

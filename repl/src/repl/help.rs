@@ -1,0 +1,92 @@
+//! The REPL's command table: every `:command`, its usage, what it does and an example.
+//!
+//! `:help` and `:help CMD` print from here, and tab completion offers these names, so a
+//! command added to the dispatcher (`session.rs`) is added here too.
+
+/// One REPL command, as `:help` shows it.
+pub struct CommandHelp {
+    /// The name without its `:`.
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub summary: &'static str,
+    pub example: &'static str,
+}
+
+const fn cmd(
+    name: &'static str,
+    usage: &'static str,
+    summary: &'static str,
+    example: &'static str,
+) -> CommandHelp {
+    CommandHelp {
+        name,
+        usage,
+        summary,
+        example,
+    }
+}
+
+/// Every command, in the order `:help` lists them.
+pub const COMMANDS: &[CommandHelp] = &[
+    cmd("help", ":help [CMD]", "list the commands, or show one with an example", ":help load"),
+    cmd("prog", ":prog NAME | :prog list|show|dump …", "start (or switch to) the session program NAME; instructions typed next are added to it. `list`, `show ID`, `dump xlated ID` are `bpfkit prog` on the system's programs", ":prog counter"),
+    cmd("progs", ":progs [all]", "the session's programs: name, instructions, whether loaded; `all`: every program loaded in the kernel (`bpfkit prog list`)", ":progs all"),
+    cmd("list", ":list [NAME]", "a program as typed: session line, slot, encoding, disassembly", ":list counter"),
+    cmd("end", ":end", "end a block of instructions (a blank line does too) and assemble it", ":end"),
+    cmd("map", ":map create|get|set|del|dump|pin|open … | :map list|show …", "session maps: `create NAME TYPE KEY VALUE MAX` (KEY and VALUE are sizes in bytes, or types — u8…u64, s8…s64, char, TYPE[N] — which give the map BTF and typed dumps), `get NAME KEY`, `set NAME KEY VALUE`, `del NAME KEY`, `dump NAME`, `pin NAME PATH`, `open NAME PATH`. Keys and values are hex (`01000000`) or `u8:`/`u16:`/`u32:`/`u64:` numbers (`u32:1`); `$pid` is this process's id. `list`/`show ID` are `bpfkit map`", ":map create counts hash 4 8 16"),
+    cmd("maps", ":maps [all]", "the session's maps: name, type, key/value sizes, entries; `all`: every map in the kernel (`bpfkit map list`)", ":maps"),
+    cmd("load", ":load NAME TYPE [ATTACH_TYPE] | :load NAME tp_btf EVENT", "load a session program as TYPE (xdp, socket_filter, tracepoint, raw_tracepoint, …, or tp_btf on a raw tracepoint); `map[NAME]` binds to session maps. A rejection shows the verifier's reason against the line you typed", ":load counter tracepoint"),
+    cmd("log", ":log", "the whole verifier log of the last rejected load", ":log"),
+    cmd("run", ":run NAME [HEX | packet udp|tcp SRC:PORT DST:PORT [payload=HEX]] [--repeat N] [--time]", "test-run a loaded program (BPF_PROG_TEST_RUN) on packet bytes: 64 zero bytes by default, hex, or a built Ethernet/IPv4|IPv6/UDP|TCP packet; prints retval (and duration_ns with --time)", ":run p packet udp 10.0.0.1:1234 10.0.0.2:53 payload=abcd"),
+    cmd("info", ":info NAME", "a loaded program's kernel id, xlated and JIT sizes, verified instructions and run stats", ":info counter"),
+    cmd("attach", ":attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | uprobe BIN:SYM | uretprobe BIN:SYM | xdp IFACE | cgroup PATH HOOK", "attach a loaded program; the link lives until `:detach` or the end of the session", ":attach counter tracepoint syscalls/sys_enter_getpid"),
+    cmd("links", ":links", "the session's attachments, by number", ":links"),
+    cmd("detach", ":detach N", "drop link N (see `:links`)", ":detach 1"),
+    cmd("watch", ":watch RINGBUF [SECS]", "print ring buffer records as hex until Ctrl-C (or SECS seconds)", ":watch events 5"),
+    cmd("count", ":count MAP SECS", "wait SECS seconds (Ctrl-C stops early), then print MAP's counters as numbers", ":count counts 1"),
+    cmd("trigger", ":trigger getpid N", "call getpid(2) N times from this process (fires syscalls/sys_enter_getpid)", ":trigger getpid 10"),
+    cmd("features", ":features [ARGS]", "what this kernel supports (`bpfkit features ARGS`)", ":features --helpers"),
+    cmd("btf", ":btf TYPE…", "the C declaration of kernel BTF types (`bpfkit btf dump TYPE`)", ":btf task_struct"),
+    cmd("helper", ":helper NAME|ID", "a helper's id, C prototype and the kernel release it appeared in", ":helper map_lookup_elem"),
+    cmd("link", ":link list|show ID|detach ID", "bpf_links on the system (`bpfkit link …`)", ":link list"),
+    cmd("quit", ":quit", "end the session: every link is detached, every map and program closed", ":quit"),
+];
+
+/// The entry for `name` (with or without its `:`).
+pub fn find(name: &str) -> Option<&'static CommandHelp> {
+    let name = name.trim_start_matches(':');
+    COMMANDS.iter().find(|c| c.name == name || (name == "exit" && c.name == "quit"))
+}
+
+/// `:help` without arguments.
+pub fn overview() -> String {
+    let mut out = String::from(
+        "Type instructions in either dialect (`mov r0, 0` or `r0 = 0`), one per line: each is \
+         assembled at once and shown as bytes and text. A label (`out:`) or a jump to a label not \
+         yet defined starts a block, which ends with a blank line or `:end`.\n\nCommands:\n",
+    );
+    let width = COMMANDS.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in COMMANDS {
+        out.push_str(&format!("  :{:<width$}  {}\n", c.name, headline(c.summary)));
+    }
+    out.push_str("`:help CMD` shows a command's usage and an example.\n");
+    out
+}
+
+/// The summary up to its first clause break, for the overview.
+fn headline(summary: &str) -> &str {
+    let end = [". ", "; ", ": `", " (`"]
+        .iter()
+        .filter_map(|sep| summary.find(sep))
+        .min()
+        .unwrap_or(summary.len());
+    &summary[..end]
+}
+
+/// `:help CMD`.
+pub fn detail(c: &CommandHelp) -> String {
+    format!(
+        "usage: {}\n{}\nexample: {}\n",
+        c.usage, c.summary, c.example
+    )
+}

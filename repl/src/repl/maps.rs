@@ -1,0 +1,231 @@
+//! The REPL's map commands: session maps created by type and sizes (or key and value types,
+//! which gives the map BTF and its dumps typed values), read and written with hex or
+//! numbers, dumped (as `bpfkit map dump` does), pinned and opened from pins; the system's
+//! maps through `bpfkit map list|show|dump`.
+
+use std::io::Write;
+
+use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, TypeId};
+use bpfkit::maps::{Map, MapSpec, UpdateFlags};
+
+use super::render::{parse_bytes, value_text};
+use super::session::{say, Outcome, Session};
+use super::system;
+use crate::commands::map::{dump, hex_bytes};
+use crate::commands::run::parse_map_decl;
+
+/// A map of the session, known by its name (the name programs use in `map[NAME]`).
+pub struct SessionMap {
+    pub map: Map,
+    /// Key and value types, for maps created with them.
+    pub types: Option<MapTypes>,
+}
+
+/// The BTF a map was created with, to print its elements as typed values.
+pub struct MapTypes {
+    pub btf: Btf,
+    pub key: TypeId,
+    pub value: TypeId,
+}
+
+impl MapTypes {
+    fn element(&self, key: &[u8], value: &[u8]) -> String {
+        let k = self.btf.format_value(self.key, key).unwrap_or_else(|_| hex_bytes(key, " "));
+        let v = self.btf.format_value(self.value, value).unwrap_or_else(|_| hex_bytes(value, " "));
+        format!("{k}: {v}")
+    }
+}
+
+/// A key or value type: `u8`…`u64`, `s8`…`s64`, `char`, each optionally an array (`char[16]`).
+fn add_type(b: &mut BtfBuilder, spec: &str) -> Result<(TypeId, u32), String> {
+    let (base, len) = match spec.split_once('[') {
+        Some((base, rest)) => {
+            let n = rest
+                .strip_suffix(']')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{spec}`: an array is TYPE[N] with N > 0"))?;
+            (base, Some(n))
+        }
+        None => (spec, None),
+    };
+    let (size, enc) = match base {
+        "u8" => (1, IntEncoding::Unsigned),
+        "u16" => (2, IntEncoding::Unsigned),
+        "u32" => (4, IntEncoding::Unsigned),
+        "u64" => (8, IntEncoding::Unsigned),
+        "s8" => (1, IntEncoding::Signed),
+        "s16" => (2, IntEncoding::Signed),
+        "s32" => (4, IntEncoding::Signed),
+        "s64" => (8, IntEncoding::Signed),
+        "char" => (1, IntEncoding::Char),
+        _ => return Err(format!("`{spec}`: a size in bytes, or a type: u8 u16 u32 u64 s8 s16 s32 s64 char, TYPE[N]")),
+    };
+    let e = |e: bpfkit::core_btf::BtfError| e.to_string();
+    let int = b.add_int(base, size, enc, size * 8).map_err(e)?;
+    match len {
+        None => Ok((int, size)),
+        Some(n) => {
+            let index = b.add_int("__ARRAY_SIZE_TYPE__", 4, IntEncoding::Unsigned, 32).map_err(e)?;
+            Ok((b.add_array(int, index, n).map_err(e)?, size * n))
+        }
+    }
+}
+
+/// `create NAME TYPE KEY VALUE MAX` where KEY and VALUE are types: the map gets their BTF.
+fn create_typed(name: &str, t: &str, key: &str, value: &str, max: &str) -> Result<SessionMap, String> {
+    let mut b = BtfBuilder::new();
+    let (key_id, key_size) = add_type(&mut b, key)?;
+    let (value_id, value_size) = add_type(&mut b, value)?;
+    let spec = parse_map_decl(&format!("{name}:{t}:{key_size}:{value_size}:{max}"))?;
+    let loaded = b.load().map_err(|e| format!("loading the key and value types: {e}"))?;
+    let btf = Btf::from_bytes(b.encode()).map_err(|e| e.to_string())?;
+    let spec: MapSpec = spec.btf(loaded.into_fd(), key_id.0, value_id.0).map_err(|e| e.to_string())?;
+    let map = Map::create(&spec).map_err(|e| e.to_string())?;
+    Ok(SessionMap { map, types: Some(MapTypes { btf, key: key_id, value: value_id }) })
+}
+
+/// `:maps`.
+pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
+    if s.maps.is_empty() {
+        say!(out, "no maps yet (`:map create NAME TYPE KEY VALUE MAX`)");
+    }
+    for m in &s.maps {
+        let m = &m.map;
+        let id = match m.info() {
+            Ok(info) if s.interactive => format!(" (id {})", info.id),
+            _ => String::new(),
+        };
+        say!(out, "{}: {} key {} value {} max {}{id}", m.name(), m.map_type(), m.key_size(), m.value_size(), m.max_entries());
+    }
+    Ok(())
+}
+
+pub fn find<'s>(s: &'s Session, name: &str) -> Result<&'s Map, String> {
+    s.maps
+        .iter()
+        .find(|m| m.map.name() == name)
+        .map(|m| &m.map)
+        .ok_or_else(|| format!("no map `{name}` in this session (`:maps` lists them; `:map create {name} TYPE KEY VALUE MAX` makes one)"))
+}
+
+fn check_len(bytes: &[u8], want: u32, what: &str, map: &Map) -> Outcome {
+    if bytes.len() != want as usize {
+        return Err(format!(
+            "{what} is {} bytes; map {} takes {want}-byte {what}s",
+            bytes.len(),
+            map.name()
+        ));
+    }
+    Ok(())
+}
+
+/// `:map …`.
+pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    match args {
+        ["create", name, t, key, value, max] => {
+            if find(s, name).is_ok() {
+                return Err(format!("map `{name}` already exists in this session"));
+            }
+            let sized = key.parse::<u32>().is_ok() && value.parse::<u32>().is_ok();
+            let m = if sized {
+                let spec = parse_map_decl(&[*name, t, key, value, max].join(":"))?;
+                SessionMap { map: Map::create(&spec).map_err(|e| e.to_string())?, types: None }
+            } else {
+                create_typed(name, t, key, value, max)?
+            };
+            let map = &m.map;
+            let typed = if m.types.is_some() { format!(" ({key} → {value})") } else { String::new() };
+            say!(out, "map {name}: {} key {} value {} max {}{typed}", map.map_type(), map.key_size(), map.value_size(), map.max_entries());
+            s.maps.push(m);
+            Ok(())
+        }
+        ["get", name, key] => {
+            let map = find(s, name)?;
+            let key = parse_bytes(key, "key")?;
+            check_len(&key, map.key_size(), "key", map)?;
+            if map.map_type().is_per_cpu() {
+                let values = map.lookup_percpu(&key).map_err(|e| e.to_string())?.ok_or("no such key")?;
+                for (cpu, v) in values.iter().enumerate() {
+                    say!(out, "cpu {cpu}: {}", value_text(v));
+                }
+                return Ok(());
+            }
+            let types = s.maps.iter().find(|m| m.map.name() == *name).and_then(|m| m.types.as_ref());
+            match map.lookup(&key).map_err(|e| e.to_string())? {
+                Some(v) => match types {
+                    Some(t) => say!(out, "{}", t.element(&key, &v)),
+                    None => say!(out, "{}", value_text(&v)),
+                },
+                None => return Err(format!("map {name} has no element with key {}", hex_bytes(&key, " "))),
+            }
+            Ok(())
+        }
+        ["set", name, key, value] => {
+            let map = find(s, name)?;
+            let (key, value) = (parse_bytes(key, "key")?, parse_bytes(value, "value")?);
+            check_len(&key, map.key_size(), "key", map)?;
+            check_len(&value, map.value_size(), "value", map)?;
+            map.update(&key, &value, UpdateFlags::Any).map_err(|e| e.to_string())?;
+            // The value is not echoed: it may hold `$pid`, and scripts' transcripts stay the same.
+            say!(out, "{name}[{}] updated", hex_bytes(&key, " "));
+            Ok(())
+        }
+        ["del", name, key] => {
+            let map = find(s, name)?;
+            let key = parse_bytes(key, "key")?;
+            check_len(&key, map.key_size(), "key", map)?;
+            if map.delete(&key).map_err(|e| e.to_string())? {
+                say!(out, "deleted");
+            } else {
+                say!(out, "no such key");
+            }
+            Ok(())
+        }
+        ["dump", name] if find(s, name).is_ok() => {
+            let m = s.maps.iter().find(|m| m.map.name() == *name).ok_or("no such map")?;
+            if let (Some(types), false) = (&m.types, m.map.map_type().is_per_cpu()) {
+                return typed_dump(&m.map, types, out);
+            }
+            let text = dump(&m.map).map_err(|e| e.to_string())?;
+            write!(out, "{text}").map_err(|e| e.to_string())
+        }
+        ["pin", name, path] => {
+            find(s, name)?.pin(path).map_err(|e| e.to_string())?;
+            say!(out, "map {name} pinned at {path}");
+            Ok(())
+        }
+        ["open", name, path] => {
+            if find(s, name).is_ok() {
+                return Err(format!("map `{name}` already exists in this session"));
+            }
+            let map = Map::from_pin(path).map_err(|e| e.to_string())?;
+            if map.name() != *name {
+                return Err(format!(
+                    "the map pinned at {path} is named `{}` in the kernel; programs bind maps by that name: `:map open {} {path}`",
+                    map.name(),
+                    map.name()
+                ));
+            }
+            say!(out, "map {name}: {} key {} value {} max {} (from {path})", map.map_type(), map.key_size(), map.value_size(), map.max_entries());
+            s.maps.push(SessionMap { map, types: None });
+            Ok(())
+        }
+        [sub, ..] if matches!(*sub, "list" | "show" | "dump") => system::subcommand("map", args, out),
+        _ => Err("usage: :map create NAME TYPE KEY VALUE MAX | get NAME KEY | set NAME KEY VALUE | del NAME KEY | dump NAME | pin NAME PATH | open NAME PATH | list".into()),
+    }
+}
+
+/// Every element as `KEY: VALUE`, typed by the map's BTF.
+fn typed_dump(map: &Map, types: &MapTypes, out: &mut dyn Write) -> Outcome {
+    let mut n = 0usize;
+    for key in map.keys() {
+        let key = key.map_err(|e| e.to_string())?;
+        if let Some(value) = map.lookup(&key).map_err(|e| e.to_string())? {
+            say!(out, "{}", types.element(&key, &value));
+            n += 1;
+        }
+    }
+    say!(out, "{n} element{}", if n == 1 { "" } else { "s" });
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The REPL's program commands: `:progs`, `:list`, `:load` (with the verifier's rejection
+//! shown against the lines as typed), `:run` (test runs on hex or built packets) and `:info`.
+
+use std::io::Write;
+
+use bpfkit::insn::Assembled;
+use bpfkit::maps::Map;
+use bpfkit::core_btf::{Btf, Kind};
+use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgType, Program, TestRun};
+
+use super::session::{say, Outcome, Session};
+use super::{packet, render};
+use crate::commands::run::{load_options_for, runs_once, takes_packet, test_run_hint, DEFAULT_PACKET_LEN};
+
+/// A program as loaded into the kernel.
+pub struct Loaded {
+    pub prog: Program,
+    pub asm: Assembled,
+    pub prog_type: ProgType,
+}
+
+/// `:progs`.
+pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
+    if s.programs.is_empty() {
+        say!(out, "no programs yet (`:prog NAME` starts one, or just type an instruction)");
+    }
+    for (i, p) in s.programs.iter().enumerate() {
+        let mark = if s.current == Some(i) { "*" } else { " " };
+        let state = match &p.loaded {
+            Some(l) if s.interactive => match l.prog.info() {
+                Ok(info) => format!("loaded as {} (id {})", l.prog_type, info.id),
+                Err(_) => format!("loaded as {}", l.prog_type),
+            },
+            Some(l) => format!("loaded as {}", l.prog_type),
+            None => "not loaded".into(),
+        };
+        say!(out, "{mark} {}: {} instructions, {state}", p.name, p.insn_count());
+    }
+    Ok(())
+}
+
+/// `:list [NAME]`: the program as typed, each instruction with its slot, bytes and text.
+pub fn listing(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let name = match args {
+        [] => s.current_name().ok_or("no current program (`:list NAME`)")?.to_owned(),
+        [name] => (*name).to_owned(),
+        _ => return Err("usage: :list [NAME]".into()),
+    };
+    let entry = s.program(&name)?;
+    let asm = entry.assemble()?;
+    say!(out, "program {name}: {} instructions, {} slots", asm.insns().len(), asm.slot_count());
+    let labels = asm.labels_by_slot();
+    for (i, insn) in asm.insns().iter().enumerate() {
+        let slot = asm.slot_of(i).unwrap_or_default();
+        for (_, label) in labels.iter().filter(|(s, _)| *s == slot) {
+            say!(out, "{label}:");
+        }
+        let line = asm.locs().get(i).cloned().flatten().map(|l| l.line);
+        let typed = line.and_then(|l| entry.lines.get(&l)).map(String::as_str).unwrap_or("");
+        let text = render::insn_lines(slot, insn);
+        let mut rows = text.lines();
+        if let Some(first) = rows.next() {
+            say!(out, "{first:<58} ; {:>3} | {typed}", line.unwrap_or_default());
+        }
+        for row in rows {
+            say!(out, "{row}");
+        }
+    }
+    Ok(())
+}
+
+/// `:load NAME TYPE [ATTACH_TYPE]`, `:load NAME tp_btf EVENT`.
+pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let (name, t, attach) = match args {
+        [name, t] => (*name, *t, None),
+        [name, t, a] => (*name, *t, Some(*a)),
+        _ => return Err("usage: :load NAME TYPE [ATTACH_TYPE] (e.g. :load p xdp)".into()),
+    };
+    let opts = if t == "tp_btf" {
+        tp_btf_options(name, attach.ok_or("usage: :load NAME tp_btf EVENT (e.g. :load p tp_btf sys_enter)")?)?
+    } else {
+        let attach: Option<AttachType> = attach.map(str::parse).transpose()?;
+        load_options_for(t.parse()?, attach, 0, name.to_owned())
+    };
+    let prog_type = opts.prog_type;
+    let entry = s.program(name)?;
+    let asm = entry.assemble()?;
+    if asm.insns().is_empty() {
+        return Err(format!("program {name} has no instructions yet"));
+    }
+    let mut maps: Vec<&Map> = Vec::new();
+    for (i, map) in asm.map_references() {
+        match s.maps.iter().find(|m| m.map.name() == map) {
+            Some(m) => maps.push(&m.map),
+            None => {
+                let loc = asm.locs().get(i).cloned().flatten();
+                let at = loc.as_ref().map(|l| render::snippet(&entry.lines, l)).unwrap_or_default();
+                return Err(format!(
+                    "map `{map}` is not in the session: create it first (`:map create {map} hash 4 8 16`){at}"
+                ));
+            }
+        }
+    }
+    match Program::load(&asm, &maps, &opts) {
+        Ok(prog) => {
+            let id = if s.interactive {
+                prog.info().map(|i| format!(" (id {})", i.id)).unwrap_or_default()
+            } else {
+                String::new()
+            };
+            say!(out, "loaded {name} as {prog_type}{id}: {} instructions, {} slots", asm.insns().len(), asm.slot_count());
+            s.last_log = None;
+            s.program_mut(name)?.loaded = Some(Loaded { prog, asm, prog_type });
+            Ok(())
+        }
+        Err(LoadError::Verifier { prog, rejection }) => {
+            let mark = rejection.loc.as_ref().map(|l| l.line);
+            let listing = render::listing(&entry.lines, mark, &format!("^ the verifier: {}", rejection.reason), s.interactive);
+            s.last_log = Some(rejection.log.clone());
+            Err(format!(
+                "program \"{prog}\" rejected by the verifier: {rejection}\n{}(`:log` shows the whole verifier log)",
+                listing
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A `tp_btf` program (tracing, `BPF_TRACE_RAW_TP`) for the raw tracepoint `event`, found in
+/// the kernel's BTF as the typedef `btf_trace_EVENT`.
+fn tp_btf_options(name: &str, event: &str) -> Result<LoadOptions, String> {
+    let vmlinux = Btf::vmlinux().map_err(|e| e.to_string())?;
+    let id = vmlinux
+        .find_by_name_kind(&format!("btf_trace_{event}"), Kind::Typedef)
+        .ok_or_else(|| format!("no raw tracepoint `{event}` in the kernel's BTF (no typedef btf_trace_{event})"))?;
+    Ok(LoadOptions::new(name, ProgType::Tracing)
+        .expected_attach_type(AttachType::TraceRawTp)
+        .attach_btf_id(id.get()))
+}
+
+fn loaded<'s>(s: &'s Session, name: &str) -> Result<&'s Loaded, String> {
+    s.program(name)?
+        .loaded
+        .as_ref()
+        .ok_or_else(|| format!("program {name} is not loaded (`:load {name} TYPE`)"))
+}
+
+/// `:run NAME [HEX | packet …] [--repeat N] [--time]`.
+pub fn run(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    const USAGE: &str = "usage: :run NAME [HEX | packet udp|tcp SRC:PORT DST:PORT [payload=HEX]] [--repeat N] [--time]";
+    let Some((name, rest)) = args.split_first() else {
+        return Err(USAGE.into());
+    };
+    let l = loaded(s, name)?;
+    let mut words: Vec<&str> = Vec::new();
+    let (mut repeat, mut time) = (None, false);
+    let mut it = rest.iter();
+    while let Some(w) = it.next() {
+        match *w {
+            "--time" => time = true,
+            "--repeat" => {
+                let n = it.next().ok_or("--repeat takes a number")?;
+                repeat = Some(n.parse::<u32>().map_err(|_| format!("--repeat `{n}` is not a number"))?);
+            }
+            w => words.push(w),
+        }
+    }
+    let data = match words.as_slice() {
+        [] if takes_packet(l.prog_type) => vec![0u8; DEFAULT_PACKET_LEN],
+        [] => Vec::new(),
+        ["packet", spec @ ..] => packet::build(spec)?,
+        hex => crate::hex::parse(&hex.concat()).map_err(|e| format!("packet hex: {}", e.message))?,
+    };
+    let once = runs_once(l.prog_type);
+    let mut input = TestRun::with_data(data).repeat(repeat.unwrap_or(if once { 0 } else { 1 }));
+    if once {
+        input = input.ctx_out_size(0);
+    }
+    let r = l.prog.test_run(&input).map_err(|e| match test_run_hint(l.prog_type, e.errno()) {
+        // The hints name the command line's options; here the packet follows the name.
+        Some(hint) => format!("{e} ({})", hint.replace("in --data-hex", "(`:run NAME HEX` or `:run NAME packet …`)")),
+        None => e.to_string(),
+    })?;
+    if time {
+        say!(out, "retval={} duration_ns={}", r.retval, r.duration_ns);
+    } else {
+        say!(out, "retval={}", r.retval);
+    }
+    Ok(())
+}
+
+/// `:info NAME`.
+pub fn info(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let [name] = args else {
+        return Err("usage: :info NAME".into());
+    };
+    let l = loaded(s, name)?;
+    let i = l.prog.info().map_err(|e| e.to_string())?;
+    say!(out, "{name}: id {} type {} tag {}", i.id, l.prog_type, i.tag_hex());
+    say!(out, "  instructions: {} typed, {} slots; xlated {} bytes, jited {} bytes, verified {} insns", l.asm.insns().len(), l.asm.slot_count(), i.xlated_len, i.jited_len, i.verified_insns);
+    say!(out, "  maps: {:?}", i.map_ids);
+    say!(
+        out,
+        "  runs: {} in {} ns, recursion misses {} (counted while stats are enabled: sysctl kernel.bpf_stats_enabled=1)",
+        i.stats.run_count, i.stats.run_time_ns, i.stats.recursion_misses
+    );
+    Ok(())
+}

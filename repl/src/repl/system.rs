@@ -1,0 +1,45 @@
+//! REPL commands about the system rather than the session: the `bpfkit` subcommands
+//! (`prog`, `map`, `link`, `btf`, `features`), parsed by the same clap parser as the command
+//! line and run by the same code, and `:helper`.
+
+use std::io::Write;
+
+use clap::Parser;
+
+use super::session::{say, Outcome};
+use crate::cli::Cli;
+use crate::commands;
+
+/// Run `bpfkit SUBCOMMAND ARGS…` as if typed on the command line, output to `out`.
+pub fn subcommand(name: &str, args: &[&str], out: &mut dyn Write) -> Outcome {
+    let argv = ["bpfkit", name].into_iter().chain(args.iter().copied());
+    match Cli::try_parse_from(argv) {
+        Ok(Cli { command: Some(command), .. }) => commands::run(command, out).map_err(|e| e.to_string()),
+        Ok(_) => Err(format!("`{name}` needs arguments")),
+        // `--help` is not a failure.
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            write!(out, "{e}").map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string().trim_end().trim_start_matches("error: ").to_owned()),
+    }
+}
+
+/// `:helper NAME|ID`: id, prototype, and the release it appeared in.
+pub fn helper(args: &[&str], out: &mut dyn Write) -> Outcome {
+    let [arg] = args else {
+        return Err("usage: :helper NAME|ID (e.g. :helper map_lookup_elem)".into());
+    };
+    let h = match arg.parse::<u32>() {
+        Ok(id) => bpfkit::helpers::by_id(id),
+        Err(_) => bpfkit::helpers::by_name(arg),
+    }
+    .ok_or_else(|| format!("no helper `{arg}` in this kernel's enum bpf_func_id"))?;
+    say!(out, "helper {} {}", h.id, h.name);
+    if let Some(sig) = h.sig {
+        say!(out, "  {}", sig.prototype());
+    }
+    if let Some(v) = h.since {
+        say!(out, "  since Linux {v}");
+    }
+    Ok(())
+}

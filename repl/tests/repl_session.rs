@@ -1,0 +1,212 @@
+//! The REPL end to end: a script session compared with its expected transcript, the same
+//! flow typed into a real pseudo-terminal (with tab completion of a helper name), and Ctrl-C
+//! during `:watch` leaving nothing attached. Run as root (CI); otherwise each test skips
+//! with its reason.
+//!
+//! `BPFKIT_BLESS=1` rewrites the expected transcript from the current output.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use bpfkit::attach::Link;
+use rexpect::reader::Options;
+use rexpect::session::{spawn_with_options, PtySession};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bpfkit");
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Run the binary as a script on `input`; (exit code, stdout, stderr).
+fn script(input: &str) -> (Option<i32>, String, String) {
+    let mut child = Command::new(BIN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bpfkit");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write script");
+    let out = child.wait_with_output().expect("bpfkit runs");
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).expect("UTF-8 output"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn script_session_matches_transcript() {
+    if !support::kernel_or_skip("script_session_matches_transcript") {
+        return;
+    }
+    let input = std::fs::read_to_string(fixture("repl_session.bpf")).expect("script fixture");
+    let (code, stdout, stderr) = script(&input);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let expected_path = fixture("repl_session.out");
+    if std::env::var("BPFKIT_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&expected_path, &stdout).expect("bless transcript");
+    }
+    let expected = std::fs::read_to_string(&expected_path).expect("expected transcript (BPFKIT_BLESS=1 writes it)");
+    if stdout != expected {
+        for (i, (got, want)) in stdout.lines().zip(expected.lines()).enumerate() {
+            assert_eq!(got, want, "transcript line {} differs; whole output:\n{stdout}", i + 1);
+        }
+        panic!("transcript length differs: got {} lines, want {}:\n{stdout}", stdout.lines().count(), expected.lines().count());
+    }
+    // The deliberate mistakes make the session fail.
+    assert_eq!(code, Some(1), "{stderr}");
+}
+
+#[test]
+fn script_mode_without_kernel_reports_errors_and_goes_on() {
+    let (code, stdout, _) = script("mov r0, 1\n:nonsense\nexit\n:help run\n");
+    assert_eq!(code, Some(1));
+    assert!(stdout.starts_with("> mov r0, 1\nprogram prog1: type its instructions\n   0: b7 00 00 00 01 00 00 00  r0 = 0x1\n"), "{stdout}");
+    assert!(stdout.contains("> :nonsense\nerror: unknown command `:nonsense`"), "{stdout}");
+    assert!(stdout.contains("   1: 95 00 00 00 00 00 00 00  exit\n"), "{stdout}");
+    assert!(stdout.contains("example: :run p packet udp"), "{stdout}");
+}
+
+fn pty(home: &std::path::Path) -> PtySession {
+    let mut cmd = Command::new(BIN);
+    cmd.env("HOME", home).env("TERM", "xterm");
+    let opts = Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(true);
+    spawn_with_options(cmd, opts).expect("spawn bpfkit in a pty")
+}
+
+fn exp(p: &mut PtySession, s: &str) {
+    if let Err(e) = p.exp_string(s) {
+        panic!("expected {s:?}: {e}");
+    }
+}
+
+/// Wait for the next prompt (`bpf> `, `bpf:PROG> `, `...> ` in a block); the output before it.
+///
+/// Typing ahead of the prompt would lose input: rustyline asks the terminal for the cursor
+/// position when it starts a line, and reads what was typed before the answer.
+fn prompt(p: &mut PtySession) -> String {
+    match p.exp_regex(r"(bpf(:[A-Za-z0-9_.]+)?|\.\.\.)> ") {
+        Ok((before, _)) => before,
+        Err(e) => panic!("expected a prompt: {e}"),
+    }
+}
+
+/// Type `line`, wait for the prompt after it, and check the output holds `want`.
+fn line(p: &mut PtySession, line: &str, want: &str) -> String {
+    p.send_line(line).expect("type into the pty");
+    let out = prompt(p);
+    assert!(out.contains(want), "after {line:?} expected {want:?} in:\n{out}");
+    out
+}
+
+#[test]
+fn interactive_session_in_a_pty() {
+    if !support::kernel_or_skip("interactive_session_in_a_pty") {
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut p = pty(home.path());
+    prompt(&mut p);
+    line(&mut p, ":prog ret", "program ret");
+    line(&mut p, "r1 = map[vals] ll", "18 11 00 00 00 00 00 00  r1 = map[vals] ll");
+    line(&mut p, "*(u32 *)(r10 - 4) = 0", "*(u32 *)(r10 - 0x4) = 0x0");
+    line(&mut p, "r2 = r10", "r2 = r10");
+    line(&mut p, "r2 += -4", "r2 += -0x4");
+    // Tab completion of a helper name.
+    p.send("call bpf_map_lo").expect("type");
+    p.send("\t").expect("tab");
+    p.flush().expect("flush");
+    exp(&mut p, "bpf_map_lookup_elem");
+    line(&mut p, "", "85 00 00 00 01 00 00 00  call 0x1");
+    for l in ["if r0 == 0 goto miss", "r0 = *(u64 *)(r0 + 0)", "exit", "miss:", "r0 = 0", "exit"] {
+        line(&mut p, l, "");
+    }
+    line(&mut p, "", "miss:");
+    line(&mut p, ":map create vals array 4 8 1", "map vals: array");
+    line(&mut p, ":load ret xdp", "loaded ret as xdp");
+    line(&mut p, ":run ret", "retval=0");
+    line(&mut p, ":map set vals u32:0 u64:9", "updated");
+    line(&mut p, ":run ret packet udp 10.0.0.1:1234 10.0.0.2:53", "retval=9");
+    // A tracepoint counting every getpid (this session's trigger among them).
+    for l in [":map create hits array 4 8 1", ":prog count", "r1 = map[hits] ll", "*(u32 *)(r10 - 4) = 0", "r2 = r10", "r2 += -4", "call bpf_map_lookup_elem", "if r0 == 0 goto out", "r1 = 1", "lock *(u64 *)(r0 + 0) += r1", "out:", "r0 = 0", "exit"] {
+        line(&mut p, l, "");
+    }
+    line(&mut p, ":end", "lock *(u64 *)(r0 + 0x0) += r1");
+    line(&mut p, ":load count tracepoint", "loaded count as tracepoint");
+    line(&mut p, ":attach count tracepoint syscalls/sys_enter_getpid", "link 1: count");
+    line(&mut p, ":trigger getpid 20", "getpid called 20 times");
+    let out = line(&mut p, ":count hits 0", "hits[00 00 00 00] = ");
+    let n: u64 = out
+        .split("hits[00 00 00 00] = ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(n >= 20, "counted {n} getpid calls, want at least 20");
+    // A verifier rejection points at the typed line.
+    line(&mut p, ":prog bad", "program bad");
+    line(&mut p, "r1 = 1", "r1 = 0x1");
+    line(&mut p, "exit", "exit");
+    let out = line(&mut p, ":load bad xdp", "R0 !read_ok");
+    assert!(out.contains("| exit") && out.contains("^ the verifier: R0 !read_ok"), "{out}");
+    p.send_line(":quit").expect("type");
+    exp(&mut p, "detached 1 link");
+    p.exp_eof().expect("the session ends");
+    assert!(home.path().join(".bpfkit_history").exists(), "history is saved");
+}
+
+#[test]
+fn ctrl_c_during_watch_leaves_nothing_attached() {
+    if !support::kernel_or_skip("ctrl_c_during_watch_leaves_nothing_attached") {
+        return;
+    }
+    let before = Link::all_ids().expect("link ids");
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut p = pty(home.path());
+    prompt(&mut p);
+    for l in [
+        ":map create events ringbuf 0 0 4096",
+        ":prog emit",
+        "*(u64 *)(r10 - 8) = 42",
+        "r1 = map[events] ll",
+        "r2 = r10",
+        "r2 += -8",
+        "r3 = 8",
+        "r4 = 0",
+        "call bpf_ringbuf_output",
+        "r0 = 0",
+        "exit",
+    ] {
+        line(&mut p, l, "");
+    }
+    line(&mut p, ":load emit tracepoint", "loaded emit as tracepoint");
+    line(&mut p, ":attach emit tracepoint syscalls/sys_enter_getpid", "link 1: emit");
+    let during: Vec<u32> = Link::all_ids().expect("link ids").into_iter().filter(|id| !before.contains(id)).collect();
+    assert!(!during.is_empty(), "the session's link is in the kernel");
+    line(&mut p, ":trigger getpid 3", "getpid called 3 times");
+    p.send_line(":watch events").expect("type");
+    exp(&mut p, "record 1: 2a 00 00 00 00 00 00 00");
+    p.send_control('c').expect("Ctrl-C");
+    exp(&mut p, "(interrupted)");
+    prompt(&mut p);
+    // The session goes on, with its link still attached, until it ends.
+    line(&mut p, ":links", "1: emit");
+    p.send_line(":quit").expect("send");
+    exp(&mut p, "detached 1 link");
+    p.exp_eof().expect("the session ends");
+    let after = Link::all_ids().expect("link ids");
+    let left: Vec<&u32> = during.iter().filter(|id| after.contains(id)).collect();
+    assert!(left.is_empty(), "links left attached after the session: {left:?}");
+    // bpftool agrees, when it is installed.
+    if let Ok(out) = Command::new("bpftool").args(["-j", "link", "list"]).output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        for id in &during {
+            assert!(!text.contains(&format!("\"id\":{id},")), "bpftool still lists link {id}: {text}");
+        }
+    }
+}
