@@ -8,6 +8,7 @@
 //! * [`features`]: what this kernel and process support (program, map, attach types, helpers), probed once and cached.
 //! * [`core_btf`]: BTF — reading (vmlinux, module split BTF), building, loading into the kernel.
 //! * [`elf`]: reading clang-built BPF objects (sections, symbols, program instructions, `.BTF`, `.BTF.ext`, relocations).
+//! * [`object`]: libbpf-style objects: open (programs by section name, maps, globals) → adjust → load (relocated, linked) → attach.
 //!
 //! ```
 //! use bpfkit::bpf_asm;
@@ -31,6 +32,7 @@ pub mod features;
 pub mod helpers;
 pub mod insn;
 pub mod maps;
+pub mod object;
 pub mod prog;
 pub mod sys;
 
@@ -40,6 +42,11 @@ pub use bpfkit_macros::bpf_asm;
 #[cfg(doctest)]
 #[doc = include_str!("../tutorial/ch01-introduction.md")]
 pub struct TutorialChapter01;
+
+/// Tutorial chapter 2: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch02-maps.md")]
+pub struct TutorialChapter02;
 
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,270 @@
+//! Relocation and linking, as libbpf's `bpf_object__relocate` does it: CO-RE relocations on
+//! each code section, `ld_imm64` map / global data / subprogram-address relocations
+//! (`R_BPF_64_64`), then each entry program gets the subprograms it calls appended depth-first
+//! on first use, with `call` and `ld_imm64` function immediates pointing at the copies
+//! (`R_BPF_64_32` and local calls), and kfunc calls resolved to vmlinux BTF ids.
+
+use super::maps::{MapDef, MapOrigin};
+use super::ObjectError;
+use crate::core_btf::ext::BtfExt;
+use crate::core_btf::relo::{CoreTarget, Relocator};
+use crate::core_btf::{Btf, Kind};
+use crate::elf::{reloc_type, ElfObject, ElfProgram, SectionKind};
+use crate::insn::{Imm64, Insn, MapRef, RawInsn};
+use std::collections::HashMap;
+
+const LD_IMM64: u8 = 0x18;
+const CALL: u8 = 0x85;
+const PSEUDO_MAP_FD: u8 = 1;
+const PSEUDO_MAP_VALUE: u8 = 2;
+const PSEUDO_BTF_ID: u8 = 3;
+const PSEUDO_FUNC: u8 = 4;
+const PSEUDO_CALL: u8 = 1;
+const PSEUDO_KFUNC_CALL: u8 = 2;
+
+/// Where one function's copy landed in a linked program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    pub section_name: String,
+    pub first_slot: usize,
+    pub slots: usize,
+    /// Its first slot in the linked program.
+    pub start: usize,
+}
+
+/// Code sections after CO-RE and data relocations, ready to link programs from.
+pub(crate) struct Relocated {
+    sections: HashMap<usize, Vec<RawInsn>>,
+    /// `ld_imm64` of a subprogram's address: (section, slot) → the subprogram's (section, slot).
+    func_refs: HashMap<(usize, usize), (usize, usize)>,
+    functions: Vec<ElfProgram>,
+}
+
+fn reloc_err(section: &str, slot: usize, reason: impl Into<String>) -> ObjectError {
+    ObjectError::Relocation { section: section.to_string(), slot, reason: reason.into() }
+}
+
+fn set_src(insn: &mut RawInsn, src: u8) {
+    insn.regs = (insn.regs & 0x0f) | (src << 4);
+}
+
+/// Relocate every code section: CO-RE (against `target`, when the object has CO-RE records),
+/// then `R_BPF_64_64` on `ld_imm64`.
+pub(crate) fn relocate(
+    elf: &ElfObject,
+    maps: &[MapDef],
+    local: Option<&Btf>,
+    ext: Option<&BtfExt>,
+    vmlinux: Option<&Btf>,
+) -> Result<Relocated, ObjectError> {
+    let mut sections = HashMap::new();
+    for s in elf.program_sections() {
+        sections.insert(s.index, elf.instructions(s)?);
+    }
+    if let (Some(local), Some(ext)) = (local, ext) {
+        if ext.core_relos.iter().any(|s| !s.records.is_empty()) {
+            let vmlinux = vmlinux
+                .ok_or_else(|| ObjectError::Core { reason: "CO-RE relocations need the kernel's BTF".into() })?;
+            let target = CoreTarget::new(vmlinux);
+            let mut relocator = Relocator::new(local, &target);
+            for sec in &ext.core_relos {
+                let index = elf.section_by_name(&sec.name).map(|s| s.index);
+                let insns = index.and_then(|i| sections.get_mut(&i)).ok_or_else(|| ObjectError::Core {
+                    reason: format!(
+                        ".BTF.ext has CO-RE records for section '{}', which is not a code section",
+                        sec.name
+                    ),
+                })?;
+                relocator
+                    .relocate(&sec.name, insns, &sec.records)
+                    .map_err(|e| ObjectError::Core { reason: format!("section '{}': {e}", sec.name) })?;
+            }
+        }
+    }
+    let mut func_refs = HashMap::new();
+    for s in elf.program_sections() {
+        let Some(insns) = sections.get_mut(&s.index) else { continue };
+        for r in elf.relocations(s) {
+            if r.r_type != reloc_type::R_BPF_64_64 {
+                continue;
+            }
+            let slot = (r.offset / 8) as usize;
+            let err = |why: String| reloc_err(&s.name, slot, why);
+            if !r.offset.is_multiple_of(8) || slot + 1 >= insns.len() || insns[slot].code != LD_IMM64 {
+                return Err(err("R_BPF_64_64 is not on an ld_imm64 instruction".into()));
+            }
+            let sym = elf.symbols().get(r.symbol).ok_or_else(|| err(format!("symbol {} does not exist", r.symbol)))?;
+            let Some(sym_sec) = sym.section else {
+                // An extern `__ksym` variable: its vmlinux BTF id.
+                let vml = vmlinux.ok_or_else(|| err(format!("extern '{}' needs the kernel's BTF", sym.name)))?;
+                let id = vml
+                    .find_by_name_kind(&sym.name, Kind::Var)
+                    .ok_or_else(|| err(format!("extern '{}' is not a kernel variable in vmlinux BTF", sym.name)))?;
+                set_src(&mut insns[slot], PSEUDO_BTF_ID);
+                insns[slot].imm = id.0 as i32;
+                insns[slot + 1].imm = 0;
+                continue;
+            };
+            let kind = elf.section(sym_sec).map(|x| x.kind);
+            if kind == Some(SectionKind::Program) {
+                let target = i64::from(insns[slot].imm).wrapping_add(sym.value as i64) / 8;
+                set_src(&mut insns[slot], PSEUDO_FUNC);
+                func_refs.insert(
+                    (s.index, slot),
+                    (
+                        sym_sec,
+                        usize::try_from(target).map_err(|_| err(format!("function address {target} is negative")))?,
+                    ),
+                );
+                continue;
+            }
+            let by_offset = |m: &MapDef| matches!(m.origin, MapOrigin::Btf { offset } | MapOrigin::Legacy { offset } if offset == sym.value);
+            if let Some(idx) = maps.iter().position(|m| m.section == sym_sec && by_offset(m)) {
+                set_src(&mut insns[slot], PSEUDO_MAP_FD);
+                insns[slot].imm = idx as i32;
+            } else if let Some(idx) =
+                maps.iter().position(|m| m.section == sym_sec && matches!(m.origin, MapOrigin::Data { .. }))
+            {
+                let offset = i64::from(insns[slot].imm).wrapping_add(sym.value as i64);
+                set_src(&mut insns[slot], PSEUDO_MAP_VALUE);
+                insns[slot].imm = idx as i32;
+                insns[slot + 1].imm = i32::try_from(offset)
+                    .map_err(|_| err(format!("offset {offset} into '{}' is out of range", maps[idx].name)))?;
+            } else {
+                let sec_name = elf.section(sym_sec).map_or("?", |x| x.name.as_str());
+                return Err(err(format!(
+                    "symbol '{}' in section '{sec_name}' is neither a map nor global data",
+                    sym.name
+                )));
+            }
+        }
+    }
+    Ok(Relocated { sections, func_refs, functions: elf.programs() })
+}
+
+impl Relocated {
+    /// Program `prog`'s instructions with its subprograms appended (libbpf's order).
+    pub(crate) fn link(
+        &self,
+        elf: &ElfObject,
+        prog: &ElfProgram,
+        vmlinux: Option<&Btf>,
+    ) -> Result<(Vec<RawInsn>, Vec<Placement>), ObjectError> {
+        let mut out = Vec::new();
+        let mut placed = HashMap::new();
+        self.append(elf, prog, vmlinux, &mut out, &mut placed, 0)?;
+        let mut placements: Vec<Placement> = placed
+            .into_iter()
+            .filter_map(|((section, first_slot), start)| {
+                let f = self.functions.iter().find(|f| f.section == section && f.first_slot == first_slot)?;
+                Some(Placement { section_name: f.section_name.clone(), first_slot, slots: f.slots, start })
+            })
+            .collect();
+        placements.sort_by_key(|p| p.start);
+        Ok((out, placements))
+    }
+
+    fn append(
+        &self,
+        elf: &ElfObject,
+        f: &ElfProgram,
+        vmlinux: Option<&Btf>,
+        out: &mut Vec<RawInsn>,
+        placed: &mut HashMap<(usize, usize), usize>,
+        depth: usize,
+    ) -> Result<usize, ObjectError> {
+        let err = |slot: usize, why: String| reloc_err(&f.section_name, slot, why);
+        if depth > 256 {
+            return Err(err(f.first_slot, "subprogram calls nest deeper than 256".into()));
+        }
+        let start = out.len();
+        placed.insert((f.section, f.first_slot), start);
+        let body = self
+            .sections
+            .get(&f.section)
+            .and_then(|s| s.get(f.first_slot..f.first_slot.checked_add(f.slots)?))
+            .ok_or_else(|| err(f.first_slot, format!("function '{}' runs past its section", f.name)))?;
+        out.extend_from_slice(body);
+        let section = elf.section(f.section).ok_or_else(|| err(0, "section does not exist".into()))?;
+        let relocs = elf.relocations(section);
+        let mut i = 0;
+        while i < f.slots {
+            let insn = out[start + i];
+            let slot = f.first_slot + i;
+            i += if insn.code == LD_IMM64 { 2 } else { 1 };
+            let callee = if insn.code == CALL && matches!(insn.src(), PSEUDO_CALL | PSEUDO_KFUNC_CALL) {
+                let reloc = relocs.iter().find(|r| r.offset == slot as u64 * 8 && r.r_type == reloc_type::R_BPF_64_32);
+                match reloc {
+                    Some(r) => {
+                        let sym = elf
+                            .symbols()
+                            .get(r.symbol)
+                            .ok_or_else(|| err(slot, format!("symbol {} does not exist", r.symbol)))?;
+                        match sym.section {
+                            Some(sec) => (sec, (sym.value / 8) as i64 + i64::from(insn.imm) + 1),
+                            None => {
+                                // A kfunc: its vmlinux BTF id.
+                                let vml = vmlinux
+                                    .ok_or_else(|| err(slot, format!("kfunc '{}' needs the kernel's BTF", sym.name)))?;
+                                let id = vml
+                                    .find_by_name_kind(&sym.name, Kind::Func)
+                                    .ok_or_else(|| err(slot, format!("kfunc '{}' is not in vmlinux BTF", sym.name)))?;
+                                let c = &mut out[start + i - 1];
+                                set_src(c, PSEUDO_KFUNC_CALL);
+                                c.imm = id.0 as i32;
+                                c.off = 0;
+                                continue;
+                            }
+                        }
+                    }
+                    None => (f.section, slot as i64 + i64::from(insn.imm) + 1),
+                }
+            } else if insn.code == LD_IMM64 && insn.src() == PSEUDO_FUNC {
+                let &(sec, target) = self
+                    .func_refs
+                    .get(&(f.section, slot))
+                    .ok_or_else(|| err(slot, "ld_imm64 of a function without a relocation".into()))?;
+                (sec, target as i64)
+            } else {
+                continue;
+            };
+            let callee = self
+                .functions
+                .iter()
+                .find(|p| p.section == callee.0 && p.first_slot as i64 == callee.1)
+                .ok_or_else(|| {
+                    err(
+                        slot,
+                        format!("call target (section {}, slot {}) is not the start of a function", callee.0, callee.1),
+                    )
+                })?;
+            let at = match placed.get(&(callee.section, callee.first_slot)) {
+                Some(&at) => at,
+                None => self.append(elf, callee, vmlinux, out, placed, depth + 1)?,
+            };
+            let here = start + slot - f.first_slot;
+            out[here].imm = at as i32 - here as i32 - 1;
+        }
+        Ok(start)
+    }
+}
+
+/// Decode linked slots and name each map operand by its kernel name.
+pub(crate) fn decode(prog: &str, slots: &[RawInsn], maps: &[MapDef]) -> Result<Vec<Insn>, ObjectError> {
+    let mut insns = crate::insn::decode_slots(slots).map_err(|e| ObjectError::Program {
+        program: prog.to_string(),
+        reason: format!("relocated instructions do not decode: {e}"),
+    })?;
+    for insn in &mut insns {
+        if let Insn::LdImm64 { value: Imm64::Map(m) | Imm64::MapValue { map: m, .. }, .. } = insn {
+            if let MapRef::Fd(idx) = *m {
+                let def = usize::try_from(idx).ok().and_then(|i| maps.get(i)).ok_or_else(|| ObjectError::Program {
+                    program: prog.to_string(),
+                    reason: format!("map index {idx} out of range"),
+                })?;
+                *m = MapRef::Name(def.kernel_name.clone());
+            }
+        }
+    }
+    Ok(insns)
+}

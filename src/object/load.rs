@@ -1,0 +1,324 @@
+//! The load phase: BTF into the kernel, maps created (with BTF key/value types where the object
+//! defines them, global data written and `.rodata` frozen, map-in-map slots filled), programs
+//! relocated, linked and loaded; and attaching by section.
+
+use super::maps::{MapDef, MapOrigin, Pinning};
+use super::section::{AttachTarget, SectionSpec};
+use super::{link, prog_btf};
+use super::{Object, ObjectError};
+use crate::attach::kprobe::{KprobeTarget, ProbeLink};
+use crate::attach::uprobe::UprobeTarget;
+use crate::attach::{Link, XdpMode};
+use crate::core_btf::{Btf, Kind, LoadedBtf};
+use crate::insn::Assembled;
+use crate::maps::{Map, MapSpec, MapType, UpdateFlags};
+use crate::prog::{LoadOptions, Program};
+use std::os::fd::AsFd;
+
+/// A loaded object: its maps and programs, by name.
+#[derive(Debug)]
+pub struct LoadedObject {
+    name: String,
+    maps: Vec<(MapDef, Map)>,
+    programs: Vec<LoadedProgram>,
+    /// Keeps the object's BTF loaded as long as the object (maps and programs refer to it).
+    _btf: Option<LoadedBtf>,
+    /// The object's BTF, to find global variables.
+    local_btf: Option<Btf>,
+}
+
+/// A loaded program and what its section said about it.
+#[derive(Debug)]
+pub struct LoadedProgram {
+    pub name: String,
+    pub section_name: String,
+    pub spec: SectionSpec,
+    program: Program,
+}
+
+/// An attachment made by [`LoadedProgram::attach`]; dropping it detaches.
+#[derive(Debug)]
+pub enum ObjectLink {
+    Link(Link),
+    Probe(ProbeLink),
+}
+
+impl LoadedObject {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A map by its name in the object (variable name, or `.data`/`.rodata`/… section name).
+    pub fn map(&self, name: &str) -> Option<&Map> {
+        self.maps.iter().find(|(d, _)| d.name == name).map(|(_, m)| m)
+    }
+
+    /// Every map with its definition, in the object's order.
+    pub fn maps(&self) -> impl Iterator<Item = (&MapDef, &Map)> {
+        self.maps.iter().map(|(d, m)| (d, m))
+    }
+
+    pub fn program(&self, name: &str) -> Option<&LoadedProgram> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+
+    pub fn programs(&self) -> &[LoadedProgram] {
+        &self.programs
+    }
+
+    /// Global variable `name`'s current value, read from its data section's map.
+    pub fn global(&self, name: &str) -> Result<Vec<u8>, ObjectError> {
+        let (index, offset, size) =
+            super::locate_global(self.local_btf.as_ref(), self.maps.iter().map(|(d, _)| d), name)?;
+        let (def, map) = &self.maps[index];
+        let err = |reason: String| ObjectError::Global { name: name.to_string(), reason };
+        let value = map.lookup(&0u32.to_le_bytes()).map_err(|e| err(format!("reading map '{}': {e}", def.name)))?;
+        value
+            .and_then(|v| v.get(offset..offset + size).map(<[u8]>::to_vec))
+            .ok_or_else(|| err(format!("not within map '{}''s value", def.name)))
+    }
+}
+
+impl LoadedProgram {
+    /// The loaded program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    fn attach_err(&self, reason: impl std::fmt::Display) -> ObjectError {
+        ObjectError::Attach { program: self.name.clone(), reason: reason.to_string() }
+    }
+
+    /// Attach where the section name says: tracepoints, raw tracepoints, BTF targets (tp_btf,
+    /// fentry/fexit, LSM), kprobes, and uprobes whose section names a binary and symbol. Other
+    /// program types need a target: [`attach_xdp`](Self::attach_xdp),
+    /// [`attach_uprobe`](Self::attach_uprobe), [`attach_cgroup`](Self::attach_cgroup), or the
+    /// [`crate::attach`] methods on [`program`](Self::program).
+    pub fn attach(&self) -> Result<ObjectLink, ObjectError> {
+        let p = &self.program;
+        match &self.spec.target {
+            AttachTarget::Tracepoint { category, name } => {
+                p.attach_tracepoint(category, name).map(ObjectLink::Link).map_err(|e| self.attach_err(e))
+            }
+            AttachTarget::RawTracepoint { name } => {
+                p.attach_raw_tracepoint(name).map(ObjectLink::Link).map_err(|e| self.attach_err(e))
+            }
+            AttachTarget::Btf { .. } if self.spec.expected_attach_type == Some(crate::prog::AttachType::TraceIter) => {
+                Err(self.attach_err("an iterator is attached with Program::attach_iter and a scope"))
+            }
+            AttachTarget::Btf { .. } => p.attach_btf().map(ObjectLink::Link).map_err(|e| self.attach_err(e)),
+            AttachTarget::Kprobe { function, offset, ret } => {
+                let mut t = KprobeTarget::function(function.clone()).offset(*offset);
+                if *ret {
+                    t = t.retprobe();
+                }
+                p.attach_kprobe(&t).map(ObjectLink::Probe).map_err(|e| self.attach_err(e))
+            }
+            AttachTarget::Uprobe { binary: Some(binary), symbol: Some(symbol), ret } => {
+                let mut t = UprobeTarget::symbol(binary.clone(), symbol.clone());
+                if *ret {
+                    t = t.retprobe();
+                }
+                self.attach_uprobe(&t)
+            }
+            AttachTarget::Uprobe { .. } => Err(self
+                .attach_err(format!("section '{}' names no binary and symbol: use attach_uprobe", self.section_name))),
+            _ => Err(self.attach_err(format!(
+                "section '{}' ({}) names no attach point: use attach_xdp, attach_cgroup or the bpfkit::attach methods",
+                self.section_name, self.spec.prog_type
+            ))),
+        }
+    }
+
+    /// Attach an XDP program to interface `ifindex`.
+    pub fn attach_xdp(&self, ifindex: u32, mode: XdpMode) -> Result<Link, ObjectError> {
+        self.program.attach_xdp(ifindex, mode).map_err(|e| self.attach_err(e))
+    }
+
+    /// Attach a uprobe program to `target`.
+    pub fn attach_uprobe(&self, target: &UprobeTarget) -> Result<ObjectLink, ObjectError> {
+        self.program.attach_uprobe(target).map(ObjectLink::Probe).map_err(|e| self.attach_err(e))
+    }
+
+    /// Attach a cgroup program to `cgroup` at the section's expected attach type.
+    pub fn attach_cgroup(&self, cgroup: impl AsFd) -> Result<Link, ObjectError> {
+        let at = self
+            .spec
+            .expected_attach_type
+            .ok_or_else(|| self.attach_err(format!("section '{}' has no expected attach type", self.section_name)))?;
+        self.program.attach_cgroup(cgroup, at).map_err(|e| self.attach_err(e))
+    }
+}
+
+fn map_spec(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<MapSpec, ObjectError> {
+    let mut spec = MapSpec::new(def.kernel_name.clone(), def.map_type, def.key_size, def.value_size, def.max_entries)
+        .flags(def.flags)
+        .map_extra(def.map_extra);
+    if let Some(n) = def.numa_node {
+        spec = spec.numa_node(n);
+    }
+    let is_data = matches!(def.origin, MapOrigin::Data { .. });
+    let ids = match (def.key_type_id, def.value_type_id) {
+        (Some(k), Some(v)) => Some((k.0, v.0)),
+        (None, Some(v)) if is_data => Some((0, v.0)),
+        _ => None,
+    };
+    if let (Some(btf), Some((k, v))) = (btf, ids) {
+        spec = spec.btf(btf, k, v).map_err(|source| ObjectError::MapCreate { map: def.name.clone(), source })?;
+    }
+    Ok(spec)
+}
+
+fn create_map(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<Map, ObjectError> {
+    let create_err = |source| ObjectError::MapCreate { map: def.name.clone(), source };
+    let mut spec = map_spec(def, btf)?;
+    if let Some(inner) = &def.inner {
+        let template = Map::create(&map_spec(inner, btf)?).map_err(create_err)?;
+        spec = spec.inner_map(&template).map_err(create_err)?;
+    }
+    let map = Map::create(&spec).map_err(create_err)?;
+    if let MapOrigin::Data { readonly } = def.origin {
+        if def.data.iter().any(|&b| b != 0) {
+            map.update(&0u32.to_le_bytes(), &def.data, UpdateFlags::Any).map_err(create_err)?;
+        }
+        if readonly {
+            map.freeze().map_err(create_err)?;
+        }
+    }
+    Ok(map)
+}
+
+/// Put fd (a map or a program) into slot `slot` of map-in-map or program array `map`.
+fn set_slot(def: &MapDef, map: &Map, slot: u32, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), ObjectError> {
+    if !matches!(def.map_type, MapType::ArrayOfMaps | MapType::HashOfMaps | MapType::ProgArray) {
+        return Err(ObjectError::Map {
+            map: def.name.clone(),
+            reason: format!("initial values are not supported for {} maps", def.map_type),
+        });
+    }
+    map.update_fd(&slot.to_le_bytes(), fd, UpdateFlags::Any)
+        .map_err(|source| ObjectError::MapCreate { map: def.name.clone(), source })
+}
+
+/// A map pinned by name: the one at `path` if its definition matches (libbpf's
+/// `map_is_reuse_compat`), else a new one, pinned there.
+fn pinned_map(def: &MapDef, btf: Option<&LoadedBtf>, path: &std::path::Path) -> Result<Map, ObjectError> {
+    let err = |reason: String| ObjectError::Map { map: def.name.clone(), reason };
+    if path.exists() {
+        let map = Map::from_pin(path).map_err(|e| err(format!("opening the pin {}: {e}", path.display())))?;
+        let same = map.map_type() == def.map_type
+            && map.key_size() == def.key_size
+            && map.value_size() == def.value_size
+            && map.max_entries() == def.max_entries
+            && map.flags() == def.flags;
+        if !same {
+            return Err(err(format!("the map pinned at {} has another definition", path.display())));
+        }
+        return Ok(map);
+    }
+    let map = create_map(def, btf)?;
+    map.pin(path).map_err(|e| err(format!("pinning at {}: {e}", path.display())))?;
+    Ok(map)
+}
+
+/// The BTF id of a program's attach target in vmlinux.
+fn attach_btf_id(vmlinux: Option<&Btf>, prog: &str, target: &AttachTarget) -> Result<u32, ObjectError> {
+    let AttachTarget::Btf { name, func } = target else { return Ok(0) };
+    let vml = vmlinux.ok_or_else(|| ObjectError::Program {
+        program: prog.into(),
+        reason: format!("attach target '{name}' needs the kernel's BTF"),
+    })?;
+    let kind = if *func { Kind::Func } else { Kind::Typedef };
+    vml.find_by_name_kind(name, kind).map(|id| id.0).ok_or_else(|| ObjectError::Program {
+        program: prog.into(),
+        reason: format!("attach target {} '{name}' is not in vmlinux BTF", kind.name()),
+    })
+}
+
+pub(super) fn load(obj: Object) -> Result<LoadedObject, ObjectError> {
+    if let Some(p) = obj.programs.iter().find(|p| p.autoload && p.spec.is_none()) {
+        return Err(ObjectError::Program {
+            program: p.name.clone(),
+            reason: format!(
+                "section '{}' is not a known program type (set autoload to false to leave it out)",
+                p.section_name
+            ),
+        });
+    }
+    let vmlinux = if obj.needs_vmlinux() {
+        Some(Btf::vmlinux().map_err(|e| ObjectError::Core { reason: format!("reading the kernel's BTF: {e}") })?)
+    } else {
+        None
+    };
+    // The object's BTF for map key/value types; a kernel that refuses it gets maps without.
+    let btf = obj.btf_blob.as_deref().and_then(|b| LoadedBtf::load(b).ok());
+    let mut maps = Vec::with_capacity(obj.maps.len());
+    for def in &obj.maps {
+        maps.push(match def.pinning {
+            Pinning::ByName => pinned_map(def, btf.as_ref(), &obj.pin_root.join(&def.name))?,
+            Pinning::None => create_map(def, btf.as_ref())?,
+        });
+    }
+    // Map-in-map slots now; program array slots once the programs are loaded.
+    for (def, map) in obj.maps.iter().zip(&maps).filter(|(d, _)| d.map_type != MapType::ProgArray) {
+        for (slot, target) in &def.init_slots {
+            let inner = obj.maps.iter().position(|m| &m.name == target).ok_or_else(|| ObjectError::Map {
+                map: def.name.clone(),
+                reason: format!("slot {slot} refers to '{target}', which is not a map of the object"),
+            })?;
+            set_slot(def, map, *slot, maps[inner].as_fd())?;
+        }
+    }
+    let rel = link::relocate(&obj.elf, &obj.maps, obj.btf.as_ref(), obj.ext.as_ref(), vmlinux.as_ref())?;
+    let map_refs: Vec<&Map> = maps.iter().collect();
+    let raw_lines = obj.elf.btf_ext().and_then(prog_btf::raw_line_info).unwrap_or_default();
+    let mut programs = Vec::new();
+    for p in obj.programs.iter().filter(|p| p.autoload) {
+        let spec = p.spec.clone().ok_or_else(|| ObjectError::Program {
+            program: p.name.clone(),
+            reason: format!("section '{}' is not a known program type", p.section_name),
+        })?;
+        let (slots, placed) = rel.link(&obj.elf, &p.func, vmlinux.as_ref())?;
+        let insns = link::decode(&p.name, &slots, &obj.maps)?;
+        let mut opts = LoadOptions::new(p.name.clone(), spec.prog_type)
+            .license(obj.license.clone())
+            .kern_version(obj.kern_version)
+            .flags(spec.flags)
+            .attach_btf_id(attach_btf_id(vmlinux.as_ref(), &p.name, &spec.target)?);
+        if let Some(at) = spec.expected_attach_type {
+            opts = opts.expected_attach_type(at);
+        }
+        // With the object's BTF, func and line info as libbpf loads it; without, if the kernel
+        // refuses that (Program::load then says why the verifier rejects it, if it does).
+        let with_btf = match (&btf, &obj.ext) {
+            (Some(b), Some(ext)) => {
+                let (funcs, lines) = prog_btf::records(ext, &raw_lines, &placed);
+                prog_btf::load(&insns, &map_refs, &opts, b, &funcs, &lines)
+            }
+            _ => None,
+        };
+        let program = match with_btf {
+            Some(p) => p,
+            None => Program::load(&Assembled::from_insns(insns), &map_refs, &opts).map_err(|source| {
+                ObjectError::Load { program: p.name.clone(), section: p.section_name.clone(), source: Box::new(source) }
+            })?,
+        };
+        programs.push(LoadedProgram { name: p.name.clone(), section_name: p.section_name.clone(), spec, program });
+    }
+    for (def, map) in obj.maps.iter().zip(&maps).filter(|(d, _)| d.map_type == MapType::ProgArray) {
+        for (slot, target) in &def.init_slots {
+            let prog = programs.iter().find(|p| &p.name == target).ok_or_else(|| ObjectError::Map {
+                map: def.name.clone(),
+                reason: format!("slot {slot} refers to '{target}', which is not a loaded program of the object"),
+            })?;
+            set_slot(def, map, *slot, prog.program.as_fd())?;
+        }
+    }
+    Ok(LoadedObject {
+        name: obj.name,
+        maps: obj.maps.into_iter().zip(maps).collect(),
+        programs,
+        _btf: btf,
+        local_btf: obj.btf,
+    })
+}
