@@ -146,7 +146,8 @@ export PATH=/bin:/sbin HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
+# /tmp stays on the initramfs (writable rootfs): a tmpfs there would hide a checkout under /tmp.
+chmod 1777 /tmp
 mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
