@@ -583,3 +583,42 @@ fn splicing_into_bpf_asm_equals_builder_composition() {
     };
     assert!(twice.assemble().is_ok());
 }
+
+/// The byte offset of `field` in a syscalls tracepoint's record, from its tracefs `format` file.
+fn tracepoint_field_offset(event: &str, field: &str) -> i16 {
+    let dir = sys::tracefs_dir().unwrap();
+    let format = std::fs::read_to_string(dir.join("events/syscalls").join(event).join("format")).unwrap();
+    let line = format.lines().find(|l| l.contains(&format!(" {field};"))).unwrap_or_else(|| panic!("{field} in {format}"));
+    let off = line.split("offset:").nth(1).unwrap().split(';').next().unwrap();
+    off.trim().parse().unwrap()
+}
+
+#[test]
+fn probe_read_str_copies_a_user_string_into_the_stack() {
+    use bpfkit::helpers::patterns::{probe_read_str, Space};
+    if !support::kernel_or_skip("probe_read_str pattern") {
+        return;
+    }
+    let paths = map("paths", MapType::Array, 4, 64, 1);
+    let lens = map("lens", MapType::Array, 4, 8, 1);
+    let filename = tracepoint_field_offset("sys_enter_openat", "filename");
+    let mut body = insn::Program::new();
+    body.push(insn::ldx(Size::DW, Reg::R6, Reg::R9, filename));
+    body.extend(zero_stack(-64, 64).unwrap());
+    body.extend(probe_read_str(Space::User, -64, 64, Reg::R6).unwrap());
+    body.push(insn::stx(Size::DW, Reg::R10, -72, Reg::R0));
+    store_out(&mut body, "paths", -76, 0, -64);
+    store_out(&mut body, "lens", -76, 0, -72);
+    let mut p = insn::Program::new();
+    p.push(mov64(Reg::R9, Reg::R1)); // the context, kept across the filter's helper call
+    p.extend(on_this_thread(body));
+    let prog = load("openat_path", ProgType::Tracepoint, &p, &[&paths, &lens]);
+    let path = format!("/tmp/bpfkit-probe-read-{}", std::process::id());
+    let link = prog.attach_tracepoint("syscalls", "sys_enter_openat").unwrap();
+    let _ = std::fs::File::open(&path); // need not exist: the syscall is entered either way
+    drop(link);
+    let got = get(&paths, 0).unwrap();
+    let end = got.iter().position(|b| *b == 0).unwrap();
+    assert_eq!(std::str::from_utf8(&got[..end]).unwrap(), path);
+    assert_eq!(get_u64(&lens, 0), path.len() as u64 + 1, "the length includes the NUL");
+}

@@ -1,5 +1,5 @@
 //! Instruction patterns: the sequences eBPF programs keep writing (map lookups with a null
-//! check, counters, process info, timestamps, filters, sampling, ring buffers, spin locks,
+//! check, counters, probe reads into the stack, process info, timestamps, filters, sampling, ring buffers, spin locks,
 //! loops, packet parsing, checksums), as builders returning a [`Program`] fragment.
 //!
 //! Every pattern is parameterised by registers, stack offsets, map names and labels; its module
@@ -16,6 +16,7 @@ pub mod ctx;
 pub mod loops;
 pub mod maps;
 pub mod packet;
+pub mod probe;
 pub mod process;
 pub mod ringbuf;
 
@@ -28,6 +29,7 @@ pub use ctx::{ctx_field, return_code, tc_action, xdp_action};
 pub use loops::{bounded_loop, bpf_loop, zero_stack, WithSubprog};
 pub use maps::{counter_add, counter_increment, map_lookup, spin_locked_add};
 pub use packet::{ipv4_checksum, parse_ports, PacketCtx, PacketInfo};
+pub use probe::{probe_read, probe_read_str, Space};
 pub use process::{process_info, sample_one_in, tgid_filter, tid_filter, timestamp_delta, timestamp_store, uid_filter, ProcInfo};
 pub use ringbuf::{ringbuf_emit, ringbuf_fill_from_stack, ringbuf_output, ringbuf_reserve, ringbuf_submit};
 
