@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::cgroup::ChildCgroup;
+
 use std::os::fd::AsFd;
 
 use bpfkit::attach::{AttachPath, Link, PerfEventTarget};
@@ -174,29 +176,9 @@ fn perf_event_program_samples_cpu_clock() {
 }
 
 /// A child cgroup v2 for the test, removed on drop.
-struct ChildCgroup(std::path::PathBuf);
-
-impl ChildCgroup {
-    fn new(tag: &str) -> ChildCgroup {
-        let path = std::path::Path::new("/sys/fs/cgroup/unified").join(format!("bpfkit-{tag}-{}", std::process::id()));
-        std::fs::create_dir(&path).unwrap();
-        ChildCgroup(path)
-    }
-}
-
-impl Drop for ChildCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 /// Run `connect()` to 127.0.0.1:`port` from a shell moved into `cgroup`; the shell's stderr.
 fn connect_from(cgroup: &ChildCgroup, port: u16) -> String {
-    let script = format!(
-        "echo $$ > {}/cgroup.procs && exec 3<>/dev/tcp/127.0.0.1/{port}",
-        cgroup.0.display()
-    );
-    let out = std::process::Command::new("bash").arg("-c").arg(script).output().unwrap();
+    let out = cgroup.bash(&format!("exec 3<>/dev/tcp/127.0.0.1/{port}")).output().unwrap();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -222,7 +204,7 @@ fn cgroup_connect4_refuses_one_port_only() {
     let prog = Program::load(&asm.assemble().unwrap(), &[], &opts).unwrap();
     for path in [AttachPath::BpfLink, AttachPath::ProgAttach] {
         let cg = ChildCgroup::new("connect4");
-        let dir = std::fs::File::open(&cg.0).unwrap();
+        let dir = cg.open();
         let link = prog.attach_cgroup_via(dir.as_fd(), AttachType::CgroupInet4Connect, path).unwrap();
         assert_eq!(link.path(), path);
         let err = connect_from(&cg, blocked);

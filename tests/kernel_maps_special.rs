@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::cgroup::ChildCgroup;
+
 use std::os::fd::AsFd;
 
 use bpfkit::bpf_asm;
@@ -322,32 +324,9 @@ fn perf_event_array_holds_perf_events_a_program_outputs_to() {
     assert!(events.delete(&k(0)).unwrap());
 }
 
-const CGROUP2: &str = "/sys/fs/cgroup/unified";
+use support::cgroup::CGROUP2;
 
 /// A child cgroup v2 for the test, removed on drop.
-struct ChildCgroup(std::path::PathBuf);
-
-impl ChildCgroup {
-    fn new(tag: &str) -> Option<ChildCgroup> {
-        let path = std::path::Path::new(CGROUP2).join(format!("bpfkit-{tag}-{}", std::process::id()));
-        std::fs::create_dir(&path).ok()?;
-        Some(ChildCgroup(path))
-    }
-    fn open(&self) -> std::fs::File {
-        std::fs::File::open(&self.0).unwrap()
-    }
-    fn id(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&self.0).unwrap().ino()
-    }
-}
-
-impl Drop for ChildCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 #[test]
 fn cgroup_array_and_current_task_under_cgroup() {
     if !support::kernel_or_skip("cgroup array") {
@@ -356,7 +335,7 @@ fn cgroup_array_and_current_task_under_cgroup() {
     let cgs = Map::create(&MapSpec::new("cgs", MapType::CgroupArray, 4, 4, 2)).unwrap();
     let root = std::fs::File::open(CGROUP2).unwrap();
     cgs.update_fd(&k(0), &root, UpdateFlags::Any).unwrap();
-    let child = ChildCgroup::new("cgarr").expect("create a child cgroup");
+    let child = ChildCgroup::new("cgarr");
     cgs.update_fd(&k(1), child.open(), UpdateFlags::Any).unwrap();
     let prog = |idx: i32| {
         let asm = bpf_asm! {
@@ -422,7 +401,7 @@ fn local_storage_maps_keyed_by_fds() {
     let spec = |name: &str, ty| MapSpec::new(name, ty, 4, 8, 0).flags(MapFlags::NO_PREALLOC).btf(btf.0.as_fd(), btf.1, btf.2).unwrap();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let pidfd = sys::pidfd_open(std::process::id() as i32).unwrap();
-    let child = ChildCgroup::new("storage").expect("create a child cgroup");
+    let child = ChildCgroup::new("storage");
     let cg = child.open();
     let file = tempfile::tempfile().unwrap();
     let cases: [(MapType, i32); 4] = [
@@ -482,7 +461,7 @@ fn cgroup_storage_exists_while_a_program_is_attached() {
         } else {
             Program::load(&prog.assemble().unwrap(), &[&store], &opts).unwrap()
         };
-        let child = ChildCgroup::new("cgstore").expect("create a child cgroup");
+        let child = ChildCgroup::new("cgstore");
         let cg = child.open();
         let mut key = [0u8; 16];
         key[..8].copy_from_slice(&child.id().to_ne_bytes());

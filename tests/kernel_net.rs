@@ -7,9 +7,11 @@
 
 mod support;
 
+use support::cgroup::ChildCgroup;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bpfkit::attach::{
@@ -680,31 +682,6 @@ fn flow_dissector_link_runs_in_the_test_netns() {
 }
 
 /// A child cgroup v2 for the test, removed on drop.
-struct ChildCgroup(std::path::PathBuf);
-
-impl ChildCgroup {
-    fn new(tag: &str) -> ChildCgroup {
-        let path = std::path::Path::new("/sys/fs/cgroup/unified").join(format!("bpfkit-net-{tag}-{}", std::process::id()));
-        std::fs::create_dir(&path).unwrap();
-        ChildCgroup(path)
-    }
-    fn open(&self) -> std::fs::File {
-        std::fs::File::open(&self.0).unwrap()
-    }
-    /// `bash -c` running `script` after moving itself into this cgroup.
-    fn bash(&self, script: &str) -> Command {
-        let mut c = Command::new("bash");
-        c.arg("-c").arg(format!("echo $$ > {}/cgroup.procs && {script}", self.0.display())).stdin(Stdio::null());
-        c
-    }
-}
-
-impl Drop for ChildCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 /// A child process, killed and reaped on drop.
 struct Reaped(std::process::Child);
 

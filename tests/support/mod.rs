@@ -1,6 +1,7 @@
 //! Shared test support: conformance files, and the one place that decides to skip.
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod conformance;
 
 /// Skip a test with a one-line reason. Under `BPFKIT_REQUIRE_KERNEL=1` (CI) a skip is a failure.
