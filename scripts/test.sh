@@ -13,7 +13,7 @@ scripts/gen-llvm-fixture.sh tests/fixtures/llvm/forms.s "$tmp" >/dev/null
 diff -u tests/fixtures/llvm/forms.expected "$tmp" || { echo "forms.expected differs from what LLVM produces now"; exit 1; }
 
 echo "== cargo test (workspace: unit, oracle, conformance, property, macro, CLI, doctests)"
-cargo test --workspace --all-targets --no-fail-fast
+cargo test --workspace --all-targets --features tokio --no-fail-fast   # (tokio: events::AsyncRingBuf and its kernel test)
 cargo test -p bpfkit --doc   # (the macro crate compiles src/insn via #[path]; its copies are not doctests)
 
 echo "== second kernel: the kernel tests inside Debian's 6.1 cloud kernel under qemu (scripts/kernel2/run.sh, docs/KERNELS.md)"

@@ -1,7 +1,10 @@
 //! Event streams between programs and user space: [`RingBuf`] (kernel → user, zero-copy
 //! records), [`PerfBuffer`] (per-CPU perf rings with lost-record counts), [`UserRingBuf`]
-//! (user → kernel), [`TracePipe`] (`bpf_trace_printk` output), and [`Poller`] (one epoll wait over several ring buffers).
+//! (user → kernel), [`TracePipe`] (`bpf_trace_printk` output), and [`Poller`] (one epoll wait over several ring buffers). With the `tokio`
+//! feature, `AsyncRingBuf` awaits a ring's records on tokio's reactor.
 
+#[cfg(feature = "tokio")]
+mod async_ringbuf;
 mod perf;
 mod poller;
 mod ringbuf;
@@ -9,6 +12,8 @@ mod stacks;
 mod trace_pipe;
 mod user_ringbuf;
 
+#[cfg(feature = "tokio")]
+pub use async_ringbuf::AsyncRingBuf;
 pub use perf::PerfBuffer;
 pub use poller::Poller;
 pub use ringbuf::{Record, RingBuf};
