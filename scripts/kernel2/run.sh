@@ -37,11 +37,20 @@ PLAN=(
   "kernel_maps"
   "kernel_prog"
   "conformance_kernel"
+  "kernel_core_dsl --skip every_core_form_against_the_kernel_and_a_custom_target"   # bpfkit's CO-RE DSL against 6.1's BTF at load
+  "core_relo"               # 27 clang CO-RE programs: bpfkit vs libbpf against 6.1's BTF
+  "object_load --skip corpus_loads_like_libbpf --skip attached_programs_count"   # clang objects loaded with CO-RE, vs libbpf
+  "kernel_net --skip netfilter_local_in_counts_and_drops_exactly --skip sk_msg_counts_messages_on_a_sockmap --skip sk_skb_verdict_echoes_through_a_sockhash --skip tc_tcx_links_and_cls_bpf_filters_count_exactly"   # XDP over bpf_link and netlink on a veth
 )
 # Reasons for the skips above (printed with the summary):
 SKIP_REASONS=(
   "kernel_trace/uprobe_multi_counts_two_functions_by_cookie: uprobe_multi links are 6.6+ (BPF_TRACE_UPROBE_MULTI); 6.1 refuses the attach type"
   "kernel_trace/kernel_stack_of_a_syscall_tracepoint_is_symbolized: on 6.1 bpf_get_stackid of a kernel stack from a syscall tracepoint returns -EFAULT (empty callchain); kernel2/kernel_stack_of_a_kprobe_is_symbolized covers kernel stacks there"
+  "kernel_core_dsl/every_core_form_against_the_kernel_and_a_custom_target: asserts enum bpf_map_type has BPF_MAP_TYPE_ARENA (6.9+); 6.1 has none. kernel2/core_dsl_forms_resolve_against_6_1 resolves every form there (arena: exists = 0)"
+  "object_load/corpus_loads_like_libbpf, attached_programs_count: o19_ksym_kfunc.o calls the kfuncs bpf_rcu_read_lock and bpf_task_from_pid (6.2+); on 6.1 libbpf (-EINVAL, bpf_rcu_read_lock not found) and bpfkit (\"kfunc 'bpf_task_from_pid' is not in vmlinux BTF\") both refuse it, which kernel2/kfunc_object_is_refused_by_bpfkit_and_libbpf_alike asserts"
+  "kernel_net/netfilter_local_in_counts_and_drops_exactly: BPF_PROG_TYPE_NETFILTER (struct bpf_nf_ctx) is 6.4+"
+  "kernel_net/sk_msg_counts_messages_on_a_sockmap, sk_skb_verdict_echoes_through_a_sockhash: sockmap bpf_links are 6.10+; on 6.1 bpfkit falls back to BPF_PROG_ATTACH (AttachPath::ProgAttach) where the test asserts BpfLink"
+  "kernel_net/tc_tcx_links_and_cls_bpf_filters_count_exactly: TCX links are 6.6+ (bpfkit falls back to netlink, AttachPath::Netlink); kernel2/tc_attach_falls_back_to_cls_bpf_over_netlink_without_tcx counts that fallback"
 )
 
 if [ $# -gt 0 ]; then
@@ -107,6 +116,13 @@ while IFS=$'\t' read -r name exe; do EXE[$name]=$exe; done < <(
 for line in "${PLAN[@]}"; do
   [ -n "${EXE[${line%% *}]:-}" ] || { echo "kernel2: cargo built no test binary for ${line%% *}" >&2; exit 1; }
 done
+# The `bpfkit` command, for `bpfkit features` in both kernels side by side.
+BPFKIT_BIN=$(cargo build -p bpfkit-cli --bin bpfkit --message-format=json |
+  jq -r 'select(.reason == "compiler-artifact" and .target.name == "bpfkit" and .executable != null) | .executable' | tail -1)
+[ -x "$BPFKIT_BIN" ] || { echo "kernel2: cargo built no bpfkit binary" >&2; exit 1; }
+# The guest's vmlinux BTF, kept for the host half of kernel2's CO-RE test (relocating against
+# 6.1's layout on the host): dumped once over the console (gzip | base64), then cached.
+GUEST_BTF=$KDIR/vmlinux.btf
 t_build=$(since "$t0")
 
 # ---- 3. the initramfs ----
@@ -115,7 +131,10 @@ IR=$CACHE/initramfs
 rm -rf "$IR"
 mkdir -p "$IR"/{bin,sbin,lib,lib64,proc,sys,dev,tmp,root,kernel2/bin,kernel2/modules,etc}
 cp /bin/busybox "$IR/bin/busybox"
-for app in $("$IR/bin/busybox" --list); do [ -e "$IR/bin/$app" ] || ln -s busybox "$IR/bin/$app"; done
+# (No `ip`: busybox's `ip link show` does not print attached XDP programs the way iproute2 does,
+# so kernel_net's optional `ip` cross-checks skip themselves when it is missing; /init calls
+# `busybox ip`.)
+for app in $("$IR/bin/busybox" --list); do [ "$app" = ip ] || [ -e "$IR/bin/$app" ] || ln -s busybox "$IR/bin/$app"; done
 ln -sf ../bin/busybox "$IR/sbin/modprobe"
 cp /bin/bash "$IR/bin/bash"   # the tests run `bash -c` (bash's /dev/tcp in kernel_attach)
 # Shared libraries of everything that runs, at the paths ldd names (and the loader).
@@ -125,6 +144,9 @@ copy_libs() {
   done
 }
 copy_libs /bin/bash
+strip --strip-debug -o "$IR/kernel2/bin/bpfkit" "$BPFKIT_BIN"
+copy_libs "$BPFKIT_BIN"
+[ -s "$GUEST_BTF" ] || touch "$IR/kernel2/dump-btf"
 for line in "${PLAN[@]}"; do
   name=${line%% *}
   # Debug info is most of a test binary; the symbol table (uprobes, symbolization) stays.
@@ -153,10 +175,18 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
 for m in /kernel2/modules/*.ko; do insmod \$m; done
-ip link set lo up
+busybox ip link set lo up
 echo
 echo "KERNEL2-KERNEL \$(uname -r) \$(cat /proc/sys/kernel/osrelease)"
 echo "KERNEL2-INIT uptime \$(cut -d' ' -f1 /proc/uptime)"
+echo "KERNEL2-FEATURES-BEGIN"
+/kernel2/bin/bpfkit features
+echo "KERNEL2-FEATURES-END \$?"
+if [ -f /kernel2/dump-btf ]; then
+  echo "KERNEL2-BTF-BEGIN"
+  gzip -c /sys/kernel/btf/vmlinux | base64
+  echo "KERNEL2-BTF-END"
+fi
 export BPFKIT_REQUIRE_KERNEL=1 BPFKIT_KERNEL2=1 CARGO_MANIFEST_DIR=$ROOT RUST_BACKTRACE=1
 cd /tmp
 while read -r name args; do
@@ -178,10 +208,25 @@ echo "kernel2: booting $KVER under qemu (TCG, ${SMP} CPUs, timeout ${TIMEOUT}s);
 set +e
 timeout --foreground -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp "$SMP" -m 1G \
   -kernel "$VMLINUZ" -initrd "$CACHE/initrd.cpio.gz" \
-  -append 'console=ttyS0 panic=-1 quiet' -nographic -no-reboot </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
+  -append 'console=ttyS0 panic=-1 quiet' -nographic -no-reboot </dev/null 2>&1 | tr -d '\r' | tee "$LOG" |
+  awk '/^KERNEL2-(BTF|FEATURES)-BEGIN/ { hide = 1 } !hide { print; fflush() } /^KERNEL2-(BTF|FEATURES)-END/ { hide = 0 }'
 status=${PIPESTATUS[0]}
 set -e
 t_vm=$(since "$t0")
+if [ ! -s "$GUEST_BTF" ] && grep -q '^KERNEL2-BTF-END' "$LOG"; then
+  sed -n '/^KERNEL2-BTF-BEGIN/,/^KERNEL2-BTF-END/p' "$LOG" | sed '1d;$d' | base64 -d | gunzip >"$GUEST_BTF.tmp" &&
+    mv "$GUEST_BTF.tmp" "$GUEST_BTF" || rm -f "$GUEST_BTF.tmp"
+fi
+# The host half: kernel2's CO-RE test relocating the same DSL program against the guest's BTF.
+t0=$(now)
+host_half=
+if [ -n "${EXE[kernel2]:-}" ]; then
+  set +e
+  host_out=$(BPFKIT_KERNEL2_BTF=$GUEST_BTF "${EXE[kernel2]}" --exact core_dsl_relocates_against_the_guest_btf_on_the_host --nocapture 2>&1)
+  host_half=$?
+  set -e
+fi
+t_host=$(since "$t0")
 
 # ---- 5. summary ----
 echo
@@ -205,10 +250,37 @@ done
 # Totals over the binaries that reported (`filtered out` = the skips named below).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) == "filtered") s += $i } }
   END { printf "  %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+# kernel2's tests skip on the host: these ran only here (its host half is reported below).
+only=$(awk '$1 == "KERNEL2-BEGIN" && $2 == "kernel2" { on = 1 } $1 == "KERNEL2-RESULT" { on = 0 }
+  on && /^test .* \.\.\. ok$/ && $2 != "core_dsl_relocates_against_the_guest_btf_on_the_host" { print $2 }' "$LOG")
+[ -z "$only" ] || { echo "  ran only in the guest (kernel2):"; sed 's/^/    /' <<<"$only"; }
 for s in "${SKIP_REASONS[@]}"; do
   for line in "${PLAN[@]}"; do [ "${s%%/*}" = "${line%% *}" ] && echo "  skipped in the guest: $s"; done
 done
-echo "  timings: kernel+qemu setup ${t_setup}s, cargo build ${t_build}s, initramfs ${t_pack}s, VM boot+tests ${t_vm}s"
+if [ -n "$host_half" ]; then
+  if [ "$host_half" = 0 ]; then
+    echo "  host half of kernel2 (CO-RE against the guest's BTF file $GUEST_BTF): ok"
+    grep '^host:' <<<"$host_out" | sed 's/^/    /' || true
+  else
+    echo "  host half of kernel2 (CO-RE against the guest's BTF file): FAILED, exit $host_half"; echo "$host_out" | tail -20; failed=1
+  fi
+fi
+# `bpfkit features` on both kernels: the program, map and attach types whose verdict differs.
+if grep -q '^KERNEL2-FEATURES-END 0' "$LOG"; then
+  sed -n '/^KERNEL2-FEATURES-BEGIN/,/^KERNEL2-FEATURES-END/p' "$LOG" | sed '1d;$d' >"$CACHE/features.guest"
+  "$BPFKIT_BIN" features >"$CACHE/features.host" 2>&1 || true
+  hver=$(uname -r | cut -d. -f1,2); gver=$(echo "$KVER" | cut -d. -f1,2)
+  echo "  bpfkit features, where $hver (host) and $gver (guest) differ:"
+  awk -v h="$hver" -v g="$gver" '
+    /^[^ ]/ { sec = $1; next }
+    sec == "system" || NF < 2 { next }
+    FNR == NR { host[sec " " $1] = $2; next }
+    { k = sec " " $1; if ((k in host) && host[k] != $2) { printf "    %-8s %-34s %s: %-4s %s: %s\n", sec, $1, h, host[k], g, $2; n++ } }
+    END { if (!n) print "    (none)" }' "$CACHE/features.host" "$CACHE/features.guest"
+else
+  echo "  bpfkit features did not complete in the guest"; failed=1
+fi
+echo "  timings: kernel+qemu setup ${t_setup}s, cargo build ${t_build}s, initramfs ${t_pack}s, VM boot+tests ${t_vm}s, host half ${t_host}s"
 if [ "$status" = 124 ] || [ "$status" = 137 ]; then
   echo "kernel2: the VM timed out after ${TIMEOUT}s"; exit 1
 fi
