@@ -48,6 +48,11 @@ pub struct TutorialChapter01;
 #[doc = include_str!("../tutorial/ch02-maps.md")]
 pub struct TutorialChapter02;
 
+/// Tutorial chapter 3: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch03-instructions.md")]
+pub struct TutorialChapter03;
+
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
