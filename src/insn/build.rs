@@ -125,6 +125,28 @@ pub fn call_helper(id: u32) -> Insn {
     Insn::Call(Call::Helper(id as i32))
 }
 
+/// A helper name [`call_helper_named`] did not find in the helper table (`enum bpf_func_id`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown helper `{0}`: not in the helper table (Linux 6.18's enum bpf_func_id)")]
+pub struct UnknownHelper(pub String);
+
+/// Call a helper by name, with or without its `bpf_` prefix (`"bpf_ktime_get_ns"`,
+/// `"ktime_get_ns"`), looked up in the generated helper table.
+///
+/// ```
+/// use bpfkit::insn::{call_helper, call_helper_named};
+/// assert_eq!(call_helper_named("bpf_map_lookup_elem").unwrap(), call_helper(1));
+/// assert_eq!(call_helper_named("ktime_get_ns").unwrap(), call_helper(5));
+/// let e = call_helper_named("bpf_no_such_helper").unwrap_err();
+/// assert_eq!(e.to_string(), "unknown helper `bpf_no_such_helper`: not in the helper table (Linux 6.18's enum bpf_func_id)");
+/// ```
+pub fn call_helper_named(name: &str) -> Result<Insn, UnknownHelper> {
+    match super::grammar::helper_id(name) {
+        Some(id) => Ok(call_helper(id)),
+        None => Err(UnknownHelper(name.to_owned())),
+    }
+}
+
 /// bpf-to-bpf call to a subprogram label.
 pub fn call_local(target: impl Into<Target>) -> Insn {
     Insn::Call(Call::Local(target.into()))
@@ -133,6 +155,11 @@ pub fn call_local(target: impl Into<Target>) -> Insn {
 /// Call a kfunc by BTF id.
 pub fn call_kfunc(btf_id: i32) -> Insn {
     Insn::Call(Call::Kfunc { func: KfuncRef::Id(btf_id), btf_index: 0 })
+}
+
+/// Call a kfunc by name; `prog::Program::load` resolves it to its vmlinux BTF id.
+pub fn call_kfunc_named(name: impl Into<String>) -> Insn {
+    Insn::Call(Call::Kfunc { func: KfuncRef::Name(name.into()), btf_index: 0 })
 }
 
 /// `exit`.

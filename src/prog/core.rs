@@ -38,7 +38,7 @@ pub enum CoreError {
 }
 
 /// The running kernel's BTF, read once per process.
-fn vmlinux() -> Result<Arc<Btf>, CoreError> {
+pub(crate) fn vmlinux() -> Result<Arc<Btf>, BtfError> {
     static VMLINUX: OnceLock<Arc<Btf>> = OnceLock::new();
     if let Some(b) = VMLINUX.get() {
         return Ok(b.clone());

@@ -5,6 +5,7 @@
 mod btf_info;
 mod core;
 mod info;
+mod kfunc;
 mod test_run;
 mod types;
 mod verifier;
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 pub use info::{ProgInfo, RunStats};
+pub use kfunc::KfuncError;
 pub use test_run::{TestRun, TestRunResult};
 pub use types::{AttachType, ProgFlags, ProgType};
 pub use verifier::{explain, VerifierRejection};
@@ -139,6 +141,8 @@ pub enum LoadError {
     Pin(#[from] sys::PinError),
     #[error("program \"{prog}\": CO-RE: {source}")]
     Core { prog: String, source: core::CoreError },
+    #[error("program \"{prog}\": kfunc `{name}`{at}: {source}")]
+    Kfunc { prog: String, name: String, at: String, source: KfuncError },
     #[error("program \"{prog}\": building its BTF func info: {source}")]
     FuncInfo { prog: String, source: crate::core_btf::BtfError },
     #[error("the fd is not a program ({what})")]
@@ -174,7 +178,15 @@ impl Program {
         // Slots poisoned because a CO-RE relocation found no match, and which relocation.
         let mut poisoned: Vec<(usize, String)> = Vec::new();
         let core_err = |source| LoadError::Core { prog: opts.name.clone(), source };
-        for insn in asm.insns() {
+        for (i, insn) in asm.insns().iter().enumerate() {
+            if let Some(resolved) = kfunc::resolve(insn) {
+                let insn = resolved.map_err(|(name, source)| {
+                    let at = asm.locs().get(i).and_then(Option::as_ref).map(|l| format!(" ({l})")).unwrap_or_default();
+                    LoadError::Kfunc { prog: opts.name.clone(), name, at, source }
+                })?;
+                encode_into(&insn, &mut slots).map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
+                continue;
+            }
             let encoded = match insn {
                 Insn::Core { dst, access } => {
                     if resolver.is_none() {
