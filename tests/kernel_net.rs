@@ -307,22 +307,36 @@ fn tc_tcx_links_and_cls_bpf_filters_count_exactly() {
     let hits = counts();
     let prog = udp_port_prog(&hits, ProgType::SchedCls, TC_ACT_OK, TC_ACT_OK);
     let id = prog.info().unwrap().id;
+    // Without TCX (before 6.6) every tc attach goes through a cls_bpf filter over netlink.
+    let tcx = support::probe::kernel_has("tcx links", bpfkit::features::Features::global().attach_type(AttachType::TcxIngress));
+    let linked = |path: AttachPath| if tcx { path } else { AttachPath::Netlink };
 
-    // A tcx ingress link on vb.
+    // A tcx ingress link on vb (or, without TCX, the cls_bpf filter bpfkit falls back to).
     let link = net.b.run(|| prog.attach_tc(net.ifb, TcDirection::Ingress)).unwrap().unwrap();
-    assert_eq!(link.path(), AttachPath::BpfLink);
-    assert_eq!(link.info().unwrap().link_type, Some(LinkType::Tcx));
-    // bpftool before 7.3 does not list tcx in `bpftool net`; every version shows the link.
-    let link_id = link.info().unwrap().id.to_string();
-    if let Some(shown) = tool_in(&net.b, "bpftool", &["link", "show", "id", &link_id]) {
-        assert!(shown.contains(&format!("prog {id}")), "{shown}");
-    }
-    send(&tx, N);
-    assert_eq!(received(&rx, N), N);
-    assert_eq!(settle(&hits, N as u64).0, N as u64);
-    drop(link);
-    if let Some(shown) = tool_in(&net.b, "bpftool", &["link", "show", "id", &link_id]) {
-        assert!(!shown.contains(&format!("prog {id}")), "the tcx link is gone: {shown}");
+    assert_eq!(link.path(), linked(AttachPath::BpfLink), "{}", link.describe());
+    if tcx {
+        assert_eq!(link.info().unwrap().link_type, Some(LinkType::Tcx));
+        // bpftool before 7.3 does not list tcx in `bpftool net`; every version shows the link.
+        let link_id = link.info().unwrap().id.to_string();
+        if let Some(shown) = tool_in(&net.b, "bpftool", &["link", "show", "id", &link_id]) {
+            assert!(shown.contains(&format!("prog {id}")), "{shown}");
+        }
+        send(&tx, N);
+        assert_eq!(received(&rx, N), N);
+        assert_eq!(settle(&hits, N as u64).0, N as u64);
+        drop(link);
+        if let Some(shown) = tool_in(&net.b, "bpftool", &["link", "show", "id", &link_id]) {
+            assert!(!shown.contains(&format!("prog {id}")), "the tcx link is gone: {shown}");
+        }
+    } else {
+        let filters = net.b.run(|| cls_bpf_filters(net.ifb, TcDirection::Ingress)).unwrap().unwrap();
+        assert_eq!(filters.len(), 1, "{filters:?}");
+        assert_eq!((filters[0].prog_id, filters[0].direct_action), (id, true), "{filters:?}");
+        send(&tx, N);
+        assert_eq!(received(&rx, N), N);
+        assert_eq!(settle(&hits, N as u64).0, N as u64);
+        drop(link);
+        assert_eq!(net.b.run(|| cls_bpf_filters(net.ifb, TcDirection::Ingress)).unwrap().unwrap(), vec![], "the fallback filter is removed on drop");
     }
 
     // A direct-action cls_bpf filter on vb's clsact, at a chosen priority and handle.
@@ -360,7 +374,7 @@ fn tc_tcx_links_and_cls_bpf_filters_count_exactly() {
         let shots = counts();
         let shoot = udp_port_prog(&shots, ProgType::SchedCls, TC_ACT_SHOT, TC_ACT_OK);
         let link = net.a.run(|| shoot.attach_tc_via(net.ifa, TcDirection::Egress, path)).unwrap().unwrap();
-        assert_eq!(link.path(), path);
+        assert_eq!(link.path(), linked(path), "{path:?}");
         send(&tx, N);
         assert_eq!(settle(&shots, N as u64).0, N as u64, "{path:?}");
         assert_eq!(received(&rx, 0), 0, "{path:?}: TC_ACT_SHOT on egress drops every datagram");
@@ -441,6 +455,8 @@ fn sk_msg_counts_messages_on_a_sockmap() {
     }
     use std::io::{Read, Write};
     let size = offset("sk_msg_md", "size");
+    // Before 6.10 there are no sockmap links: bpfkit falls back to BPF_PROG_ATTACH.
+    let links = support::probe::kernel_has("sockmap links", support::probe::sockmap_links());
     for path in [AttachPath::BpfLink, AttachPath::ProgAttach] {
         let hits = counts();
         let prefix = bpf_asm! {
@@ -452,7 +468,7 @@ fn sk_msg_counts_messages_on_a_sockmap() {
         let socks = Map::create(&MapSpec::new("socks", MapType::Sockmap, 4, 4, 2)).unwrap();
         // Sockets take the map's programs when they are added, so attach first.
         let link = prog.attach_sockmap_via(&socks, AttachType::SkMsgVerdict, path).unwrap();
-        assert_eq!(link.path(), path);
+        assert_eq!(link.path(), if links { path } else { AttachPath::ProgAttach }, "{path:?}");
         let (mut client, mut server) = tcp_pair();
         socks.update_fd(&0u32.to_ne_bytes(), &client, UpdateFlags::Any).unwrap();
         socks.update_fd(&1u32.to_ne_bytes(), &server, UpdateFlags::Any).unwrap();
@@ -510,8 +526,13 @@ fn sk_skb_verdict_echoes_through_a_sockhash() {
     };
     let prog = load(&with_count_tail(prefix), &[&hits, &socks], "echo", ProgType::SkSkb, Some(AttachType::SkSkbStreamVerdict));
     let link = prog.attach_sockmap(&socks, AttachType::SkSkbStreamVerdict).unwrap();
-    assert_eq!(link.path(), AttachPath::BpfLink);
-    assert_eq!(link.info().unwrap().link_type, Some(LinkType::Sockmap));
+    if support::probe::kernel_has("sockmap links", support::probe::sockmap_links()) {
+        assert_eq!(link.path(), AttachPath::BpfLink);
+        assert_eq!(link.info().unwrap().link_type, Some(LinkType::Sockmap));
+    } else {
+        // Before 6.10: BPF_PROG_ATTACH to the map.
+        assert_eq!(link.path(), AttachPath::ProgAttach, "{}", link.describe());
+    }
     let (mut client, mut server) = tcp_pair();
     socks.update_fd(&0u32.to_ne_bytes(), &server, UpdateFlags::Any).unwrap();
     for i in 0..N {
@@ -580,6 +601,10 @@ fn sk_lookup_steers_a_port_to_a_sockmap_socket() {
 #[test]
 fn netfilter_local_in_counts_and_drops_exactly() {
     if !support::kernel_or_skip("netfilter link") {
+        return;
+    }
+    let probe = bpfkit::features::Features::global().prog_type(ProgType::Netfilter);
+    if !support::probe::feature_or_skip("netfilter link", "netfilter programs", probe) {
         return;
     }
     let (skb, len) = (offset("bpf_nf_ctx", "skb"), offset("sk_buff", "len"));

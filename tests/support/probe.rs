@@ -1,0 +1,92 @@
+//! Feature probes deciding what a kernel test runs: the same test binary runs on every kernel,
+//! and a probe's verdict (never a version string) picks the branch. A feature the probe says
+//! this kernel lacks is not a failure, even under `BPFKIT_REQUIRE_KERNEL=1`; a probe that cannot
+//! answer is an ordinary skip (a failure there); and under `BPFKIT_REQUIRE_KERNEL=1` a "no" for a
+//! feature bpfkit's tables date at or before the running release fails too, so a broken probe
+//! cannot quietly skip a test on a kernel that has the feature.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use bpfkit::features::{FeatureError, Features, KernelVersion, Method, Verdict};
+use bpfkit::insn::build::{exit, mov64};
+use bpfkit::insn::{Program as Text, Reg};
+use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
+use bpfkit::sys::{self, Cmd, LinkCreateAttr};
+
+fn required() -> bool {
+    std::env::var("BPFKIT_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
+}
+
+/// Whether the running kernel has `what`, as `verdict` says. On "no" it prints one line (the
+/// probe's own words) and returns `false`; on "cannot tell" it skips (see [`super::skip`]).
+pub fn kernel_has(what: &str, verdict: Result<Verdict, FeatureError>) -> bool {
+    let v = match verdict {
+        Ok(v) => v,
+        Err(e) => {
+            super::skip(&format!("{what}: the feature probe could not ask the kernel ({e})"));
+            return false;
+        }
+    };
+    match v.supported {
+        Some(true) => true,
+        Some(false) => {
+            let kernel = Features::global().system().kernel;
+            if let (true, Some(since), Some(kernel)) = (required(), v.since, kernel) {
+                assert!(
+                    since > kernel,
+                    "{what}: the probe says no ({}: {}) on Linux {kernel}, but bpfkit dates it to {since}: a wrong probe, or a kernel built without it",
+                    v.method,
+                    v.detail
+                );
+            }
+            let since = v.since.map(|s| format!(", {s}+")).unwrap_or_default();
+            eprintln!("probe: this kernel lacks {what}{since} ({}: {})", v.method, v.detail);
+            false
+        }
+        None => {
+            super::skip(&format!("{what}: the probe cannot tell ({}: {})", v.method, v.detail));
+            false
+        }
+    }
+}
+
+/// [`kernel_has`], printing `skipped: <test>: …` when the kernel lacks the feature: for a test
+/// that has nothing left to check without it.
+pub fn feature_or_skip(test: &str, what: &str, verdict: Result<Verdict, FeatureError>) -> bool {
+    if kernel_has(what, verdict) {
+        return true;
+    }
+    eprintln!("skipped: {test}: this kernel lacks {what} (decided by its feature probe)");
+    false
+}
+
+/// Sockmap/sockhash bpf_links (`BPF_LINK_CREATE` of an sk_msg or sk_skb program on a map, 6.10+),
+/// which `bpfkit::features` does not probe: a link request naming fd `u32::MAX` as the map. A
+/// kernel with sockmap links looks the map up and says EBADF; one without them refuses the
+/// program type in `link_create` with EINVAL before looking at the target.
+pub fn sockmap_links() -> Result<Verdict, FeatureError> {
+    Features::global().check_access()?;
+    let since = Some(KernelVersion::new(6, 10, 0));
+    let verdict = |supported, detail: String| Verdict { supported, method: Method::LinkCreate, detail, since };
+    let mut text = Text::new();
+    text.push(mov64(Reg::R0, 1)).push(exit());
+    let opts = LoadOptions::new("sockmap_probe", ProgType::SkMsg).expected_attach_type(AttachType::SkMsgVerdict);
+    let prog = match Program::load(&text.assemble().expect("two instructions"), &[], &opts) {
+        Ok(p) => p,
+        Err(e) => return Ok(verdict(Some(false), format!("an sk_msg program did not load: {e}"))),
+    };
+    let mut attr = LinkCreateAttr {
+        prog_fd: prog.as_fd().as_raw_fd() as u32,
+        target_fd: u32::MAX,
+        attach_type: AttachType::SkMsgVerdict.raw(),
+        ..Default::default()
+    };
+    Ok(match sys::bpf_fd(Cmd::LinkCreate, &mut attr) {
+        Ok(_) => verdict(Some(true), "created a link to map fd u32::MAX".into()),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EINVAL) => verdict(Some(false), "EINVAL: link_create refuses sk_msg programs".into()),
+            Some(libc::EBADF) => verdict(Some(true), "EBADF: the kernel looked for the map".into()),
+            _ => verdict(None, format!("link_create: {e}")),
+        },
+    })
+}
