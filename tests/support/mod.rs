@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 pub mod conformance;
+pub mod probe;
 
 /// Skip a test with a one-line reason. Under `BPFKIT_REQUIRE_KERNEL=1` (CI) a skip is a failure.
 pub fn skip(reason: &str) {
