@@ -70,11 +70,152 @@ fn attrs_match_libbpf_sys() {
     n += layout!(LinkCreateAttr => lb::bpf_attr__bindgen_ty_14 {
         prog_fd => __bindgen_anon_1, target_fd => __bindgen_anon_2, attach_type, flags, target => __bindgen_anon_3,
     });
+    // The union after `flags`: bpfkit's storage covers the kernel's whole union, and every
+    // member bpfkit writes there is checked field by field below (`link_create_members_…`).
+    assert_eq!(size_of::<[u64; 6]>(), size_of::<lb::bpf_attr__bindgen_ty_14__bindgen_ty_3>(), "link_create union size");
     n += layout!(LinkDetachAttr => lb::bpf_attr__bindgen_ty_16 { link_fd });
     n += layout!(EnableStatsAttr => lb::bpf_attr__bindgen_ty_17 { stats_type => type_ });
     n += layout!(IterCreateAttr => lb::bpf_attr__bindgen_ty_18 { link_fd, flags });
     n += layout!(ProgBindMapAttr => lb::bpf_attr__bindgen_ty_19 { prog_fd, map_fd, flags });
     println!("{n} attribute fields match libbpf-sys");
+}
+
+/// `bpf_attr.link_create`'s type-specific union: libbpf-sys's member structs, in uapi order.
+mod lc {
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3 as Union;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_1 as IterInfo;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_2 as PerfEvent;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_3 as KprobeMulti;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_4 as Tracing;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_5 as Netfilter;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_6 as Tcx;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_7 as UprobeMulti;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_8 as Netkit;
+    pub use libbpf_sys::bpf_attr__bindgen_ty_14__bindgen_ty_3__bindgen_ty_9 as Cgroup;
+}
+
+/// `set_target` writes every member at the union's start: libbpf-sys must put it there too.
+fn member_at_union_offset(member: &str, theirs_in_union: usize) {
+    assert_eq!(theirs_in_union, 0, "libbpf-sys puts link_create.{member} at union offset {theirs_in_union}");
+}
+
+#[test]
+fn link_create_members_match_libbpf_sys() {
+    let mut n = 0;
+    // Each member starts the union (offset 0 inside it) in libbpf-sys too.
+    member_at_union_offset("target_btf_id", offset_of!(lc::Union, target_btf_id));
+    member_at_union_offset("iter_info", offset_of!(lc::Union, __bindgen_anon_1));
+    member_at_union_offset("perf_event", offset_of!(lc::Union, perf_event));
+    member_at_union_offset("kprobe_multi", offset_of!(lc::Union, kprobe_multi));
+    member_at_union_offset("tracing", offset_of!(lc::Union, tracing));
+    member_at_union_offset("netfilter", offset_of!(lc::Union, netfilter));
+    member_at_union_offset("tcx", offset_of!(lc::Union, tcx));
+    member_at_union_offset("uprobe_multi", offset_of!(lc::Union, uprobe_multi));
+    member_at_union_offset("netkit", offset_of!(lc::Union, netkit));
+    member_at_union_offset("cgroup", offset_of!(lc::Union, cgroup));
+
+    // `target_btf_id` is a bare u32 member of the union (no struct around it in libbpf-sys).
+    assert_eq!(offset_of!(TargetBtfIdLink, target_btf_id), offset_of!(lc::Union, target_btf_id));
+    assert_eq!(size_of::<TargetBtfIdLink>(), size_of::<u32>());
+    n += 1;
+    n += layout!(IterInfoLink => lc::IterInfo { iter_info, iter_info_len });
+    n += layout!(PerfEventLink => lc::PerfEvent { bpf_cookie });
+    n += layout!(KprobeMultiLink => lc::KprobeMulti { flags, cnt, syms, addrs, cookies });
+    n += layout!(TracingLink => lc::Tracing { target_btf_id, cookie });
+    n += layout!(NetfilterLink => lc::Netfilter { pf, hooknum, priority, flags });
+    n += layout!(RelativeLink => lc::Tcx { relative_fd => __bindgen_anon_1, expected_revision });
+    n += layout!(RelativeLink => lc::Netkit { relative_fd => __bindgen_anon_1, expected_revision });
+    n += layout!(RelativeLink => lc::Cgroup { relative_fd => __bindgen_anon_1, expected_revision });
+    n += layout!(UprobeMultiLink => lc::UprobeMulti { path, offsets, ref_ctr_offsets, cookies, cnt, flags, pid });
+    // Whole sizes too: a member must not be shorter than the kernel's (the tail would be
+    // left zero where the kernel expects a field) nor longer than the union.
+    for (name, ours, theirs) in [
+        ("iter_info", size_of::<IterInfoLink>(), size_of::<lc::IterInfo>()),
+        ("perf_event", size_of::<PerfEventLink>(), size_of::<lc::PerfEvent>()),
+        ("kprobe_multi", size_of::<KprobeMultiLink>(), size_of::<lc::KprobeMulti>()),
+        ("tracing", size_of::<TracingLink>(), size_of::<lc::Tracing>()),
+        ("netfilter", size_of::<NetfilterLink>(), size_of::<lc::Netfilter>()),
+        ("tcx", size_of::<RelativeLink>(), size_of::<lc::Tcx>()),
+        ("netkit", size_of::<RelativeLink>(), size_of::<lc::Netkit>()),
+        ("cgroup", size_of::<RelativeLink>(), size_of::<lc::Cgroup>()),
+        ("uprobe_multi", size_of::<UprobeMultiLink>(), size_of::<lc::UprobeMulti>()),
+    ] {
+        assert_eq!(ours, theirs, "size of link_create.{name}");
+    }
+
+    // `bpf_iter_link_info`, which `iter_info` points at.
+    n += layout!(IterMapInfo => lb::bpf_iter_link_info__bindgen_ty_1 { map_fd });
+    n += layout!(IterCgroupInfo => lb::bpf_iter_link_info__bindgen_ty_2 { order, cgroup_fd, cgroup_id });
+    n += layout!(IterTaskInfo => lb::bpf_iter_link_info__bindgen_ty_3 { tid, pid, pid_fd });
+    for (name, off) in [
+        ("map", offset_of!(lb::bpf_iter_link_info, map)),
+        ("cgroup", offset_of!(lb::bpf_iter_link_info, cgroup)),
+        ("task", offset_of!(lb::bpf_iter_link_info, task)),
+    ] {
+        assert_eq!(off, 0, "bpf_iter_link_info.{name} offset");
+    }
+    println!("{n} link_create union fields match libbpf-sys");
+}
+
+/// `set_target` writes a member's bytes at the union's start and zeroes the rest: the bytes
+/// `bpf_attr` would hold are the ones libbpf-sys's union holds with the same member written.
+#[test]
+fn set_target_writes_the_kernels_bytes() {
+    fn attr_bytes(attr: &LinkCreateAttr) -> Vec<u8> {
+        bytemuck_bytes(attr)
+    }
+    fn bytemuck_bytes<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: (test code, libbpf-sys exception) `T` is a `repr(C)` plain-data struct
+        // fully initialised by the caller (zeroed first), read as bytes.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }.to_vec()
+    }
+    let path = c"/bin/true";
+    let offsets = [0x1000u64, 0x2000];
+    let cookies = [7u64, 8];
+    let member = UprobeMultiLink::new(path, &offsets, &[], &cookies, 1, 4242).expect("two offsets, two cookies");
+    let attr = LinkCreateAttr::new(3, 0, lb::BPF_TRACE_UPROBE_MULTI, 0).with_target(member);
+
+    // SAFETY: (test code) an all-zero `bpf_attr` is valid; the fields are then set by name.
+    let mut theirs: lb::bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: (test code) writing plain integers into the link_create member of a zeroed union.
+    unsafe {
+        theirs.link_create.__bindgen_anon_1.prog_fd = 3;
+        theirs.link_create.attach_type = lb::BPF_TRACE_UPROBE_MULTI;
+        let u = &mut theirs.link_create.__bindgen_anon_3.uprobe_multi;
+        u.path = path.as_ptr() as u64;
+        u.offsets = offsets.as_ptr() as u64;
+        u.cookies = cookies.as_ptr() as u64;
+        u.cnt = 2;
+        u.flags = 1;
+        u.pid = 4242;
+    }
+    let ours = attr_bytes(&attr);
+    assert_eq!(ours[..], bytemuck_bytes(&theirs)[..ours.len()], "uprobe_multi bytes");
+
+    let mut nf = LinkCreateAttr::new(3, 0, lb::BPF_NETFILTER, 0);
+    nf.set_target(NetfilterLink { pf: 2, hooknum: 1, priority: -128, flags: 1 });
+    // SAFETY: as above.
+    let mut theirs: lb::bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        theirs.link_create.__bindgen_anon_1.prog_fd = 3;
+        theirs.link_create.attach_type = lb::BPF_NETFILTER;
+        let n = &mut theirs.link_create.__bindgen_anon_3.netfilter;
+        n.pf = 2;
+        n.hooknum = 1;
+        n.priority = -128;
+        n.flags = 1;
+    }
+    let ours = attr_bytes(&nf);
+    assert_eq!(ours[..], bytemuck_bytes(&theirs)[..ours.len()], "netfilter bytes");
+
+    // A later, shorter member clears what an earlier one left.
+    nf.set_target(PerfEventLink { bpf_cookie: 9 });
+    assert_eq!(nf.target, [9, 0, 0, 0, 0, 0]);
+
+    // Mismatched lists are refused, not truncated.
+    assert!(UprobeMultiLink::new(path, &offsets, &[1], &[], 0, 0).is_none());
+    assert!(KprobeMultiLink::symbols(&[1, 2], &[1], 0).is_none());
 }
 
 #[test]

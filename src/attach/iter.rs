@@ -28,7 +28,7 @@ use super::kprobe::{sys_error, ProbeError};
 use super::link::{Link, LinkError};
 use crate::core_btf::{Btf, Kind};
 use crate::prog::{AttachType, LoadOptions, ProgType, Program};
-use crate::sys::{self, Cmd, IterCreateAttr, LinkCreateAttr};
+use crate::sys::{self, Cmd, IterCgroupInfo, IterCreateAttr, IterInfoLink, IterMapInfo, IterTaskInfo, LinkCreateAttr};
 
 /// Which objects an iterator link covers (`union bpf_iter_link_info`).
 #[derive(Clone, Copy, Debug)]
@@ -48,16 +48,24 @@ pub enum IterScope<'a> {
     Cgroup { fd: BorrowedFd<'a>, order: u32 },
 }
 
+/// `union bpf_iter_link_info`, the member a scope uses.
+enum LinkInfo {
+    Map(IterMapInfo),
+    Task(IterTaskInfo),
+    Cgroup(IterCgroupInfo),
+}
+
 impl IterScope<'_> {
-    /// The `bpf_iter_link_info` words, or `None` for [`IterScope::All`].
-    fn link_info(&self) -> Option<[u32; 4]> {
+    /// The `bpf_iter_link_info` member, or `None` for [`IterScope::All`].
+    fn link_info(&self) -> Option<LinkInfo> {
+        let task = |tid, pid, pid_fd| LinkInfo::Task(IterTaskInfo { tid, pid, pid_fd });
         Some(match *self {
             IterScope::All => return None,
-            IterScope::Map(fd) => [fd.as_raw_fd() as u32, 0, 0, 0],
-            IterScope::Thread(tid) => [tid, 0, 0, 0],
-            IterScope::Process(pid) => [0, pid, 0, 0],
-            IterScope::ProcessFd(fd) => [0, 0, fd.as_raw_fd() as u32, 0],
-            IterScope::Cgroup { fd, order } => [order, fd.as_raw_fd() as u32, 0, 0],
+            IterScope::Map(fd) => LinkInfo::Map(IterMapInfo { map_fd: fd.as_raw_fd() as u32 }),
+            IterScope::Thread(tid) => task(tid, 0, 0),
+            IterScope::Process(pid) => task(0, pid, 0),
+            IterScope::ProcessFd(fd) => task(0, 0, fd.as_raw_fd() as u32),
+            IterScope::Cgroup { fd, order } => LinkInfo::Cgroup(IterCgroupInfo { order, cgroup_fd: fd.as_raw_fd() as u32, cgroup_id: 0 }),
         })
     }
 }
@@ -83,10 +91,12 @@ impl Program {
     pub fn attach_iter(&self, scope: &IterScope<'_>) -> Result<Link, ProbeError> {
         let what = format!("iter ({scope:?}) ← {}", self.describe());
         let info = scope.link_info();
-        let mut attr = LinkCreateAttr { prog_fd: self.as_fd().as_raw_fd() as u32, attach_type: AttachType::TraceIter.raw(), ..Default::default() };
-        if let Some(info) = &info {
-            attr.target[0] = sys::ptr(info.as_ptr());
-            attr.target[1] = std::mem::size_of_val(info) as u64;
+        let mut attr = LinkCreateAttr::new(self.as_fd().as_raw_fd() as u32, 0, AttachType::TraceIter.raw(), 0);
+        match &info {
+            None => {}
+            Some(LinkInfo::Map(m)) => attr.set_target(IterInfoLink::new(m)),
+            Some(LinkInfo::Task(t)) => attr.set_target(IterInfoLink::new(t)),
+            Some(LinkInfo::Cgroup(c)) => attr.set_target(IterInfoLink::new(c)),
         }
         let fd = sys::bpf_fd(Cmd::LinkCreate, &mut attr).map_err(|source| sys_error(format!("link_create({what})"), source))?;
         Ok(Link::from_link_fd(fd, what))

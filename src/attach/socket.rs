@@ -12,7 +12,7 @@ use super::link::{AttachPath, Link, LinkError};
 use super::xdp::{check_prog_type, link_attr};
 use crate::maps::{Map, MapType};
 use crate::prog::{AttachType, ProgType, Program};
-use crate::sys::{self, Cmd, SysError};
+use crate::sys::{self, Cmd, NetfilterLink, SysError};
 
 /// The protocol family of a netfilter hook (`NFPROTO_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,14 +56,6 @@ impl NetfilterHook {
 
 /// `BPF_F_NETFILTER_IP_DEFRAG`.
 const NETFILTER_IP_DEFRAG: u32 = 1;
-
-/// Two u32 fields that share one u64 slot of `LinkCreateAttr::target`, in memory order.
-fn pack(first: u32, second: u32) -> u64 {
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&first.to_ne_bytes());
-    b[4..].copy_from_slice(&second.to_ne_bytes());
-    u64::from_ne_bytes(b)
-}
 
 impl Program {
     /// Attach this socket filter to `sock` (`SO_ATTACH_BPF`, replacing the socket's filter).
@@ -146,9 +138,12 @@ impl Program {
         let what = format!("netfilter {:?} {:?} priority {}{} ← {}", hook.family, hook.hook, hook.priority, if hook.defrag { " defrag" } else { "" }, self.describe());
         check_prog_type(self, &[ProgType::Netfilter], &what)?;
         let mut attr = link_attr(self, 0, AttachType::Netfilter, 0);
-        // link_create.netfilter: { u32 pf; u32 hooknum; s32 priority; u32 flags; }
-        attr.target[0] = pack(hook.family as u32, hook.hook as u32);
-        attr.target[1] = pack(hook.priority as u32, if hook.defrag { NETFILTER_IP_DEFRAG } else { 0 });
+        attr.set_target(NetfilterLink {
+            pf: hook.family as u32,
+            hooknum: hook.hook as u32,
+            priority: hook.priority,
+            flags: if hook.defrag { NETFILTER_IP_DEFRAG } else { 0 },
+        });
         let fd = sys::bpf_fd(Cmd::LinkCreate, &mut attr).map_err(|source| SysError { op: format!("link_create({what})"), source })?;
         Ok(Link::from_link_fd(fd, what))
     }

@@ -37,7 +37,7 @@ use super::link::Link;
 use super::symbols::{self, ElfBinary, SymbolError};
 use crate::core_btf::{Btf, Kind};
 use crate::prog::{AttachType, Program};
-use crate::sys::{self, Cmd, LinkCreateAttr, ProbeKind};
+use crate::sys::{self, Cmd, LinkCreateAttr, ProbeKind, UprobeMultiLink};
 
 /// `BPF_F_UPROBE_MULTI_RETURN`.
 const UPROBE_MULTI_RETURN: u32 = 1;
@@ -178,21 +178,10 @@ impl Program {
             }
         }
         let path = CString::new(binary.as_os_str().as_bytes()).map_err(|_| ProbeError::invalid(&what, "path contains a NUL byte"))?;
-        let opt_ptr = |v: &Vec<u64>| if v.is_empty() { 0 } else { sys::ptr(v.as_ptr()) };
         let flags = if target.retprobe { UPROBE_MULTI_RETURN } else { 0 };
-        let mut attr = LinkCreateAttr {
-            prog_fd: self.as_fd().as_raw_fd() as u32,
-            attach_type: AttachType::TraceUprobeMulti.raw(),
-            target: [
-                sys::ptr(path.as_ptr()),
-                sys::ptr(offsets.as_ptr()),
-                opt_ptr(&target.ref_ctr_offsets),
-                opt_ptr(&target.cookies),
-                offsets.len() as u64 | (flags as u64) << 32,
-                target.pid.unwrap_or(0) as u32 as u64,
-            ],
-            ..Default::default()
-        };
+        let member = UprobeMultiLink::new(&path, &offsets, &target.ref_ctr_offsets, &target.cookies, flags, target.pid.unwrap_or(0) as u32)
+            .ok_or_else(|| ProbeError::invalid(&what, format!("{} locations do not fit one uprobe_multi link", offsets.len())))?;
+        let mut attr = LinkCreateAttr::new(self.as_fd().as_raw_fd() as u32, 0, AttachType::TraceUprobeMulti.raw(), 0).with_target(member);
         let fd = sys::bpf_fd(Cmd::LinkCreate, &mut attr).map_err(|source| {
             let hint = if source.raw_os_error() == Some(libc::EINVAL) { " [was the program loaded with expected attach type trace_uprobe_multi?]" } else { "" };
             sys_error(format!("link_create(uprobe_multi {what}, offsets {offsets:#x?}){hint}"), source)

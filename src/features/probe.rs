@@ -14,7 +14,7 @@ use super::{Method, Verdict};
 use crate::insn::{call_helper, exit, ldx, mov64, Assembled, Reg, Size};
 use crate::maps::{Map, MapError, MapFlags, MapSpec, MapType};
 use crate::prog::{AttachType, LoadError, LoadOptions, ProgFlags, ProgType, Program};
-use crate::sys::{self, BtfLoadAttr, Cmd, LinkCreateAttr, ProgQueryAttr};
+use crate::sys::{self, BtfLoadAttr, Cmd, KprobeMultiLink, LinkCreateAttr, ProgQueryAttr, UprobeMultiLink};
 
 /// The kernel's internal "operation not supported" (`ENOTSUPP`, not `EOPNOTSUPP`), which some
 /// BPF paths return to user space.
@@ -374,17 +374,18 @@ pub(super) fn attach_type(a: AttachType, kernel: Option<KernelVersion>) -> Verdi
             let symbol = CString::new("bpfkit_probe_no_such_function").unwrap_or_default();
             let syms = [sys::ptr(symbol.as_ptr())];
             link_probe(a, ProgType::Kprobe, kernel, |attr| {
-                attr.target[0] = 1 << 32; // flags 0, cnt 1
-                attr.target[1] = sys::ptr(syms.as_ptr());
+                if let Some(member) = KprobeMultiLink::symbols(&syms, &[], 0) {
+                    attr.set_target(member);
+                }
             })
         }
         How::UprobeMulti => {
             let path = CString::new("/nonexistent/bpfkit-probe").unwrap_or_default();
             let offsets = [0u64];
             link_probe(a, ProgType::Kprobe, kernel, |attr| {
-                attr.target[0] = sys::ptr(path.as_ptr());
-                attr.target[1] = sys::ptr(offsets.as_ptr());
-                attr.target[4] = 1; // cnt 1, flags 0
+                if let Some(member) = UprobeMultiLink::new(&path, &offsets, &[], &[], 0, 0) {
+                    attr.set_target(member);
+                }
             })
         }
         How::NotProbed(why) => unknown(Method::NotProbed, why),

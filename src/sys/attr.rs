@@ -227,8 +227,9 @@ pub struct BtfLoadAttr {
     pub btf_token_fd: i32,
 }
 
-/// `BPF_LINK_CREATE`. The kernel's per-attach-type union after `flags` is kept as raw words:
-/// [`LinkCreateAttr::target`] documents how each link type fills them.
+/// `BPF_LINK_CREATE`. The kernel's per-attach-type union after `flags` is 48 zeroed bytes here,
+/// written only through [`LinkCreateAttr::set_target`] with one of the typed members below
+/// ([`LinkTargetMember`]), each laid out as its `link_create` union member in uapi `bpf.h`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LinkCreateAttr {
@@ -238,10 +239,220 @@ pub struct LinkCreateAttr {
     pub target_fd: u32,
     pub attach_type: u32,
     pub flags: u32,
-    /// The union at offset 16: `target_btf_id` (u32); `iter_info` (u64) + `iter_info_len`;
-    /// `perf_event.bpf_cookie`; `kprobe_multi`/`uprobe_multi`/`netfilter`/`tcx`/… records.
+    /// The union at offset 16 (`target_btf_id`, `iter_info`, `perf_event`, `kprobe_multi`,
+    /// `tracing`, `netfilter`, `tcx`, `uprobe_multi`, `netkit`, `cgroup`). Use
+    /// [`LinkCreateAttr::set_target`] rather than writing words by hand.
     pub target: [u64; 6],
 }
+
+impl LinkCreateAttr {
+    /// A link of `attach_type` from program (or struct_ops map) `prog_fd` to `target_fd` (or
+    /// ifindex), with the type-specific union zeroed.
+    pub fn new(prog_fd: u32, target_fd: u32, attach_type: u32, flags: u32) -> LinkCreateAttr {
+        LinkCreateAttr { prog_fd, target_fd, attach_type, flags, target: [0; 6] }
+    }
+
+    /// Fill the type-specific union with `member` (the rest of it zeroed, as the kernel expects
+    /// of bytes a member does not use).
+    pub fn set_target<T: LinkTargetMember>(&mut self, member: T) {
+        const { assert!(std::mem::size_of::<T>() <= std::mem::size_of::<[u64; 6]>()) };
+        self.target = [0; 6];
+        let bytes = bytemuck::bytes_of(&member);
+        bytemuck::bytes_of_mut(&mut self.target)[..bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// [`set_target`](Self::set_target), by value.
+    pub fn with_target<T: LinkTargetMember>(mut self, member: T) -> LinkCreateAttr {
+        self.set_target(member);
+        self
+    }
+}
+
+/// One member of `link_create`'s type-specific union: plain data no larger than the union.
+pub trait LinkTargetMember: bytemuck::Pod {}
+
+/// `u64` of a slice's first element, or 0 for an empty slice (the kernel reads "absent").
+fn slice_addr(v: &[u64]) -> u64 {
+    if v.is_empty() {
+        0
+    } else {
+        super::ptr(v.as_ptr())
+    }
+}
+
+/// `link_create.target_btf_id` (freplace/fentry targets, struct_ops).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TargetBtfIdLink {
+    pub target_btf_id: u32,
+}
+
+/// `link_create.{iter_info, iter_info_len}` (`BPF_TRACE_ITER`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct IterInfoLink {
+    /// Address of a `union bpf_iter_link_info`.
+    pub iter_info: u64,
+    pub iter_info_len: u32,
+    pub _pad: u32,
+}
+
+impl IterInfoLink {
+    /// Point at `info`, which must stay alive until the `BPF_LINK_CREATE` call returns. The
+    /// length is `info`'s own size; the kernel zero-fills the rest of its union.
+    pub fn new<T: IterLinkInfoMember>(info: &T) -> IterInfoLink {
+        IterInfoLink { iter_info: super::ptr(info as *const T), iter_info_len: std::mem::size_of::<T>() as u32, _pad: 0 }
+    }
+}
+
+/// One member of `union bpf_iter_link_info`.
+pub trait IterLinkInfoMember: bytemuck::Pod {}
+
+/// `bpf_iter_link_info.map`: the map whose elements are visited.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct IterMapInfo {
+    pub map_fd: u32,
+}
+
+/// `bpf_iter_link_info.cgroup`: a cgroup (by fd, or by id when `cgroup_fd` is 0) and the walk
+/// order (`BPF_CGROUP_ITER_*`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct IterCgroupInfo {
+    pub order: u32,
+    pub cgroup_fd: u32,
+    pub cgroup_id: u64,
+}
+
+/// `bpf_iter_link_info.task`: one thread, one process, or the process behind a pidfd (the
+/// first non-zero field wins).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct IterTaskInfo {
+    pub tid: u32,
+    pub pid: u32,
+    pub pid_fd: u32,
+}
+
+impl IterLinkInfoMember for IterMapInfo {}
+impl IterLinkInfoMember for IterCgroupInfo {}
+impl IterLinkInfoMember for IterTaskInfo {}
+
+/// `link_create.perf_event` (`BPF_PERF_EVENT`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PerfEventLink {
+    pub bpf_cookie: u64,
+}
+
+/// `link_create.kprobe_multi` (`BPF_TRACE_KPROBE_MULTI`, `BPF_TRACE_KPROBE_SESSION`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct KprobeMultiLink {
+    /// `BPF_F_KPROBE_MULTI_RETURN` = 1.
+    pub flags: u32,
+    pub cnt: u32,
+    /// Address of `cnt` pointers to NUL-terminated symbol names, or 0.
+    pub syms: u64,
+    /// Address of `cnt` kernel addresses, or 0.
+    pub addrs: u64,
+    /// Address of `cnt` cookies, or 0.
+    pub cookies: u64,
+}
+
+impl KprobeMultiLink {
+    /// Probes on the symbols whose name pointers are `syms` (each a `*const c_char` as `u64`),
+    /// with one cookie each or none. The slices must stay alive until the call returns; `None`
+    /// if `cookies` is neither empty nor as long as `syms`, or there are more than `u32::MAX`.
+    pub fn symbols(syms: &[u64], cookies: &[u64], flags: u32) -> Option<KprobeMultiLink> {
+        let cnt = u32::try_from(syms.len()).ok()?;
+        (cookies.is_empty() || cookies.len() == syms.len()).then_some(KprobeMultiLink { flags, cnt, syms: slice_addr(syms), addrs: 0, cookies: slice_addr(cookies) })
+    }
+}
+
+/// `link_create.tracing` (fentry/fexit/fmod_ret/LSM links with a cookie).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TracingLink {
+    pub target_btf_id: u32,
+    pub _pad: u32,
+    pub cookie: u64,
+}
+
+/// `link_create.netfilter` (`BPF_NETFILTER`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NetfilterLink {
+    /// `NFPROTO_*`.
+    pub pf: u32,
+    /// `NF_INET_*`.
+    pub hooknum: u32,
+    pub priority: i32,
+    /// `BPF_F_NETFILTER_IP_DEFRAG` = 1.
+    pub flags: u32,
+}
+
+/// `link_create.tcx`, `link_create.netkit` and `link_create.cgroup`: where in the
+/// multi-program list the link goes, and the list revision expected.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RelativeLink {
+    /// `relative_fd` or `relative_id` (with `BPF_F_ID` in `flags`).
+    pub relative_fd: u32,
+    pub _pad: u32,
+    pub expected_revision: u64,
+}
+
+/// `link_create.uprobe_multi` (`BPF_TRACE_UPROBE_MULTI`, `BPF_TRACE_UPROBE_SESSION`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct UprobeMultiLink {
+    /// Address of the binary's NUL-terminated path.
+    pub path: u64,
+    /// Address of `cnt` file offsets.
+    pub offsets: u64,
+    /// Address of `cnt` reference-counter (semaphore) offsets, or 0.
+    pub ref_ctr_offsets: u64,
+    /// Address of `cnt` cookies, or 0.
+    pub cookies: u64,
+    pub cnt: u32,
+    /// `BPF_F_UPROBE_MULTI_RETURN` = 1.
+    pub flags: u32,
+    /// Only this process (0: every process).
+    pub pid: u32,
+    pub _pad: u32,
+}
+
+impl UprobeMultiLink {
+    /// Probes at `offsets` of the binary at `path`, with per-offset reference counters and
+    /// cookies (each empty or as long as `offsets`). Every argument must stay alive until the
+    /// `BPF_LINK_CREATE` call returns. `None` if a list's length differs from `offsets`', or
+    /// there are more than `u32::MAX` offsets.
+    pub fn new(path: &std::ffi::CStr, offsets: &[u64], ref_ctr_offsets: &[u64], cookies: &[u64], flags: u32, pid: u32) -> Option<UprobeMultiLink> {
+        let cnt = u32::try_from(offsets.len()).ok()?;
+        let fits = |v: &[u64]| v.is_empty() || v.len() == offsets.len();
+        (fits(ref_ctr_offsets) && fits(cookies)).then(|| UprobeMultiLink {
+            path: super::ptr(path.as_ptr()),
+            offsets: slice_addr(offsets),
+            ref_ctr_offsets: slice_addr(ref_ctr_offsets),
+            cookies: slice_addr(cookies),
+            cnt,
+            flags,
+            pid,
+            _pad: 0,
+        })
+    }
+}
+
+impl LinkTargetMember for TargetBtfIdLink {}
+impl LinkTargetMember for IterInfoLink {}
+impl LinkTargetMember for PerfEventLink {}
+impl LinkTargetMember for KprobeMultiLink {}
+impl LinkTargetMember for TracingLink {}
+impl LinkTargetMember for NetfilterLink {}
+impl LinkTargetMember for RelativeLink {}
+impl LinkTargetMember for UprobeMultiLink {}
 
 /// `BPF_LINK_DETACH`.
 #[repr(C)]
