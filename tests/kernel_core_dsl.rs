@@ -3,6 +3,8 @@
 //! runs on a tracepoint, and reports this process's parent pid.
 
 mod support;
+#[path = "support/libbpf_btf.rs"]
+mod libbpf_btf;
 
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, Kind, Member};
@@ -106,8 +108,19 @@ fn every_core_form_against_the_kernel_and_a_custom_target() {
     assert_eq!(value_of(r#"core_type_exists(r0, "no_such_struct")"#, None).unwrap(), 0);
     assert_eq!(value_of(r#"core_type_size(r0, "task_struct")"#, None).unwrap() as u64, vmlinux.size_of(task).unwrap());
     assert_eq!(value_of(r#"core_type_id(r0, "task_struct")"#, None).unwrap(), task.get());
-    assert_eq!(value_of(r#"core_enum_exists(r0, "bpf_map_type", "BPF_MAP_TYPE_ARENA")"#, None).unwrap(), 1);
-    assert_eq!(value_of(r#"core_enum_value(r0, "bpf_map_type", "BPF_MAP_TYPE_ARENA")"#, None).unwrap(), 33);
+    // Enumerators as this kernel has them, read by libbpf: arenas (6.9+) may be missing, and then
+    // `core_enum_exists` is 0 (and `core_enum_value` of a missing one is poisoned, like a field).
+    let libbpf = libbpf_btf::VmlinuxBtf::load();
+    for name in ["BPF_MAP_TYPE_ARENA", "BPF_MAP_TYPE_BLOOM_FILTER", "BPF_MAP_TYPE_NO_SUCH_TYPE"] {
+        let want = libbpf.enum_value("bpf_map_type", name);
+        let exists = value_of(&format!(r#"core_enum_exists(r0, "bpf_map_type", "{name}")"#), None).unwrap();
+        assert_eq!(exists, want.is_some() as u32, "{name}: libbpf reads {want:?} from this kernel's BTF");
+        let value = value_of(&format!(r#"core_enum_value(r0, "bpf_map_type", "{name}")"#), None);
+        match want {
+            Some(v) => assert_eq!(value.unwrap() as i64, v, "{name}"),
+            None => assert!(value.unwrap_err().to_string().contains("CO-RE relocation failed"), "{name}"),
+        }
+    }
     // Bitfield shifts: task_struct.sched_contributes_to_load is a 1-bit field.
     let l = value_of(r#"core_field_lshift(r0, "task_struct", "sched_contributes_to_load")"#, None).unwrap();
     let r = value_of(r#"core_field_rshift(r0, "task_struct", "sched_contributes_to_load")"#, None).unwrap();
