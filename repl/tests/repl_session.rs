@@ -47,9 +47,16 @@ fn script_session_matches_transcript() {
     let input = std::fs::read_to_string(fixture("repl_session.bpf")).expect("script fixture");
     let (code, stdout, stderr) = script(&input);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let expected_path = fixture("repl_session.out");
-    if std::env::var("BPFKIT_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::write(&expected_path, &stdout).expect("bless transcript");
+    compare_transcript(&stdout, "repl_session.out", true);
+    // The deliberate mistakes make the session fail.
+    assert_eq!(code, Some(1), "{stderr}");
+}
+
+/// Compare `stdout` with fixture `name` line by line (`bless`: BPFKIT_BLESS=1 rewrites it).
+fn compare_transcript(stdout: &str, name: &str, bless: bool) {
+    let expected_path = fixture(name);
+    if bless && std::env::var("BPFKIT_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&expected_path, stdout).expect("bless transcript");
     }
     let expected = std::fs::read_to_string(&expected_path).expect("expected transcript (BPFKIT_BLESS=1 writes it)");
     if stdout != expected {
@@ -58,8 +65,30 @@ fn script_session_matches_transcript() {
         }
         panic!("transcript length differs: got {} lines, want {}:\n{stdout}", stdout.lines().count(), expected.lines().count());
     }
-    // The deliberate mistakes make the session fail.
-    assert_eq!(code, Some(1), "{stderr}");
+}
+
+/// `bpfkit --script FILE` runs the same session from the file (stdin left empty): the same
+/// transcript, the same exit status.
+#[test]
+fn script_file_matches_transcript() {
+    if !support::kernel_or_skip("script_file_matches_transcript") {
+        return;
+    }
+    let out = Command::new(BIN)
+        .arg("--script")
+        .arg(fixture("repl_session.bpf"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bpfkit --script");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    compare_transcript(&stdout, "repl_session.out", false);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // A script that cannot be read is a usage error, named.
+    let out = Command::new(BIN).args(["--script", "/nonexistent/x.bpf"]).output().expect("run bpfkit");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/x.bpf"));
 }
 
 #[test]
