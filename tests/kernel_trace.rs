@@ -327,6 +327,10 @@ fn uprobe_multi_counts_two_functions_by_cookie() {
     if !uprobes_or_skip("uprobe_multi") {
         return;
     }
+    let probe = bpfkit::features::Features::global().attach_type(AttachType::TraceUprobeMulti);
+    if !support::probe::feature_or_skip("uprobe_multi", "uprobe_multi links", probe) {
+        return;
+    }
     let s = stats_map("stats", 2);
     let tid = sys::gettid();
     let mut asm = bpf_asm! {
