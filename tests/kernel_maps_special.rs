@@ -43,8 +43,12 @@ fn type_lists_are_the_running_kernels() {
         return;
     }
     let btf = Btf::vmlinux().unwrap();
-    let check = |enum_name: &str, prefix: &str, ours: &dyn Fn(u32) -> Option<&'static str>| {
-        let mut n = 0;
+    // Every type of the running kernel's enum is bpfkit's, by number and name. bpfkit may know
+    // newer ones (on an older kernel): those must come after all of this kernel's (the enums only
+    // grow at the end) and be refused by this kernel (`supported`: the feature probe's answer).
+    let features = bpfkit::features::Features::new();
+    let check = |enum_name: &str, prefix: &str, ours: &dyn Fn(u32) -> Option<&'static str>, all: &[(u32, &'static str)], supported: &dyn Fn(u32) -> bool| {
+        let mut seen = Vec::new();
         for ev in btf.enum_values(enum_name).unwrap() {
             let Some(name) = enum_suffix(ev.name, prefix) else { continue };
             if name == "unspec" || name.ends_with("_deprecated") || ev.name.starts_with("__MAX") {
@@ -54,16 +58,30 @@ fn type_lists_are_the_running_kernels() {
             // The kernel keeps old names as aliases of the same number (cgroup_storage_deprecated).
             assert!(got.is_some(), "{enum_name}: {} = {} unknown to bpfkit", ev.name, ev.value);
             assert_eq!(got, Some(name.as_str()), "{enum_name} {}", ev.value);
-            n += 1;
+            seen.push(ev.value as u32);
         }
-        n
+        let last = seen.iter().copied().max().unwrap();
+        let newer: Vec<&str> = all.iter().filter(|(raw, _)| !seen.contains(raw)).map(|&(raw, name)| {
+            assert!(raw > last, "{enum_name}: bpfkit's {name} = {raw} is missing from this kernel's enum, which goes up to {last}");
+            assert!(!supported(raw), "{enum_name}: {name} is not in this kernel's enum, yet its feature probe says supported");
+            name
+        }).collect();
+        assert_eq!(seen.len() + newer.len(), all.len(), "{enum_name}");
+        if !newer.is_empty() {
+            println!("{enum_name}: bpfkit knows {} newer than this kernel: {newer:?}", newer.len());
+        }
+        seen.len()
     };
-    let maps = check("bpf_map_type", "BPF_MAP_TYPE_", &|v| MapType::from_raw(v).map(MapType::name));
-    let progs = check("bpf_prog_type", "BPF_PROG_TYPE_", &|v| ProgType::from_raw(v).map(ProgType::name));
-    let attach = check("bpf_attach_type", "BPF_", &|v| AttachType::from_raw(v).map(AttachType::name));
-    assert_eq!(maps, MapType::ALL.len());
-    assert_eq!(progs, ProgType::ALL.len());
-    assert_eq!(attach, AttachType::ALL.len());
+    let list = |v: Vec<(u32, &'static str)>| v;
+    let maps = check("bpf_map_type", "BPF_MAP_TYPE_", &|v| MapType::from_raw(v).map(MapType::name),
+        &list(MapType::ALL.iter().map(|t| (t.raw(), t.name())).collect()),
+        &|v| features.map_type(MapType::from_raw(v).unwrap()).unwrap().is_supported());
+    let progs = check("bpf_prog_type", "BPF_PROG_TYPE_", &|v| ProgType::from_raw(v).map(ProgType::name),
+        &list(ProgType::ALL.iter().map(|t| (t.raw(), t.name())).collect()),
+        &|v| features.prog_type(ProgType::from_raw(v).unwrap()).unwrap().is_supported());
+    let attach = check("bpf_attach_type", "BPF_", &|v| AttachType::from_raw(v).map(AttachType::name),
+        &list(AttachType::ALL.iter().map(|t| (t.raw(), t.name())).collect()),
+        &|v| features.attach_type(AttachType::from_raw(v).unwrap()).unwrap().is_supported());
     println!("vmlinux BTF: {maps} map types, {progs} program types, {attach} attach types, all known to bpfkit");
 }
 
@@ -511,11 +529,94 @@ fn arena_pages_are_shared_memory() {
     assert_eq!(mem.len(), 16 * sys::page_size());
     let off = 3 * sys::page_size() + 8;
     mem.set::<u64>(off, &0xfeed_f00d).unwrap();
-    assert_eq!(mem.get::<u64>(off).unwrap(), 0xfeed_f00d);
     // A second mapping sees the same pages.
     let other = arena.mmap();
     if let Ok(other) = other {
         assert_eq!(other.get::<u64>(off).unwrap(), 0xfeed_f00d);
     }
     assert!(mem.get::<u64>(16 * sys::page_size() - 4).is_err(), "past the end");
+}
+
+/// Across the boundary both ways: user space writes a word through its mapping, an XDP program
+/// reaches the same byte through the arena's kernel mapping (`map_value[arena]+OFF` is the
+/// arena's user address plus OFF; `addr_space_cast(.., 0, 1)` makes it an arena pointer, which
+/// the JIT rebases onto the kernel's view), reads it, and writes `3x + 1` next to it, which user
+/// space then reads through the mapping.
+#[test]
+fn arena_words_cross_between_a_program_and_user_space() {
+    if !support::kernel_or_skip("arena") {
+        return;
+    }
+    let arena = Map::create(&MapSpec::new("arena", MapType::Arena, 0, 0, 4).flags(MapFlags::MMAPABLE)).unwrap();
+    // The first mmap fixes the arena's user address, which the verifier needs before a program
+    // may use the arena ("arena's user address must be set via map_extra or mmap()").
+    let mut mem = arena.mmap().unwrap();
+    const OFF: usize = 4096 + 64; // second page
+    let asm = bpf_asm! {
+        r1 = map_value[arena]+4160 ll
+        r1 = addr_space_cast(r1, 0x0, 0x1)
+        r0 = *(u64 *)(r1 + 0)
+        r2 = r0
+        r2 *= 3
+        r2 += 1
+        *(u64 *)(r1 + 8) = r2
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let prog = Program::load(&asm, &[&arena], &LoadOptions::new("arena_rw", ProgType::Xdp)).unwrap();
+    for x in [0x1234_5678u64, 41] {
+        // Written by user space only; the program's retval and the word at OFF + 8 come from
+        // the kernel's side of the mapping.
+        mem.set::<u64>(OFF, &x).unwrap();
+        mem.set::<u64>(OFF + 8, &0).unwrap();
+        let ret = prog.test_run(&TestRun::with_data(PACKET.to_vec())).unwrap().retval;
+        assert_eq!(ret as u64, x & 0xffff_ffff, "the program read user space's word");
+        assert_eq!(mem.get::<u64>(OFF + 8).unwrap(), 3 * x + 1, "user space reads the program's word");
+    }
+}
+
+/// A page the kernel allocates (`bpf_arena_alloc_pages` in a sleepable syscall program) and
+/// writes appears in user space's mapping at the address the kfunc returned: user space never
+/// touched it before.
+#[test]
+fn arena_page_allocated_by_a_program_is_seen_through_the_mapping() {
+    if !support::kernel_or_skip("arena") {
+        return;
+    }
+    let arena = Map::create(&MapSpec::new("arena", MapType::Arena, 0, 0, 8).flags(MapFlags::MMAPABLE)).unwrap();
+    let mem = arena.mmap().unwrap();
+    let base = mem.as_bytes().as_ptr() as u64;
+    let asm = bpf_asm! {
+        r1 = map[arena] ll
+        r2 = 0
+        r3 = 1
+        r4 = -1
+        r5 = 0
+        call kfunc[bpf_arena_alloc_pages]
+        if r0 == 0 goto none
+        r6 = r0
+        r1 = addr_space_cast(r6, 0x0, 0x1)
+        r2 = 0x5eed1e55
+        *(u64 *)(r1 + 24) = r2
+        r0 = r6
+        exit
+    none:
+        r0 = 0
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let opts = LoadOptions::new("arena_alloc", ProgType::Syscall).flags(bpfkit::prog::ProgFlags::SLEEPABLE);
+    let prog = Program::load(&asm, &[&arena], &opts).unwrap();
+    let page = sys::page_size();
+    // The kfunc returns the page's user address; its low 32 bits reach us as retval.
+    let ret = prog.test_run(&TestRun::default()).unwrap().retval;
+    assert_ne!(ret, 0, "bpf_arena_alloc_pages returned NULL");
+    let off = ret.wrapping_sub(base as u32) as usize;
+    assert!(off % page == 0 && off < 8 * page, "the page at {ret:#x} lies in the arena mapped at {base:#x}");
+    assert_eq!(mem.get::<u64>(off + 24).unwrap(), 0x5eed_1e55, "the program's word, read through the mapping");
+    // A second allocation is a different page.
+    let again = prog.test_run(&TestRun::default()).unwrap().retval;
+    assert_ne!(again.wrapping_sub(base as u32) as usize, off, "a second page");
 }
