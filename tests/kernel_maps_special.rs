@@ -72,15 +72,14 @@ fn type_lists_are_the_running_kernels() {
         }
         seen.len()
     };
-    let list = |v: Vec<(u32, &'static str)>| v;
     let maps = check("bpf_map_type", "BPF_MAP_TYPE_", &|v| MapType::from_raw(v).map(MapType::name),
-        &list(MapType::ALL.iter().map(|t| (t.raw(), t.name())).collect()),
+        &MapType::ALL.iter().map(|t| (t.raw(), t.name())).collect::<Vec<_>>(),
         &|v| features.map_type(MapType::from_raw(v).unwrap()).unwrap().is_supported());
     let progs = check("bpf_prog_type", "BPF_PROG_TYPE_", &|v| ProgType::from_raw(v).map(ProgType::name),
-        &list(ProgType::ALL.iter().map(|t| (t.raw(), t.name())).collect()),
+        &ProgType::ALL.iter().map(|t| (t.raw(), t.name())).collect::<Vec<_>>(),
         &|v| features.prog_type(ProgType::from_raw(v).unwrap()).unwrap().is_supported());
     let attach = check("bpf_attach_type", "BPF_", &|v| AttachType::from_raw(v).map(AttachType::name),
-        &list(AttachType::ALL.iter().map(|t| (t.raw(), t.name())).collect()),
+        &AttachType::ALL.iter().map(|t| (t.raw(), t.name())).collect::<Vec<_>>(),
         &|v| features.attach_type(AttachType::from_raw(v).unwrap()).unwrap().is_supported());
     println!("vmlinux BTF: {maps} map types, {progs} program types, {attach} attach types, all known to bpfkit");
 }
