@@ -74,11 +74,15 @@ fn tracepoint_counts_exactly_and_detaches_on_drop() {
         getpid_n(100);
         assert_eq!(count(&hits), 100, "{path:?}");
         let id = link.info().ok().map(|i| i.id);
+        if let Some(id) = id {
+            support::bpftool::assert_link_listed(id, true);
+        }
         drop(link);
         getpid_n(50);
         assert_eq!(count(&hits), 100, "{path:?}: no hits after the link is dropped");
         if let Some(id) = id {
             assert!(!Link::all_ids().unwrap().contains(&id), "the bpf_link is gone");
+            support::bpftool::assert_link_listed(id, false);
         }
     }
     let hits = counter("hits");
@@ -97,7 +101,10 @@ fn raw_tracepoint_and_tp_btf_count_exactly() {
     let raw = counting_prog(&hits, ProgType::RawTracepoint, LoadOptions::new("raw_enter", ProgType::RawTracepoint), sys::gettid(), Some(getpid_nr));
     let link = raw.attach_raw_tracepoint("sys_enter").unwrap();
     getpid_n(77);
+    let id = link.info().unwrap().id;
+    support::bpftool::assert_link_listed(id, true);
     drop(link);
+    support::bpftool::assert_link_listed(id, false);
     getpid_n(10);
     assert_eq!(count(&hits), 77);
 
@@ -108,7 +115,9 @@ fn raw_tracepoint_and_tp_btf_count_exactly() {
     let tp_btf = counting_prog(&hits, ProgType::Tracing, opts, sys::gettid(), Some(getpid_nr));
     let link = tp_btf.attach_btf().unwrap();
     getpid_n(33);
+    let id = link.info().unwrap().id;
     drop(link);
+    support::bpftool::assert_link_listed(id, false);
     getpid_n(10);
     assert_eq!(count(&hits), 33);
 }
@@ -132,9 +141,11 @@ fn pinned_link_outlives_its_fd_until_unpinned() {
     let reopened = Link::from_pin(&pin).unwrap();
     assert_eq!(reopened.info().unwrap().id, id);
     drop(reopened);
+    support::bpftool::assert_link_listed(id, true);
     Link::unpin(&pin).unwrap();
     getpid_n(20);
     assert_eq!(count(&hits), 20, "unpinned and closed: detached");
+    support::bpftool::assert_link_listed(id, false);
     sys::unmount(dir.path()).unwrap();
 }
 
@@ -175,6 +186,149 @@ fn perf_event_program_samples_cpu_clock() {
     assert_eq!(count(&hits), n, "no samples after detach");
 }
 
+/// A program counting the page faults that thread `tid` takes inside `[lo, hi)`: the sample's
+/// `addr` (`struct bpf_perf_event_data`, offset from vmlinux BTF) is the faulting address.
+fn page_fault_counter(hits: &Map, tid: i32, lo: u64, hi: u64) -> Program {
+    let vmlinux = Btf::vmlinux().unwrap();
+    let data = vmlinux.find_by_name_kind("bpf_perf_event_data", Kind::Struct).unwrap();
+    let addr_off = (vmlinux.member_offset(data, "addr").unwrap() / 8) as i16;
+    let asm = bpf_asm! {
+        r6 = *(u64 *)(r1 + {addr_off})
+        call bpf_get_current_pid_tgid
+        w0 = w0
+        if r0 != {tid} goto out
+        r1 = {lo} ll
+        if r6 < r1 goto out
+        r1 = {hi} ll
+        if r6 >= r1 goto out
+        *(u32 *)(r10 - 4) = 0
+        r1 = map[faults] ll
+        r2 = r10
+        r2 += -4
+        call bpf_map_lookup_elem
+        if r0 == 0 goto out
+        r1 = 1
+        lock *(u64 *)(r0 + 0) += r1
+    out:
+        r0 = 0
+        exit
+    };
+    let _ = hits;
+    Program::load(&asm.assemble().unwrap(), &[hits], &LoadOptions::new("faults", ProgType::PerfEvent)).unwrap()
+}
+
+/// Fresh anonymous pages (not yet faulted in), unmapped on drop.
+struct FreshPages {
+    base: *mut u8,
+    len: usize,
+}
+
+impl FreshPages {
+    fn new(pages: usize) -> FreshPages {
+        let len = pages * 4096;
+        // SAFETY (test code): a private anonymous mapping nothing else refers to; MADV_NOHUGEPAGE
+        // keeps one fault per 4 KiB page.
+        let base = unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            assert_ne!(p, libc::MAP_FAILED);
+            libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+            p as *mut u8
+        };
+        FreshPages { base, len }
+    }
+    fn range(&self) -> (u64, u64) {
+        (self.base as u64, self.base as u64 + self.len as u64)
+    }
+    /// Write the first byte of every page: one minor fault each.
+    fn touch_all(&self) {
+        for off in (0..self.len).step_by(4096) {
+            // SAFETY (test code): inside the mapping made in `new`.
+            unsafe { std::ptr::write_volatile(self.base.add(off), 1) };
+        }
+    }
+}
+
+impl Drop for FreshPages {
+    fn drop(&mut self) {
+        // SAFETY (test code): the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Pin the calling thread to `cpu`.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY (test code): a zeroed cpu_set_t with one bit set, for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+    }
+}
+
+#[test]
+fn perf_event_program_counts_page_faults_exactly_per_thread_and_per_cpu() {
+    if !support::kernel_or_skip("perf_event page faults") {
+        return;
+    }
+    const PAGES: usize = 128; // well under perf's per-tick throttle (max_sample_rate / HZ)
+    let tid = sys::gettid();
+    // Every page fault of this thread, any CPU, sample period 1: the program runs per fault.
+    let hits = counter("faults");
+    let pages = FreshPages::new(PAGES);
+    let (lo, hi) = pages.range();
+    let prog = page_fault_counter(&hits, tid, lo, hi);
+    let link = prog.attach_perf_event(&PerfEventTarget::software(sys::PERF_COUNT_SW_PAGE_FAULTS, 1, -1).for_pid(tid)).unwrap();
+    pages.touch_all();
+    assert_eq!(count(&hits), PAGES as u64, "one sample per fault inside the fresh mapping");
+    pages.touch_all();
+    assert_eq!(count(&hits), PAGES as u64, "faulted-in pages do not fault again");
+    let id = link.info().unwrap().id;
+    drop(link);
+    drop(pages);
+    support::bpftool::assert_link_listed(id, false);
+
+    // Every process on CPU 0 (pid -1), with this thread pinned there: per-CPU events see it too.
+    let hits = counter("faults");
+    let pages = FreshPages::new(PAGES);
+    let (lo, hi) = pages.range();
+    let prog = page_fault_counter(&hits, tid, lo, hi);
+    pin_to_cpu(0);
+    let link = prog.attach_perf_event(&PerfEventTarget::software(sys::PERF_COUNT_SW_PAGE_FAULTS, 1, 0)).unwrap();
+    pages.touch_all();
+    assert_eq!(count(&hits), PAGES as u64, "per-CPU event on CPU 0");
+    drop(link);
+    // A period of 4: one sample every 4th fault, on this thread only while on CPU 0.
+    let hits = counter("faults");
+    let more = FreshPages::new(PAGES);
+    let (lo, hi) = more.range();
+    let prog = page_fault_counter(&hits, tid, lo, hi);
+    let link = prog.attach_perf_event(&PerfEventTarget::software(sys::PERF_COUNT_SW_PAGE_FAULTS, 4, -1).for_pid_on_cpu(tid, 0)).unwrap();
+    more.touch_all();
+    // The counter carries no faults from before the attach, so sample k is fault 4k exactly.
+    assert_eq!(count(&hits), (PAGES / 4) as u64, "sample period 4");
+    drop(link);
+}
+
+#[test]
+fn hardware_perf_events_name_the_event_when_there_is_no_pmu() {
+    if !support::kernel_or_skip("perf_event hardware") {
+        return;
+    }
+    let hits = counter("faults");
+    let prog = page_fault_counter(&hits, sys::gettid(), 0, 1);
+    let target = PerfEventTarget::hardware(sys::PERF_COUNT_HW_CPU_CYCLES, 100_000, -1).for_pid(sys::gettid());
+    match prog.attach_perf_event(&target) {
+        // A machine with a PMU: the program samples cycles.
+        Ok(link) => drop(link),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("perf_event_open(perf event type 0 config 0"), "{msg}");
+            assert!(msg.contains("ENOENT") || msg.contains("EOPNOTSUPP") || msg.contains("ENODEV"), "{msg}");
+            eprintln!("no hardware PMU here: {msg}");
+        }
+    }
+}
+
 /// A child cgroup v2 for the test, removed on drop.
 /// Run `connect()` to 127.0.0.1:`port` from a shell moved into `cgroup`; the shell's stderr.
 fn connect_from(cgroup: &ChildCgroup, port: u16) -> String {
@@ -207,10 +361,16 @@ fn cgroup_connect4_refuses_one_port_only() {
         let dir = cg.open();
         let link = prog.attach_cgroup_via(dir.as_fd(), AttachType::CgroupInet4Connect, path).unwrap();
         assert_eq!(link.path(), path);
+        let link_id = (path == AttachPath::BpfLink).then(|| link.info().unwrap().id);
+        support::bpftool::assert_cgroup_progs(&cg.0, 1);
         let err = connect_from(&cg, blocked);
         assert!(err.contains("Operation not permitted"), "{path:?}: blocked port: {err}");
         assert_eq!(connect_from(&cg, open), "", "{path:?}: the other port connects");
         drop(link);
         assert_eq!(connect_from(&cg, blocked), "", "{path:?}: detached on drop");
+        if let Some(id) = link_id {
+            support::bpftool::assert_link_listed(id, false);
+        }
+        support::bpftool::assert_cgroup_progs(&cg.0, 0);
     }
 }

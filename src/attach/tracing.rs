@@ -42,6 +42,13 @@ impl PerfEventTarget {
         let attr = PerfEventAttr { type_: sys::PERF_TYPE_SOFTWARE, config, sample_period: period, ..Default::default() };
         PerfEventTarget { attr, pid: -1, cpu }
     }
+    /// A hardware event (`PERF_COUNT_HW_*`: cycles, instructions, …) sampled every `period`
+    /// events on `cpu`. Needs a PMU: on a VM without one, attaching fails with the kernel's
+    /// ENOENT/EOPNOTSUPP, and the error names the event.
+    pub fn hardware(config: u64, period: u64, cpu: i32) -> PerfEventTarget {
+        let attr = PerfEventAttr { type_: sys::PERF_TYPE_HARDWARE, config, sample_period: period, ..Default::default() };
+        PerfEventTarget { attr, pid: -1, cpu }
+    }
     /// A software event sampled `freq` times per second on `cpu`.
     pub fn software_freq(config: u64, freq: u64, cpu: i32) -> PerfEventTarget {
         let mut t = PerfEventTarget::software(config, freq, cpu);
@@ -52,6 +59,12 @@ impl PerfEventTarget {
     pub fn for_pid(mut self, pid: i32) -> PerfEventTarget {
         self.pid = pid;
         self.cpu = -1;
+        self
+    }
+    /// Only this process, and only while it runs on `cpu`.
+    pub fn for_pid_on_cpu(mut self, pid: i32, cpu: i32) -> PerfEventTarget {
+        self.pid = pid;
+        self.cpu = cpu;
         self
     }
 }

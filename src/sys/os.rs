@@ -40,9 +40,15 @@ pub struct PerfEventAttr {
     pub config3: u64,
 }
 
+pub const PERF_TYPE_HARDWARE: u32 = 0;
 pub const PERF_TYPE_SOFTWARE: u32 = 1;
 pub const PERF_TYPE_TRACEPOINT: u32 = 2;
+pub const PERF_COUNT_HW_CPU_CYCLES: u64 = 0;
+pub const PERF_COUNT_HW_INSTRUCTIONS: u64 = 1;
 pub const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
+pub const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
+pub const PERF_COUNT_SW_PAGE_FAULTS: u64 = 2;
+pub const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
 pub const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
 pub const PERF_SAMPLE_RAW: u64 = 1 << 10;
 

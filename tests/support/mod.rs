@@ -1,6 +1,7 @@
 //! Shared test support: conformance files, and the one place that decides to skip.
 #![allow(dead_code)]
 
+pub mod bpftool;
 pub mod cgroup;
 pub mod conformance;
 pub mod probe;
