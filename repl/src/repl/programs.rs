@@ -10,6 +10,7 @@ use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgType, Program, TestRu
 
 use super::session::{say, Outcome, Session};
 use super::{packet, render};
+use crate::commands::map::hex_bytes;
 use crate::commands::run::{load_options_for, runs_once, takes_packet, test_run_hint, DEFAULT_PACKET_LEN};
 
 /// A program as loaded into the kernel.
@@ -110,6 +111,7 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             };
             say!(out, "loaded {name} as {prog_type}{id}: {} instructions, {} slots", asm.insns().len(), asm.slot_count());
             s.last_log = None;
+            s.enable_stats();
             s.program_mut(name)?.loaded = Some(Loaded { prog, asm, prog_type });
             Ok(())
         }
@@ -145,15 +147,18 @@ fn loaded<'s>(s: &'s Session, name: &str) -> Result<&'s Loaded, String> {
         .ok_or_else(|| format!("program {name} is not loaded (`:load {name} TYPE`)"))
 }
 
-/// `:run NAME [HEX | packet …] [--repeat N] [--time]`.
+/// Room for the context a test run hands back (larger than any context struct).
+const CTX_OUT_ROOM: usize = 1024;
+
+/// `:run NAME [HEX | packet …] [--ctx HEX] [--repeat N] [--time]`.
 pub fn run(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
-    const USAGE: &str = "usage: :run NAME [HEX | packet udp|tcp SRC:PORT DST:PORT [payload=HEX]] [--repeat N] [--time]";
+    const USAGE: &str = "usage: :run NAME [HEX | packet udp|tcp SRC:PORT DST:PORT [payload=HEX]] [--ctx HEX] [--repeat N] [--time]";
     let Some((name, rest)) = args.split_first() else {
         return Err(USAGE.into());
     };
     let l = loaded(s, name)?;
     let mut words: Vec<&str> = Vec::new();
-    let (mut repeat, mut time) = (None, false);
+    let (mut repeat, mut time, mut ctx) = (None, false, None);
     let mut it = rest.iter();
     while let Some(w) = it.next() {
         match *w {
@@ -161,6 +166,10 @@ pub fn run(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             "--repeat" => {
                 let n = it.next().ok_or("--repeat takes a number")?;
                 repeat = Some(n.parse::<u32>().map_err(|_| format!("--repeat `{n}` is not a number"))?);
+            }
+            "--ctx" => {
+                let h = it.next().ok_or("--ctx takes the context as hex (`--ctx 2a000000`)")?;
+                ctx = Some(crate::hex::parse(h).map_err(|e| format!("--ctx hex: {}", e.message))?);
             }
             w => words.push(w),
         }
@@ -173,18 +182,30 @@ pub fn run(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     };
     let once = runs_once(l.prog_type);
     let mut input = TestRun::with_data(data).repeat(repeat.unwrap_or(if once { 0 } else { 1 }));
+    if let Some(ctx) = ctx {
+        // The kernel hands back its whole context struct (192 bytes of `__sk_buff`) and fails
+        // with ENOSPC if there is less room: leave plenty; it says how much it wrote.
+        input = input.ctx_out_size(ctx.len().max(CTX_OUT_ROOM)).ctx(ctx);
+    }
     if once {
         input = input.ctx_out_size(0);
     }
     let r = l.prog.test_run(&input).map_err(|e| match test_run_hint(l.prog_type, e.errno()) {
         // The hints name the command line's options; here the packet follows the name.
-        Some(hint) => format!("{e} ({})", hint.replace("in --data-hex", "(`:run NAME HEX` or `:run NAME packet …`)")),
+        Some(hint) => format!(
+            "{e} ({})",
+            hint.replace("in --data-hex", "(`:run NAME HEX` or `:run NAME packet …`)").replace("--ctx-hex", "--ctx").replace("--data-hex", "a packet")
+        ),
         None => e.to_string(),
     })?;
     if time {
         say!(out, "retval={} duration_ns={}", r.retval, r.duration_ns);
     } else {
         say!(out, "retval={}", r.retval);
+    }
+    // What the kernel handed back: the context as the program (and the kernel) left it.
+    if !r.ctx_out.is_empty() {
+        say!(out, "ctx_out={}", hex_bytes(&r.ctx_out, " "));
     }
     Ok(())
 }
@@ -199,10 +220,10 @@ pub fn info(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     say!(out, "{name}: id {} type {} tag {}", i.id, l.prog_type, i.tag_hex());
     say!(out, "  instructions: {} typed, {} slots; xlated {} bytes, jited {} bytes, verified {} insns", l.asm.insns().len(), l.asm.slot_count(), i.xlated_len, i.jited_len, i.verified_insns);
     say!(out, "  maps: {:?}", i.map_ids);
-    say!(
-        out,
-        "  runs: {} in {} ns, recursion misses {} (counted while stats are enabled: sysctl kernel.bpf_stats_enabled=1)",
-        i.stats.run_count, i.stats.run_time_ns, i.stats.recursion_misses
-    );
+    let counting = match &s.stats {
+        Ok(_) => "counted since the session's first load turned BPF_ENABLE_STATS on".to_owned(),
+        Err(e) => format!("not counted: {e}"),
+    };
+    say!(out, "  runs: {} in {} ns, recursion misses {} ({counting})", i.stats.run_count, i.stats.run_time_ns, i.stats.recursion_misses);
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -102,6 +103,9 @@ pub struct Session {
     /// Set by Ctrl-C while a command runs.
     pub interrupted: Arc<AtomicBool>,
     pub quit: bool,
+    /// Run statistics (`BPF_ENABLE_STATS`), on from the first load while the session lives,
+    /// so `:info` shows real run counts; the reason when they could not be turned on.
+    pub stats: Result<OwnedFd, String>,
     /// This process's id, read once (`$pid` in commands): every getpid(2) is an event the
     /// session may be counting.
     pid: String,
@@ -121,7 +125,15 @@ impl Session {
             interactive,
             interrupted,
             quit: false,
+            stats: Err("no program loaded yet".into()),
             pid: std::process::id().to_string(),
+        }
+    }
+
+    /// Turn run statistics on (once; a failure is retried at the next load).
+    pub fn enable_stats(&mut self) {
+        if self.stats.is_err() {
+            self.stats = bpfkit::prog::Program::enable_stats().map_err(|e| format!("BPF_ENABLE_STATS failed: {e}"));
         }
     }
 

@@ -1,0 +1,118 @@
+//! REPL commands beyond the main session (tests/repl_session.rs), each as a script run
+//! against the kernel: `:run` with context bytes in and out, `:info`'s run statistics,
+//! `:watch` on perf event arrays with struct decoding, the attach kinds (tc, perf_event,
+//! iter; kprobe and fentry/LSM refused on this kernel with the library's reason), and the
+//! map commands `:maps`, `:map del|pin|open`. Run as root (CI); otherwise each test skips.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bpfkit");
+
+/// Run `bpfkit` as a script on `input` (through `prefix`, e.g. `unshare -n`, when given);
+/// (exit code, stdout).
+fn script_via(prefix: &[&str], input: &str) -> (Option<i32>, String) {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run bpfkit");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write script");
+    let out = child.wait_with_output().expect("bpfkit runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code(), String::from_utf8(out.stdout).expect("UTF-8 output"))
+}
+
+fn script(input: &str) -> (Option<i32>, String) {
+    script_via(&[], input)
+}
+
+/// The output lines after the echo of `line` up to the next echoed line.
+fn after<'a>(out: &'a str, line: &str) -> Vec<&'a str> {
+    let echo = format!("> {line}");
+    let mut lines = out.lines().skip_while(|l| *l != echo);
+    assert!(lines.next().is_some(), "no `{echo}` in:\n{out}");
+    lines.take_while(|l| !l.starts_with("> ")).collect()
+}
+
+#[test]
+fn run_takes_context_bytes_and_shows_the_context_out() {
+    if !support::kernel_or_skip("run_takes_context_bytes_and_shows_the_context_out") {
+        return;
+    }
+    let (code, out) = script(
+        ":prog sc
+r2 = *(u32 *)(r1 + 0)
+r2 += 1
+*(u32 *)(r1 + 0) = r2
+r0 = r2
+exit
+:load sc syscall
+:run sc --ctx 29000000
+:prog cls
+r2 = *(u32 *)(r1 + 8)
+r0 = r2
+r2 += 1
+*(u32 *)(r1 + 8) = r2
+exit
+:load cls sched_cls
+:run cls --ctx 000000000000000007000000
+:run cls --ctx 0100000000000000
+:run cls --ctx 123
+",
+    );
+    // The syscall program read 41 from its context and wrote 42 back into it.
+    assert_eq!(after(&out, ":run sc --ctx 29000000"), ["retval=42", "ctx_out=2a 00 00 00"], "{out}");
+    // sched_cls: `mark` (offset 8) went in as 7, the program returned it and wrote 8; the
+    // kernel hands back its whole `struct __sk_buff`.
+    let run = after(&out, ":run cls --ctx 000000000000000007000000");
+    assert_eq!(run[0], "retval=7", "{out}");
+    let ctx: Vec<u8> = run[1]
+        .strip_prefix("ctx_out=")
+        .expect("ctx_out")
+        .split(' ')
+        .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+        .collect();
+    assert_eq!(ctx.len(), 192, "sizeof(struct __sk_buff): {out}");
+    assert_eq!(&ctx[8..12], &[8, 0, 0, 0], "mark as the program left it: {out}");
+    // `len` is the kernel's to set: a context with it is refused, with the hint.
+    let bad = after(&out, ":run cls --ctx 0100000000000000");
+    assert!(bad[0].starts_with("error: prog_test_run(sched_cls \"cls\"") && bad[0].contains("EINVAL") && bad[0].contains("--ctx"), "{out}");
+    assert_eq!(after(&out, ":run cls --ctx 123"), ["error: --ctx hex: odd number of hex digits: this one has no partner"], "{out}");
+    assert_eq!(code, Some(1));
+}
+
+/// The session holds BPF_ENABLE_STATS, so `:info` counts every run the kernel made.
+#[test]
+fn info_shows_the_kernels_run_count() {
+    if !support::kernel_or_skip("info_shows_the_kernels_run_count") {
+        return;
+    }
+    let (code, out) = script(":prog p\nr0 = 2\nexit\n:load p xdp\n:info p\n:run p --repeat 7\n:run p\n:run p --repeat 2\n:info p\n");
+    assert_eq!(code, Some(0), "{out}");
+    let runs = |info: Vec<&str>| -> (u64, u64) {
+        let line = info.iter().find(|l| l.trim_start().starts_with("runs: ")).expect("a runs line");
+        let mut w = line.split_whitespace();
+        let n = w.nth(1).and_then(|n| n.parse().ok()).expect("run count");
+        let ns = w.nth(1).and_then(|n| n.parse().ok()).expect("run time");
+        assert!(line.contains("BPF_ENABLE_STATS on"), "{line}");
+        (n, ns)
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    let infos: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| **l == "> :info p").map(|(i, _)| i).collect();
+    let first = runs(lines[infos[0] + 1..infos[0] + 5].to_vec());
+    let second = runs(lines[infos[1] + 1..].to_vec());
+    assert_eq!(first.0, 0, "{out}");
+    assert_eq!(second.0, 10, "7 + 1 + 2 test runs: {out}");
+    assert!(second.1 > 0, "the kernel measured run time: {out}");
+    let sizes = &lines[infos[1] + 2];
+    assert!(sizes.contains("xlated 16 bytes") && !sizes.contains("jited 0 bytes"), "{sizes}");
+}
