@@ -30,3 +30,11 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
+
+# bpffs at /sys/fs/bpf: where libbpf (and bpfkit's objects) pin maps declared with
+# LIBBPF_PIN_BY_NAME. A fresh VM may not have it mounted.
+if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != bpf_fs ]; then
+  echo "setup: mounting bpffs at /sys/fs/bpf"
+  as_root mkdir -p /sys/fs/bpf
+  as_root mount -t bpf bpf /sys/fs/bpf
+fi
