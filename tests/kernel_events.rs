@@ -132,6 +132,85 @@ fn ring_buffer_overload_is_counted_exactly() {
     println!("ring buffer: {} produced, {} seen, {} dropped (concurrent phase)", 50 * 200, seen.len(), dropped_total - dropped);
 }
 
+/// A producer that reserves a 16-byte record `{seq, seq * 3}` per run (`seq = counters[0]++`)
+/// and discards it (`bpf_ringbuf_discard`) when `seq % 3 == 1`, else submits it.
+fn discarding_producer(ring: &Map, counters: &Map) -> Program {
+    let asm = bpf_asm! {
+        *(u32 *)(r10 - 4) = 0
+        r1 = map[counters] ll
+        r2 = r10
+        r2 += -4
+        call bpf_map_lookup_elem
+        if r0 == 0 goto out
+        r6 = 1
+        r6 = atomic_fetch_add((u64 *)(r0 + 0), r6)
+        r1 = map[ring] ll
+        r2 = 16
+        r3 = 0
+        call bpf_ringbuf_reserve
+        if r0 == 0 goto out
+        *(u64 *)(r0 + 0) = r6
+        r7 = r6
+        r7 *= 3
+        *(u64 *)(r0 + 8) = r7
+        r1 = r0
+        r2 = 0
+        r8 = r6
+        r8 %= 3
+        if r8 == 1 goto discard
+        call bpf_ringbuf_submit
+        goto out
+    discard:
+        call bpf_ringbuf_discard
+    out:
+        r0 = 2
+        exit
+    };
+    Program::load(&asm.assemble().unwrap(), &[ring, counters], &LoadOptions::new("discarder", ProgType::Xdp)).unwrap()
+}
+
+#[test]
+fn discarded_records_are_skipped_by_every_reader() {
+    if !support::kernel_or_skip("ring buffer discard") {
+        return;
+    }
+    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
+    let counters = Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap();
+    let prog = discarding_producer(&ring, &counters);
+    let mut rb = RingBuf::new(&ring).unwrap();
+    let decode = |r: &[u8]| {
+        assert_eq!(r.len(), 16);
+        let (seq, triple) = (u64::from_ne_bytes(r[..8].try_into().unwrap()), u64::from_ne_bytes(r[8..].try_into().unwrap()));
+        assert_eq!(triple, seq * 3, "record {seq} intact");
+        seq
+    };
+    let kept = |range: std::ops::Range<u64>| range.filter(|s| s % 3 != 1).collect::<Vec<u64>>();
+    // The discarded records still occupy the ring until read past: every reader steps over them.
+    prog.test_run(&TestRun::with_data(PACKET).repeat(30)).unwrap();
+    let mut by_drain = Vec::new();
+    assert_eq!(rb.drain(|r| by_drain.push(decode(r))), 20);
+    assert_eq!(by_drain, kept(0..30), "drain: submitted records only, in order");
+    assert_eq!(rb.pending_bytes(), 0, "the discarded ones were consumed too");
+
+    prog.test_run(&TestRun::with_data(PACKET).repeat(30)).unwrap();
+    let mut by_next = Vec::new();
+    while let Some(rec) = rb.next() {
+        by_next.push(decode(&rec));
+    }
+    assert_eq!(by_next, kept(30..60), "next: submitted records only");
+
+    prog.test_run(&TestRun::with_data(PACKET).repeat(30)).unwrap();
+    let by_iter: Vec<u64> = rb.iter().map(|r| decode(&r)).collect();
+    assert_eq!(by_iter, kept(60..90), "iter: submitted records only");
+    assert_eq!(rb.iter().count(), 0, "nothing left");
+    // A ring of discards alone: nothing to read, and nothing pending afterwards.
+    let counters_t = counters.typed::<u32, u64>().unwrap();
+    counters_t.insert(&0, &1, bpfkit::maps::UpdateFlags::Any).unwrap(); // seq 1: discarded
+    prog.test_run(&TestRun::with_data(PACKET)).unwrap();
+    assert_eq!(rb.drain(|_| panic!("a discarded record was delivered")), 0);
+    assert_eq!(rb.pending_bytes(), 0);
+}
+
 #[test]
 fn zero_copy_records_and_a_poller_over_two_rings() {
     if !support::kernel_or_skip("ring poller") {

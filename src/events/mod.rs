@@ -16,7 +16,7 @@ mod user_ringbuf;
 pub use async_ringbuf::AsyncRingBuf;
 pub use perf::PerfBuffer;
 pub use poller::Poller;
-pub use ringbuf::{Record, RingBuf};
+pub use ringbuf::{Record, Records, RingBuf};
 pub use stacks::{stack_ips, StackError, StackFrame, Symbolizer};
 pub use trace_pipe::TracePipe;
 pub use user_ringbuf::UserRingBuf;

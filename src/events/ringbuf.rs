@@ -249,6 +249,13 @@ impl RingBuf {
         }
     }
 
+    /// The available records as a standard [`Iterator`], each copied out of the ring (its
+    /// space is released as it is yielded). Ends when the ring has no readable record; call again
+    /// later for more. For zero-copy access use [`RingBuf::next`] or [`RingBuf::drain`].
+    pub fn iter(&mut self) -> Records<'_> {
+        Records { ring: self }
+    }
+
     /// Every available record, copied.
     pub fn read_all(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -271,6 +278,18 @@ impl RingBuf {
             epoll.wait(timeout, 1).map_err(|e| EventError::Sys(SysError { op: "epoll_wait".into(), source: e }))?;
         }
         Ok(self.drain(f))
+    }
+}
+
+/// The available records of a [`RingBuf`], copied ([`RingBuf::iter`]).
+pub struct Records<'r> {
+    ring: &'r mut RingBuf,
+}
+
+impl Iterator for Records<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.ring.next().map(|record| record.to_vec())
     }
 }
 
