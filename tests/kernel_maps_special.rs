@@ -619,3 +619,127 @@ fn arena_page_allocated_by_a_program_is_seen_through_the_mapping() {
     let again = prog.test_run(&TestRun::default()).unwrap().retval;
     assert_ne!(again.wrapping_sub(base as u32) as usize, off, "a second page");
 }
+
+/// An xskmap holding a real AF_XDP socket: bound to queue 0 of a veth in a namespace of its
+/// own, stored in the map, found by a program's lookup (which reads the socket's queue), and
+/// fed by `bpf_redirect_map`: every IPv4 datagram sent over the veth arrives in the socket's
+/// RX ring, and none reaches the UDP socket behind it; once the entry is deleted the same
+/// program falls back to XDP_PASS and the datagrams reach the UDP socket again.
+#[test]
+fn xskmap_holds_an_af_xdp_socket_that_receives_redirected_packets() {
+    use bpfkit::attach::XdpMode;
+    use bpfkit::sys::netlink::{if_index, Netlink};
+    use bpfkit::sys::xsk::{XskConfig, XskSocket};
+    use bpfkit::sys::NetNs;
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::time::Duration;
+
+    if !support::kernel_or_skip("xskmap with an AF_XDP socket") {
+        return;
+    }
+    const A_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const B_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+    const PORT: u16 = 4243;
+    const N: usize = 8;
+    let (a, b) = (NetNs::new().unwrap(), NetNs::new().unwrap());
+    let up = |name: &str, ip: Ipv4Addr| {
+        let nl = Netlink::open().unwrap();
+        let i = if_index(name).unwrap();
+        nl.add_ipv4(i, ip, 24).unwrap();
+        nl.set_up(i).unwrap();
+        i
+    };
+    a.run(|| {
+        Netlink::open().unwrap().add_veth("xa", "xb", Some(b.as_fd())).unwrap();
+        up("xa", A_IP)
+    })
+    .unwrap();
+    let ifb = b.run(|| up("xb", B_IP)).unwrap();
+    let tx = a.run(|| UdpSocket::bind((A_IP, 0)).unwrap()).unwrap();
+    let rx = b.run(|| UdpSocket::bind((B_IP, PORT)).unwrap()).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    tx.send_to(b"warm-up", (B_IP, PORT)).unwrap();
+    rx.recv(&mut [0u8; 64]).expect("a warm-up datagram crosses the veth (ARP resolved)");
+
+    let mut xsk = b.run(|| XskSocket::bind(ifb, XskConfig::default())).unwrap().unwrap();
+    let xsks = Map::create(&MapSpec::new("xsks", MapType::Xskmap, 4, 4, 4)).unwrap();
+    xsks.update_fd(&k(0), &xsk, UpdateFlags::Any).unwrap();
+    // User space cannot read an xskmap back (the kernel has no value to give it)…
+    let err = xsks.lookup(&k(0)).unwrap_err();
+    assert_eq!(errno(&err), Some(libc::EOPNOTSUPP), "{err}");
+    // …but a program's lookup finds the socket: `struct bpf_xdp_sock { __u32 queue_id; }`.
+    let looked_up = |key: u32| {
+        let asm = bpf_asm! {
+            r1 = map[xsks] ll
+            r2 = r10
+            r2 += -4
+            *(u32 *)(r10 - 4) = {key as i32}
+            call bpf_map_lookup_elem
+            if r0 == 0 goto missing
+            r0 = *(u32 *)(r0 + 0)
+            r0 += 100
+            exit
+        missing:
+            r0 = 7
+            exit
+        }
+        .assemble()
+        .unwrap();
+        let p = Program::load(&asm, &[&xsks], &LoadOptions::new("xsk_lookup", ProgType::Xdp)).unwrap();
+        p.test_run(&TestRun::with_data(PACKET.to_vec())).unwrap().retval
+    };
+    assert_eq!(looked_up(0), 100 + xsk.queue_id(), "slot 0 holds the socket bound to queue {}", xsk.queue_id());
+    assert_eq!(looked_up(1), 7, "slot 1 is empty");
+
+    // IPv4 frames to the socket of the frame's queue; everything else (ARP) passes.
+    let redirect = bpf_asm! {
+        r2 = *(u32 *)(r1 + 0)
+        r3 = *(u32 *)(r1 + 4)
+        r4 = r2
+        r4 += 14
+        if r4 > r3 goto pass
+        r4 = *(u16 *)(r2 + 12)
+        if r4 != 0x0008 goto pass
+        r2 = *(u32 *)(r1 + 16)
+        r1 = map[xsks] ll
+        r3 = 2
+        call bpf_redirect_map
+        exit
+    pass:
+        r0 = 2
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let prog = Program::load(&redirect, &[&xsks], &LoadOptions::new("to_xsk", ProgType::Xdp)).unwrap();
+    let link = b.run(|| prog.attach_xdp(ifb, XdpMode::Native)).unwrap().unwrap();
+    for i in 0..N {
+        tx.send_to(format!("to the xsk {i}").as_bytes(), (B_IP, PORT)).unwrap();
+    }
+    let mut frames = Vec::new();
+    while frames.len() < N {
+        match xsk.recv(Duration::from_secs(2)).unwrap() {
+            Some(f) => frames.push(f),
+            None => break,
+        }
+    }
+    assert_eq!(frames.len(), N, "frames in the RX ring; socket stats {:?}", xsk.stats().unwrap());
+    for (i, f) in frames.iter().enumerate() {
+        // Ethernet (14) + IPv4 (20) + UDP (8), then the payload.
+        assert_eq!(u16::from_be_bytes([f[12], f[13]]), 0x0800, "frame {i} is IPv4");
+        assert_eq!(u16::from_be_bytes([f[36], f[37]]), PORT, "frame {i}'s UDP destination port");
+        assert_eq!(&f[42..], format!("to the xsk {i}").as_bytes(), "frame {i}'s payload, in order");
+    }
+    rx.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(rx.recv(&mut [0u8; 64]).is_err(), "redirected datagrams never reach the UDP socket");
+
+    // Without the entry, bpf_redirect_map returns its fallback (XDP_PASS).
+    assert!(xsks.delete(&k(0)).unwrap());
+    tx.send_to(b"passed", (B_IP, PORT)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = rx.recv(&mut buf).expect("with slot 0 empty the datagram passes to the stack");
+    assert_eq!(&buf[..n], b"passed");
+    assert_eq!(xsk.try_recv().unwrap(), None, "and not to the AF_XDP socket");
+    drop(link);
+}

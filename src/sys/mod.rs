@@ -10,6 +10,7 @@ mod obj;
 mod os;
 mod probe;
 pub mod shared_mem;
+pub mod xsk;
 
 pub use attr::*;
 pub use epoll::Epoll;
