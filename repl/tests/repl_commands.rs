@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_bpfkit");
 
 /// Run `bpfkit` as a script on `input` (through `prefix`, e.g. `unshare -n`, when given);
-/// (exit code, stdout).
-fn script_via(prefix: &[&str], input: &str) -> (Option<i32>, String) {
+/// (exit code, stdout, the process id).
+fn script_via(prefix: &[&str], input: &str) -> (Option<i32>, String, u32) {
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -24,15 +24,17 @@ fn script_via(prefix: &[&str], input: &str) -> (Option<i32>, String) {
         None => Command::new(BIN),
     };
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run bpfkit");
+    let pid = child.id();
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write script");
     let out = child.wait_with_output().expect("bpfkit runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.code(), String::from_utf8(out.stdout).expect("UTF-8 output"))
+    (out.status.code(), String::from_utf8(out.stdout).expect("UTF-8 output"), pid)
 }
 
 fn script(input: &str) -> (Option<i32>, String) {
-    script_via(&[], input)
+    let (code, out, _) = script_via(&[], input);
+    (code, out)
 }
 
 /// The output lines after the echo of `line` up to the next echoed line.
@@ -115,4 +117,53 @@ fn info_shows_the_kernels_run_count() {
     assert!(second.1 > 0, "the kernel measured run time: {out}");
     let sizes = &lines[infos[1] + 2];
     assert!(sizes.contains("xlated 16 bytes") && !sizes.contains("jited 0 bytes"), "{sizes}");
+}
+
+/// A tracepoint program sends `{pid, ktime, comm}` for this session's getpid calls through a
+/// perf event array; `:watch … as {…}` decodes them. A ring buffer record read as a kernel
+/// BTF type, and the refusals.
+#[test]
+fn watch_reads_perf_buffers_and_decodes_layouts() {
+    if !support::kernel_or_skip("watch_reads_perf_buffers_and_decodes_layouts") {
+        return;
+    }
+    let input = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/watch_perf.bpf")).expect("fixture");
+    let (code, out, pid) = script_via(&[], &input);
+    assert_eq!(code, Some(1), "two lines fail on purpose: {out}");
+    let recs = after(&out, ":watch events 0.3 as {u32 pid; u64 ts; char comm[16]}");
+    assert_eq!(recs.len(), 5, "header, 3 records, total: {out}");
+    assert_eq!(recs[0], "watching events as {u32 pid; u64 ts; char comm[16]} for 0.3s (Ctrl-C stops)");
+    let mut last_ts = 0u64;
+    for (i, r) in recs[1..4].iter().enumerate() {
+        let (head, value) = r.split_once(": ").expect("record line");
+        assert!(head.starts_with(&format!("record {} (cpu ", i + 1)), "{r}");
+        // The pid and comm are what the kernel saw calling getpid: the bpfkit process.
+        let want = format!("{{ .pid = {pid}, .ts = ");
+        assert!(value.starts_with(&want) && value.ends_with(", .comm = \"bpfkit\" }"), "{r}");
+        let ts: u64 = value[want.len()..].split(',').next().and_then(|t| t.parse().ok()).expect("ts");
+        assert!(ts > last_ts, "ktime grows: {r}");
+        last_ts = ts;
+    }
+    assert_eq!(recs[4], "3 records (time is up)");
+    // Without a layout: hex, with the kernel's padding of the raw sample to 8 bytes (36 = 32 + 4).
+    let hex = after(&out, ":watch events 0.2");
+    assert_eq!(hex.len(), 3, "{out}");
+    let bytes: Vec<&str> = hex[1].split_once(": ").expect("record").1.split(' ').collect();
+    assert_eq!(bytes.len(), 36, "{}", hex[1]);
+    assert_eq!(u32::from_str_radix(&bytes[..4].iter().rev().copied().collect::<String>(), 16).unwrap(), pid);
+    assert_eq!(&bytes[16..22], ["62", "70", "66", "6b", "69", "74"], "comm \"bpfkit\": {}", hex[1]);
+    assert_eq!(after(&out, ":watch me"), ["error: map me is a array; `:watch` reads a ringbuf or a perf_event_array"]);
+    // A ring buffer record read as the kernel's `struct timespec64`.
+    assert_eq!(
+        after(&out, ":watch rb 0.2 as struct timespec64"),
+        [
+            "watching rb as struct timespec64 for 0.2s (Ctrl-C stops)",
+            "record 1: { .tv_sec = 5, .tv_nsec = 7 }",
+            "record 2: { .tv_sec = 5, .tv_nsec = 7 }",
+            "2 records (time is up)"
+        ]
+    );
+    let short = after(&out, ":watch rb 0.2 as task_struct");
+    assert!(short[1].starts_with("record 1: 16 bytes, shorter than the layout's "), "{out}");
+    assert!(after(&out, ":watch rb 0.2 as no_such_type_x")[0].starts_with("error: layout `no_such_type_x`: no such type in the kernel's BTF"));
 }

@@ -1,5 +1,5 @@
 //! The REPL's attach-and-watch commands: `:attach` (tracepoints, raw tracepoints, tp_btf, uprobes,
-//! XDP, cgroups), `:links`, `:detach`, `:watch` (ring buffer records until Ctrl-C),
+//! XDP, cgroups), `:links`, `:detach`,
 //! `:count` (counters after N seconds) and `:trigger` (make events happen).
 //!
 //! Every attachment is a [`SessionLink`] owned by the session: dropping it (on `:detach` or
@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use bpfkit::attach::kprobe::ProbeLink;
 use bpfkit::attach::uprobe::UprobeTarget;
 use bpfkit::attach::{ifindex, Link, XdpMode};
-use bpfkit::events::RingBuf;
-use bpfkit::maps::MapType;
 use bpfkit::prog::AttachType;
 
 use super::maps::find;
@@ -127,7 +125,7 @@ pub fn detach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     Ok(())
 }
 
-fn seconds(arg: &str) -> Result<Duration, String> {
+pub(super) fn seconds(arg: &str) -> Result<Duration, String> {
     arg.parse::<f64>()
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
@@ -145,44 +143,6 @@ fn wait(s: &Session, d: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(Instant::now())));
     }
     !s.was_interrupted()
-}
-
-/// `:watch RINGBUF [SECS]`.
-pub fn watch(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
-    let (name, limit) = match args {
-        [name] => (*name, None),
-        [name, secs] => (*name, Some(seconds(secs)?)),
-        _ => return Err("usage: :watch RINGBUF [SECS]".into()),
-    };
-    let map = find(s, name)?;
-    if map.map_type() != MapType::RingBuf {
-        return Err(format!("map {name} is a {}, not a ringbuf", map.map_type()));
-    }
-    let mut ring = RingBuf::new(map).map_err(|e| e.to_string())?;
-    say!(out, "watching {name}{} (Ctrl-C stops)", limit.map(|d| format!(" for {}s", d.as_secs_f64())).unwrap_or_default());
-    out.flush().map_err(|e| e.to_string())?;
-    let end = limit.map(|d| Instant::now() + d);
-    let mut count = 0usize;
-    let mut failed = None;
-    while !s.was_interrupted() && end.is_none_or(|e| Instant::now() < e) {
-        let res = ring.poll(Some(Duration::from_millis(100)), |rec| {
-            count += 1;
-            if failed.is_none() {
-                if let Err(e) = writeln!(out, "record {count}: {}", hex_bytes(rec, " ")).and_then(|()| out.flush()) {
-                    failed = Some(e.to_string());
-                }
-            }
-        });
-        if let Err(e) = res {
-            return Err(e.to_string());
-        }
-        if let Some(e) = failed {
-            return Err(format!("cannot write output: {e}"));
-        }
-    }
-    let why = if s.was_interrupted() { "interrupted" } else { "time is up" };
-    say!(out, "{count} record{} ({why})", if count == 1 { "" } else { "s" });
-    Ok(())
 }
 
 /// `:count MAP SECS`: every element's value as a number after waiting.

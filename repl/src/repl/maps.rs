@@ -6,7 +6,8 @@
 use std::io::Write;
 
 use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, TypeId};
-use bpfkit::maps::{Map, MapSpec, UpdateFlags};
+use bpfkit::events::PerfBuffer;
+use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
 
 use super::render::{parse_bytes, value_text};
 use super::session::{say, Outcome, Session};
@@ -19,7 +20,24 @@ pub struct SessionMap {
     pub map: Map,
     /// Key and value types, for maps created with them.
     pub types: Option<MapTypes>,
+    /// A perf event array's per-CPU rings, opened when the map is created (so records wait
+    /// for `:watch` as a ring buffer's do) or at its first `:watch`.
+    pub perf: Option<PerfBuffer>,
 }
+
+impl SessionMap {
+    fn new(map: Map, types: Option<MapTypes>) -> Result<SessionMap, String> {
+        let perf = if map.map_type() == MapType::PerfEventArray {
+            Some(PerfBuffer::new(&map, PERF_PAGES).map_err(|e| format!("opening the perf buffer of map {}: {e}", map.name()))?)
+        } else {
+            None
+        };
+        Ok(SessionMap { map, types, perf })
+    }
+}
+
+/// Data pages per CPU of a perf event array's rings.
+pub const PERF_PAGES: usize = 8;
 
 /// The BTF a map was created with, to print its elements as typed values.
 pub struct MapTypes {
@@ -37,7 +55,7 @@ impl MapTypes {
 }
 
 /// A key or value type: `u8`…`u64`, `s8`…`s64`, `char`, each optionally an array (`char[16]`).
-fn add_type(b: &mut BtfBuilder, spec: &str) -> Result<(TypeId, u32), String> {
+pub(super) fn add_type(b: &mut BtfBuilder, spec: &str) -> Result<(TypeId, u32), String> {
     let (base, len) = match spec.split_once('[') {
         Some((base, rest)) => {
             let n = rest
@@ -82,7 +100,7 @@ fn create_typed(name: &str, t: &str, key: &str, value: &str, max: &str) -> Resul
     let btf = Btf::from_bytes(b.encode()).map_err(|e| e.to_string())?;
     let spec: MapSpec = spec.btf(loaded.into_fd(), key_id.0, value_id.0).map_err(|e| e.to_string())?;
     let map = Map::create(&spec).map_err(|e| e.to_string())?;
-    Ok(SessionMap { map, types: Some(MapTypes { btf, key: key_id, value: value_id }) })
+    SessionMap::new(map, Some(MapTypes { btf, key: key_id, value: value_id }))
 }
 
 /// `:maps`.
@@ -128,9 +146,18 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 return Err(format!("map `{name}` already exists in this session"));
             }
             let sized = key.parse::<u32>().is_ok() && value.parse::<u32>().is_ok();
+            // A perf event array of 0 entries gets one per possible CPU.
+            let cpus;
+            let max = match (*t, *max) {
+                ("perf_event_array", "0") => {
+                    cpus = bpfkit::sys::possible_cpus().map_err(|e| format!("counting the CPUs: {e}"))?.to_string();
+                    cpus.as_str()
+                }
+                _ => *max,
+            };
             let m = if sized {
                 let spec = parse_map_decl(&[*name, t, key, value, max].join(":"))?;
-                SessionMap { map: Map::create(&spec).map_err(|e| e.to_string())?, types: None }
+                SessionMap::new(Map::create(&spec).map_err(|e| e.to_string())?, None)?
             } else {
                 create_typed(name, t, key, value, max)?
             };
@@ -208,7 +235,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 ));
             }
             say!(out, "map {name}: {} key {} value {} max {} (from {path})", map.map_type(), map.key_size(), map.value_size(), map.max_entries());
-            s.maps.push(SessionMap { map, types: None });
+            s.maps.push(SessionMap { map, types: None, perf: None });
             Ok(())
         }
         [sub, ..] if matches!(*sub, "list" | "show" | "dump") => system::subcommand("map", args, out),

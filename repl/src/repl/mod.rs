@@ -4,19 +4,21 @@
 //! exit status 1 if any line failed).
 //!
 //! What a line does is [`session::Session::execute`]'s business; the commands are grouped
-//! by what they act on: `programs`, `maps`, `attach`, `system`. `help` is the command
+//! by what they act on: `programs`, `maps`, `attach`, `watch` (with `layout`), `system`. `help` is the command
 //! table, `complete` the completion, `render` how things are shown, `packet` the packet
 //! builder of `:run`.
 
 mod attach;
 mod complete;
 mod help;
+mod layout;
 mod maps;
 mod packet;
 mod programs;
 mod render;
 mod session;
 mod system;
+mod watch;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

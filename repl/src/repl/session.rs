@@ -14,7 +14,7 @@ use bpfkit::insn::{parse_program_with, AssembleError, Assembled, Item, ParseOpti
 use super::attach::SessionLink;
 use super::maps::SessionMap;
 use super::programs::Loaded;
-use super::{attach, help, maps, programs, render, system};
+use super::{attach, help, maps, programs, render, system, watch};
 
 /// What a command returns: `Err` is the message printed after `error: `.
 pub type Outcome = Result<(), String>;
@@ -238,7 +238,7 @@ impl Session {
             "attach" => attach::attach(self, args, out),
             "links" => attach::list(self, out),
             "detach" => attach::detach(self, args, out),
-            "watch" => attach::watch(self, args, out),
+            "watch" => watch::watch(self, args, out),
             "count" => attach::count(self, args, out),
             "trigger" => attach::trigger(self, args, out),
             "features" => system::subcommand("features", args, out),
