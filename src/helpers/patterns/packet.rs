@@ -66,9 +66,52 @@
 //!
 //! r0 is then the checksum in memory order (`*(u16 *)(r6 + 10) = r0` stores it), when the
 //! header's checksum field was 0; over a header with a correct checksum it is 0.
+//!
+//! `ipv4_l4_checksum(R6, R7, R8, 1480, "bad")` — r6 the IPv4 header, r7 its TCP/UDP header
+//! (`r6 + IHL × 4`, as [`parse_ports`] leaves it in r4), r8 `data_end` — computes the TCP/UDP
+//! checksum over the IPv4 pseudo-header and the segment the header's total length says:
+//!
+//! ```text
+//!     r4 = r6; r4 += 20
+//!     if r4 > r8 goto bad                  ; the IPv4 header
+//!     r0 = *(u16 *)(r6 + 12); r0 = be16 r0 ; pseudo-header: source address …
+//!     r5 = *(u16 *)(r6 + 14); r5 = be16 r5; r0 += r5
+//!     r5 = *(u16 *)(r6 + 16); r5 = be16 r5; r0 += r5   ; … destination address …
+//!     r5 = *(u16 *)(r6 + 18); r5 = be16 r5; r0 += r5
+//!     r5 = *(u8 *)(r6 + 9); r0 += r5      ; … protocol …
+//!     r2 = *(u16 *)(r6 + 2); r2 = be16 r2 ; total length
+//!     r5 = *(u8 *)(r6 + 0); r5 &= 15; r5 <<= 2
+//!     if r5 > r2 goto bad                  ; shorter than its header
+//!     r2 -= r5                             ; the L4 length
+//!     if r2 > 1480 goto bad                ; bounds the verifier's walk of the loop
+//!     r0 += r2                             ; … and the L4 length
+//!     r1 = r7
+//! word:
+//!     if r2 < 2 goto tail
+//!     r4 = r1; r4 += 2
+//!     if r4 > r8 goto bad                  ; the segment is cut short
+//!     r5 = *(u16 *)(r1 + 0); r5 = be16 r5; r0 += r5
+//!     r1 += 2; r2 -= 2
+//!     goto word
+//! tail:
+//!     if r2 == 0 goto fold
+//!     r4 = r1; r4 += 1
+//!     if r4 > r8 goto bad
+//!     r5 = *(u8 *)(r1 + 0); r5 <<= 8; r0 += r5   ; an odd last byte, zero-padded
+//! fold:
+//!     r5 = r0; r5 >>= 16; r0 &= 0xffff; r0 += r5
+//!     r5 = r0; r5 >>= 16; r0 &= 0xffff; r0 += r5 ; folded to 16 bits
+//!     r0 ^= 0xffff; r0 &= 0xffff           ; complemented
+//!     r0 = be16 r0                         ; memory order
+//! ```
+//!
+//! As with `ipv4_checksum`, r0 is the checksum to store (`*(u16 *)(r7 + 16) = r0` for TCP,
+//! `+ 6` for UDP) when the segment's checksum field was 0, and 0 over a segment whose checksum
+//! is correct. (UDP sends a computed 0 as 0xffff; that rule is the caller's.) The verifier walks
+//! the loop once per 16-bit word up to `max_len`, hence the bound. Clobbers r0–r5.
 
 use super::loops::zero_stack;
-use super::{call, check_stack, ctx_field, invalid, Labels, PatternError};
+use super::{call, check_callee_saved, check_stack, ctx_field, invalid, Labels, PatternError};
 use crate::insn::build::{add64, alu32, alu64, endian, ja, jmp_if, ldx, mov32, mov64, stx};
 use crate::insn::{AluOp, ByteOrder, JmpCond, Program, Reg, Size};
 use crate::prog::ProgType;
@@ -213,6 +256,73 @@ pub fn ipv4_checksum(hdr: Reg, len: i32) -> Result<Program, PatternError> {
     Ok(p)
 }
 
+/// The most a segment [`ipv4_l4_checksum`] sums may be: an Ethernet MTU's IPv4 payload. It
+/// bounds the verifier's walk of the loop (about 25 instructions and two pending branches per
+/// word).
+pub const L4_CHECKSUM_MAX_LEN: u16 = 1480;
+
+/// r0 = the TCP/UDP checksum (memory order) of the IPv4 packet with its header at `ip` and its
+/// L4 header at `l4` (`ip + IHL × 4`), over the pseudo-header and the segment of the length the
+/// header gives (total length − IHL × 4, at most `max_len` ≤ [`L4_CHECKSUM_MAX_LEN`]). Jumps to
+/// `on_bad` if the header or the segment extends past `data_end`, the total length is shorter
+/// than the header, or the segment is longer than `max_len`. `ip`, `l4` and `data_end` must be
+/// distinct registers among r6–r9. Clobbers r0–r5.
+pub fn ipv4_l4_checksum(ip: Reg, l4: Reg, data_end: Reg, max_len: u16, on_bad: &str) -> Result<Program, PatternError> {
+    const P: &str = "ipv4_l4_checksum";
+    check_callee_saved(P, "the IPv4 header register", ip)?;
+    check_callee_saved(P, "the L4 header register", l4)?;
+    check_callee_saved(P, "the data_end register", data_end)?;
+    if ip == l4 || ip == data_end || l4 == data_end {
+        return invalid(P, format!("the IPv4 header ({ip:?}), L4 header ({l4:?}) and data_end ({data_end:?}) registers must differ"));
+    }
+    if max_len == 0 || max_len > L4_CHECKSUM_MAX_LEN {
+        return invalid(P, format!("max_len must be 1..={L4_CHECKSUM_MAX_LEN}, not {max_len}"));
+    }
+    let l = Labels::fresh();
+    let (word, tail, fold) = (l.name("word"), l.name("tail"), l.name("fold"));
+    let mut p = Program::new();
+    let be16_add = |p: &mut Program, base: Reg, off: i16| {
+        p.push(ldx(Size::H, Reg::R5, base, off));
+        p.push(endian(ByteOrder::ToBe, 16, Reg::R5));
+        p.push(add64(Reg::R0, Reg::R5));
+    };
+    p.push(mov64(Reg::R4, ip)).push(add64(Reg::R4, 20));
+    p.push(jmp_if(JmpCond::Gt, Reg::R4, data_end, on_bad));
+    p.push(ldx(Size::H, Reg::R0, ip, 12)).push(endian(ByteOrder::ToBe, 16, Reg::R0));
+    for off in [14, 16, 18] {
+        be16_add(&mut p, ip, off);
+    }
+    p.push(ldx(Size::B, Reg::R5, ip, 9)).push(add64(Reg::R0, Reg::R5));
+    p.push(ldx(Size::H, Reg::R2, ip, 2)).push(endian(ByteOrder::ToBe, 16, Reg::R2));
+    p.push(ldx(Size::B, Reg::R5, ip, 0));
+    p.push(alu64(AluOp::And, Reg::R5, 15)).push(alu64(AluOp::Lsh, Reg::R5, 2));
+    p.push(jmp_if(JmpCond::Gt, Reg::R5, Reg::R2, on_bad));
+    p.push(alu64(AluOp::Sub, Reg::R2, Reg::R5));
+    p.push(jmp_if(JmpCond::Gt, Reg::R2, max_len as i32, on_bad));
+    p.push(add64(Reg::R0, Reg::R2));
+    p.push(mov64(Reg::R1, l4));
+    p.label(word.as_str());
+    p.push(jmp_if(JmpCond::Lt, Reg::R2, 2, tail.as_str()));
+    p.push(mov64(Reg::R4, Reg::R1)).push(add64(Reg::R4, 2));
+    p.push(jmp_if(JmpCond::Gt, Reg::R4, data_end, on_bad));
+    be16_add(&mut p, Reg::R1, 0);
+    p.push(add64(Reg::R1, 2)).push(alu64(AluOp::Sub, Reg::R2, 2));
+    p.push(ja(word.as_str()));
+    p.label(tail);
+    p.push(jmp_if(JmpCond::Eq, Reg::R2, 0, fold.as_str()));
+    p.push(mov64(Reg::R4, Reg::R1)).push(add64(Reg::R4, 1));
+    p.push(jmp_if(JmpCond::Gt, Reg::R4, data_end, on_bad));
+    p.push(ldx(Size::B, Reg::R5, Reg::R1, 0)).push(alu64(AluOp::Lsh, Reg::R5, 8)).push(add64(Reg::R0, Reg::R5));
+    p.label(fold);
+    for _ in 0..2 {
+        p.push(mov64(Reg::R5, Reg::R0)).push(alu64(AluOp::Rsh, Reg::R5, 16));
+        p.push(alu64(AluOp::And, Reg::R0, 0xffff)).push(add64(Reg::R0, Reg::R5));
+    }
+    p.push(alu64(AluOp::Xor, Reg::R0, 0xffff)).push(alu64(AluOp::And, Reg::R0, 0xffff));
+    p.push(endian(ByteOrder::ToBe, 16, Reg::R0));
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +335,9 @@ mod tests {
         assert!(parse_ports(PacketCtx::Xdp, Reg::R2, -16, "r").is_err());
         assert!(parse_ports(PacketCtx::Xdp, Reg::R1, -12, "r").is_err());
         assert!(PacketInfo::from_bytes(&[0; 15]).is_none());
+        assert!(ipv4_l4_checksum(Reg::R6, Reg::R7, Reg::R8, 1480, "bad").is_ok());
+        assert!(ipv4_l4_checksum(Reg::R6, Reg::R7, Reg::R8, 1481, "bad").is_err());
+        assert!(ipv4_l4_checksum(Reg::R6, Reg::R6, Reg::R8, 100, "bad").is_err());
+        assert!(ipv4_l4_checksum(Reg::R2, Reg::R7, Reg::R8, 100, "bad").is_err());
     }
 }

@@ -1,0 +1,294 @@
+//! Instruction patterns' other branches, in the kernel: probe reads of kernel and user memory
+//! (bytes and strings, failing reads, bounds), a map lookup's miss, a full ring buffer, a time
+//! delta without a start, cgroup_skb verdicts from BTF dropping and passing a child process's
+//! packets, and the TCP/UDP checksum against one computed here. Each test asserts what the
+//! kernel did, with exact values.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use bpfkit::bpf_asm;
+use bpfkit::events::RingBuf;
+use bpfkit::helpers::patterns::*;
+use bpfkit::insn::{self, add64, call_helper_named, exit, ld_imm64, ld_map, mov64, st, stx, Reg, Size};
+use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
+use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program, TestRun};
+use bpfkit::sys;
+use support::cgroup::ChildCgroup;
+
+fn map(name: &str, ty: MapType, key: u32, value: u32, n: u32) -> Map {
+    Map::create(&MapSpec::new(name, ty, key, value, n)).unwrap()
+}
+
+fn load_as(name: &str, p: &insn::Program, maps: &[&Map], opts: LoadOptions) -> Program {
+    let asm = p.assemble().unwrap_or_else(|e| panic!("{name}: {e}"));
+    Program::load(&asm, maps, &opts).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn load(name: &str, ty: ProgType, p: &insn::Program, maps: &[&Map]) -> Program {
+    load_as(name, p, maps, LoadOptions::new(name, ty))
+}
+
+fn get(m: &Map, key: u32) -> Option<Vec<u8>> {
+    m.lookup(&key.to_ne_bytes()).unwrap()
+}
+
+fn get_u64(m: &Map, key: u32) -> u64 {
+    get(m, key).map_or(0, |v| u64::from_ne_bytes(v[..8].try_into().unwrap()))
+}
+
+fn run(p: &Program, data: &[u8], repeat: u32) -> u32 {
+    p.test_run(&TestRun::with_data(data.to_vec()).repeat(repeat)).unwrap().retval
+}
+
+/// `r0 = code; exit`.
+fn ret(p: &mut insn::Program, code: i32) {
+    p.push(mov64(Reg::R0, code)).push(exit());
+}
+
+/// Copy `r10 + val_off` into `out[key]`, the key written at `key_off`.
+fn store_out(p: &mut insn::Program, out: &str, key_off: i16, key: i32, val_off: i16) {
+    p.push(st(Size::W, Reg::R10, key_off, key));
+    p.push(ld_map(Reg::R1, out));
+    p.push(mov64(Reg::R2, Reg::R10)).push(add64(Reg::R2, key_off as i32));
+    p.push(mov64(Reg::R3, Reg::R10)).push(add64(Reg::R3, val_off as i32));
+    p.push(mov64(Reg::R4, 0)).push(call_helper_named("bpf_map_update_elem").unwrap());
+}
+
+/// `counts[key] += 1` with the counter pattern (key at r10-8, scratch at r10-16).
+fn count_key(p: &mut insn::Program, counts: &str, key: i32) {
+    p.push(st(Size::W, Reg::R10, -8, key));
+    p.extend(counter_increment(counts, -8, -16).unwrap());
+}
+
+/// A tracepoint body that runs only for this thread, then `r0 = 0; exit`.
+fn on_this_thread(body: insn::Program) -> insn::Program {
+    let mut p = tid_filter(sys::gettid() as u32, "out").unwrap();
+    p.extend(body);
+    p.label("out");
+    ret(&mut p, 0);
+    p
+}
+
+fn getpid_n(n: usize) {
+    for _ in 0..n {
+        std::hint::black_box(std::process::id());
+    }
+}
+
+const PKT: [u8; 64] = [0; 64];
+const EFAULT: i64 = 14;
+const ERANGE: i64 = 34;
+
+// ---- probe reads: kernel and user memory, bytes and strings ----
+
+/// One probe read into a 32-byte buffer prefilled with 0xab, then `out[key]` = (r0, buffer).
+/// The source pointer is computed into r7 by `src` (r6 holds the current task).
+fn probe_case(p: &mut insn::Program, key: i32, src: insn::Program, read: insn::Program) {
+    for off in (-40..-8).step_by(4) {
+        p.push(st(Size::W, Reg::R10, off, 0xabab_abab_u32 as i32));
+    }
+    p.extend(src);
+    p.extend(read);
+    p.push(stx(Size::DW, Reg::R10, -48, Reg::R0));
+    store_out(p, "out", -52, key, -48);
+}
+
+/// `(r0 as i64, the 32-byte buffer)` of case `key`.
+fn probe_result(out: &Map, key: u32) -> (i64, Vec<u8>) {
+    let v = get(out, key).unwrap_or_else(|| panic!("case {key} did not run"));
+    (i64::from_ne_bytes(v[..8].try_into().unwrap()), v[8..40].to_vec())
+}
+
+fn marker(n: usize) -> Vec<u8> {
+    vec![0xab; n]
+}
+
+/// A string read of at most `max` bytes returned `want` (with its NUL): its length, the bytes,
+/// nothing but zeroes after the NUL (the user copy writes whole words, masked past the NUL),
+/// and nothing at all from `max` on.
+fn assert_str(case: &str, (ret, buf): &(i64, Vec<u8>), want: &[u8], max: usize) {
+    assert_eq!(*ret, want.len() as i64, "{case}: the length with the NUL");
+    assert_eq!(&buf[..want.len()], want, "{case}");
+    assert!(buf[want.len()..max].iter().all(|b| *b == 0 || *b == 0xab), "{case}: junk after the NUL: {buf:?}");
+    assert_eq!(buf[max..], marker(32 - max), "{case}: written past the bound");
+}
+
+#[test]
+fn probe_reads_copy_kernel_and_user_memory_within_their_bounds_and_fail_on_bad_addresses() {
+    if !support::kernel_or_skip("probe read patterns") {
+        return;
+    }
+    // Known user memory in this process: 32 bytes and a C string, both resident (just written).
+    let bytes: Box<[u8; 32]> = Box::new(std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5a));
+    let cstr = std::ffi::CString::new("bpfkit reads this user string").unwrap();
+    let (bytes_at, cstr_at) = (bytes.as_ptr() as u64, cstr.as_ptr() as u64);
+    let out = map("out", MapType::Array, 4, 40, 16);
+    // r7 = task + the field's offset, from the running kernel's BTF (CO-RE).
+    let task_field = |field: &str| -> insn::Program {
+        match field {
+            "tgid" => bpf_asm! {
+                core_field_offset(r7, "task_struct", "tgid")
+                r7 += r6
+            },
+            _ => bpf_asm! {
+                core_field_offset(r7, "task_struct", "comm")
+                r7 += r6
+            },
+        }
+    };
+    let at = |addr: u64| -> insn::Program {
+        let mut p = insn::Program::new();
+        p.push(ld_imm64(Reg::R7, addr));
+        p
+    };
+    use Space::{Kernel, User};
+    let mut body = insn::Program::new();
+    body.push(call_helper_named("bpf_get_current_task").unwrap()).push(mov64(Reg::R6, Reg::R0));
+    let cases: Vec<(insn::Program, insn::Program)> = vec![
+        // 0: the task's tgid, 4 bytes; 1: its comm, 16 bytes.
+        (task_field("tgid"), probe_read(Kernel, -40, 4, Reg::R7).unwrap()),
+        (task_field("comm"), probe_read(Kernel, -40, 16, Reg::R7).unwrap()),
+        // 2: comm as a string, up to 32 bytes; 3: at most 4 bytes (3 characters and the NUL).
+        (task_field("comm"), probe_read_str(Kernel, -40, 32, Reg::R7).unwrap()),
+        (task_field("comm"), probe_read_str(Kernel, -40, 4, Reg::R7).unwrap()),
+        // 4, 5: a kernel read of a user address, bytes and string: refused.
+        (at(8), probe_read(Kernel, -40, 16, Reg::R7).unwrap()),
+        (at(8), probe_read_str(Kernel, -40, 16, Reg::R7).unwrap()),
+        // 6: 24 of the user bytes; 7: the user string; 8: the string bounded to 7 bytes.
+        (at(bytes_at), probe_read(User, -40, 24, Reg::R7).unwrap()),
+        (at(cstr_at), probe_read_str(User, -40, 32, Reg::R7).unwrap()),
+        (at(cstr_at), probe_read_str(User, -40, 7, Reg::R7).unwrap()),
+        // 9, 10: user reads of an unmapped user address.
+        (at(8), probe_read(User, -40, 16, Reg::R7).unwrap()),
+        (at(8), probe_read_str(User, -40, 16, Reg::R7).unwrap()),
+    ];
+    let n = cases.len();
+    for (key, (src, read)) in cases.into_iter().enumerate() {
+        probe_case(&mut body, key as i32, src, read);
+    }
+    let prog = load("probe_reads", ProgType::Tracepoint, &on_this_thread(body), &[&out]);
+    let link = prog.attach_tracepoint("syscalls", "sys_enter_getpid").unwrap();
+    getpid_n(1);
+    drop(link);
+
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    let comm = comm.trim_end().as_bytes();
+    assert!(comm.len() >= 4, "the thread's comm {comm:?} is long enough for the bounded read");
+    let mut comm16 = comm.to_vec();
+    comm16.resize(16, 0);
+    let r: Vec<(i64, Vec<u8>)> = (0..n as u32).map(|k| probe_result(&out, k)).collect();
+
+    assert_eq!(r[0], (0, [std::process::id().to_ne_bytes().to_vec(), marker(28)].concat()), "tgid");
+    assert_eq!(r[1], (0, [comm16.clone(), marker(16)].concat()), "comm bytes");
+    assert_str("comm string", &r[2], &comm16[..comm.len() + 1], 32);
+    assert_str("comm string bounded to 4 bytes", &r[3], &[&comm[..3], &[0][..]].concat(), 4);
+    for (k, cut) in [(4, 16), (5, 16)] {
+        let (ret, buf) = &r[k];
+        assert!(*ret == -EFAULT || *ret == -ERANGE, "case {k}: a kernel read of a user address returned {ret}");
+        assert_eq!(*buf, [vec![0; cut], marker(32 - cut)].concat(), "case {k}: the bound zero-filled, the rest untouched");
+    }
+    println!("probe reads: a kernel read of a user address returned {} (bytes), {} (string)", r[4].0, r[5].0);
+    assert_eq!(r[6], (0, [&bytes[..24], &marker(8)[..]].concat()), "user bytes");
+    let s = cstr.as_bytes_with_nul();
+    assert_str("user string", &r[7], s, 32);
+    assert_str("user string bounded to 7 bytes", &r[8], &[&s[..6], &[0][..]].concat(), 7);
+    for k in [9, 10] {
+        assert_eq!(r[k], (-EFAULT, [vec![0; 16], marker(16)].concat()), "case {k}: an unmapped user address");
+    }
+}
+
+// ---- the other branches: a lookup's miss, a full ring, a delta without a start ----
+
+#[test]
+fn map_lookup_takes_the_miss_branch_exactly_while_the_key_is_absent() {
+    if !support::kernel_or_skip("map_lookup miss") {
+        return;
+    }
+    let values = map("values", MapType::Hash, 4, 8, 4);
+    let counts = map("counts", MapType::Hash, 4, 8, 4);
+    // Hit: r0 = the value's low 32 bits. Miss: counts[9] += 1, r0 = 7777.
+    let mut p = insn::Program::new();
+    p.push(st(Size::W, Reg::R10, -24, 42));
+    p.extend(map_lookup("values", -24, "miss").unwrap());
+    p.push(insn::ldx(Size::W, Reg::R0, Reg::R0, 0)).push(exit());
+    p.label("miss");
+    count_key(&mut p, "counts", 9);
+    ret(&mut p, 7777);
+    let prog = load("lookup_miss", ProgType::Xdp, &p, &[&values, &counts]);
+    assert_eq!(run(&prog, &PKT, 300), 7777, "absent: the miss branch");
+    assert_eq!(get_u64(&counts, 9), 300, "the miss branch ran once per run");
+    values.update(&42u32.to_ne_bytes(), &1234u64.to_ne_bytes(), UpdateFlags::Any).unwrap();
+    assert_eq!(run(&prog, &PKT, 300), 1234, "present: the value");
+    assert_eq!(get_u64(&counts, 9), 300, "no miss while the key is present");
+    values.delete(&42u32.to_ne_bytes()).unwrap();
+    assert_eq!(run(&prog, &PKT, 5), 7777);
+    assert_eq!(get_u64(&counts, 9), 305);
+}
+
+#[test]
+fn ringbuf_reserve_takes_the_full_branch_exactly_when_the_ring_has_no_room() {
+    if !support::kernel_or_skip("ringbuf full") {
+        return;
+    }
+    // A 4096-byte ring holds four 1000-byte records (1008 with their headers), not five.
+    const SIZE: u32 = 1000;
+    let events = map("events", MapType::RingBuf, 0, 0, 4096);
+    let counts = map("counts", MapType::Hash, 4, 8, 4);
+    let mut p = ringbuf_reserve("events", SIZE, Reg::R6, "full").unwrap();
+    p.push(st(Size::DW, Reg::R10, -32, 0x600d));
+    p.extend(ringbuf_fill_from_stack(Reg::R6, -32, 8).unwrap());
+    p.extend(ringbuf_submit(Reg::R6).unwrap());
+    count_key(&mut p, "counts", 0);
+    ret(&mut p, 1);
+    p.label("full");
+    count_key(&mut p, "counts", 1);
+    ret(&mut p, 2);
+    let prog = load("rb_full", ProgType::Xdp, &p, &[&events, &counts]);
+    let outcomes: Vec<u32> = (0..10).map(|_| run(&prog, &PKT, 1)).collect();
+    assert_eq!(outcomes, [1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
+    assert_eq!((get_u64(&counts, 0), get_u64(&counts, 1)), (4, 6), "submitted, full");
+    let mut ring = RingBuf::new(&events).unwrap();
+    let records = ring.read_all();
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().all(|r| r.len() == SIZE as usize && r[..8] == 0x600du64.to_ne_bytes()));
+    // Consumed: room again, for four more.
+    let outcomes: Vec<u32> = (0..5).map(|_| run(&prog, &PKT, 1)).collect();
+    assert_eq!(outcomes, [1, 1, 1, 1, 2]);
+    assert_eq!((get_u64(&counts, 0), get_u64(&counts, 1)), (8, 7));
+}
+
+#[test]
+fn timestamp_delta_takes_the_missing_branch_without_a_stored_start() {
+    if !support::kernel_or_skip("timestamp_delta missing") {
+        return;
+    }
+    let start = map("start", MapType::Hash, 4, 8, 16);
+    let deltas = map("deltas", MapType::Array, 4, 8, 1);
+    let counts = map("counts", MapType::Hash, 4, 8, 4);
+    // sys_exit_getpid only: nothing ever stored a start for this thread.
+    let mut body = timestamp_delta("start", -4, Reg::R7, "missing").unwrap();
+    body.push(stx(Size::DW, Reg::R10, -24, Reg::R7));
+    store_out(&mut body, "deltas", -28, 0, -24);
+    count_key(&mut body, "counts", 0);
+    body.push(insn::ja("out"));
+    body.label("missing");
+    count_key(&mut body, "counts", 1);
+    let prog = load("tp_no_start", ProgType::Tracepoint, &on_this_thread(body), &[&start, &deltas, &counts]);
+    let link = prog.attach_tracepoint("syscalls", "sys_exit_getpid").unwrap();
+    getpid_n(40);
+    drop(link);
+    assert_eq!((get_u64(&counts, 0), get_u64(&counts, 1)), (0, 40), "deltas, missing starts");
+    assert_eq!(get_u64(&deltas, 0), 0, "no delta was written");
+    // With a start stored for this thread the delta path runs once and deletes it.
+    let tid = sys::gettid() as u32;
+    start.update(&tid.to_ne_bytes(), &1u64.to_ne_bytes(), UpdateFlags::Any).unwrap();
+    let link = prog.attach_tracepoint("syscalls", "sys_exit_getpid").unwrap();
+    getpid_n(3);
+    drop(link);
+    assert_eq!((get_u64(&counts, 0), get_u64(&counts, 1)), (1, 42));
+    assert!(get_u64(&deltas, 0) > 1, "now - 1 ns");
+    assert!(get(&start, tid).is_none());
+}
