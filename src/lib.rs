@@ -53,6 +53,11 @@ pub struct TutorialChapter02;
 #[doc = include_str!("../tutorial/ch03-instructions.md")]
 pub struct TutorialChapter03;
 
+/// Tutorial chapter 4: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch04-helpers.md")]
+pub struct TutorialChapter04;
+
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
