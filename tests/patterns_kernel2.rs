@@ -292,3 +292,148 @@ fn timestamp_delta_takes_the_missing_branch_without_a_stored_start() {
     assert!(get_u64(&deltas, 0) > 1, "now - 1 ns");
     assert!(get(&start, tid).is_none());
 }
+
+// ---- cgroup verdicts from BTF ----
+
+#[test]
+fn cgroup_skb_verdicts_from_btf_drop_and_pass_a_child_processs_packets() {
+    if !support::kernel_or_skip("cgroup_skb verdicts") {
+        return;
+    }
+    if !std::path::Path::new(support::cgroup::CGROUP2).join("cgroup.procs").exists() {
+        support::skip(&format!("cgroup_skb verdicts: no cgroup v2 at {}", support::cgroup::CGROUP2));
+        return;
+    }
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let cg = ChildCgroup::new("verdict");
+    for verdict in ["SK_DROP", "SK_PASS"] {
+        let code = return_code(ProgType::CgroupSkb, verdict).unwrap();
+        // counts[0] += 1 for every packet the cgroup sends, then the verdict.
+        let counts = map("counts", MapType::Hash, 4, 8, 4);
+        let mut p = insn::Program::new();
+        count_key(&mut p, "counts", 0);
+        ret(&mut p, code);
+        let opts = LoadOptions::new("cg_verdict", ProgType::CgroupSkb).expected_attach_type(AttachType::CgroupInetEgress);
+        let prog = load_as(verdict, &p, &[&counts], opts);
+        let link = prog.attach_cgroup(cg.open(), AttachType::CgroupInetEgress).unwrap();
+        // A process in the cgroup sends one datagram from a connected socket.
+        let out = cg.bash(&format!("exec 3<>/dev/udp/127.0.0.1/{port} && printf {verdict} >&3")).output().unwrap();
+        drop(link);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        server.set_read_timeout(Some(Duration::from_millis(if verdict == "SK_DROP" { 300 } else { 5000 }))).unwrap();
+        let mut buf = [0u8; 16];
+        let received = server.recv_from(&mut buf).map(|(n, _)| buf[..n].to_vec());
+        assert_eq!(get_u64(&counts, 0), 1, "{verdict}: the program saw the one datagram");
+        if verdict == "SK_DROP" {
+            assert!(!out.status.success(), "{verdict}: the send failed");
+            assert!(stderr.contains("Operation not permitted"), "{verdict}: EPERM for a dropped egress packet: {stderr}");
+            assert!(received.is_err(), "{verdict}: nothing arrived, got {received:?}");
+        } else {
+            assert!(out.status.success(), "{verdict}: {stderr}");
+            assert_eq!(received.unwrap(), b"SK_PASS", "{verdict}: the datagram arrived");
+        }
+    }
+}
+
+// ---- the TCP/UDP checksum ----
+
+/// RFC 1071 one's-complement checksum, as a number.
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u64 = b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Ethernet + IPv4 (`ihl` words, addresses 192.0.2.1 → 198.51.100.7) + a TCP or UDP segment
+/// with `payload` bytes, its checksum field zero; returns (packet, where the field is, the
+/// checksum computed here over pseudo-header + segment).
+fn l4_packet(proto: u8, ihl: u8, payload: usize) -> (Vec<u8>, usize, u16) {
+    let mut seg = Vec::new();
+    seg.extend(40000u16.to_be_bytes());
+    seg.extend(443u16.to_be_bytes());
+    let field = if proto == 6 {
+        seg.extend([0, 0, 0x12, 0x34, 0, 0, 0x56, 0x78, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        16
+    } else {
+        seg.extend(((8 + payload) as u16).to_be_bytes());
+        seg.extend([0, 0]);
+        6
+    };
+    seg.extend((0..payload).map(|i| (i as u8).wrapping_mul(151).wrapping_add(7)));
+    let hlen = ihl as usize * 4;
+    let mut ip = vec![0u8; hlen];
+    ip[0] = 0x40 | ihl;
+    ip[2..4].copy_from_slice(&((hlen + seg.len()) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = proto;
+    ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+    ip[16..20].copy_from_slice(&[198, 51, 100, 7]);
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend([0, proto]);
+    pseudo.extend((seg.len() as u16).to_be_bytes());
+    pseudo.extend(&seg);
+    let want = checksum(&pseudo);
+    let mut pkt = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    pkt.extend(ip);
+    let at = pkt.len() + field;
+    pkt.extend(seg);
+    (pkt, at, want)
+}
+
+const BAD: u32 = 0x10000;
+const REJECT: u32 = 0x20000;
+
+#[test]
+fn l4_checksum_equals_the_one_computed_here_for_tcp_and_udp() {
+    if !support::kernel_or_skip("l4 checksum") {
+        return;
+    }
+    // parse_ports finds the L4 header (r4, r3 = data_end); IPv4 only; then the checksum.
+    let mut p = parse_ports(PacketCtx::Xdp, Reg::R1, -16, "reject").unwrap();
+    p.push(insn::ldx(Size::H, Reg::R5, Reg::R10, -16 + PacketInfo::ETHERTYPE));
+    p.push(insn::jmp_if(insn::JmpCond::Ne, Reg::R5, 0x0800, "reject"));
+    p.push(mov64(Reg::R6, Reg::R2)).push(add64(Reg::R6, 14));
+    p.push(mov64(Reg::R7, Reg::R4)).push(mov64(Reg::R8, Reg::R3));
+    p.extend(ipv4_l4_checksum(Reg::R6, Reg::R7, Reg::R8, L4_CHECKSUM_MAX_LEN, "bad").unwrap());
+    p.push(exit());
+    p.label("bad");
+    ret(&mut p, BAD as i32);
+    p.label("reject");
+    ret(&mut p, REJECT as i32);
+    let prog = load("l4_csum", ProgType::Xdp, &p, &[]);
+    let mut checked = 0;
+    for (proto, ihl, payload) in [(6u8, 5u8, 0usize), (6, 5, 1), (6, 5, 7), (6, 7, 100), (6, 5, 1001), (6, 5, 1460), (17, 5, 0), (17, 5, 3), (17, 6, 512), (17, 5, 1472)] {
+        let (mut pkt, at, want) = l4_packet(proto, ihl, payload);
+        let case = format!("proto {proto}, ihl {ihl}, {payload} bytes");
+        // The field zeroed: r0 is the checksum, in memory order.
+        let got = run(&prog, &pkt, 1);
+        assert!(got <= 0xffff, "{case}: {got:#x}");
+        assert_eq!((got as u16).to_ne_bytes(), want.to_be_bytes(), "{case}");
+        // The checksum in place: a correct segment sums to 0 …
+        pkt[at..at + 2].copy_from_slice(&want.to_be_bytes());
+        assert_eq!(run(&prog, &pkt, 1), 0, "{case}: with its checksum");
+        // … and Ethernet padding past the IPv4 total length is not summed.
+        let mut padded = pkt.clone();
+        padded.extend([0xee; 9]);
+        assert_eq!(run(&prog, &padded, 1), 0, "{case}: padded");
+        // A flipped bit anywhere in the segment or the addresses is caught.
+        for flip in [14 + 12, 14 + 19, pkt.len() - 1] {
+            let mut bad = pkt.clone();
+            bad[flip] ^= 0x04;
+            assert_ne!(run(&prog, &bad, 1), 0, "{case}: bit flipped at {flip}");
+        }
+        // Cut short of the total length: the bounds check (or, cut into the L4 header, the parser).
+        assert_eq!(run(&prog, &pkt[..pkt.len() - 1], 1), if payload == 0 { REJECT } else { BAD }, "{case}: truncated");
+        checked += 1;
+    }
+    // A total length shorter than the header, and a segment over the bound.
+    let (mut short, _, _) = l4_packet(17, 5, 8);
+    short[16..18].copy_from_slice(&19u16.to_be_bytes());
+    assert_eq!(run(&prog, &short, 1), BAD, "total length below the header");
+    let (long, _, _) = l4_packet(17, 5, L4_CHECKSUM_MAX_LEN as usize - 8 + 1);
+    assert_eq!(run(&prog, &long, 1), BAD, "a segment over max_len");
+    println!("l4 checksum: {checked} TCP/UDP packets agree with RFC 1071 computed here");
+}
