@@ -3,7 +3,10 @@
 //! [`RawInsn`] slots, the `.BTF` and `.BTF.ext` blobs, and the `.rel<section>` relocation
 //! tables.
 //!
-//! This is the reading half of an object loader and deliberately no more: nothing is
+//! [`ObjectWriter`] (`write.rs`) is the other direction: bpfkit programs and maps as an object
+//! that libbpf and bpftool load.
+//!
+//! The reader is the reading half of an object loader and deliberately no more: nothing is
 //! interpreted beyond what the ELF format itself says (which sections hold code, which symbols
 //! are functions, which relocation points at which symbol). Map definitions, subprogram
 //! linking, global data and CO-RE ([`crate::core_btf::relo`]) are built on top of it. All
@@ -23,6 +26,10 @@
 //! }
 //! # Ok::<(), bpfkit::elf::ElfError>(())
 //! ```
+
+mod write;
+
+pub use write::{ObjectWriter, WriteError};
 
 use crate::insn::RawInsn;
 use object::elf;

@@ -77,6 +77,14 @@ fn ident(name: &str, fallback: &str) -> String {
 /// the label at the start), and a line record per instruction that has a source location.
 pub(crate) fn build(prog_name: &str, asm: &Assembled, starts: &[u32]) -> Result<ProgBtf, BtfError> {
     let mut b = BtfBuilder::new();
+    let (funcs, lines) = add_program(&mut b, prog_name, asm, starts)?;
+    Ok(ProgBtf { btf: b.load()?, funcs, lines })
+}
+
+/// Add one program's functions and source strings to `b` (which may hold other programs' and
+/// maps' types too, as an object file's `.BTF` does); its func and line records, with
+/// instruction offsets in slots.
+pub(crate) fn add_program(b: &mut BtfBuilder, prog_name: &str, asm: &Assembled, starts: &[u32]) -> Result<(Vec<FuncInfoRecord>, Vec<LineInfoRecord>), BtfError> {
     let long = b.add_int("long", 8, IntEncoding::Signed, 64)?;
     let proto = b.add_func_proto(long, &[])?;
     let labels = asm.labels_by_slot();
@@ -107,5 +115,5 @@ pub(crate) fn build(prog_name: &str, asm: &Assembled, starts: &[u32]) -> Result<
         };
         lines.push(rec);
     }
-    Ok(ProgBtf { btf: b.load()?, funcs, lines })
+    Ok((funcs, lines))
 }
