@@ -420,29 +420,80 @@ fn local_storage_maps_keyed_by_fds() {
     let pidfd = sys::pidfd_open(std::process::id() as i32).unwrap();
     let child = ChildCgroup::new("storage");
     let cg = child.open();
-    let file = tempfile::tempfile().unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
     let cases: [(MapType, i32); 4] = [
         (MapType::SkStorage, std::os::fd::AsRawFd::as_raw_fd(&sock)),
         (MapType::TaskStorage, std::os::fd::AsRawFd::as_raw_fd(&pidfd)),
         (MapType::CgrpStorage, std::os::fd::AsRawFd::as_raw_fd(&cg)),
-        (MapType::InodeStorage, std::os::fd::AsRawFd::as_raw_fd(&file)),
+        (MapType::InodeStorage, std::os::fd::AsRawFd::as_raw_fd(file.as_file())),
     ];
     for (ty, fd) in cases {
         let m = Map::create(&spec("store", ty)).unwrap();
         let key = fd.to_ne_bytes();
         match m.update(&key, &77u64.to_ne_bytes(), UpdateFlags::Any) {
             Ok(()) => {}
-            // Inode storage lives in the BPF LSM's blob: without `bpf` in the active LSMs the
-            // kernel has nowhere to keep it.
+            // Inode storage lives in the BPF LSM's part of `inode->i_security`: with `bpf` not
+            // among the active LSMs (/sys/kernel/security/lsm) the inode has no such blob and
+            // the kernel answers EBADF.
             Err(e) if ty == MapType::InodeStorage && errno(&e) == Some(libc::EBADF) => {
-                println!("inode_storage: created; the kernel refuses elements without the BPF LSM active ({e})");
+                support::skip(&format!("inode_storage elements: the BPF LSM is not active, so inodes have no storage blob ({e})"));
                 continue;
             }
             Err(e) => panic!("{ty}: {e}"),
         }
         assert_eq!(u64_of(&m.lookup(&key).unwrap().unwrap()), 77, "{ty}");
+        if ty == MapType::InodeStorage {
+            // Keyed by the inode behind the fd, not the fd: another open of the same file
+            // finds the element.
+            let again = std::fs::File::open(file.path()).unwrap();
+            let key2 = std::os::fd::AsRawFd::as_raw_fd(&again).to_ne_bytes();
+            assert_eq!(u64_of(&m.lookup(&key2).unwrap().unwrap()), 77, "inode_storage through a second fd of the same inode");
+            let other = tempfile::tempfile().unwrap();
+            let key3 = std::os::fd::AsRawFd::as_raw_fd(&other).to_ne_bytes();
+            assert_eq!(m.lookup(&key3).unwrap(), None, "another inode has no element");
+        }
         assert!(m.delete(&key).unwrap(), "{ty}");
         assert_eq!(m.lookup(&key).unwrap(), None, "{ty}");
+    }
+}
+
+/// Inode storage from the program side: `bpf_inode_storage_get` belongs to BPF LSM programs
+/// only. The verifier refuses it to every other program type that could run here (tracing
+/// iterators, syscall programs), and this kernel refuses LSM programs at PROG_LOAD (EPERM), so
+/// no program can reach an inode's storage on this machine; both refusals are asserted.
+#[test]
+fn inode_storage_helper_is_for_lsm_programs_only() {
+    if !support::kernel_or_skip("inode storage from programs") {
+        return;
+    }
+    let btf = storage_btf();
+    let store = Map::create(&MapSpec::new("store", MapType::InodeStorage, 4, 8, 0).flags(MapFlags::NO_PREALLOC).btf(btf.0.as_fd(), btf.1, btf.2).unwrap()).unwrap();
+    let asm = bpf_asm! {
+        r1 = map[store] ll
+        r2 = 0
+        r3 = 0
+        r4 = 0
+        call bpf_inode_storage_get
+        r0 = 0
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let iter = bpfkit::attach::iter::load_options("inode_iter", "task_file").unwrap();
+    let syscall = LoadOptions::new("inode_sc", ProgType::Syscall).flags(bpfkit::prog::ProgFlags::SLEEPABLE);
+    for opts in [iter, syscall] {
+        let err = Program::load(&asm, &[&store], &opts).unwrap_err();
+        assert!(err.to_string().contains("cannot use helper bpf_inode_storage_get"), "{err}");
+    }
+    let vmlinux = Btf::vmlinux().unwrap();
+    let hook = vmlinux.find_by_name_kind("bpf_lsm_file_open", Kind::Func).unwrap();
+    let lsm = LoadOptions::new("inode_lsm", ProgType::Lsm).expected_attach_type(AttachType::LsmMac).attach_btf_id(hook.get());
+    match Program::load(&asm, &[&store], &lsm) {
+        Err(bpfkit::prog::LoadError::Sys(e)) if e.errno() == Some(libc::EPERM) => {
+            println!("inode_storage from a program: only BPF LSM programs may call bpf_inode_storage_get, and this kernel refuses them ({e})");
+        }
+        Err(e) => panic!("an LSM program using inode storage: {e}"),
+        Ok(_) => eprintln!("note: LSM programs load on this kernel; this test does not attach one to exercise inode storage from a program"),
     }
 }
 
@@ -613,7 +664,7 @@ fn arena_page_allocated_by_a_program_is_seen_through_the_mapping() {
     let ret = prog.test_run(&TestRun::default()).unwrap().retval;
     assert_ne!(ret, 0, "bpf_arena_alloc_pages returned NULL");
     let off = ret.wrapping_sub(base as u32) as usize;
-    assert!(off % page == 0 && off < 8 * page, "the page at {ret:#x} lies in the arena mapped at {base:#x}");
+    assert!(off.is_multiple_of(page) && off < 8 * page, "the page at {ret:#x} lies in the arena mapped at {base:#x}");
     assert_eq!(mem.get::<u64>(off + 24).unwrap(), 0x5eed_1e55, "the program's word, read through the mapping");
     // A second allocation is a different page.
     let again = prog.test_run(&TestRun::default()).unwrap().retval;

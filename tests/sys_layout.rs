@@ -292,10 +292,10 @@ fn type_enums_match_libbpf_sys() {
     use bpfkit::prog::{AttachType, ProgType};
     // libbpf-sys's header may be newer than Linux 6.18 (tests/kernel_maps.rs checks completeness
     // against the running kernel's BTF); here every number bpfkit has must be libbpf's.
-    assert!(MapType::ALL.len() as u32 <= lb::__MAX_BPF_MAP_TYPE - 1);
+    assert!((MapType::ALL.len() as u32) < lb::__MAX_BPF_MAP_TYPE);
     assert_eq!(MapType::Arena.raw(), lb::BPF_MAP_TYPE_ARENA);
     assert_eq!(MapType::CgrpStorage.raw(), lb::BPF_MAP_TYPE_CGRP_STORAGE);
-    assert!(ProgType::ALL.len() as u32 <= lb::__MAX_BPF_PROG_TYPE - 1);
+    assert!((ProgType::ALL.len() as u32) < lb::__MAX_BPF_PROG_TYPE);
     assert_eq!(ProgType::Netfilter.raw(), lb::BPF_PROG_TYPE_NETFILTER);
     assert!(AttachType::ALL.len() as u32 <= lb::__MAX_BPF_ATTACH_TYPE);
     assert_eq!(AttachType::TraceUprobeSession.raw(), lb::BPF_TRACE_UPROBE_SESSION);
