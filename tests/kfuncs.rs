@@ -70,15 +70,15 @@ fn builder_kfunc_by_name_equals_the_btf_id() {
     let Some(btf) = vmlinux_or_skip("kfunc builder") else { return };
     let off = tgid_offset(&btf);
     let id = |n: &str| btf.find_by_name_kind(n, Kind::Func).unwrap().0 as i32;
-    let prog = |from: fn(&str, &dyn Fn(&str) -> i32) -> insn::Insn| {
+    let prog = |call: &dyn Fn(&str) -> insn::Insn| {
         let mut p = insn::Program::new();
         p.push(mov64(Reg::R1, std::process::id() as i32))
-            .push(from("bpf_task_from_pid", &id))
+            .push(call("bpf_task_from_pid"))
             .push(jmp_if(JmpCond::Eq, Reg::R0, 0, "none"))
             .push(mov64(Reg::R6, Reg::R0))
             .push(ldx(Size::W, Reg::R7, Reg::R6, off))
             .push(mov64(Reg::R1, Reg::R6))
-            .push(from("bpf_task_release", &id))
+            .push(call("bpf_task_release"))
             .push(mov64(Reg::R0, Reg::R7))
             .push(exit())
             .label("none")
@@ -86,8 +86,8 @@ fn builder_kfunc_by_name_equals_the_btf_id() {
             .push(exit());
         Program::load(&p.assemble().unwrap(), &[], &LoadOptions::new("kfunc_built", ProgType::Xdp)).unwrap()
     };
-    let by_name = prog(|n, _| call_kfunc_named(n));
-    let by_id = prog(|n, id| call_kfunc(id(n)));
+    let by_name = prog(&|n| call_kfunc_named(n));
+    let by_id = prog(&|n| call_kfunc(id(n)));
     // The kernel's translated programs are the same: the name became exactly the BTF id.
     assert_eq!(by_name.xlated_insns().unwrap(), by_id.xlated_insns().unwrap());
     assert_eq!(by_name.test_run(&TestRun::with_data(vec![0u8; 64])).unwrap().retval, std::process::id());

@@ -2,7 +2,7 @@
 //! to fds, the verifier log captured, grown and explained against the source lines). Info, ids
 //! and pins live in `info.rs`, PROG_TEST_RUN in `test_run.rs`.
 
-mod btf_info;
+pub(crate) mod btf_info;
 mod core;
 mod info;
 mod kfunc;
@@ -142,7 +142,7 @@ pub enum LoadError {
     #[error("program \"{prog}\": CO-RE: {source}")]
     Core { prog: String, source: core::CoreError },
     #[error("program \"{prog}\": kfunc `{name}`{at}: {source}")]
-    Kfunc { prog: String, name: String, at: String, source: KfuncError },
+    Kfunc { prog: String, name: String, at: String, source: Box<KfuncError> },
     #[error("program \"{prog}\": building its BTF func info: {source}")]
     FuncInfo { prog: String, source: crate::core_btf::BtfError },
     #[error("the fd is not a program ({what})")]
@@ -182,7 +182,7 @@ impl Program {
             if let Some(resolved) = kfunc::resolve(insn) {
                 let insn = resolved.map_err(|(name, source)| {
                     let at = asm.locs().get(i).and_then(Option::as_ref).map(|l| format!(" ({l})")).unwrap_or_default();
-                    LoadError::Kfunc { prog: opts.name.clone(), name, at, source }
+                    LoadError::Kfunc { prog: opts.name.clone(), name, at, source: Box::new(source) }
                 })?;
                 encode_into(&insn, &mut slots).map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
                 continue;
