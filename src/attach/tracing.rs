@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::link::{AttachPath, Link, LinkError};
 use crate::prog::Program;
-use crate::sys::{self, Cmd, LinkCreateAttr, PerfEventAttr, RawTracepointOpenAttr, SysError};
+use crate::sys::{self, Cmd, LinkCreateAttr, PerfEventAttr, PerfEventLink, RawTracepointOpenAttr, SysError};
 
 /// `BPF_PERF_EVENT` attach type.
 const ATTACH_PERF_EVENT: u32 = 41;
@@ -109,13 +109,7 @@ impl Program {
                 Ok(Link::from_perf_ioctl(event, what))
             }
             _ => {
-                let mut attr = LinkCreateAttr {
-                    prog_fd: self.as_fd().as_raw_fd() as u32,
-                    target_fd: event.as_raw_fd() as u32,
-                    attach_type: ATTACH_PERF_EVENT,
-                    target: [cookie, 0, 0, 0, 0, 0],
-                    ..Default::default()
-                };
+                let mut attr = LinkCreateAttr::new(self.as_fd().as_raw_fd() as u32, event.as_raw_fd() as u32, ATTACH_PERF_EVENT, 0).with_target(PerfEventLink { bpf_cookie: cookie });
                 match sys::bpf_fd(Cmd::LinkCreate, &mut attr) {
                     Ok(fd) => {
                         // The link holds the event; this fd can go.
