@@ -155,6 +155,10 @@ struct MmapOffsets([[u64; 4]; 4]);
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Statistics([u64; 6]);
 
+// The kernel's layouts as libc binds them (`if_xdp.h`), read through these plain-data mirrors.
+const _: () = assert!(std::mem::size_of::<MmapOffsets>() == std::mem::size_of::<libc::xdp_mmap_offsets>());
+const _: () = assert!(std::mem::size_of::<Statistics>() == std::mem::size_of::<libc::xdp_statistics>());
+
 fn ring_offset(w: [u64; 4]) -> libc::xdp_ring_offset {
     libc::xdp_ring_offset { producer: w[0], consumer: w[1], desc: w[2], flags: w[3] }
 }
