@@ -113,4 +113,20 @@ fn an_unknown_kfunc_name_is_an_error_naming_it_and_its_line() {
     let e = Program::load(&p.assemble().unwrap(), &[], &LoadOptions::new("kfunc_nokf", ProgType::Xdp)).unwrap_err();
     assert!(matches!(e, LoadError::Verifier { .. }), "{e:?}");
     assert!(e.to_string().contains("calling kernel function vfs_read is not allowed"), "{e}");
+    // A name with a module BTF index is not looked up (no module BTF is searched by name).
+    let p = insn::parse_program("call kfunc[bpf_task_release, 1]\nexit").unwrap();
+    let e = Program::load(&p.assemble().unwrap(), &[], &LoadOptions::new("kfunc_mod", ProgType::Xdp)).unwrap_err();
+    assert!(e.to_string().contains("kfunc `bpf_task_release` (<input>:1:1): module BTF (btf_index 1)"), "{e}");
+}
+
+#[test]
+fn a_kfunc_is_refused_where_the_kernel_does_not_register_it() {
+    let Some(btf) = vmlinux_or_skip("kfunc program types") else { return };
+    // bpf_task_from_pid is in the kernel's generic kfunc set (tracing, TC, XDP, syscall, …),
+    // not for socket filters: the same program, resolved the same way, is refused there.
+    let asm = task_tgid_prog(1, tgid_offset(&btf)).assemble().unwrap();
+    let e = Program::load(&asm, &[], &LoadOptions::new("kfunc_sf", ProgType::SocketFilter)).unwrap_err();
+    assert!(matches!(e, LoadError::Verifier { .. }), "{e:?}");
+    assert!(e.to_string().contains("calling kernel function bpf_task_from_pid is not allowed"), "{e}");
+    assert!(Program::load(&asm, &[], &LoadOptions::new("kfunc_cls", ProgType::SchedCls)).is_ok());
 }
