@@ -37,12 +37,18 @@ fn script(input: &str) -> (Option<i32>, String) {
     (code, out)
 }
 
-/// The output lines after the echo of `line` up to the next echoed line.
+/// The output lines after the (first) echo of `line` up to the next echoed line.
 fn after<'a>(out: &'a str, line: &str) -> Vec<&'a str> {
+    after_nth(out, line, 0)
+}
+
+/// The same after the `n`th echo of `line` (from 0).
+fn after_nth<'a>(out: &'a str, line: &str, n: usize) -> Vec<&'a str> {
     let echo = format!("> {line}");
-    let mut lines = out.lines().skip_while(|l| *l != echo);
-    assert!(lines.next().is_some(), "no `{echo}` in:\n{out}");
-    lines.take_while(|l| !l.starts_with("> ")).collect()
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines.iter().enumerate().filter(|(_, l)| **l == echo).nth(n).map(|(i, _)| i);
+    let Some(at) = at else { panic!("no `{echo}` (#{n}) in:\n{out}") };
+    lines[at + 1..].iter().copied().take_while(|l| !l.starts_with("> ")).collect()
 }
 
 #[test]
@@ -166,4 +172,68 @@ fn watch_reads_perf_buffers_and_decodes_layouts() {
     let short = after(&out, ":watch rb 0.2 as task_struct");
     assert!(short[1].starts_with("record 1: 16 bytes, shorter than the layout's "), "{out}");
     assert!(after(&out, ":watch rb 0.2 as no_such_type_x")[0].starts_with("error: layout `no_such_type_x`: no such type in the kernel's BTF"));
+}
+
+/// tc (tcx and cls_bpf) on `lo` of a network namespace of its own, a perf event on CPU 0, an
+/// iterator's output, and the library's refusals of kprobes and trampolines on this kernel.
+#[test]
+fn attach_kinds_tc_perf_event_iter_and_refusals() {
+    if !support::kernel_or_skip("attach_kinds_tc_perf_event_iter_and_refusals") {
+        return;
+    }
+    let netns = Command::new("unshare").args(["-n", "ip", "link", "set", "lo", "up"]).status();
+    if !netns.is_ok_and(|s| s.success()) {
+        support::skip("attach_kinds_tc_perf_event_iter_and_refusals: `unshare -n` and `ip` are needed for a network namespace");
+        return;
+    }
+    // The offset of `id` in the kernel's `struct bpf_map`, as a C program compiled against
+    // this kernel would have it.
+    let vmlinux = bpfkit::core_btf::Btf::vmlinux().expect("vmlinux BTF");
+    let bpf_map = vmlinux.find_by_name_kind("bpf_map", bpfkit::core_btf::Kind::Struct).expect("struct bpf_map");
+    let id_off = vmlinux.member_offset(bpf_map, "id").expect("bpf_map.id") / 8;
+    let input = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/attach_kinds.bpf"))
+        .expect("fixture")
+        .replace("ID_OFF", &id_off.to_string());
+    let (code, out, _) = script_via(&["unshare", "-n", "sh", "-c", "ip link set lo up && exec \"$0\""], &input);
+    assert_eq!(code, Some(1), "the refusals fail their lines: {out}");
+    // tcx on ingress: every IPv4 packet of the 5 datagrams, counted by the kernel.
+    assert_eq!(after(&out, ":attach count tc lo ingress"), ["link 1: count → tc lo ingress"]);
+    assert_eq!(after(&out, ":trigger udp 5"), ["5 UDP datagrams sent over loopback, 5 received"]);
+    let counts: Vec<&str> = out.lines().filter(|l| l.starts_with("hits[00 00 00 00] = ")).collect();
+    assert_eq!(counts, ["hits[00 00 00 00] = 5", "hits[00 00 00 00] = 5", "hits[00 00 00 00] = 8", "hits[00 00 00 00] = 8"], "tcx counts 5, nothing after :detach, cls_bpf egress 3 more (then the wait for cpu-clock): {out}");
+    assert_eq!(after(&out, ":attach count tc lo sideways"), ["error: `sideways`: tc attaches on ingress or egress"]);
+    // The software cpu-clock event at 2000 Hz ran the program (BPF stats count its runs).
+    let info = after(&out, ":info pe");
+    let runs: u64 = info[3].split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("run count");
+    assert!(runs > 0, "cpu-clock fired the program: {out}");
+    assert_eq!(after(&out, ":links"), ["2: count → cls_bpf lo egress"]);
+    assert_eq!(after_nth(&out, ":links", 1), ["2: count → cls_bpf lo egress", "3: pe → perf_event cpu-clock 2000 0"]);
+    // The bpf_map iterator wrote every map's id, the session's among them.
+    let iter = after(&out, ":attach ids iter");
+    assert_eq!(iter[0], "link 4: ids → iter", "{out}");
+    let n: usize = iter[1].strip_prefix("iterator output, ").and_then(|r| r.strip_suffix(" bytes:")).and_then(|n| n.parse().ok()).expect("byte count");
+    let bytes: Vec<u8> = iter[2..]
+        .iter()
+        .flat_map(|row| row.split_once(": ").expect("hex row").1.split(' ').map(|b| u8::from_str_radix(b, 16).expect("hex")))
+        .collect();
+    assert_eq!(bytes.len(), n);
+    let ids: Vec<u32> = bytes.chunks(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+    let listed = after(&out, ":maps all");
+    let iterme: u32 = listed.iter().find(|l| l.split_whitespace().nth(2) == Some("iterme")).and_then(|l| l.split_whitespace().next()?.parse().ok()).expect("iterme in :maps all");
+    assert!(ids.contains(&iterme), "map {iterme} in the iterator's ids {ids:?}");
+    // Refusals, as the library words them.
+    for kind in ["kprobe", "kretprobe"] {
+        let line = format!(":attach k {kind} do_unlinkat");
+        let got = after(&out, &line);
+        assert!(got[0].starts_with("error: no kprobe support in this kernel") || got[0].starts_with("link "), "{line}: {got:?}");
+    }
+    for (line, what) in [
+        (":load k fentry do_unlinkat", "error: fentry do_unlinkat (BTF id "),
+        (":load k fexit do_unlinkat", "error: fexit do_unlinkat (BTF id "),
+        (":load k lsm file_open", "error: lsm bpf_lsm_file_open (BTF id "),
+    ] {
+        let got = after(&out, line);
+        assert!(got[0].starts_with(what) && (got[0].contains("tracing programs are refused with EPERM by this kernel") || got[0].starts_with("loaded")), "{line}: {got:?}");
+    }
+    assert!(after(&out, ":load k lsm no_such_hook")[0].contains("no BTF FUNC `bpf_lsm_no_such_hook`"));
 }

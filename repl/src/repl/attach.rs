@@ -1,16 +1,20 @@
-//! The REPL's attach-and-watch commands: `:attach` (tracepoints, raw tracepoints, tp_btf, uprobes,
-//! XDP, cgroups), `:links`, `:detach`,
-//! `:count` (counters after N seconds) and `:trigger` (make events happen).
+//! The REPL's attach commands: `:attach` (tracepoints, raw tracepoints, tp_btf and the
+//! BTF-attached fentry/fexit/fmod_ret/lsm, kprobes, uprobes, perf events, iterators, XDP, tc,
+//! cgroups), `:links`, `:detach`, `:count` (counters after N seconds) and `:trigger` (make
+//! events happen: getpid calls, UDP datagrams over loopback).
 //!
 //! Every attachment is a [`SessionLink`] owned by the session: dropping it (on `:detach` or
 //! when the session ends, however it ends) detaches.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use bpfkit::attach::kprobe::ProbeLink;
+use bpfkit::attach::iter::{self, IterScope};
+use bpfkit::attach::kprobe::{KprobeTarget, ProbeLink};
 use bpfkit::attach::uprobe::UprobeTarget;
-use bpfkit::attach::{ifindex, Link, XdpMode};
+use bpfkit::attach::{ifindex, AttachPath, Link, PerfEventTarget, TcDirection, XdpMode};
+use bpfkit::sys::{PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK, PERF_COUNT_SW_PAGE_FAULTS, PERF_COUNT_SW_TASK_CLOCK};
 use bpfkit::prog::AttachType;
 
 use super::maps::find;
@@ -42,7 +46,7 @@ impl Held {
     }
 }
 
-const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | uprobe BIN:SYM | uretprobe BIN:SYM | xdp IFACE | cgroup PATH HOOK";
+pub const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
 
 /// `:attach NAME KIND ARGS…`.
 pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
@@ -56,6 +60,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         .ok_or_else(|| format!("program {name} is not loaded (`:load {name} TYPE` first)"))?
         .prog;
     let err = |e: &dyn std::fmt::Display| e.to_string();
+    let mut shown = None;
     let held = match (*kind, rest) {
         ("tracepoint" | "tp", [event]) => {
             let (cat, ev) = event
@@ -63,8 +68,16 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 .ok_or_else(|| format!("`{event}`: a tracepoint is CATEGORY/EVENT (syscalls/sys_enter_getpid)"))?;
             Held::Link(prog.attach_tracepoint(cat, ev).map_err(|e| err(&e))?)
         }
-        ("tp_btf", []) => Held::Link(prog.attach_btf().map_err(|e| err(&e))?),
+        // The target was chosen at `:load` (`:load p fentry do_unlinkat`).
+        ("tp_btf" | "fentry" | "fexit" | "fmod_ret" | "lsm", []) => Held::Link(prog.attach_btf().map_err(|e| err(&e))?),
         ("raw_tp" | "raw_tracepoint", [event]) => Held::Link(prog.attach_raw_tracepoint(event).map_err(|e| err(&e))?),
+        ("kprobe" | "kretprobe", [func]) => {
+            let mut t = KprobeTarget::function(*func);
+            if *kind == "kretprobe" {
+                t = t.retprobe();
+            }
+            Held::Probe(prog.attach_kprobe(&t).map_err(|e| err(&e))?)
+        }
         ("uprobe" | "uretprobe", [target]) => {
             let (bin, sym) = target
                 .split_once(':')
@@ -75,9 +88,36 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             }
             Held::Probe(prog.attach_uprobe(&t).map_err(|e| err(&e))?)
         }
+        ("perf_event", [event, more @ ..]) if more.len() <= 2 => {
+            let config = software_event(event)?;
+            let hz = more.first().map(|h| h.parse::<u64>().ok().filter(|h| *h > 0).ok_or_else(|| format!("`{h}` is not a sampling frequency in Hz"))).transpose()?;
+            let cpu = more.get(1).map(|c| c.parse::<i32>().ok().filter(|c| *c >= 0).ok_or_else(|| format!("`{c}` is not a CPU number"))).transpose()?;
+            let target = PerfEventTarget::software_freq(config, hz.unwrap_or(1000), cpu.unwrap_or(0));
+            Held::Link(prog.attach_perf_event(&target).map_err(|e| err(&e))?)
+        }
+        ("iter", scope @ ([] | [_])) => {
+            let map = scope.first().map(|m| find(s, m)).transpose()?;
+            let scope = match map {
+                Some(m) => IterScope::Map(m.as_fd()),
+                None => IterScope::All,
+            };
+            let link = prog.attach_iter(&scope).map_err(|e| err(&e))?;
+            shown = Some(iter::read_to_end(&link).map_err(|e| err(&e))?);
+            Held::Link(link)
+        }
         ("xdp", [iface]) => {
             let idx = ifindex(iface).map_err(|e| err(&e))?;
             Held::Link(prog.attach_xdp(idx, XdpMode::Auto).map_err(|e| err(&e))?)
+        }
+        ("tc" | "cls_bpf", [iface, dir]) => {
+            let idx = ifindex(iface).map_err(|e| err(&e))?;
+            let dir = match *dir {
+                "ingress" => TcDirection::Ingress,
+                "egress" => TcDirection::Egress,
+                other => return Err(format!("`{other}`: tc attaches on ingress or egress")),
+            };
+            let path = if *kind == "tc" { AttachPath::BpfLink } else { AttachPath::Netlink };
+            Held::Link(prog.attach_tc_via(idx, dir, path).map_err(|e| err(&e))?)
         }
         ("cgroup", [path, hook]) => {
             let hook: AttachType = hook.parse()?;
@@ -90,7 +130,40 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let number = s.next_link;
     s.next_link += 1;
     say!(out, "link {number}: {name} → {what}{}", kernel_id(s, held.link()));
+    if let Some(bytes) = shown {
+        show_iter_output(&bytes, out)?;
+    }
     s.links.push(SessionLink { number, prog: (*name).to_owned(), what, link: held });
+    Ok(())
+}
+
+/// `cpu-clock`, `task-clock`, `page-faults`, `context-switches` → `PERF_COUNT_SW_*`.
+fn software_event(name: &str) -> Result<u64, String> {
+    Ok(match name {
+        "cpu-clock" => PERF_COUNT_SW_CPU_CLOCK,
+        "task-clock" => PERF_COUNT_SW_TASK_CLOCK,
+        "page-faults" => PERF_COUNT_SW_PAGE_FAULTS,
+        "context-switches" => PERF_COUNT_SW_CONTEXT_SWITCHES,
+        other => return Err(format!("`{other}`: the software perf events are cpu-clock, task-clock, page-faults, context-switches")),
+    })
+}
+
+/// What an iterator wrote: as text when it is text, else as hex, 16 bytes a line.
+fn show_iter_output(bytes: &[u8], out: &mut dyn Write) -> Outcome {
+    say!(out, "iterator output, {} bytes:", bytes.len());
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') => {
+            write!(out, "{text}").map_err(|e| e.to_string())?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                say!(out, "");
+            }
+        }
+        _ => {
+            for (i, row) in bytes.chunks(16).enumerate() {
+                say!(out, "{:>6x}: {}", i * 16, hex_bytes(row, " "));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -178,10 +251,14 @@ pub fn count(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
 
 /// `:trigger getpid N`.
 pub fn trigger(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
-    let ["getpid", n] = args else {
-        return Err("usage: :trigger getpid N".into());
+    let (what, n) = match args {
+        [what @ ("getpid" | "udp"), n] => (*what, *n),
+        _ => return Err("usage: :trigger getpid N | :trigger udp N".into()),
     };
     let n: u64 = n.parse().map_err(|_| format!("`{n}` is not a count"))?;
+    if what == "udp" {
+        return udp(s, n, out);
+    }
     for _ in 0..n {
         if s.was_interrupted() {
             break;
@@ -190,5 +267,32 @@ pub fn trigger(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         std::hint::black_box(std::process::id());
     }
     say!(out, "getpid called {n} times");
+    Ok(())
+}
+
+/// `:trigger udp N`: N datagrams from one loopback socket to another of this process (which
+/// receives them, so no ICMP error comes back).
+fn udp(s: &Session, n: u64, out: &mut dyn Write) -> Outcome {
+    use std::net::UdpSocket;
+    fn e(what: &str) -> impl FnOnce(std::io::Error) -> String + '_ {
+        move |err| format!("{what}: {err}")
+    }
+    let rx = UdpSocket::bind("127.0.0.1:0").map_err(e("binding a UDP socket on 127.0.0.1"))?;
+    let to = rx.local_addr().map_err(e("reading the socket's address"))?;
+    let tx = UdpSocket::bind("127.0.0.1:0").map_err(e("binding a UDP socket on 127.0.0.1"))?;
+    rx.set_read_timeout(Some(Duration::from_secs(1))).map_err(e("setting a read timeout"))?;
+    let mut buf = [0u8; 64];
+    let mut received = 0u64;
+    for i in 0..n {
+        if s.was_interrupted() {
+            break;
+        }
+        tx.send_to(&i.to_le_bytes(), to).map_err(e(&format!("sending to {to}")))?;
+        // Wait for each one: a datagram dropped on the way (a tc or XDP verdict) is reported.
+        if rx.recv(&mut buf).is_ok() {
+            received += 1;
+        }
+    }
+    say!(out, "{n} UDP datagrams sent over loopback, {received} received");
     Ok(())
 }

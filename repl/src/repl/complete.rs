@@ -30,7 +30,7 @@ fn keywords(cmd: &str) -> &'static [&'static str] {
         ":map" => &["create", "get", "set", "del", "dump", "pin", "open", "list", "show"],
         ":prog" => &["list", "show", "dump"],
         ":link" => &["list", "show", "detach"],
-        ":trigger" => &["getpid"],
+        ":trigger" => &["getpid", "udp"],
         _ => &[],
     }
 }

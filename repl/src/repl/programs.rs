@@ -3,6 +3,9 @@
 
 use std::io::Write;
 
+use bpfkit::attach::fentry::{BtfTarget, TracingHook};
+use bpfkit::attach::iter;
+use bpfkit::attach::kprobe::ProbeError;
 use bpfkit::insn::Assembled;
 use bpfkit::maps::Map;
 use bpfkit::core_btf::{Btf, Kind};
@@ -70,18 +73,35 @@ pub fn listing(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     Ok(())
 }
 
-/// `:load NAME TYPE [ATTACH_TYPE]`, `:load NAME tp_btf EVENT`.
+/// `:load NAME TYPE [ATTACH_TYPE]`, `:load NAME tp_btf EVENT`, `:load NAME iter TARGET`,
+/// `:load NAME fentry|fexit|fmod_ret FUNCTION`, `:load NAME lsm HOOK`.
 pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let (name, t, attach) = match args {
         [name, t] => (*name, *t, None),
         [name, t, a] => (*name, *t, Some(*a)),
         _ => return Err("usage: :load NAME TYPE [ATTACH_TYPE] (e.g. :load p xdp)".into()),
     };
-    let opts = if t == "tp_btf" {
-        tp_btf_options(name, attach.ok_or("usage: :load NAME tp_btf EVENT (e.g. :load p tp_btf sys_enter)")?)?
-    } else {
-        let attach: Option<AttachType> = attach.map(str::parse).transpose()?;
-        load_options_for(t.parse()?, attach, 0, name.to_owned())
+    let target = |what: &str| attach.ok_or_else(|| format!("usage: :load NAME {t} {what}"));
+    let hook = match t {
+        "fentry" => Some(TracingHook::Fentry),
+        "fexit" => Some(TracingHook::Fexit),
+        "fmod_ret" => Some(TracingHook::FmodRet),
+        "lsm" => Some(TracingHook::Lsm),
+        _ => None,
+    };
+    // Trampoline programs load through `BtfTarget::load`, which names this kernel's refusal.
+    let traced = match hook {
+        Some(h) => Some(BtfTarget::find(h, target(if h == TracingHook::Lsm { "HOOK (e.g. file_open)" } else { "FUNCTION (e.g. do_unlinkat)" })?).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let opts = match (t, &traced) {
+        (_, Some(bt)) => bt.load_options(name),
+        ("tp_btf", _) => tp_btf_options(name, target("EVENT (e.g. sys_enter)")?)?,
+        ("iter", _) => iter::load_options(name, target("TARGET (e.g. task, bpf_map, bpf_map_elem)")?).map_err(|e| e.to_string())?,
+        _ => {
+            let attach: Option<AttachType> = attach.map(str::parse).transpose()?;
+            load_options_for(t.parse()?, attach, 0, name.to_owned())
+        }
     };
     let prog_type = opts.prog_type;
     let entry = s.program(name)?;
@@ -102,7 +122,11 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             }
         }
     }
-    match Program::load(&asm, &maps, &opts) {
+    let result = match &traced {
+        Some(bt) => bt.load(&asm, &maps, name),
+        None => Program::load(&asm, &maps, &opts).map_err(ProbeError::from),
+    };
+    match result {
         Ok(prog) => {
             let id = if s.interactive {
                 prog.info().map(|i| format!(" (id {})", i.id)).unwrap_or_default()
@@ -115,7 +139,7 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             s.program_mut(name)?.loaded = Some(Loaded { prog, asm, prog_type });
             Ok(())
         }
-        Err(LoadError::Verifier { prog, rejection }) => {
+        Err(ProbeError::Load(LoadError::Verifier { prog, rejection })) => {
             let mark = rejection.loc.as_ref().map(|l| l.line);
             let listing = render::listing(&entry.lines, mark, &format!("^ the verifier: {}", rejection.reason), s.interactive);
             s.last_log = Some(rejection.log.clone());
