@@ -108,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let msg = |kind: u8, payload: &[u8]| frame(17, 0, PORT, &bkp(MAGIC, 1, kind, payload, payload.len()));
     let mut sent: Vec<(Vec<u8>, u32)> = Vec::new(); // (frame, expected verdict)
     for _ in 0..5 { sent.push((msg(1, b"hi"), 2)); }
-    for i in 0..3 { sent.push((msg(2, &vec![i; 100]), 2)); }
+    for i in 0..3 { sent.push((msg(2, &[i; 100]), 2)); }
     for _ in 0..2 { sent.push((msg(3, b""), 2)); }
     sent.push((msg(4, b"bye"), 2));
     sent.push((frame(17, 8, PORT, &bkp(MAGIC, 1, 2, b"opts", 4)), 2));       // DATA after IPv4 options
