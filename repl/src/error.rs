@@ -84,6 +84,8 @@ pub enum CliError {
     Btf(BtfError),
     /// A link could not be opened, queried or detached (the error names it).
     Link(bpfkit::attach::LinkError),
+    /// A BPF object could not be read, relocated or loaded (the error names what in it).
+    Object { file: String, source: Box<bpfkit::object::ObjectError> },
 }
 
 impl CliError {
@@ -181,6 +183,7 @@ impl fmt::Display for CliError {
             }
             CliError::Btf(e) => write!(f, "{e}"),
             CliError::Link(e) => write!(f, "{e}"),
+            CliError::Object { file, source } => write!(f, "{file}: {source}"),
         }
     }
 }

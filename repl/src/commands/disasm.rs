@@ -42,7 +42,11 @@ pub struct Args {
     #[arg(long)]
     pub bytes: bool,
 
-    /// The instruction bytes; `-` reads stdin.
+    /// With a BPF object: only the program(s) in this section.
+    #[arg(long, value_name = "NAME")]
+    pub section: Option<String>,
+
+    /// The instruction bytes, or a BPF ELF object; `-` reads stdin.
     #[arg(value_name = "FILE|-")]
     pub file: PathBuf,
 }
@@ -107,8 +111,46 @@ fn read_bytes(source: &Source, format: InputFormat) -> Result<Vec<u8>, CliError>
     }
 }
 
+/// A BPF object's programs, each under a `<section>: <name>` heading, as the ELF holds them
+/// (before relocation: map references are `ld_imm64` of 0 with a relocation, as llvm-objdump
+/// shows them).
+fn disasm_object(args: &Args, bytes: Vec<u8>, stdout: &mut dyn Write) -> Result<(), CliError> {
+    let origin = args.file.display().to_string();
+    let object_err = |source: bpfkit::elf::ElfError| CliError::Object { file: origin.clone(), source: Box::new(source.into()) };
+    let elf = bpfkit::elf::ElfObject::parse(bytes).map_err(object_err)?;
+    let programs: Vec<_> = elf.programs().into_iter().filter(|p| args.section.as_ref().is_none_or(|s| *s == p.section_name)).collect();
+    if programs.is_empty() {
+        let sections: Vec<String> = elf.programs().into_iter().map(|p| p.section_name).collect();
+        return Err(CliError::Object {
+            file: origin.clone(),
+            source: Box::new(bpfkit::object::ObjectError::Program {
+                program: args.section.clone().unwrap_or_default(),
+                reason: format!("no program in that section (programs are in: {})", sections.join(", ")),
+            }),
+        });
+    }
+    let mut text = String::new();
+    for p in &programs {
+        let slots = elf.program_instructions(p).map_err(object_err)?;
+        let insns = bpfkit::insn::decode_slots(&slots).map_err(|e| CliError::Decode { origin: format!("{origin} section {}", p.section_name), source: e })?;
+        let opts = DisasmOptions::new(args.syntax.into()).slot_numbers(args.slots).bytes(args.bytes);
+        text.push_str(&format!("{}: {}\n{}\n", p.section_name, p.name, disassemble(&insns, opts)));
+    }
+    write_output(None, stdout, text.trim_end_matches('\n').as_bytes())?;
+    write_output(None, stdout, b"\n")
+}
+
 pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<(), CliError> {
     let source = Source::from_arg(&args.file);
+    if let Source::File(path) = &source {
+        let head = std::fs::File::open(path).ok().and_then(|mut f| {
+            let mut magic = [0u8; 4];
+            std::io::Read::read_exact(&mut f, &mut magic).ok().map(|_| magic)
+        });
+        if head == Some(*b"\x7fELF") {
+            return disasm_object(args, source.read_bytes()?, stdout);
+        }
+    }
     let format = args
         .input
         .unwrap_or_else(|| InputFormat::default_for(&source));

@@ -10,7 +10,9 @@ pub mod btf;
 pub mod disasm;
 pub mod features;
 pub mod link;
+pub mod load;
 pub mod map;
+pub mod obj;
 pub mod prog;
 pub mod run;
 
@@ -30,7 +32,8 @@ pub enum Command {
     /// Comments start with `#`, `//` or `;`. A map referenced by name
     /// (`lddw r1, map[counts]`) cannot be encoded without a loaded map.
     Asm(asm::Args),
-    /// Decode instruction bytes and print them as text.
+    /// Decode instruction bytes and print them as text; given a BPF object (`FILE.o`), every
+    /// program's instructions (or those of `--section NAME`).
     Disasm(disasm::Args),
     /// Probe what this kernel and process support: system facts, program, map and attach
     /// types (yes/no, the release each appeared in, how it was probed), and with `--helpers`
@@ -54,6 +57,13 @@ pub enum Command {
     /// [TYPE...]` prints types as C (what `bpftool btf dump … format c` writes) or as
     /// bpftool's raw lines; `find NAME` lists every type of that name and its `___` flavors.
     Btf(btf::Args),
+    /// Open a BPF object (`clang -target bpf`, or written by bpfkit), create its maps, load its
+    /// programs (CO-RE against this kernel) and print their ids and sizes; `--pin DIR` keeps
+    /// them pinned at DIR/<program> and DIR/maps/<map>.
+    Load(load::Args),
+    /// What a BPF object holds: sections, programs (type and attach target from their section
+    /// names), maps and relocations. Reads the file only.
+    Obj(obj::Args),
 }
 
 /// Run one subcommand, writing its output to `stdout` (unless it was told to write a file).
@@ -67,5 +77,7 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), CliError> {
         Command::Map(args) => map::run(&args, stdout),
         Command::Link(args) => link::run(&args, stdout),
         Command::Btf(args) => btf::run(&args, stdout),
+        Command::Load(args) => load::run(&args, stdout),
+        Command::Obj(args) => obj::run(&args, stdout),
     }
 }
