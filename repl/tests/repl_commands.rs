@@ -237,3 +237,67 @@ fn attach_kinds_tc_perf_event_iter_and_refusals() {
     }
     assert!(after(&out, ":load k lsm no_such_hook")[0].contains("no BTF FUNC `bpf_lsm_no_such_hook`"));
 }
+
+/// `:maps`, `:map del`, `:map pin` in one session; `:map open` in another reads the pinned
+/// map back, typed by the BTF it was created with.
+#[test]
+fn maps_del_pin_and_open_in_another_session() {
+    if !support::kernel_or_skip("maps_del_pin_and_open_in_another_session") {
+        return;
+    }
+    let pin = format!("/sys/fs/bpf/bpfkit_repl_test_{}", std::process::id());
+    let _ = std::fs::remove_file(&pin);
+    /// Removes the pin however the test ends.
+    struct Unpin<'a>(&'a str);
+    impl Drop for Unpin<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _unpin = Unpin(&pin);
+    let (code, out) = script(&format!(
+        ":maps
+:map create names hash u32 char[8] 4
+:map create raw array 4 8 2
+:map set names u32:1 6261736800000000
+:map set names u32:2 7a73680000000000
+:map set names u32:3 6b73680000000000
+:map del names u32:2
+:map del names u32:2
+:map get names u32:2
+:maps
+:map pin names {pin}
+:map pin names {pin}
+"
+    ));
+    assert_eq!(after(&out, ":maps"), ["no maps yet (`:map create NAME TYPE KEY VALUE MAX`)"]);
+    assert_eq!(after(&out, ":map del names u32:2"), ["deleted"]);
+    assert_eq!(after_nth(&out, ":map del names u32:2", 1), ["no such key"], "the kernel no longer has it: {out}");
+    assert_eq!(after(&out, ":map get names u32:2"), ["error: map names has no element with key 02 00 00 00"]);
+    assert_eq!(after_nth(&out, ":maps", 1), ["names: hash key 4 value 8 max 4", "raw: array key 4 value 8 max 2"]);
+    assert_eq!(after(&out, &format!(":map pin names {pin}")), [format!("map names pinned at {pin}")]);
+    let again = after_nth(&out, &format!(":map pin names {pin}"), 1);
+    assert!(again[0].starts_with(&format!("error: obj_pin {pin}: File exists")), "{again:?}");
+    assert_eq!(code, Some(1), "{out}");
+    // The first session has ended: the pin holds the map. Another opens it.
+    let (code, out) = script(&format!(
+        ":map open other {pin}
+:map open names {pin}
+:map dump names
+:map get names u32:3
+:map del names u32:1
+:map dump names
+:map open names2 /sys/fs/bpf/bpfkit_no_such_pin
+"
+    ));
+    let wrong = after(&out, &format!(":map open other {pin}"));
+    assert_eq!(wrong, [format!("error: the map pinned at {pin} is named `names` in the kernel; programs bind maps by that name: `:map open names {pin}`")]);
+    assert_eq!(after(&out, &format!(":map open names {pin}")), [format!("map names: hash key 4 value 8 max 4 (from {pin}, typed by its BTF)")]);
+    let mut dump = after(&out, ":map dump names");
+    dump[..2].sort();
+    assert_eq!(dump, ["1: \"bash\"", "3: \"ksh\"", "2 elements"], "{out}");
+    assert_eq!(after(&out, ":map get names u32:3"), ["3: \"ksh\""]);
+    assert_eq!(after_nth(&out, ":map dump names", 1), ["3: \"ksh\"", "1 element"]);
+    assert!(after(&out, ":map open names2 /sys/fs/bpf/bpfkit_no_such_pin")[0].starts_with("error: obj_get /sys/fs/bpf/bpfkit_no_such_pin: No such file"));
+    assert_eq!(code, Some(1));
+}

@@ -177,6 +177,17 @@ fn interactive_session_in_a_pty() {
         .and_then(|n| n.parse().ok())
         .expect("a count");
     assert!(n >= 20, "counted {n} getpid calls, want at least 20");
+    // Tab completion of a session program's name and of a kernel BTF type's.
+    p.send(":info co").expect("type");
+    p.send("\t").expect("tab");
+    p.flush().expect("flush");
+    exp(&mut p, ":info count");
+    line(&mut p, "", "count: id ");
+    p.send(":btf task_stru").expect("type");
+    p.send("\t").expect("tab");
+    p.flush().expect("flush");
+    exp(&mut p, ":btf task_struct");
+    line(&mut p, "", "struct task_struct {");
     // A verifier rejection points at the typed line.
     line(&mut p, ":prog bad", "program bad");
     line(&mut p, "r1 = 1", "r1 = 0x1");

@@ -2,7 +2,7 @@
 //! the fd maps and programs refer to. A rejected blob is loaded again with the BTF log on (grown
 //! until it fits), and the error carries the log's decisive line(s).
 
-use super::{BtfBuilder, BtfError};
+use super::{Btf, BtfBuilder, BtfError};
 use crate::sys::{self, BtfInfoRaw, BtfLoadAttr, Cmd, InfoByFdAttr, SysError};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -86,6 +86,27 @@ impl LoadedBtf {
 impl AsFd for LoadedBtf {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl Btf {
+    /// Read back the kernel's BTF object `id` (a map's `btf_id`, as `bpftool btf dump id N`
+    /// does): `BPF_BTF_GET_FD_BY_ID`, then `BPF_OBJ_GET_INFO_BY_FD` into a buffer of its size.
+    /// For standalone BTF, what maps and programs carry (not a module's split BTF).
+    pub fn from_kernel_id(id: u32) -> Result<Btf, BtfError> {
+        let op = |what: &str| format!("{what}(btf id {id})");
+        let fd = sys::fd_by_id(Cmd::BtfGetFdById, id).map_err(|source| SysError { op: op("btf_get_fd_by_id"), source })?;
+        let first: BtfInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {}).map_err(|source| SysError { op: op("obj_get_info_by_fd"), source })?;
+        let mut data = vec![0u8; first.btf_size as usize];
+        let (at, len) = (sys::ptr(data.as_mut_ptr()), data.len() as u32);
+        let info: BtfInfoRaw = sys::info_by_fd(fd.as_fd(), |i: &mut BtfInfoRaw| {
+            i.btf = at;
+            i.btf_size = len;
+        })
+        .map_err(|source| SysError { op: op("obj_get_info_by_fd"), source })?;
+        // The size can only have been what the first call said (BTF objects are immutable).
+        data.truncate(info.btf_size.min(len) as usize);
+        Btf::from_bytes(data)
     }
 }
 

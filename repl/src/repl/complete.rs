@@ -70,6 +70,8 @@ impl ReplHelper {
         match before.first() {
             None if word.starts_with(':') => pool.extend(COMMANDS.iter().map(|c| format!(":{}", c.name))),
             Some(&":btf") => pool.extend(self.btf_names().iter().cloned()),
+            // `:watch MAP … as TYPE`: kernel types to read records as.
+            Some(&":watch") if before.last() == Some(&"as") => pool.extend(self.btf_names().iter().cloned()),
             Some(&":helper") => pool.extend(helper_names()),
             Some(&":help") => pool.extend(COMMANDS.iter().map(|c| c.name.to_owned())),
             Some(cmd) if cmd.starts_with(':') => {
@@ -141,5 +143,38 @@ mod tests {
         assert_eq!(h.candidates(&[":map", "get"], "co"), vec!["counts"]);
         assert!(h.candidates(&["r1", "="], "map[c").contains(&"map[counts]".to_owned()));
         assert!(h.candidates(&[], "mov").contains(&"mov32".to_owned()));
+    }
+
+    #[test]
+    fn completes_registers_and_program_names() {
+        let h = ReplHelper { maps: vec!["hits".into()], progs: vec!["count".into(), "counter2".into()], ..Default::default() };
+        // Registers, in instructions.
+        let regs = h.candidates(&["r0", "="], "r");
+        for r in ["r1", "r9", "r10"] {
+            assert!(regs.contains(&r.to_owned()), "{r} in {regs:?}");
+        }
+        assert_eq!(h.candidates(&["*(u32", "*)(r10", "-", "4)", "="], "w9"), Vec::<String>::new(), "complete already");
+        assert!(h.candidates(&["w0", "+="], "w").contains(&"w9".to_owned()));
+        // Program names after the commands that take one.
+        for cmd in [":load", ":run", ":info", ":attach", ":list"] {
+            assert_eq!(h.candidates(&[cmd], "cou"), vec!["count", "counter2"], "{cmd}");
+        }
+        assert_eq!(h.candidates(&[":count"], "hi"), vec!["hits"]);
+        assert_eq!(h.candidates(&[":trigger"], "u"), vec!["udp"]);
+    }
+
+    #[test]
+    fn completes_kernel_btf_type_names() {
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            // As tests/support's skip: under BPFKIT_REQUIRE_KERNEL=1 (CI) a skip fails.
+            assert!(!std::env::var("BPFKIT_REQUIRE_KERNEL").is_ok_and(|v| v == "1"), "required but skipped: no kernel BTF");
+            eprintln!("skipped: completes_kernel_btf_type_names: no /sys/kernel/btf/vmlinux");
+            return;
+        }
+        let h = ReplHelper::default();
+        let got = h.candidates(&[":btf"], "task_stru");
+        assert_eq!(got.first().map(String::as_str), Some("task_struct"), "{got:?}");
+        assert!(h.candidates(&[":watch", "events", "as"], "timespec6").contains(&"timespec64".to_owned()));
+        assert!(h.candidates(&[":btf"], "bpfkit_no_such_type").is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! The REPL's command table: every `:command`, its usage, what it does and an example.
 //!
-//! `:help` and `:help CMD` print from here, and tab completion offers these names, so a
-//! command added to the dispatcher (`session.rs`) is added here too.
+//! `:help` and `:help CMD` print from here, tab completion offers these names, and the
+//! dispatcher (`session.rs`) finds commands here before running them, so a command exists
+//! only with its help.
 
 /// One REPL command, as `:help` shows it.
 pub struct CommandHelp {
@@ -52,10 +53,16 @@ pub const COMMANDS: &[CommandHelp] = &[
     cmd("quit", ":quit", "end the session: every link is detached, every map and program closed", ":quit"),
 ];
 
-/// The entry for `name` (with or without its `:`).
+/// The entry for `name` (with or without its `:`), aliases included: the dispatcher looks
+/// every command up here first.
 pub fn find(name: &str) -> Option<&'static CommandHelp> {
     let name = name.trim_start_matches(':');
-    COMMANDS.iter().find(|c| c.name == name || (name == "exit" && c.name == "quit"))
+    let name = match name {
+        "h" | "?" => "help",
+        "exit" | "q" => "quit",
+        other => other,
+    };
+    COMMANDS.iter().find(|c| c.name == name)
 }
 
 /// `:help` without arguments.

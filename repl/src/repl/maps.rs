@@ -234,8 +234,17 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                     map.name()
                 ));
             }
-            say!(out, "map {name}: {} key {} value {} max {} (from {path})", map.map_type(), map.key_size(), map.value_size(), map.max_entries());
-            s.maps.push(SessionMap { map, types: None, perf: None });
+            // A map made with key and value types keeps them in the kernel: read them back.
+            let info = map.info().map_err(|e| e.to_string())?;
+            let types = if info.btf_id != 0 && info.btf_key_type_id != 0 && info.btf_value_type_id != 0 {
+                let btf = Btf::from_kernel_id(info.btf_id).map_err(|e| format!("map {name}: reading its BTF: {e}"))?;
+                Some(MapTypes { btf, key: TypeId(info.btf_key_type_id), value: TypeId(info.btf_value_type_id) })
+            } else {
+                None
+            };
+            let typed = if types.is_some() { ", typed by its BTF" } else { "" };
+            say!(out, "map {name}: {} key {} value {} max {} (from {path}{typed})", map.map_type(), map.key_size(), map.value_size(), map.max_entries());
+            s.maps.push(SessionMap { map, types, perf: None });
             Ok(())
         }
         [sub, ..] if matches!(*sub, "list" | "show" | "dump") => system::subcommand("map", args, out),
