@@ -200,9 +200,52 @@ fn interactive_session_in_a_pty() {
     assert!(home.path().join(".bpfkit_history").exists(), "history is saved");
 }
 
+/// Every bpf_link the kernel has, as `bpftool -j link list` reports them: (link id, program id).
+fn bpftool_links() -> Vec<(u32, u32)> {
+    let out = Command::new("bpftool").args(["-j", "link", "list"]).output().expect("bpftool runs");
+    assert!(out.status.success(), "bpftool link list: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let number = |obj: &str, key: &str| -> Option<u32> {
+        let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
+        obj[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    // `[{"id":12,"type":"perf_event","prog_id":34},…]`: each link's object starts with its id.
+    text.split("{\"id\":")
+        .skip(1)
+        .map(|obj| {
+            let obj = format!("{{\"id\":{obj}");
+            (number(&obj, "id").expect("link id"), number(&obj, "prog_id").expect("prog_id"))
+        })
+        .collect()
+}
+
+/// The links bpftool lists for the programs `progs`, by link id, sorted.
+fn links_of(progs: &[u32]) -> Vec<u32> {
+    let mut ids: Vec<u32> = bpftool_links().into_iter().filter(|(_, p)| progs.contains(p)).map(|(l, _)| l).collect();
+    ids.sort();
+    ids
+}
+
+/// The kernel id N an interactive session shows as `(MARKER N)`: `(link id N)` after
+/// `:attach`, `(id N)` in `:progs`.
+fn shown_id(out: &str, marker: &str) -> u32 {
+    let open = format!("({marker} ");
+    out.split(&open).nth(1).and_then(|r| r.split(')').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no `{open}N)` in {out:?}"))
+}
+
+fn link_id(out: &str) -> u32 {
+    shown_id(out, "link id")
+}
+
+/// Ctrl-C stops a `:watch` and nothing else: right after it, bpftool lists exactly the link
+/// the user attached for the session's programs; `:detach` and `:quit` leave none.
 #[test]
 fn ctrl_c_during_watch_leaves_nothing_attached() {
     if !support::kernel_or_skip("ctrl_c_during_watch_leaves_nothing_attached") {
+        return;
+    }
+    if Command::new("bpftool").arg("version").output().is_err() {
+        support::skip("ctrl_c_during_watch_leaves_nothing_attached: bpftool is not installed (scripts/setup.sh installs it)");
         return;
     }
     let before = Link::all_ids().expect("link ids");
@@ -225,28 +268,38 @@ fn ctrl_c_during_watch_leaves_nothing_attached() {
         line(&mut p, l, "");
     }
     line(&mut p, ":load emit tracepoint", "loaded emit as tracepoint");
-    line(&mut p, ":attach emit tracepoint syscalls/sys_enter_getpid", "link 1: emit");
-    let during: Vec<u32> = Link::all_ids().expect("link ids").into_iter().filter(|id| !before.contains(id)).collect();
-    assert!(!during.is_empty(), "the session's link is in the kernel");
+    let progs = line(&mut p, ":progs", "emit: 9 instructions, loaded as tracepoint (id ");
+    let prog = shown_id(&progs, "id");
+    assert_eq!(links_of(&[prog]), Vec::<u32>::new(), "loading attaches nothing");
+    let first = link_id(&line(&mut p, ":attach emit tracepoint syscalls/sys_enter_getpid", "link 1: emit"));
+    assert_eq!(links_of(&[prog]), [first], "bpftool lists the one link the user made");
     line(&mut p, ":trigger getpid 3", "getpid called 3 times");
     p.send_line(":watch events").expect("type");
     exp(&mut p, "record 1: 2a 00 00 00 00 00 00 00");
     p.send_control('c').expect("Ctrl-C");
     exp(&mut p, "(interrupted)");
     prompt(&mut p);
-    // The session goes on, with its link still attached, until it ends.
+    // Right after Ctrl-C: the watch added nothing and took nothing away.
+    assert_eq!(links_of(&[prog]), [first], "after Ctrl-C bpftool lists exactly the user's link");
+    // The session goes on, with its link still attached, until it is detached.
     line(&mut p, ":links", "1: emit");
+    line(&mut p, ":detach 1", "detached link 1");
+    assert_eq!(links_of(&[prog]), Vec::<u32>::new(), "`:detach` left nothing");
+    let second = link_id(&line(&mut p, ":attach emit tracepoint syscalls/sys_enter_getpid", "link 2: emit"));
+    assert_eq!(links_of(&[prog]), [second]);
+    p.send_line(":watch events 5").expect("type");
+    exp(&mut p, "watching events");
+    p.send_control('c').expect("Ctrl-C");
+    exp(&mut p, "(interrupted)");
+    prompt(&mut p);
+    assert_eq!(links_of(&[prog]), [second], "a second interrupted watch changes nothing either");
     p.send_line(":quit").expect("send");
     exp(&mut p, "detached 1 link");
     p.exp_eof().expect("the session ends");
-    let after = Link::all_ids().expect("link ids");
-    let left: Vec<&u32> = during.iter().filter(|id| after.contains(id)).collect();
+    // After `:quit`: no link of the session, by bpftool and by the library; none of the
+    // links made meanwhile are the session's.
+    assert_eq!(links_of(&[prog]), Vec::<u32>::new(), "`:quit` left nothing attached");
+    let ours = [first, second];
+    let left: Vec<u32> = Link::all_ids().expect("link ids").into_iter().filter(|id| !before.contains(id) && ours.contains(id)).collect();
     assert!(left.is_empty(), "links left attached after the session: {left:?}");
-    // bpftool agrees, when it is installed.
-    if let Ok(out) = Command::new("bpftool").args(["-j", "link", "list"]).output() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        for id in &during {
-            assert!(!text.contains(&format!("\"id\":{id},")), "bpftool still lists link {id}: {text}");
-        }
-    }
 }
