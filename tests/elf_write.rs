@@ -67,6 +67,77 @@ fn map_named(ids: &[u32], name: &str) -> Map {
     ids.iter().map(|&id| Map::from_id(id).unwrap()).find(|m| m.info().unwrap().name == name).unwrap_or_else(|| panic!("no map {name}"))
 }
 
+/// Two programs sharing nothing but the shape: each calls two subprograms (one calling the other)
+/// that go to `.text`; `xdp` returns `triple(plus_one(7)) = 24`, `tc` returns `plus_one(40)`.
+fn writer_with_subprograms() -> ObjectWriter {
+    let xdp = bpf_asm! {
+        r1 = 7
+        call local plus_one
+        r1 = r0
+        call local triple
+        exit
+    plus_one:
+        r0 = r1
+        r0 += 1
+        exit
+    triple:
+        r6 = r1
+        r1 = 0
+        call local plus_one
+        r0 = r6
+        r0 *= 3
+        exit
+    };
+    let tc = bpf_asm! {
+        r1 = 40
+        call local plus_one
+        exit
+    plus_one:
+        r0 = r1
+        r0 += 1
+        exit
+    };
+    let mut w = ObjectWriter::new("GPL");
+    w.program("xdp", "calls_xdp", &xdp.assemble().unwrap()).unwrap();
+    w.program("tc", "calls_tc", &tc.assemble().unwrap()).unwrap();
+    w
+}
+
+#[test]
+fn subprograms_are_written_to_text_and_every_loader_links_them() {
+    let bytes = writer_with_subprograms().to_bytes().unwrap();
+    let elf = ElfObject::parse(bytes.clone()).unwrap();
+    let mut funcs: Vec<String> = elf.programs().iter().map(|p| format!("{} {}", p.section_name, p.name)).collect();
+    funcs.sort();
+    assert_eq!(funcs, [".text calls_tc__plus_one", ".text calls_xdp__plus_one", ".text calls_xdp__triple", "tc calls_tc", "xdp calls_xdp"]);
+    if !support::kernel_or_skip("ObjectWriter subprograms") {
+        return;
+    }
+    // bpfkit's loader.
+    let obj = Object::open_bytes("calls", bytes.clone()).unwrap().load().unwrap();
+    assert_eq!(obj.program("calls_xdp").unwrap().program().test_run(&TestRun::with_data(PACKET)).unwrap().retval, 24);
+    assert_eq!(obj.program("calls_tc").unwrap().program().test_run(&TestRun::with_data(PACKET)).unwrap().retval, 41);
+    // libbpf's.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.o");
+    std::fs::write(&path, &bytes).unwrap();
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY (test code): a NUL-terminated path; null opts are allowed.
+    let lobj = unsafe { libbpf_sys::bpf_object__open_file(c_path.as_ptr(), std::ptr::null()) };
+    assert!(!lobj.is_null());
+    // SAFETY (test code): `lobj` was just opened.
+    assert_eq!(unsafe { libbpf_sys::bpf_object__load(lobj) }, 0, "libbpf links and loads the subprograms");
+    for (name, want) in [("calls_xdp", 24), ("calls_tc", 41)] {
+        let c_name = CString::new(name).unwrap();
+        // SAFETY (test code): `lobj` is loaded; the name is NUL-terminated; the fd is duplicated.
+        let fd = unsafe { BorrowedFd::borrow_raw(libbpf_sys::bpf_program__fd(libbpf_sys::bpf_object__find_program_by_name(lobj, c_name.as_ptr()))) }.try_clone_to_owned().unwrap();
+        let prog = Program::from_fd(fd).unwrap();
+        assert_eq!(prog.test_run(&TestRun::with_data(PACKET)).unwrap().retval, want, "{name} loaded by libbpf");
+    }
+    // SAFETY (test code): `lobj` is valid and not used after this.
+    unsafe { libbpf_sys::bpf_object__close(lobj) };
+}
+
 #[test]
 fn written_object_reads_back_with_its_sections_maps_and_btf() {
     let bytes = writer(1).to_bytes().unwrap();

@@ -3,6 +3,9 @@
 //!
 //! * one code section per program, named by libbpf's conventions (`xdp`, `socket`,
 //!   `tracepoint/<category>/<name>`, `tc`, …), with a global `STT_FUNC` symbol for the program;
+//!   its bpf-to-bpf subprograms (`call local LABEL`) go to `.text` as static functions named
+//!   `<program>__<label>`, and each call becomes `call -1` with a `R_BPF_64_32` relocation
+//!   against the callee's symbol, as clang writes them;
 //! * `.maps` holding BTF-defined maps: per map a global `STT_OBJECT` symbol and, in `.BTF`, a
 //!   `VAR` of an anonymous struct `{ int (*type)[T]; int (*key_size)[K]; int (*value_size)[V];
 //!   int (*max_entries)[N]; int (*map_flags)[F]; }` in the `DATASEC` `.maps` (what libbpf's
@@ -17,11 +20,11 @@
 //! Written with the `object` crate's ELF writer (symbol and string tables, relocation sections);
 //! the BTF comes from [`BtfBuilder`].
 
-use object::write::{Object as ElfWriter, Relocation, StandardSection, Symbol, SymbolSection};
+use object::write::{Object as ElfWriter, Relocation, StandardSection, Symbol, SymbolId, SymbolSection};
 use object::{elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags, SymbolKind, SymbolScope};
 
 use crate::core_btf::{BtfBuilder, BtfError, IntEncoding, Linkage, Member, VarSecinfo};
-use crate::insn::{Assembled, Imm64, Insn, MapRef};
+use crate::insn::{Assembled, Imm64, Insn, MapRef, RawInsn};
 use crate::maps::MapSpec;
 use crate::prog::btf_info::{self, FuncInfoRecord, LineInfoRecord};
 
@@ -44,6 +47,11 @@ pub enum WriteError {
     #[error("write {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
+
+const CALL: u8 = 0x85;
+const LD_IMM64: u8 = 0x18;
+const PSEUDO_CALL: u8 = 1;
+const PSEUDO_FUNC: u8 = 4;
 
 struct ProgramEntry {
     section: String,
@@ -113,79 +121,165 @@ impl ObjectWriter {
         let mut elf = ElfWriter::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
         let mut btf = BtfBuilder::new();
 
-        // .maps: one zeroed struct of 5 pointers per map, described in BTF.
-        let map_struct_size = 5 * 8u32;
-        let maps_sec = elf.add_section(Vec::new(), b".maps".to_vec(), SectionKind::Data);
-        let int = btf.add_int("int", 4, IntEncoding::Signed, 32)?;
+        // .maps: one zeroed struct of 5 pointers per map, described in BTF (no section without
+        // maps: libbpf expects a `.maps` section to have its DATASEC).
         let mut map_syms = Vec::with_capacity(self.maps.len());
-        let mut secinfo = Vec::with_capacity(self.maps.len());
-        for (i, m) in self.maps.iter().enumerate() {
-            let mut field = |value: u32| -> Result<crate::core_btf::TypeId, BtfError> {
-                let arr = btf.add_array(int, int, value)?;
-                btf.add_ptr(arr)
-            };
-            let fields = [
-                ("type", field(m.map_type.raw())?),
-                ("key_size", field(m.key_size)?),
-                ("value_size", field(m.value_size)?),
-                ("max_entries", field(m.max_entries)?),
-                ("map_flags", field(m.flags.0)?),
-            ];
-            let members: Vec<Member<'_>> = fields.iter().enumerate().map(|(j, (name, ty))| Member::new(name, *ty, j as u32 * 64)).collect();
-            let def = btf.add_struct("", map_struct_size, &members)?;
-            let var = btf.add_var(&m.name, def, Linkage::Global)?;
-            let offset = i as u64 * map_struct_size as u64;
-            secinfo.push(VarSecinfo { ty: var, offset: offset as u32, size: map_struct_size });
-            map_syms.push(elf.add_symbol(Symbol {
-                name: m.name.as_bytes().to_vec(),
-                value: offset,
-                size: map_struct_size as u64,
-                kind: SymbolKind::Data,
-                scope: SymbolScope::Dynamic, // STV_DEFAULT: libbpf treats hidden symbols as static
-                weak: false,
-                section: SymbolSection::Section(maps_sec),
-                flags: SymbolFlags::None,
-            }));
-        }
-        elf.append_section_data(maps_sec, &vec![0u8; self.maps.len() * map_struct_size as usize], 8);
         if !self.maps.is_empty() {
+            let map_struct_size = 5 * 8u32;
+            let maps_sec = elf.add_section(Vec::new(), b".maps".to_vec(), SectionKind::Data);
+            let int = btf.add_int("int", 4, IntEncoding::Signed, 32)?;
+            let mut secinfo = Vec::with_capacity(self.maps.len());
+            for (i, m) in self.maps.iter().enumerate() {
+                let mut field = |value: u32| -> Result<crate::core_btf::TypeId, BtfError> {
+                    let arr = btf.add_array(int, int, value)?;
+                    btf.add_ptr(arr)
+                };
+                let fields = [
+                    ("type", field(m.map_type.raw())?),
+                    ("key_size", field(m.key_size)?),
+                    ("value_size", field(m.value_size)?),
+                    ("max_entries", field(m.max_entries)?),
+                    ("map_flags", field(m.flags.0)?),
+                ];
+                let members: Vec<Member<'_>> = fields.iter().enumerate().map(|(j, (name, ty))| Member::new(name, *ty, j as u32 * 64)).collect();
+                let def = btf.add_struct("", map_struct_size, &members)?;
+                let var = btf.add_var(&m.name, def, Linkage::Global)?;
+                let offset = i as u64 * map_struct_size as u64;
+                secinfo.push(VarSecinfo { ty: var, offset: offset as u32, size: map_struct_size });
+                map_syms.push(elf.add_symbol(Symbol {
+                    name: m.name.as_bytes().to_vec(),
+                    value: offset,
+                    size: map_struct_size as u64,
+                    kind: SymbolKind::Data,
+                    scope: SymbolScope::Dynamic, // STV_DEFAULT: libbpf treats hidden symbols as static
+                    weak: false,
+                    section: SymbolSection::Section(maps_sec),
+                    flags: SymbolFlags::None,
+                }));
+            }
+            elf.append_section_data(maps_sec, &vec![0u8; self.maps.len() * map_struct_size as usize], 8);
             btf.add_datasec(".maps", self.maps.len() as u32 * map_struct_size, &secinfo)?;
         }
 
-        // Programs, with their map relocations and BTF func/line info.
-        let mut ext_funcs: Vec<(u32, Vec<FuncInfoRecord>)> = Vec::new();
-        let mut ext_lines: Vec<(u32, Vec<LineInfoRecord>)> = Vec::new();
+        // Programs: each entry function in its own section, subprograms in `.text` (as clang
+        // lays them out), with map and call relocations and BTF func/line info per section.
+        let text_sec = elf.section_id(StandardSection::Text);
+        let mut text: Vec<u8> = Vec::new();
+        let mut text_relocs: Vec<(u64, SymbolId, u32)> = Vec::new();
+        let mut ext: Vec<(String, Vec<FuncInfoRecord>, Vec<LineInfoRecord>)> = Vec::new();
         for p in &self.programs {
-            let (slots, bytes, relocs) = self.encode_program(p)?;
-            let (starts, _) = btf_info::function_starts(&slots);
-            if starts.len() > 1 {
-                let index = p.asm.insn_at_slot(starts[1] as usize).unwrap_or(0);
+            let (mut slots, map_relocs) = self.encode_program(p)?;
+            let (starts, takes_address) = btf_info::function_starts(&slots);
+            if takes_address {
+                let index = slots.iter().position(|s| s.code == LD_IMM64 && s.src() == PSEUDO_FUNC).and_then(|slot| p.asm.insn_at_slot(slot)).unwrap_or(0);
                 return Err(WriteError::Unsupported {
                     prog: p.name.clone(),
                     index,
-                    what: "call local".into(),
-                    why: "bpf-to-bpf subprograms would have to move to .text, which this writer does not do yet",
+                    what: "ld_imm64 func[…]".into(),
+                    why: "subprogram addresses (callbacks) are not written to objects yet",
                 });
             }
-            let sec = elf.add_section(Vec::new(), p.section.as_bytes().to_vec(), SectionKind::Text);
-            elf.append_section_data(sec, &bytes, 8);
-            elf.add_symbol(Symbol {
-                name: p.name.as_bytes().to_vec(),
-                value: 0,
-                size: bytes.len() as u64,
-                kind: SymbolKind::Text,
-                scope: SymbolScope::Dynamic, // STV_DEFAULT: libbpf treats hidden symbols as static
-                weak: false,
-                section: SymbolSection::Section(sec),
-                flags: SymbolFlags::None,
-            });
-            for (slot, map) in relocs {
-                let symbol = map_syms[map];
-                elf.add_relocation(sec, Relocation { offset: slot as u64 * 8, symbol, addend: 0, flags: RelocationFlags::Elf { r_type: elf::R_BPF_64_64 } })
-                    .map_err(|e| WriteError::Elf(e.to_string()))?;
+            // Function k covers slots starts[k]..ends[k]; function 0 is the entry point.
+            let ends: Vec<usize> = starts.iter().skip(1).map(|&s| s as usize).chain([slots.len()]).collect();
+            let func_of = |slot: usize| starts.iter().rposition(|&s| s as usize <= slot).unwrap_or(0);
+            // Where each function lands: (in .text?, first slot there).
+            let mut place = Vec::with_capacity(starts.len());
+            let mut text_slot = text.len() / 8;
+            for (k, &start) in starts.iter().enumerate() {
+                if k == 0 {
+                    place.push((false, 0usize));
+                } else {
+                    place.push((true, text_slot));
+                    text_slot += ends[k] - start as usize;
+                }
             }
+            let placed = |slot: usize| -> (bool, u64) {
+                let k = func_of(slot);
+                (place[k].0, (place[k].1 + slot - starts[k] as usize) as u64 * 8)
+            };
+            let sec = elf.add_section(Vec::new(), p.section.as_bytes().to_vec(), SectionKind::Text);
+            let labels = p.asm.labels_by_slot();
+            let mut syms = Vec::with_capacity(starts.len());
+            for (k, &start) in starts.iter().enumerate() {
+                let (in_text, first) = place[k];
+                let size = (ends[k] - start as usize) as u64 * 8;
+                let name = if k == 0 {
+                    p.name.clone()
+                } else {
+                    let label = labels.iter().find(|(s, _)| *s == start as usize).map_or_else(|| format!("sub_{start}"), |(_, l)| (*l).to_owned());
+                    format!("{}__{label}", p.name)
+                };
+                syms.push(elf.add_symbol(Symbol {
+                    name: name.into_bytes(),
+                    value: first as u64 * 8,
+                    size,
+                    kind: SymbolKind::Text,
+                    // The entry point is global; subprograms are static functions, which libbpf
+                    // verifies in their caller's context (as the kernel does for bpfkit's own loads).
+                    scope: if in_text { SymbolScope::Compilation } else { SymbolScope::Dynamic },
+                    weak: false,
+                    section: SymbolSection::Section(if in_text { text_sec } else { sec }),
+                    flags: SymbolFlags::None,
+                }));
+            }
+            // bpf-to-bpf calls: `call -1` with R_BPF_64_32 against the callee's symbol.
+            let mut call_relocs = Vec::new();
+            let mut j = 0;
+            while j < slots.len() {
+                let s = slots[j];
+                if s.code == CALL && s.src() == PSEUDO_CALL {
+                    let target = (j as i64 + s.imm as i64 + 1) as usize;
+                    let k = starts.iter().position(|&st| st as usize == target).ok_or_else(|| WriteError::Unsupported {
+                        prog: p.name.clone(),
+                        index: p.asm.insn_at_slot(j).unwrap_or(0),
+                        what: "call local".into(),
+                        why: "the call's target is not the start of a function",
+                    })?;
+                    slots[j].imm = -1;
+                    call_relocs.push((j, syms[k]));
+                }
+                j += if s.code == LD_IMM64 { 2 } else { 1 };
+            }
+            let main_end = ends[0];
+            let mut main_bytes = Vec::with_capacity(main_end * 8);
+            for s in &slots[..main_end] {
+                main_bytes.extend(s.to_bytes());
+            }
+            elf.append_section_data(sec, &main_bytes, 8);
+            for s in &slots[main_end..] {
+                text.extend(s.to_bytes());
+            }
+            let relocs = map_relocs.iter().map(|&(slot, m)| (slot, map_syms[m], elf::R_BPF_64_64)).chain(call_relocs.iter().map(|&(slot, sym)| (slot, sym, elf::R_BPF_64_32)));
+            for (slot, symbol, r_type) in relocs {
+                match placed(slot) {
+                    (true, offset) => text_relocs.push((offset, symbol, r_type)),
+                    (false, offset) => elf
+                        .add_relocation(sec, Relocation { offset, symbol, addend: 0, flags: RelocationFlags::Elf { r_type } })
+                        .map_err(|e| WriteError::Elf(e.to_string()))?,
+                }
+            }
+            // Func and line records, moved to where their instructions went.
             let (funcs, lines) = btf_info::add_program(&mut btf, &p.name, &p.asm, &starts)?;
-            let sec_name = btf.add_string(&p.section)?;
+            let entry = ext_entry(&mut ext, &p.section);
+            for (in_text, f) in funcs.iter().map(|f| (placed(f.insn_off as usize), f)) {
+                let rec = FuncInfoRecord { insn_off: (in_text.1 / 8) as u32, ..*f };
+                let i = if in_text.0 { ext_entry(&mut ext, ".text") } else { entry };
+                ext[i].1.push(rec);
+            }
+            for (at, l) in lines.iter().map(|l| (placed(l.insn_off as usize), l)) {
+                let rec = LineInfoRecord { insn_off: (at.1 / 8) as u32, ..*l };
+                let i = if at.0 { ext_entry(&mut ext, ".text") } else { entry };
+                ext[i].2.push(rec);
+            }
+        }
+        elf.append_section_data(text_sec, &text, 8);
+        for (offset, symbol, r_type) in text_relocs {
+            elf.add_relocation(text_sec, Relocation { offset, symbol, addend: 0, flags: RelocationFlags::Elf { r_type } }).map_err(|e| WriteError::Elf(e.to_string()))?;
+        }
+        let mut ext_funcs = Vec::with_capacity(ext.len());
+        let mut ext_lines = Vec::with_capacity(ext.len());
+        for (name, funcs, lines) in ext {
+            let sec_name = btf.add_string(&name)?;
             ext_funcs.push((sec_name, funcs));
             ext_lines.push((sec_name, lines));
         }
@@ -209,7 +303,6 @@ impl ObjectWriter {
         elf.append_section_data(btf_sec, &btf.encode(), 4);
         let ext_sec = elf.add_section(Vec::new(), b".BTF.ext".to_vec(), SectionKind::Metadata);
         elf.append_section_data(ext_sec, &btf_ext(&ext_funcs, &ext_lines), 4);
-        let _ = elf.section_id(StandardSection::Text); // an empty .text, as clang always emits
         elf.write().map_err(|e| WriteError::Elf(e.to_string()))
     }
 
@@ -220,7 +313,7 @@ impl ObjectWriter {
     }
 
     /// A program's bytes with every map reference zeroed, and `(slot, map index)` relocations.
-    fn encode_program(&self, p: &ProgramEntry) -> Result<(Vec<crate::insn::RawInsn>, Vec<u8>, Vec<(usize, usize)>), WriteError> {
+    fn encode_program(&self, p: &ProgramEntry) -> Result<(Vec<RawInsn>, Vec<(usize, usize)>), WriteError> {
         let mut asm = p.asm.clone();
         let mut relocs = Vec::new();
         for i in 0..asm.insns().len() {
@@ -245,8 +338,18 @@ impl ObjectWriter {
             }
         }
         let slots = asm.encode().map_err(|source| WriteError::Encode { prog: p.name.clone(), source })?;
-        let bytes = asm.to_bytes().map_err(|source| WriteError::Encode { prog: p.name.clone(), source })?;
-        Ok((slots, bytes, relocs))
+        Ok((slots, relocs))
+    }
+}
+
+/// The index of `section`'s func/line records in `ext`, added when new.
+fn ext_entry(ext: &mut Vec<(String, Vec<FuncInfoRecord>, Vec<LineInfoRecord>)>, section: &str) -> usize {
+    match ext.iter().position(|(s, _, _)| s == section) {
+        Some(i) => i,
+        None => {
+            ext.push((section.to_owned(), Vec::new(), Vec::new()));
+            ext.len() - 1
+        }
     }
 }
 
