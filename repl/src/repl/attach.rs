@@ -46,7 +46,7 @@ impl Held {
     }
 }
 
-pub const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
+const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
 
 /// `:attach NAME KIND ARGS…`.
 pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
