@@ -62,6 +62,11 @@ fn hash_cstr(s: &[u8]) -> (u64, usize) {
     }
 }
 
+/// Whether a name contains `___` (libbpf's flavor separator).
+fn has_flavor(name: &[u8]) -> bool {
+    name.windows(3).any(|w| w == b"___")
+}
+
 /// The name index of one blob: a chained hash table in two flat arrays, built in one pass
 /// (no sorting, one allocation each), chains in ascending id order.
 pub(super) struct NameIndex {
@@ -69,6 +74,9 @@ pub(super) struct NameIndex {
     heads: Vec<u32>,
     entries: Vec<Entry>,
     shift: u32,
+    /// Ids whose names contain `___` (CO-RE flavors such as `task_struct___v2`), ascending:
+    /// found in the same pass, so CO-RE candidate search never rescans every name.
+    flavored: Vec<u32>,
 }
 
 struct Entry {
@@ -115,6 +123,7 @@ impl Btf {
                 heads: vec![NONE; 1 << bits],
                 entries: Vec::with_capacity(inner.offsets.len()),
                 shift: 64 - bits,
+                flavored: Vec::new(),
             };
             // Last id first, so that each chain lists ids in ascending order.
             for (i, &off) in inner.offsets.iter().enumerate().rev() {
@@ -123,23 +132,35 @@ impl Btf {
                     continue;
                 }
                 // A name that does not resolve is not indexed; `type_by_id` reports it.
-                let (h, len) = match self.local_str_tail(name_off) {
-                    Some(tail) => hash_cstr(tail),
+                let (h, len, flavored) = match self.local_str_tail(name_off) {
+                    Some(tail) => {
+                        let (h, len) = hash_cstr(tail);
+                        (h, len, has_flavor(&tail[..len.min(tail.len())]))
+                    }
                     None => match self.str_bytes(name_off) {
-                        Ok(name) => (name_hash(name), name.len()),
+                        Ok(name) => (name_hash(name), name.len(), has_flavor(name)),
                         Err(_) => continue,
                     },
                 };
                 if len == 0 {
                     continue;
                 }
+                if flavored {
+                    index.flavored.push(inner.first_id + i as u32);
+                }
                 let bucket = index.bucket(h);
                 let next = index.heads[bucket];
                 index.heads[bucket] = index.entries.len() as u32;
                 index.entries.push(Entry { tag: h as u32, id: inner.first_id + i as u32, next });
             }
+            index.flavored.reverse();
             index
         })
+    }
+
+    /// This blob's types whose names carry a `___flavor` suffix, in id order (not the base's).
+    pub(crate) fn flavored_ids(&self) -> impl Iterator<Item = TypeId> + '_ {
+        self.name_index().flavored.iter().map(|&id| TypeId(id))
     }
 
     /// Every type named `name`, base BTF's first, in id order.

@@ -36,8 +36,10 @@ impl<'a> CoreTarget<'a> {
     pub fn candidates(&self, essential: &str, kind: Kind) -> Vec<TypeId> {
         let flavored = self.flavored.get_or_init(|| {
             let mut map: HashMap<String, Vec<TypeId>> = HashMap::new();
-            let base_ids = self.btf.base().into_iter().flat_map(|b| b.ids());
-            for id in base_ids.chain(self.btf.ids()) {
+            // Only names with `___` have an essential name shorter than themselves; the name
+            // index lists them (built once per Btf, shared by every relocator on it).
+            let base_ids = self.btf.base().into_iter().flat_map(|b| b.flavored_ids());
+            for id in base_ids.chain(self.btf.flavored_ids()) {
                 let Ok(name) = self.btf.name_of(id) else { continue };
                 let e = essential_name(name);
                 if e.len() != name.len() {
