@@ -7,7 +7,10 @@
 //! section's size and their variables' symbol offsets (sorted by offset); a DATASEC with no
 //! section (externs) becomes an empty anonymous struct; extern VARs and FUNCs become static,
 //! and the unnamed parameters of extern functions' prototypes are named after the function.
+//! The `.kconfig` DATASEC stays one: it types the `.kconfig` map, so it gets the map's size and
+//! each extern's offset in it, and its variables become global (as libbpf makes them).
 
+use super::externs::{self, Extern};
 use super::ObjectError;
 use crate::elf::ElfObject;
 use std::collections::HashMap;
@@ -59,7 +62,7 @@ fn trailer_len(kind: u32, vlen: usize) -> usize {
 }
 
 /// The kernel-ready copy of `.BTF` (little-endian objects only, as [`ElfObject`] reads).
-pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject) -> Result<Vec<u8>, ObjectError> {
+pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject, externs: &[Extern]) -> Result<Vec<u8>, ObjectError> {
     let hdr_len = rd(blob, 4)? as usize;
     let header = blob
         .get(..hdr_len)
@@ -107,12 +110,24 @@ pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject) -> Result<Vec<u8>, ObjectEr
         }
     }
 
+    // The VARs of the `.kconfig` DATASEC: they become global, allocated variables.
+    let mut kconfig_vars = std::collections::HashSet::new();
+    for &(start, end) in &records {
+        let info = rd(types, start + 4)?;
+        if (info >> 24) & 0x1f == BTF_KIND_DATASEC && cstr(strings, rd(types, start)?) == externs::KCONFIG_SEC {
+            for entry in types[start + 12..end].chunks_exact(12) {
+                kconfig_vars.insert(rd(entry, 0)?);
+            }
+        }
+    }
+
     let mut out_types = Vec::with_capacity(types.len());
     for (index, &(start, end)) in records.iter().enumerate() {
         let mut rec = types[start..end].to_vec();
         let info = rd(&rec, 4)?;
         let kind = (info >> 24) & 0x1f;
         match kind {
+            BTF_KIND_VAR if kconfig_vars.contains(&(index as u32 + 1)) => wr(&mut rec, 12, 1),
             BTF_KIND_VAR if rd(&rec, 12)? == 2 => wr(&mut rec, 12, 0),
             BTF_KIND_FUNC if info & 0xffff == 2 => wr(&mut rec, 4, info & !0xffff),
             BTF_KIND_FUNC_PROTO => {
@@ -126,6 +141,27 @@ pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject) -> Result<Vec<u8>, ObjectEr
             }
             BTF_KIND_DATASEC => {
                 let name = cstr(strings, rd(&rec, 0)?);
+                if name == externs::KCONFIG_SEC {
+                    // Each extern at its offset in the `.kconfig` map, sorted by offset.
+                    wr(&mut rec, 8, externs::kconfig_size(externs));
+                    let mut vars = Vec::new();
+                    for entry in rec[12..].chunks_exact(12) {
+                        let ty = rd(entry, 0)?;
+                        let var_name = kind_of(ty).map_or("", |(_, n)| n);
+                        let (offset, size) = externs::kconfig_slot(externs, var_name).ok_or_else(|| {
+                            bad(format!("DATASEC '{name}': variable '{var_name}' is not an extern of the object"))
+                        })?;
+                        vars.push((ty, offset, size));
+                    }
+                    vars.sort_by_key(|v| v.1);
+                    for (i, (ty, offset, size)) in vars.into_iter().enumerate() {
+                        wr(&mut rec, 12 + i * 12, ty);
+                        wr(&mut rec, 16 + i * 12, offset);
+                        wr(&mut rec, 20 + i * 12, size);
+                    }
+                    out_types.extend_from_slice(&rec);
+                    continue;
+                }
                 match elf.section_by_name(name) {
                     Some(sec) => {
                         wr(&mut rec, 8, u32::try_from(sec.size).unwrap_or(u32::MAX));

@@ -4,6 +4,7 @@
 //! on first use, with `call` and `ld_imm64` function immediates pointing at the copies
 //! (`R_BPF_64_32` and local calls), and kfunc calls resolved to vmlinux BTF ids.
 
+use super::externs::{self, Extern, ExternKind};
 use super::maps::{MapDef, MapOrigin};
 use super::ObjectError;
 use crate::core_btf::ext::BtfExt;
@@ -53,6 +54,7 @@ fn set_src(insn: &mut RawInsn, src: u8) {
 pub(crate) fn relocate(
     elf: &ElfObject,
     maps: &[MapDef],
+    ext_syms: &[Extern],
     local: Option<&Btf>,
     ext: Option<&BtfExt>,
     vmlinux: Option<&Btf>,
@@ -82,6 +84,7 @@ pub(crate) fn relocate(
         }
     }
     let mut func_refs = HashMap::new();
+    let kallsyms = externs::kallsyms(ext_syms)?;
     for s in elf.program_sections() {
         let Some(insns) = sections.get_mut(&s.index) else { continue };
         for r in elf.relocations(s) {
@@ -95,14 +98,53 @@ pub(crate) fn relocate(
             }
             let sym = elf.symbols().get(r.symbol).ok_or_else(|| err(format!("symbol {} does not exist", r.symbol)))?;
             let Some(sym_sec) = sym.section else {
-                // An extern `__ksym` variable: its vmlinux BTF id.
-                let vml = vmlinux.ok_or_else(|| err(format!("extern '{}' needs the kernel's BTF", sym.name)))?;
-                let id = vml
-                    .find_by_name_kind(&sym.name, Kind::Var)
-                    .ok_or_else(|| err(format!("extern '{}' is not a kernel variable in vmlinux BTF", sym.name)))?;
-                set_src(&mut insns[slot], PSEUDO_BTF_ID);
-                insns[slot].imm = id.0 as i32;
-                insns[slot + 1].imm = 0;
+                let ext = ext_syms.iter().find(|e| e.name == sym.name);
+                // What libbpf's `bpf_object__relocate_data` puts in the ld_imm64: a kconfig
+                // extern's address in the `.kconfig` map, a typed ksym's vmlinux BTF id, or an
+                // address (a `void` ksym's from kallsyms; 0 for an unresolved weak extern).
+                let address = match ext.map(|e| &e.kind) {
+                    Some(&ExternKind::Kconfig { offset, .. }) => {
+                        let idx = maps
+                            .iter()
+                            .position(|m| m.name == externs::KCONFIG_SEC && matches!(m.origin, MapOrigin::Data { .. }))
+                            .ok_or_else(|| err(format!("kconfig extern '{}' has no .kconfig map", sym.name)))?;
+                        set_src(&mut insns[slot], PSEUDO_MAP_VALUE);
+                        insns[slot].imm = idx as i32;
+                        insns[slot + 1].imm = offset as i32;
+                        continue;
+                    }
+                    Some(ExternKind::Ksym { typed: false, .. }) => match kallsyms.get(&sym.name) {
+                        Some(&addr) => addr,
+                        None if ext.is_some_and(|e| e.weak) => 0,
+                        None => return Err(err(format!("extern (ksym) '{}' is not in /proc/kallsyms", sym.name))),
+                    },
+                    _ => {
+                        let vml =
+                            vmlinux.ok_or_else(|| err(format!("extern '{}' needs the kernel's BTF", sym.name)))?;
+                        let id = match ext {
+                            Some(e) => externs::ksym_var_btf_id(e, vml)?,
+                            None => vml.find_by_name_kind(&sym.name, Kind::Var).map(|id| id.0),
+                        };
+                        match id {
+                            Some(id) => {
+                                set_src(&mut insns[slot], PSEUDO_BTF_ID);
+                                insns[slot].imm = id as i32;
+                                insns[slot + 1].imm = 0;
+                                continue;
+                            }
+                            None if ext.is_some() => 0,
+                            None => {
+                                return Err(err(format!(
+                                    "extern '{}' is not a kernel variable in vmlinux BTF",
+                                    sym.name
+                                )))
+                            }
+                        }
+                    }
+                };
+                set_src(&mut insns[slot], 0);
+                insns[slot].imm = address as u32 as i32;
+                insns[slot + 1].imm = (address >> 32) as u32 as i32;
                 continue;
             };
             let kind = elf.section(sym_sec).map(|x| x.kind);

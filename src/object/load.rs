@@ -235,7 +235,7 @@ fn attach_btf_id(vmlinux: Option<&Btf>, prog: &str, target: &AttachTarget) -> Re
     })
 }
 
-pub(super) fn load(obj: Object) -> Result<LoadedObject, ObjectError> {
+pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
     if let Some(p) = obj.programs.iter().find(|p| p.autoload && p.spec.is_none()) {
         return Err(ObjectError::Program {
             program: p.name.clone(),
@@ -244,6 +244,10 @@ pub(super) fn load(obj: Object) -> Result<LoadedObject, ObjectError> {
                 p.section_name
             ),
         });
+    }
+    // Kconfig values are read now, as libbpf reads them at load.
+    if let Some(def) = obj.maps.iter_mut().find(|m| m.name == super::externs::KCONFIG_SEC) {
+        super::externs::fill_kconfig(&obj.externs, &mut def.data)?;
     }
     let vmlinux = if obj.needs_vmlinux() {
         Some(Btf::vmlinux().map_err(|e| ObjectError::Core { reason: format!("reading the kernel's BTF: {e}") })?)
@@ -269,7 +273,7 @@ pub(super) fn load(obj: Object) -> Result<LoadedObject, ObjectError> {
             set_slot(def, map, *slot, maps[inner].as_fd())?;
         }
     }
-    let rel = link::relocate(&obj.elf, &obj.maps, obj.btf.as_ref(), obj.ext.as_ref(), vmlinux.as_ref())?;
+    let rel = link::relocate(&obj.elf, &obj.maps, &obj.externs, obj.btf.as_ref(), obj.ext.as_ref(), vmlinux.as_ref())?;
     let map_refs: Vec<&Map> = maps.iter().collect();
     let raw_lines = obj.elf.btf_ext().and_then(prog_btf::raw_line_info).unwrap_or_default();
     let mut programs = Vec::new();

@@ -155,6 +155,27 @@ pub(crate) fn collect(elf: &ElfObject, btf: Option<&Btf>, obj_name: &str) -> Res
     Ok(out)
 }
 
+/// The `.kconfig` map of an object with `__kconfig` externs (libbpf's `LIBBPF_MAP_KCONFIG`):
+/// read-only to programs, mmapable, frozen after load; `section` is the symbol table's index
+/// (no ELF section holds it), `datasec` its type.
+pub(crate) fn kconfig_map(obj_name: &str, size: u32, datasec: Option<TypeId>, section: usize) -> MapDef {
+    let name = super::externs::KCONFIG_SEC;
+    let mut def = MapDef::new(
+        name.into(),
+        internal_map_name(obj_name, name),
+        MapOrigin::Data { readonly: true },
+        section,
+        MapType::Array,
+    );
+    def.key_size = 4;
+    def.value_size = size;
+    def.max_entries = 1;
+    def.flags = MapFlags(BPF_F_RDONLY_PROG | BPF_F_MMAPABLE);
+    def.value_type_id = datasec;
+    def.data = vec![0; size as usize];
+    def
+}
+
 fn has_non_static_var(btf: &Btf, datasec: TypeId) -> bool {
     let Ok(t) = btf.type_by_id(datasec) else { return false };
     let TypeDetail::Datasec { vars, .. } = t.detail else { return false };

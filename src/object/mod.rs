@@ -8,8 +8,10 @@
 //! Programs are loaded with the object's BTF and their `.BTF.ext` func and line info, so the
 //! kernel sees what libbpf gives it: `tests/object_load.rs` checks, for a corpus of clang-built
 //! objects, that the kernel's xlated instructions, program tags, verified instruction counts and
-//! func/line info counts equal libbpf 1.7's. Not (yet) supported: `.kconfig` externs,
-//! `struct_ops`, arenas, `.addr_space` sections, USDT and multi-kprobe attach from the section
+//! func/line info counts equal libbpf 1.7's. `__kconfig` externs get a frozen `.kconfig` map
+//! filled at load from the kernel's config and release ([`externs`](self) module); `__ksym`
+//! variables resolve by vmlinux BTF id (typed) or `/proc/kallsyms` (`void`), `__weak` ones to 0
+//! when absent. Not (yet) supported: libbpf's `LINUX_HAS_*` probe externs, `struct_ops`, arenas, `.addr_space` sections, USDT and multi-kprobe attach from the section
 //! name, module BTF (kfuncs and attach targets are looked up in vmlinux only).
 //!
 //! ```no_run
@@ -23,6 +25,8 @@
 //! ```
 
 mod btf_fix;
+mod externs;
+mod inflate;
 mod link;
 mod load;
 pub mod maps;
@@ -34,7 +38,7 @@ pub use maps::{MapDef, MapOrigin, Pinning};
 pub use section::{parse_section, AttachTarget, SectionSpec};
 
 use crate::core_btf::ext::BtfExt;
-use crate::core_btf::{Btf, TypeDetail};
+use crate::core_btf::{Btf, Kind, TypeDetail};
 use crate::elf::{ElfError, ElfObject, ElfProgram, SectionKind};
 use crate::insn::Insn;
 use std::path::Path;
@@ -76,6 +80,8 @@ pub enum ObjectError {
     },
     #[error("attaching program '{program}': {reason}")]
     Attach { program: String, reason: String },
+    #[error("extern '{name}': {reason}")]
+    Extern { name: String, reason: String },
 }
 
 /// One program of the object, before load.
@@ -120,6 +126,8 @@ pub struct Object {
     kern_version: u32,
     /// Where maps with `pinning = LIBBPF_PIN_BY_NAME` are pinned (and reused from).
     pin_root: std::path::PathBuf,
+    /// `__kconfig` and `__ksym` externs (kconfig ones laid out in the `.kconfig` map).
+    externs: Vec<externs::Extern>,
 }
 
 impl Object {
@@ -138,9 +146,18 @@ impl Object {
     }
 
     fn from_elf(name: String, elf: ElfObject) -> Result<Object, ObjectError> {
+        // Externs are described by the BTF as clang wrote it (before their DATASECs are fixed).
+        let has_externs = elf.symbols().iter().any(|s| s.section.is_none() && !s.name.is_empty());
+        let externs = match elf.btf() {
+            Some(raw) if has_externs => {
+                let raw = Btf::from_bytes(raw.to_vec()).map_err(|e| ObjectError::Btf { reason: e.to_string() })?;
+                externs::collect(&elf, &raw)?
+            }
+            _ => Vec::new(),
+        };
         let (btf_blob, btf) = match elf.btf() {
             Some(raw) => {
-                let blob = btf_fix::sanitize(raw, &elf)?;
+                let blob = btf_fix::sanitize(raw, &elf, &externs)?;
                 let btf = Btf::from_bytes(blob.clone()).map_err(|e| ObjectError::Btf { reason: e.to_string() })?;
                 (Some(blob), Some(btf))
             }
@@ -152,7 +169,13 @@ impl Object {
             }
             _ => None,
         };
-        let maps = maps::collect(&elf, btf.as_ref(), &name)?;
+        let mut maps = maps::collect(&elf, btf.as_ref(), &name)?;
+        let kconfig_size = externs::kconfig_size(&externs);
+        if kconfig_size > 0 {
+            let datasec = btf.as_ref().and_then(|b| b.find_by_name_kind(externs::KCONFIG_SEC, Kind::Datasec));
+            let symtab = elf.sections().iter().find(|s| s.kind == SectionKind::SymbolTable).map_or(0, |s| s.index);
+            maps.push(maps::kconfig_map(&name, kconfig_size, datasec, symtab));
+        }
         let programs = elf
             .programs()
             .into_iter()
@@ -177,7 +200,7 @@ impl Object {
             .and_then(|d| d.get(..4))
             .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         let pin_root = DEFAULT_PIN_ROOT.into();
-        Ok(Object { name, elf, btf_blob, btf, ext, maps, programs, license, kern_version, pin_root })
+        Ok(Object { name, elf, btf_blob, btf, ext, maps, programs, license, kern_version, pin_root, externs })
     }
 
     /// Where maps pinned by name go (default `/sys/fs/bpf`, as libbpf): a pinned map already
@@ -285,7 +308,7 @@ impl Object {
             }
             None => None,
         };
-        let rel = link::relocate(&self.elf, &self.maps, self.btf.as_ref(), self.ext.as_ref(), vmlinux)?;
+        let rel = link::relocate(&self.elf, &self.maps, &self.externs, self.btf.as_ref(), self.ext.as_ref(), vmlinux)?;
         self.programs
             .iter()
             .map(|p| {
@@ -298,11 +321,16 @@ impl Object {
     /// Whether relocating or loading needs the kernel's BTF (CO-RE, externs, BTF attach targets).
     fn needs_vmlinux(&self) -> bool {
         let core = self.ext.as_ref().is_some_and(|e| e.core_relos.iter().any(|s| !s.records.is_empty()));
-        let externs = self
-            .elf
-            .symbols()
-            .iter()
-            .any(|s| s.section.is_none() && !s.name.is_empty() && s.kind != crate::elf::SymbolKind::File);
+        // Kconfig and `void` ksym externs are resolved without it.
+        let by_btf = |name: &str| {
+            self.externs
+                .iter()
+                .find(|e| e.name == name)
+                .is_none_or(|e| matches!(e.kind, externs::ExternKind::Ksym { typed: true, .. }))
+        };
+        let externs = self.elf.symbols().iter().any(|s| {
+            s.section.is_none() && !s.name.is_empty() && s.kind != crate::elf::SymbolKind::File && by_btf(&s.name)
+        });
         let btf_targets = self
             .programs
             .iter()

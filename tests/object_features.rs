@@ -1,0 +1,227 @@
+//! Object features beyond the corpus basics, each loaded by bpfkit (`bpfkit::object`) and by
+//! libbpf 1.7 and triggered where this kernel allows: `.kconfig` externs, `__ksym` variables,
+//! custom `.rodata.*` and `version` sections with mmapped globals, attaching the corpus's
+//! remaining program types, and the kernel's refusal of fentry/LSM programs.
+
+mod support;
+
+use bpfkit::core_btf::TypeDetail;
+use bpfkit::object::{LoadedObject, Object};
+use bpfkit::prog::TestRun;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/objects");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(FIXTURES).join(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// libbpf's side
+// ---------------------------------------------------------------------------------------------
+
+/// An object opened and loaded by libbpf; closed on drop.
+struct Libbpf(*mut libbpf_sys::bpf_object);
+
+impl Drop for Libbpf {
+    fn drop(&mut self) {
+        // SAFETY: the object is valid and not used after this.
+        unsafe { libbpf_sys::bpf_object__close(self.0) };
+    }
+}
+
+impl Libbpf {
+    /// Open and load `path`; libbpf's error (negative errno) otherwise.
+    fn load(path: &Path) -> Result<Libbpf, i32> {
+        let c_path = CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: `c_path` is a NUL-terminated path; null opts are allowed.
+        let obj = unsafe { libbpf_sys::bpf_object__open_file(c_path.as_ptr(), std::ptr::null()) };
+        if obj.is_null() {
+            return Err(-1);
+        }
+        let obj = Libbpf(obj);
+        // SAFETY: `obj.0` is the object just opened.
+        let err = unsafe { libbpf_sys::bpf_object__load(obj.0) };
+        if err != 0 {
+            return Err(err);
+        }
+        Ok(obj)
+    }
+
+    fn prog_fd(&self, name: &str) -> i32 {
+        let c = CString::new(name).unwrap();
+        // SAFETY: `self.0` is loaded; `c` is NUL-terminated.
+        let prog = unsafe { libbpf_sys::bpf_object__find_program_by_name(self.0, c.as_ptr()) };
+        assert!(!prog.is_null(), "libbpf has no program {name}");
+        // SAFETY: `prog` belongs to the loaded object.
+        unsafe { libbpf_sys::bpf_program__fd(prog) }
+    }
+
+    /// Run program `name` once with PROG_TEST_RUN (no data), returning its r0.
+    fn test_run(&self, name: &str) -> u32 {
+        let mut opts = libbpf_sys::bpf_test_run_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+            ..Default::default()
+        };
+        // SAFETY: `opts` is a zeroed, sized `bpf_test_run_opts` with no buffers.
+        let err = unsafe { libbpf_sys::bpf_prog_test_run_opts(self.prog_fd(name), &mut opts) };
+        assert_eq!(err, 0, "libbpf test run of {name}");
+        opts.retval
+    }
+
+    /// The value of global data map `section` (`.bss`, `.data`, …), read from the kernel.
+    fn section(&self, section: &str) -> Vec<u8> {
+        let mut map = std::ptr::null_mut();
+        loop {
+            // SAFETY: `self.0` is loaded; `map` is null or its previous map.
+            map = unsafe { libbpf_sys::bpf_object__next_map(self.0, map) };
+            assert!(!map.is_null(), "libbpf has no map for {section}");
+            // SAFETY: `map` belongs to the object; the name is libbpf's NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(libbpf_sys::bpf_map__name(map)) }.to_string_lossy().into_owned();
+            if name.ends_with(section) {
+                break;
+            }
+        }
+        // SAFETY: as above.
+        let (fd, size) = unsafe { (libbpf_sys::bpf_map__fd(map), libbpf_sys::bpf_map__value_size(map)) };
+        let mut value = vec![0u8; size as usize];
+        let key = 0u32;
+        // SAFETY: `key` is 4 bytes and `value` the map's value size, both valid for the call.
+        let err = unsafe {
+            libbpf_sys::bpf_map_lookup_elem(fd, &key as *const u32 as *const _, value.as_mut_ptr() as *mut _)
+        };
+        assert_eq!(err, 0, "lookup in libbpf's {section}");
+        value
+    }
+}
+
+/// Where variable `var` is in its data section, by the object's BTF: (section, offset, size).
+fn var_location(obj: &Object, var: &str) -> (String, usize, usize) {
+    let btf = obj.btf().expect("object BTF");
+    for id in btf.ids() {
+        let t = btf.type_by_id(id).unwrap();
+        if let TypeDetail::Datasec { vars, .. } = &t.detail {
+            for v in vars {
+                if btf.name_of(v.ty).is_ok_and(|n| n == var) {
+                    return (t.name.to_string(), v.offset as usize, v.size as usize);
+                }
+            }
+        }
+    }
+    panic!("no global {var}");
+}
+
+/// Global `var` as libbpf's loaded copy of the object has it.
+fn libbpf_global(lib: &Libbpf, obj: &Object, var: &str) -> Vec<u8> {
+    let (sec, off, size) = var_location(obj, var);
+    lib.section(&sec)[off..off + size].to_vec()
+}
+
+fn u64_of(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..b.len()].copy_from_slice(b);
+    u64::from_le_bytes(w)
+}
+
+fn bpfkit_global(loaded: &LoadedObject, var: &str) -> Vec<u8> {
+    loaded.global(var).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. `.kconfig` externs
+// ---------------------------------------------------------------------------------------------
+
+/// The running kernel's config as this test reads it itself (`zcat`, or the plain file).
+fn kernel_config() -> Option<HashMap<String, String>> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let boot = format!("/boot/config-{}", release.trim());
+    let text = std::fs::read_to_string(&boot).ok().or_else(|| {
+        let out = std::process::Command::new("zcat").arg("/proc/config.gz").output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .filter(|(k, _)| k.starts_with("CONFIG_"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+#[test]
+fn kconfig_externs_have_the_kernels_values() {
+    if !support::kernel_or_skip("kconfig_externs_have_the_kernels_values") {
+        return;
+    }
+    let path = fixture("o23_kconfig.o");
+    let obj = Object::open(&path).unwrap();
+    let kconfig = obj.map(".kconfig").expect("a .kconfig map");
+    assert_eq!(kconfig.kernel_name, "o23_kco.kconfig");
+    let loaded = obj.clone().load().unwrap_or_else(|e| panic!("{e}"));
+    let lib = Libbpf::load(&path).expect("libbpf loads o23_kconfig.o");
+    loaded.program("read_kconfig").unwrap().program().test_run(&TestRun::default()).unwrap();
+    lib.test_run("read_kconfig");
+
+    // Every value equals libbpf's.
+    let vars = ["kernel_version", "bpf_syscall", "bpf_jit", "veth", "hz", "nr_cpus", "hostname", "missing", "runs"];
+    for var in vars {
+        assert_eq!(bpfkit_global(&loaded, var), libbpf_global(&lib, &obj, var), "{var}: bpfkit vs libbpf");
+    }
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "runs")), 1);
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "missing")), 0, "a __weak option the kernel lacks is 0");
+
+    // And what this test reads itself: uname's release …
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let nums: Vec<u32> =
+        release.trim().split(['.', '-']).take(3).map(|n| n.parse().expect("numeric release")).collect();
+    let code = (nums[0] << 16) + (nums[1] << 8) + nums[2].min(255);
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "kernel_version")), u64::from(code), "LINUX_KERNEL_VERSION");
+
+    // … and the kernel config, when there is one.
+    let Some(config) = kernel_config() else {
+        eprintln!(
+            "skipped: the CONFIG_* values: this machine has no /boot/config-{} or /proc/config.gz",
+            release.trim()
+        );
+        return;
+    };
+    let get = |k: &str| config.get(k).map(String::as_str);
+    let tri = |k: &str| match get(k) {
+        Some("y") => 1,
+        Some("m") => 2,
+        _ => 0,
+    };
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "bpf_syscall")), u64::from(get("CONFIG_BPF_SYSCALL") == Some("y")));
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "bpf_jit")), tri("CONFIG_BPF_JIT"));
+    assert_eq!(bpfkit_global(&loaded, "veth")[0], get("CONFIG_VETH").map_or(0, |v| v.as_bytes()[0]));
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "hz")), get("CONFIG_HZ").unwrap().parse::<u64>().unwrap());
+    assert_eq!(
+        u64_of(&bpfkit_global(&loaded, "nr_cpus")),
+        get("CONFIG_NR_CPUS").map_or(0, |v| v.parse::<u64>().unwrap())
+    );
+    let host = get("CONFIG_DEFAULT_HOSTNAME").map_or("", |v| v.trim_matches('"'));
+    let got = bpfkit_global(&loaded, "hostname");
+    let end = got.iter().position(|&b| b == 0).unwrap();
+    assert_eq!(std::str::from_utf8(&got[..end]).unwrap(), &host[..host.len().min(15)], "CONFIG_DEFAULT_HOSTNAME");
+
+    // The .kconfig map is frozen: userspace cannot change the values.
+    let map = loaded.map(".kconfig").unwrap();
+    assert!(map
+        .update(&0u32.to_le_bytes(), &vec![0; map.value_size() as usize], bpfkit::maps::UpdateFlags::Any)
+        .is_err());
+}
+
+#[test]
+fn strong_kconfig_extern_missing_is_refused_naming_it() {
+    if !support::kernel_or_skip("strong_kconfig_extern_missing_is_refused_naming_it") {
+        return;
+    }
+    let path = fixture("refused/r01_kconfig_strong_missing.o");
+    let err = Object::open(&path).unwrap().load().expect_err("a strong extern no kernel has").to_string();
+    assert!(err.contains("extern 'CONFIG_BPFKIT_NO_SUCH_OPTION'"), "{err}");
+    let why = if kernel_config().is_some() { "is not set in the kernel config" } else { "needs the kernel config" };
+    assert!(err.contains(why), "{err}");
+    assert!(Libbpf::load(&path).is_err(), "libbpf refuses it too");
+}
