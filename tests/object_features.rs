@@ -6,6 +6,7 @@
 mod support;
 
 use bpfkit::core_btf::TypeDetail;
+use bpfkit::insn::{Imm64, Insn};
 use bpfkit::object::{LoadedObject, Object};
 use bpfkit::prog::TestRun;
 use std::collections::HashMap;
@@ -224,4 +225,74 @@ fn strong_kconfig_extern_missing_is_refused_naming_it() {
     let why = if kernel_config().is_some() { "is not set in the kernel config" } else { "needs the kernel config" };
     assert!(err.contains(why), "{err}");
     assert!(Libbpf::load(&path).is_err(), "libbpf refuses it too");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. `__ksym` variables
+// ---------------------------------------------------------------------------------------------
+
+/// `name`'s address in /proc/kallsyms, as this test reads it.
+fn kallsyms_addr(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    text.lines().find_map(|l| {
+        let mut p = l.split_ascii_whitespace();
+        let (addr, _, sym) = (p.next()?, p.next()?, p.next()?);
+        (sym == name).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
+    })
+}
+
+#[test]
+fn typeless_and_weak_ksyms_resolve() {
+    if !support::kernel_or_skip("typeless_and_weak_ksyms_resolve") {
+        return;
+    }
+    let path = fixture("o24_ksym_typeless.o");
+    let obj = Object::open(&path).unwrap();
+    let loaded = obj.clone().load().unwrap_or_else(|e| panic!("{e}"));
+    let lib = Libbpf::load(&path).expect("libbpf loads o24_ksym_typeless.o");
+    loaded.program("read_ksyms").unwrap().program().test_run(&TestRun::default()).unwrap();
+    lib.test_run("read_ksyms");
+    for var in ["schedule_addr", "missing_void", "missing_typed", "runs"] {
+        assert_eq!(bpfkit_global(&loaded, var), libbpf_global(&lib, &obj, var), "{var}: bpfkit vs libbpf");
+    }
+    let addr = kallsyms_addr("schedule").expect("schedule in /proc/kallsyms");
+    assert_ne!(addr, 0, "kallsyms shows addresses to root");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "schedule_addr")), addr, "the program saw schedule's address");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "missing_void")), 0, "weak void ksym the kernel lacks");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "missing_typed")), 0, "weak typed ksym vmlinux BTF lacks");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "runs")), 1);
+}
+
+#[test]
+fn typed_percpu_ksyms_resolve_to_btf_ids() {
+    if !support::kernel_or_skip("typed_percpu_ksyms_resolve_to_btf_ids") {
+        return;
+    }
+    let path = fixture("refused/r02_ksym_percpu.o");
+    let vmlinux = bpfkit::core_btf::Btf::vmlinux().unwrap();
+    // The ld_imm64s carry vmlinux's BTF ids of the variables (BPF_PSEUDO_BTF_ID).
+    let relocated = Object::open(&path).unwrap().relocate(Some(&vmlinux)).unwrap();
+    let (_, insns) = &relocated[0];
+    let text: String = insns.iter().map(|i| format!("{i:?}\n")).collect();
+    for var in ["runqueues", "bpf_prog_active"] {
+        let id = vmlinux.find_by_name_kind(var, bpfkit::core_btf::Kind::Var).expect("a per-CPU VAR in vmlinux BTF");
+        let by_id = |i: &Insn| matches!(i, Insn::LdImm64 { value: Imm64::BtfId { id: got, btf_fd: 0 }, .. } if *got == id.0 as i32);
+        assert!(insns.iter().any(by_id), "{var} [{}]:\n{text}", id.0);
+    }
+    let result = Object::open(&path).unwrap().load();
+    let lib = Libbpf::load(&path);
+    if kallsyms_addr("runqueues").is_none() {
+        // The verifier looks the address up in kallsyms, which has no data symbols here.
+        let err = result.expect_err("the kernel has no kallsyms address for runqueues").to_string();
+        assert!(err.contains("'read_percpu'") && err.contains("(section 'syscall')"), "{err}");
+        assert!(err.contains("failed to find the address for kernel symbol 'runqueues'"), "{err}");
+        assert!(lib.is_err(), "libbpf loaded it");
+        eprintln!("skipped: running read_percpu: this kernel has no kallsyms entries for data (CONFIG_KALLSYMS_ALL=n), so the verifier refuses typed __ksym variables (bpfkit and libbpf alike)");
+        return;
+    }
+    let loaded = result.unwrap_or_else(|e| panic!("{e}"));
+    let lib = lib.expect("libbpf loads it");
+    loaded.program("read_percpu").unwrap().program().test_run(&TestRun::default()).unwrap();
+    lib.test_run("read_percpu");
+    assert_eq!(bpfkit_global(&loaded, "active"), libbpf_global(&lib, &Object::open(&path).unwrap(), "active"));
 }

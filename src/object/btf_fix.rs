@@ -110,14 +110,27 @@ pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject, externs: &[Extern]) -> Resu
         }
     }
 
-    // The VARs of the `.kconfig` DATASEC: they become global, allocated variables.
+    // The VARs of the `.kconfig` DATASEC: they become global, allocated variables. Those of
+    // `.ksyms` get a 4-byte int type, as libbpf gives them (a `void` one is refused).
     let mut kconfig_vars = std::collections::HashSet::new();
-    for &(start, end) in &records {
+    let mut ksym_vars = std::collections::HashSet::new();
+    let mut int32 = None;
+    for (index, &(start, end)) in records.iter().enumerate() {
         let info = rd(types, start + 4)?;
-        if (info >> 24) & 0x1f == BTF_KIND_DATASEC && cstr(strings, rd(types, start)?) == externs::KCONFIG_SEC {
-            for entry in types[start + 12..end].chunks_exact(12) {
-                kconfig_vars.insert(rd(entry, 0)?);
-            }
+        let kind = (info >> 24) & 0x1f;
+        if kind == BTF_KIND_INT && int32.is_none() && rd(types, start + 12)? & 0xff == 32 {
+            int32 = Some(index as u32 + 1);
+        }
+        if kind != BTF_KIND_DATASEC {
+            continue;
+        }
+        let set = match cstr(strings, rd(types, start)?) {
+            externs::KCONFIG_SEC => &mut kconfig_vars,
+            ".ksyms" => &mut ksym_vars,
+            _ => continue,
+        };
+        for entry in types[start + 12..end].chunks_exact(12) {
+            set.insert(rd(entry, 0)?);
         }
     }
 
@@ -128,6 +141,12 @@ pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject, externs: &[Extern]) -> Resu
         let kind = (info >> 24) & 0x1f;
         match kind {
             BTF_KIND_VAR if kconfig_vars.contains(&(index as u32 + 1)) => wr(&mut rec, 12, 1),
+            BTF_KIND_VAR if ksym_vars.contains(&(index as u32 + 1)) => {
+                wr(&mut rec, 12, 0);
+                if let Some(int) = int32 {
+                    wr(&mut rec, 8, int);
+                }
+            }
             BTF_KIND_VAR if rd(&rec, 12)? == 2 => wr(&mut rec, 12, 0),
             BTF_KIND_FUNC if info & 0xffff == 2 => wr(&mut rec, 4, info & !0xffff),
             BTF_KIND_FUNC_PROTO => {

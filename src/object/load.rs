@@ -294,18 +294,35 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         }
         // With the object's BTF, func and line info as libbpf loads it; without, if the kernel
         // refuses that (Program::load then says why the verifier rejects it, if it does).
-        let with_btf = match (&btf, &obj.ext) {
-            (Some(b), Some(ext)) => {
-                let (funcs, lines) = prog_btf::records(ext, &raw_lines, &placed);
-                prog_btf::load(&insns, &map_refs, &opts, b, &funcs, &lines)
-            }
+        let records = match (&btf, &obj.ext) {
+            (Some(b), Some(ext)) => Some((b, prog_btf::records(ext, &raw_lines, &placed))),
             _ => None,
         };
+        let with_btf = records.as_ref().and_then(|(b, (funcs, lines))| prog_btf::load(&insns, &map_refs, &opts, b, funcs, lines));
         let program = match with_btf {
             Some(p) => p,
-            None => Program::load(&Assembled::from_insns(insns), &map_refs, &opts).map_err(|source| {
-                ObjectError::Load { program: p.name.clone(), section: p.section_name.clone(), source: Box::new(source) }
-            })?,
+            None => match Program::load(&Assembled::from_insns(insns.clone()), &map_refs, &opts) {
+                Ok(p) => p,
+                // A refusal Program::load has no verifier log for: ask for one.
+                Err(crate::prog::LoadError::Sys(e)) if records.is_some() => {
+                    let why = records
+                        .as_ref()
+                        .and_then(|(b, (funcs, lines))| prog_btf::refusal(&insns, &map_refs, &opts, b, funcs, lines))
+                        .unwrap_or_else(|| e.to_string());
+                    return Err(ObjectError::Refused {
+                        program: p.name.clone(),
+                        section: p.section_name.clone(),
+                        reason: why,
+                    });
+                }
+                Err(source) => {
+                    return Err(ObjectError::Load {
+                        program: p.name.clone(),
+                        section: p.section_name.clone(),
+                        source: Box::new(source),
+                    })
+                }
+            },
         };
         programs.push(LoadedProgram { name: p.name.clone(), section_name: p.section_name.clone(), spec, program });
     }

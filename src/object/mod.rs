@@ -78,6 +78,10 @@ pub enum ObjectError {
         #[source]
         source: Box<crate::prog::LoadError>,
     },
+    /// The kernel refused the program for a reason other than the verifier's analysis (an
+    /// attach type not allowed here, a kernel symbol without an address, …).
+    #[error("loading program '{program}' (section '{section}'): {reason}")]
+    Refused { program: String, section: String, reason: String },
     #[error("attaching program '{program}': {reason}")]
     Attach { program: String, reason: String },
     #[error("extern '{name}': {reason}")]

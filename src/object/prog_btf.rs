@@ -110,17 +110,51 @@ pub(crate) fn load(
     funcs: &[FuncRec],
     lines: &[LineRec],
 ) -> Option<Program> {
+    load_logged(insns, maps, opts, btf, funcs, lines, false).ok()
+}
+
+/// Why the kernel refuses a program that [`Program::load`] could not explain (a refusal other
+/// than the verifier's EACCES/EINVAL, e.g. EPERM for an attach type, ENOENT for a kernel
+/// symbol): the errno and the verifier log's last lines, from a load with a log.
+pub(crate) fn refusal(
+    insns: &[Insn],
+    maps: &[&Map],
+    opts: &LoadOptions,
+    btf: &LoadedBtf,
+    funcs: &[FuncRec],
+    lines: &[LineRec],
+) -> Option<String> {
+    let (err, log) = load_logged(insns, maps, opts, btf, funcs, lines, true).err()?;
+    let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
+    Some(match tail.is_empty() {
+        true => format!("the kernel refused it: {err}"),
+        false => format!("the kernel refused it: {err}; the verifier log ends: {tail}"),
+    })
+}
+
+fn load_logged(
+    insns: &[Insn],
+    maps: &[&Map],
+    opts: &LoadOptions,
+    btf: &LoadedBtf,
+    funcs: &[FuncRec],
+    lines: &[LineRec],
+    with_log: bool,
+) -> Result<Program, (std::io::Error, String)> {
+    let unbound = || (std::io::Error::from_raw_os_error(libc::EINVAL), String::new());
     let by_name: HashMap<&str, &Map> = maps.iter().map(|m| (m.name(), *m)).collect();
     let mut slots: Vec<RawInsn> = Vec::with_capacity(insns.len() + 8);
     for insn in insns {
         let mut bound = insn.clone();
         if let Insn::LdImm64 { value: Imm64::Map(m) | Imm64::MapValue { map: m, .. }, .. } = &mut bound {
             if let MapRef::Name(n) = m {
-                *m = by_name.get(n.as_str())?.as_ref();
+                *m = by_name.get(n.as_str()).ok_or_else(unbound)?.as_ref();
             }
         }
-        crate::insn::codec::encode_into(&bound, &mut slots).ok()?;
+        crate::insn::codec::encode_into(&bound, &mut slots).map_err(|_| unbound())?;
     }
+    let mut log = vec![0u8; if with_log { 1 << 20 } else { 0 }];
     let license = std::ffi::CString::new(opts.license.replace('\0', "")).unwrap_or_default();
     let mut attr = ProgLoadAttr {
         prog_type: opts.prog_type.raw(),
@@ -139,8 +173,11 @@ pub(crate) fn load(
         line_info: if lines.is_empty() { 0 } else { sys::ptr(lines.as_ptr()) },
         line_info_cnt: lines.len() as u32,
         line_info_rec_size: if lines.is_empty() { 0 } else { std::mem::size_of::<LineRec>() as u32 },
+        log_level: u32::from(with_log),
+        log_size: log.len() as u32,
+        log_buf: if log.is_empty() { 0 } else { sys::ptr(log.as_mut_ptr()) },
         ..Default::default()
     };
-    let fd: OwnedFd = sys::bpf_fd(Cmd::ProgLoad, &mut attr).ok()?;
-    Program::from_fd(fd).ok()
+    let fd: OwnedFd = sys::bpf_fd(Cmd::ProgLoad, &mut attr).map_err(|e| (e, sys::c_name(&log)))?;
+    Program::from_fd(fd).map_err(|_| unbound())
 }
