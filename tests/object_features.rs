@@ -10,7 +10,7 @@ use bpfkit::insn::{Imm64, Insn};
 use bpfkit::object::{LoadedObject, Object};
 use bpfkit::prog::TestRun;
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/objects");
@@ -36,6 +36,32 @@ impl Drop for Libbpf {
 impl Libbpf {
     /// Open and load `path`; libbpf's error (negative errno) otherwise.
     fn load(path: &Path) -> Result<Libbpf, i32> {
+        Libbpf::load_with(path, |_| {})
+    }
+
+    /// The memory libbpf keeps for global data map `section`: its initial value before load,
+    /// the map's own mapping after (mmapable maps).
+    fn data(&self, section: &str) -> &mut [u8] {
+        let map = self.map(section);
+        let mut size = 0usize;
+        // SAFETY: `map` belongs to the object; libbpf returns its buffer and size.
+        let ptr = unsafe { libbpf_sys::bpf_map__initial_value(map, &mut size as *mut usize as *mut _) };
+        assert!(!ptr.is_null(), "libbpf has no data for {section}");
+        // SAFETY: libbpf's buffer of `size` bytes lives as long as the object.
+        unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, size) }
+    }
+
+    /// Map `section` by its real name (libbpf matches `.bss`, `.rodata.limits`, … exactly).
+    fn map(&self, section: &str) -> *mut libbpf_sys::bpf_map {
+        let c = CString::new(section).unwrap();
+        // SAFETY: `self.0` is valid; `c` is NUL-terminated.
+        let map = unsafe { libbpf_sys::bpf_object__find_map_by_name(self.0, c.as_ptr()) };
+        assert!(!map.is_null(), "libbpf has no map for {section}");
+        map
+    }
+
+    /// Open `path`, let `adjust` change it before load (as libbpf's open phase allows), load.
+    fn load_with(path: &Path, adjust: impl FnOnce(&Libbpf)) -> Result<Libbpf, i32> {
         let c_path = CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: `c_path` is a NUL-terminated path; null opts are allowed.
         let obj = unsafe { libbpf_sys::bpf_object__open_file(c_path.as_ptr(), std::ptr::null()) };
@@ -43,6 +69,7 @@ impl Libbpf {
             return Err(-1);
         }
         let obj = Libbpf(obj);
+        adjust(&obj);
         // SAFETY: `obj.0` is the object just opened.
         let err = unsafe { libbpf_sys::bpf_object__load(obj.0) };
         if err != 0 {
@@ -74,17 +101,7 @@ impl Libbpf {
 
     /// The value of global data map `section` (`.bss`, `.data`, …), read from the kernel.
     fn section(&self, section: &str) -> Vec<u8> {
-        let mut map = std::ptr::null_mut();
-        loop {
-            // SAFETY: `self.0` is loaded; `map` is null or its previous map.
-            map = unsafe { libbpf_sys::bpf_object__next_map(self.0, map) };
-            assert!(!map.is_null(), "libbpf has no map for {section}");
-            // SAFETY: `map` belongs to the object; the name is libbpf's NUL-terminated string.
-            let name = unsafe { CStr::from_ptr(libbpf_sys::bpf_map__name(map)) }.to_string_lossy().into_owned();
-            if name.ends_with(section) {
-                break;
-            }
-        }
+        let map = self.map(section);
         // SAFETY: as above.
         let (fd, size) = unsafe { (libbpf_sys::bpf_map__fd(map), libbpf_sys::bpf_map__value_size(map)) };
         let mut value = vec![0u8; size as usize];
@@ -295,4 +312,63 @@ fn typed_percpu_ksyms_resolve_to_btf_ids() {
     loaded.program("read_percpu").unwrap().program().test_run(&TestRun::default()).unwrap();
     lib.test_run("read_percpu");
     assert_eq!(bpfkit_global(&loaded, "active"), libbpf_global(&lib, &Object::open(&path).unwrap(), "active"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Custom `.rodata.<name>` and `version` sections; mmapped globals
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn custom_sections_and_mmapped_globals() {
+    if !support::kernel_or_skip("custom_sections_and_mmapped_globals") {
+        return;
+    }
+    let path = fixture("o25_custom_sections.o");
+    let mut obj = Object::open(&path).unwrap();
+    assert_eq!(obj.kern_version(), 0x060000, "the version section");
+    let limits = obj.map(".rodata.limits").expect("a map for .rodata.limits");
+    assert_eq!((limits.kernel_name.as_str(), limits.value_size), (".rodata.limits", 8));
+    assert!(obj.map("version").is_none(), "the version section is not global data");
+    obj.set_global("step", &7u32.to_le_bytes()).unwrap();
+    let loaded = obj.clone().load().unwrap_or_else(|e| panic!("{e}"));
+
+    // Rust → program through the mapping; program → Rust through it, no lookup in between.
+    let counter = loaded.global_mmap::<u64>("counter").unwrap();
+    let echo = loaded.global_mmap::<u64>("echo").unwrap();
+    let mut from_user = loaded.global_mmap::<u64>("from_user").unwrap();
+    assert_eq!((counter.get(), echo.get(), from_user.get()), (0, 1, 0), "initial values, mapped");
+    from_user.set(5);
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "from_user")), 5, "the kernel's map holds the mapped store");
+    let prog = loaded.program("custom_sections").unwrap().program();
+    for _ in 0..3 {
+        prog.test_run(&TestRun::default()).unwrap();
+    }
+    assert_eq!(counter.get(), 21, "three runs of counter += step (7, set before load)");
+    assert_eq!(echo.get(), 5 * 2 + 7, "the program read from_user as Rust stored it");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "counter")), 21, "the mapping is the map");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "step")), 7, ".rodata.limits holds the value set");
+    assert!(loaded.map(".rodata.limits").unwrap().update(&0u32.to_le_bytes(), &[0; 8], bpfkit::maps::UpdateFlags::Any).is_err(), "frozen");
+
+    // Mapping errors name the variable and why.
+    let e = loaded.global_mmap::<u32>("step").unwrap_err().to_string();
+    assert!(e.contains("'step'") && e.contains("read-only section '.rodata.limits'"), "{e}");
+    let e = loaded.global_mmap::<u32>("counter").unwrap_err().to_string();
+    assert!(e.contains("'counter'") && e.contains("is 8 bytes"), "{e}");
+    let e = loaded.global_mmap::<u64>("nope").unwrap_err().to_string();
+    assert!(e.contains("'nope'"), "{e}");
+
+    // libbpf: the same adjustments, the same results.
+    let lib = Libbpf::load_with(&path, |l| {
+        let (_, off, _) = var_location(&obj, "step");
+        l.data(".rodata.limits")[off..off + 4].copy_from_slice(&7u32.to_le_bytes());
+    })
+    .expect("libbpf loads o25_custom_sections.o");
+    let (_, off, _) = var_location(&obj, "from_user");
+    lib.data(".bss")[off..off + 8].copy_from_slice(&5u64.to_le_bytes());
+    for _ in 0..3 {
+        lib.test_run("custom_sections");
+    }
+    for var in ["counter", "echo", "from_user", "step", "scale"] {
+        assert_eq!(bpfkit_global(&loaded, var), libbpf_global(&lib, &obj, var), "{var}: bpfkit vs libbpf");
+    }
 }

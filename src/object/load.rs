@@ -66,11 +66,18 @@ impl LoadedObject {
         &self.programs
     }
 
-    /// Global variable `name`'s current value, read from its data section's map.
-    pub fn global(&self, name: &str) -> Result<Vec<u8>, ObjectError> {
+    /// Where global `name` is: its section's map (definition and map), offset and size.
+    pub(super) fn global_slot(&self, name: &str) -> Result<(&MapDef, &Map, usize, usize), ObjectError> {
         let (index, offset, size) =
             super::locate_global(self.local_btf.as_ref(), self.maps.iter().map(|(d, _)| d), name)?;
         let (def, map) = &self.maps[index];
+        Ok((def, map, offset, size))
+    }
+
+    /// Global variable `name`'s current value, read from its data section's map (one lookup
+    /// syscall; [`global_mmap`](Self::global_mmap) reads writable sections without one).
+    pub fn global(&self, name: &str) -> Result<Vec<u8>, ObjectError> {
+        let (def, map, offset, size) = self.global_slot(name)?;
         let err = |reason: String| ObjectError::Global { name: name.to_string(), reason };
         let value = map.lookup(&0u32.to_le_bytes()).map_err(|e| err(format!("reading map '{}': {e}", def.name)))?;
         value

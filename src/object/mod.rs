@@ -11,7 +11,9 @@
 //! func/line info counts equal libbpf 1.7's. `__kconfig` externs get a frozen `.kconfig` map
 //! filled at load from the kernel's config and release ([`externs`](self) module); `__ksym`
 //! variables resolve by vmlinux BTF id (typed) or `/proc/kallsyms` (`void`), `__weak` ones to 0
-//! when absent. Not (yet) supported: libbpf's `LINUX_HAS_*` probe externs, `struct_ops`, arenas, `.addr_space` sections, USDT and multi-kprobe attach from the section
+//! when absent. After load, writable globals (`.data`, `.bss`, `.data.*`) are read and
+//! written in their sections' memory mappings through [`LoadedObject::global_mmap`]'s typed
+//! [`GlobalVar`]. Not (yet) supported: libbpf's `LINUX_HAS_*` probe externs, `struct_ops`, arenas, `.addr_space` sections, USDT and multi-kprobe attach from the section
 //! name, module BTF (kfuncs and attach targets are looked up in vmlinux only).
 //!
 //! ```no_run
@@ -26,6 +28,7 @@
 
 mod btf_fix;
 mod externs;
+mod global;
 mod inflate;
 mod link;
 mod load;
@@ -33,6 +36,7 @@ pub mod maps;
 mod prog_btf;
 pub mod section;
 
+pub use global::GlobalVar;
 pub use load::{LoadedObject, LoadedProgram, ObjectLink};
 pub use maps::{MapDef, MapOrigin, Pinning};
 pub use section::{parse_section, AttachTarget, SectionSpec};
