@@ -372,3 +372,262 @@ fn custom_sections_and_mmapped_globals() {
         assert_eq!(bpfkit_global(&loaded, var), libbpf_global(&lib, &obj, var), "{var}: bpfkit vs libbpf");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Attaching the corpus's remaining program types
+// ---------------------------------------------------------------------------------------------
+
+fn load_fixture(file: &str) -> LoadedObject {
+    Object::open(fixture(file)).and_then(Object::load).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn sum_percpu(map: &bpfkit::maps::Map, key: u32) -> u64 {
+    map.lookup_percpu(&key.to_le_bytes()).unwrap().unwrap_or_default().iter().map(|v| u64_of(&v[..8])).sum()
+}
+
+#[test]
+fn percpu_maps_count_getppid_exactly() {
+    if !support::kernel_or_skip("percpu_maps_count_getppid_exactly") {
+        return;
+    }
+    let loaded = load_fixture("o03_percpu.o");
+    let tgid = std::process::id();
+    const K: u64 = 25;
+    {
+        let _link = loaded.program("count_getppid").unwrap().attach().unwrap();
+        for _ in 0..K {
+            // SAFETY: getppid has no preconditions.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
+    }
+    // The hash is keyed by tgid: exactly this process's calls, summed over the CPUs they ran on.
+    assert_eq!(sum_percpu(loaded.map("pcpu_hash").unwrap(), tgid), K);
+    assert!(sum_percpu(loaded.map("pcpu_arr").unwrap(), 0) >= K, "the array counts every process's calls");
+}
+
+#[test]
+fn core_reads_see_this_task() {
+    if !support::kernel_or_skip("core_reads_see_this_task") {
+        return;
+    }
+    let loaded = load_fixture("o08_core.o");
+    let seen = loaded.map("seen").unwrap();
+    let (tgid, ppid) = (u64::from(std::process::id()), u64::from(std::os::unix::process::parent_id()));
+    let _link = loaded.program("core_task").unwrap().attach().unwrap();
+    // The program stores whichever task called gettid last: retry if another process's call
+    // lands between this one's and the read.
+    let mut last = (0, 0);
+    for _ in 0..50 {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::syscall(libc::SYS_gettid) };
+        let at = |k: u32| u64_of(&seen.lookup(&k.to_le_bytes()).unwrap().unwrap()[..8]);
+        last = (at(0), at(1));
+        if last == (tgid, ppid) {
+            return;
+        }
+    }
+    panic!("task->tgid and task->real_parent->tgid read through CO-RE: {last:?}, this process is {:?}", (tgid, ppid));
+}
+
+/// Two network namespaces joined by a veth pair without IPv6 (so no neighbour discovery
+/// packets cross it on their own): `va` 192.0.2.1 in `a`, `vb` 192.0.2.2 in `b`.
+struct Veth {
+    a: bpfkit::sys::NetNs,
+    b: bpfkit::sys::NetNs,
+    ifa: u32,
+    ifb: u32,
+}
+
+const VA: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
+const VB: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 2);
+
+impl Veth {
+    fn new() -> Veth {
+        use bpfkit::sys::netlink::{if_index, Netlink};
+        use std::os::fd::AsFd;
+        let (a, b) = (bpfkit::sys::NetNs::new().unwrap(), bpfkit::sys::NetNs::new().unwrap());
+        let up = |name: &str, ip| {
+            // Per network namespace: /proc/sys/net is the opening thread's.
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+            let nl = Netlink::open().unwrap();
+            let i = if_index(name).unwrap();
+            nl.add_ipv4(i, ip, 24).unwrap();
+            nl.set_up(i).unwrap();
+            i
+        };
+        let ifa = a
+            .run(|| {
+                Netlink::open().unwrap().add_veth("va", "vb", Some(b.as_fd())).unwrap();
+                up("va", VA)
+            })
+            .unwrap();
+        let ifb = b.run(|| up("vb", VB)).unwrap();
+        Veth { a, b, ifa, ifb }
+    }
+}
+
+#[test]
+fn tc_and_tcx_programs_count_and_drop_exactly() {
+    use bpfkit::attach::TcDirection;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+    if !support::kernel_or_skip("tc_and_tcx_programs_count_and_drop_exactly") {
+        return;
+    }
+    let loaded = load_fixture("o10_tc.o");
+    let net = Veth::new();
+    let tx = net.a.run(|| UdpSocket::bind((VA, 0)).unwrap()).unwrap();
+    let rx = net.b.run(|| UdpSocket::bind((VB, 4243)).unwrap()).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    tx.send_to(b"warm-up", (VB, 4243)).unwrap();
+    rx.recv(&mut [0u8; 64]).expect("a warm-up datagram crosses the veth (ARP resolved)");
+
+    let tcx_in = loaded.program("tcx_in").unwrap();
+    let e = tcx_in.attach_tc(net.ifb, TcDirection::Egress).unwrap_err().to_string();
+    assert!(e.contains("'tcx_in'") && e.contains("tcx/ingress"), "{e}");
+    let _in = net.b.run(|| tcx_in.attach_tc(net.ifb, TcDirection::Ingress)).unwrap().unwrap();
+    let _out = net.a.run(|| loaded.program("tcx_out").unwrap().attach_tc(net.ifa, TcDirection::Egress)).unwrap().unwrap();
+    // After tcx_in (TCX_NEXT): the `tc` program, which drops frames longer than 1500 bytes.
+    let _legacy = net.b.run(|| loaded.program("tc_legacy").unwrap().attach_tc(net.ifb, TcDirection::Ingress)).unwrap().unwrap();
+    let bytes = loaded.global_mmap::<u64>("ingress_bytes").unwrap();
+    let pkts = loaded.global_mmap::<u64>("egress_pkts").unwrap();
+
+    const SMALL: usize = 30;
+    const BIG: usize = 10;
+    for _ in 0..SMALL {
+        tx.send_to(&[7u8; 100], (VB, 4243)).unwrap();
+    }
+    for _ in 0..BIG {
+        tx.send_to(&[9u8; 1472], (VB, 4243)).unwrap(); // IPv4 1500 bytes: a 1514-byte frame
+    }
+    let mut got = (0, 0);
+    let mut buf = [0u8; 2048];
+    rx.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    while let Ok(n) = rx.recv(&mut buf) {
+        if n == 100 { got.0 += 1 } else { got.1 += 1 }
+    }
+    assert_eq!(got, (SMALL, 0), "small datagrams pass, 1514-byte frames are shot by tc_legacy");
+    let frame = |payload: u64| 14 + 20 + 8 + payload;
+    assert_eq!(pkts.get(), (SMALL + BIG) as u64, "tcx/egress on va saw every datagram");
+    assert_eq!(bytes.get(), SMALL as u64 * frame(100) + BIG as u64 * frame(1472), "tcx/ingress on vb summed skb->len");
+}
+
+#[test]
+fn cgroup_programs_count_a_child_cgroups_connects_and_packets() {
+    use std::net::UdpSocket;
+    use support::cgroup::ChildCgroup;
+    if !support::kernel_or_skip("cgroup_programs_count_a_child_cgroups_connects_and_packets") {
+        return;
+    }
+    let loaded = load_fixture("o12_cgroup.o");
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let cg = ChildCgroup::new("objcg");
+    let _egress = loaded.program("skb_egress").unwrap().attach_cgroup(cg.open()).unwrap();
+    let _connect = loaded.program("on_connect4").unwrap().attach_cgroup(cg.open()).unwrap();
+    let _create = loaded.program("on_sock_create").unwrap().attach_cgroup(cg.open()).unwrap();
+    const K: usize = 6;
+    // K connected UDP sockets, one datagram each, from a process in the child cgroup.
+    let status = cg
+        .bash(&format!("for i in $(seq {K}); do exec 3<>/dev/udp/127.0.0.1/{port} && printf x >&3 && exec 3>&-; done"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..K {
+        server.recv_from(&mut [0u8; 8]).expect("on_sock_create allows the child's sockets");
+    }
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "connects")), K as u64, "cgroup/connect4");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "skb_count")), K as u64, "cgroup_skb/egress");
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "last_port")), u64::from(port.to_be()), "ctx->user_port");
+}
+
+/// This thread's minor page faults (`/proc/thread-self/stat` field 10).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+#[test]
+fn perf_event_program_counts_this_threads_page_faults() {
+    use bpfkit::attach::PerfEventTarget;
+    if !support::kernel_or_skip("perf_event_program_counts_this_threads_page_faults") {
+        return;
+    }
+    let loaded = load_fixture("o15_probes.o");
+    let prog = loaded.program("on_perf").unwrap();
+    let hits = loaded.global_mmap::<u64>("probe_hits").unwrap();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+
+    // PERF_COUNT_SW_PAGE_FAULTS_MIN (5) of this thread, every event: the kernel counts exactly
+    // the faults it adds to the thread's min_flt.
+    const PAGES: usize = 64;
+    let mut target = PerfEventTarget::software(5, 1, -1);
+    target.pid = tid;
+    let before = minor_faults();
+    let link = prog.attach_perf_event(&target).unwrap();
+    // A fresh anonymous mapping: each first write faults (heap memory may be touched already).
+    let mut fresh = memmap2::MmapMut::map_anon(PAGES * 4096).unwrap();
+    for i in 0..PAGES {
+        fresh[i * 4096] = 1;
+    }
+    std::hint::black_box(&fresh);
+    drop(link);
+    let faults = minor_faults() - before;
+    let counted = hits.get();
+    assert!(counted >= PAGES as u64, "{counted} runs for {PAGES} fresh pages");
+    assert_eq!(counted, faults, "one run per minor fault of this thread");
+
+    // cpu-clock of this thread, a sample per millisecond of its CPU time.
+    let mut target = PerfEventTarget::software(bpfkit::sys::PERF_COUNT_SW_CPU_CLOCK, 1_000_000, -1);
+    target.pid = tid;
+    let start = hits.get();
+    let link = prog.attach_perf_event(&target).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut x = 0u64;
+    while t0.elapsed() < std::time::Duration::from_millis(50) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+    drop(link);
+    let samples = hits.get() - start;
+    assert!((1..=60).contains(&samples), "{samples} cpu-clock samples in 50 ms of wall time");
+    let after = hits.get();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(hits.get(), after, "no samples once detached");
+}
+
+#[test]
+fn kprobes_are_refused_clearly() {
+    if !support::kernel_or_skip("kprobes_are_refused_clearly") {
+        return;
+    }
+    let loaded = load_fixture("o15_probes.o");
+    let kprobes_here = std::path::Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        || std::path::Path::new("/sys/kernel/debug/tracing/kprobe_events").exists();
+    for name in ["kp_nanosleep", "krp_nanosleep"] {
+        let result = loaded.program(name).unwrap().attach();
+        if kprobes_here {
+            let _link = result.unwrap_or_else(|e| panic!("{e}"));
+            continue;
+        }
+        let e = result.expect_err("no kprobes on this kernel").to_string();
+        assert!(e.contains(&format!("attaching program '{name}'")) && e.contains("'do_nanosleep'"), "{e}");
+        assert!(e.contains("no kprobe support in this kernel"), "{e}");
+        eprintln!("{name}: {e}");
+    }
+    // libbpf refuses too.
+    let lib = Libbpf::load(&fixture("o15_probes.o")).expect("libbpf loads o15");
+    let c = CString::new("kp_nanosleep").unwrap();
+    // SAFETY: the object is loaded; `c` is NUL-terminated.
+    let prog = unsafe { libbpf_sys::bpf_object__find_program_by_name(lib.0, c.as_ptr()) };
+    // SAFETY: `prog` belongs to the loaded object.
+    let link = unsafe { libbpf_sys::bpf_program__attach(prog) };
+    if !kprobes_here {
+        assert!(link.is_null(), "libbpf attached a kprobe on a kernel without kprobes");
+    } else if !link.is_null() {
+        // SAFETY: `link` is the link just made.
+        unsafe { libbpf_sys::bpf_link__destroy(link) };
+    }
+}

@@ -8,7 +8,7 @@ use super::{link, prog_btf};
 use super::{Object, ObjectError};
 use crate::attach::kprobe::{KprobeTarget, ProbeLink};
 use crate::attach::uprobe::UprobeTarget;
-use crate::attach::{Link, XdpMode};
+use crate::attach::{Link, PerfEventTarget, TcDirection, XdpMode};
 use crate::core_btf::{Btf, Kind, LoadedBtf};
 use crate::insn::Assembled;
 use crate::maps::{Map, MapSpec, MapType, UpdateFlags};
@@ -119,7 +119,10 @@ impl LoadedProgram {
                 if *ret {
                     t = t.retprobe();
                 }
-                p.attach_kprobe(&t).map(ObjectLink::Probe).map_err(|e| self.attach_err(e))
+                let what = if *ret { "kretprobe" } else { "kprobe" };
+                p.attach_kprobe(&t)
+                    .map(ObjectLink::Probe)
+                    .map_err(|e| self.attach_err(format!("{what} on '{function}'+{offset}: {e}")))
             }
             AttachTarget::Uprobe { binary: Some(binary), symbol: Some(symbol), ret } => {
                 let mut t = UprobeTarget::symbol(binary.clone(), symbol.clone());
@@ -145,6 +148,31 @@ impl LoadedProgram {
     /// Attach a uprobe program to `target`.
     pub fn attach_uprobe(&self, target: &UprobeTarget) -> Result<ObjectLink, ObjectError> {
         self.program.attach_uprobe(target).map(ObjectLink::Probe).map_err(|e| self.attach_err(e))
+    }
+
+    /// Attach a tc program to interface `ifindex` (in the calling thread's network namespace):
+    /// a `tcx/ingress` or `tcx/egress` section at its own direction (`direction` must agree), a
+    /// `tc` or `classifier` section at `direction`; a tcx link where the kernel has TCX.
+    pub fn attach_tc(&self, ifindex: u32, direction: TcDirection) -> Result<Link, ObjectError> {
+        use crate::prog::AttachType as A;
+        let own = match self.spec.expected_attach_type {
+            Some(A::TcxIngress) => Some(TcDirection::Ingress),
+            Some(A::TcxEgress) => Some(TcDirection::Egress),
+            _ => None,
+        };
+        if self.spec.prog_type != crate::prog::ProgType::SchedCls {
+            return Err(self.attach_err(format!("section '{}' is not a tc program", self.section_name)));
+        }
+        if own.is_some_and(|d| d != direction) {
+            return Err(self.attach_err(format!("section '{}' attaches at {own:?}, not {direction:?}", self.section_name)));
+        }
+        self.program.attach_tc(ifindex, direction).map_err(|e| self.attach_err(e))
+    }
+
+    /// Attach a `perf_event` program to the perf event `target` opens (a software or hardware
+    /// counter, sampled every `sample_period` events).
+    pub fn attach_perf_event(&self, target: &PerfEventTarget) -> Result<Link, ObjectError> {
+        self.program.attach_perf_event(target).map_err(|e| self.attach_err(e))
     }
 
     /// Attach a cgroup program to `cgroup` at the section's expected attach type.
