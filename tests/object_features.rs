@@ -631,3 +631,42 @@ fn kprobes_are_refused_clearly() {
         unsafe { libbpf_sys::bpf_link__destroy(link) };
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. fentry and LSM: refused by this kernel
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fentry_and_lsm_refusals_name_program_section_and_kernel_error() {
+    if !support::kernel_or_skip("fentry_and_lsm_refusals_name_program_section_and_kernel_error") {
+        return;
+    }
+    let path = fixture("refused/r03_fentry_lsm.o");
+    for (prog, other, section) in
+        [("on_unlinkat", "on_file_open", "fentry/do_unlinkat"), ("on_file_open", "on_unlinkat", "lsm/file_open")]
+    {
+        let mut obj = Object::open(&path).unwrap();
+        obj.program_mut(other).unwrap().autoload = false;
+        let lib = Libbpf::load_with(&path, |l| {
+            let c = CString::new(other).unwrap();
+            // SAFETY: the object is open, not loaded; `c` is NUL-terminated.
+            let p = unsafe { libbpf_sys::bpf_object__find_program_by_name(l.0, c.as_ptr()) };
+            // SAFETY: `p` belongs to the open object.
+            assert_eq!(unsafe { libbpf_sys::bpf_program__set_autoload(p, false) }, 0);
+        });
+        match obj.load() {
+            Ok(loaded) => {
+                // A kernel with trampolines and BPF LSM: both load, and libbpf agrees.
+                assert!(lib.is_ok(), "{prog}: bpfkit loaded it, libbpf did not");
+                let _link = loaded.program(prog).unwrap().attach().unwrap_or_else(|e| panic!("{e}"));
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains(&format!("loading program '{prog}' (section '{section}')")), "{e}");
+                assert!(e.contains("the kernel refused it") && e.contains("EPERM"), "{e}");
+                assert!(lib.is_err(), "{prog}: libbpf loaded what bpfkit could not");
+                eprintln!("{prog}: {e}");
+            }
+        }
+    }
+}

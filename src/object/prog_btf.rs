@@ -127,6 +127,7 @@ pub(crate) fn refusal(
     let (err, log) = load_logged(insns, maps, opts, btf, funcs, lines, true).err()?;
     let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
+    let err = sys::describe_io_error(&err);
     Some(match tail.is_empty() {
         true => format!("the kernel refused it: {err}"),
         false => format!("the kernel refused it: {err}; the verifier log ends: {tail}"),
