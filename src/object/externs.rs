@@ -18,6 +18,8 @@ use std::collections::HashMap;
 
 pub(crate) const KCONFIG_SEC: &str = ".kconfig";
 const KSYMS_SEC: &str = ".ksyms";
+/// Largest `.kconfig` map made (1 MiB; real ones are a few dozen bytes).
+const MAX_KCONFIG: u32 = 1 << 20;
 
 /// libbpf's `kcfg_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +78,12 @@ fn kcfg_type(btf: &Btf, ty: TypeId) -> Option<(KcfgType, bool, u32, u32)> {
             Some((KcfgType::Tristate, false, size, size.min(8)))
         }
         TypeDetail::Array { elem, len, .. } if len > 0 => {
-            matches!(kcfg_type(btf, elem), Some((KcfgType::Char, ..))).then_some((KcfgType::CharArray, false, len, 1))
+            // Of chars: 1-byte, non-bool ints (not followed further, so a cyclic array cannot recurse).
+            let elem = resolved(btf, elem).and_then(|id| btf.type_by_id(id).ok());
+            let of_chars = elem.is_some_and(|t| {
+                matches!(t.detail, TypeDetail::Int { size: 1, encoding, .. } if encoding != IntEncoding::Bool)
+            });
+            of_chars.then_some((KcfgType::CharArray, false, len, 1))
         }
         _ => None,
     }
@@ -132,7 +139,11 @@ pub(crate) fn collect(elf: &ElfObject, btf: &Btf) -> Result<Vec<Extern>, ObjectE
     let mut off = 0u32;
     for e in &mut out {
         if let ExternKind::Kconfig { size, align, offset, .. } = &mut e.kind {
-            *offset = off.next_multiple_of(*align);
+            // Kconfig values are a few bytes; an object claiming megabytes is malformed.
+            *offset = off
+                .checked_next_multiple_of(*align)
+                .filter(|o| o.checked_add(*size).is_some_and(|end| end <= MAX_KCONFIG))
+                .ok_or_else(|| ext_err(&e.name, format!("(kconfig) {size} bytes do not fit a .kconfig map")))?;
             off = *offset + *size;
         }
     }

@@ -8,13 +8,31 @@
 //! Programs are loaded with the object's BTF and their `.BTF.ext` func and line info, so the
 //! kernel sees what libbpf gives it: `tests/object_load.rs` checks, for a corpus of clang-built
 //! objects, that the kernel's xlated instructions, program tags, verified instruction counts and
-//! func/line info counts equal libbpf 1.7's. `__kconfig` externs get a frozen `.kconfig` map
-//! filled at load from the kernel's config and release ([`externs`](self) module); `__ksym`
-//! variables resolve by vmlinux BTF id (typed) or `/proc/kallsyms` (`void`), `__weak` ones to 0
-//! when absent. After load, writable globals (`.data`, `.bss`, `.data.*`) are read and
-//! written in their sections' memory mappings through [`LoadedObject::global_mmap`]'s typed
-//! [`GlobalVar`]. Not (yet) supported: libbpf's `LINUX_HAS_*` probe externs, `struct_ops`, arenas, `.addr_space` sections, USDT and multi-kprobe attach from the section
-//! name, module BTF (kfuncs and attach targets are looked up in vmlinux only).
+//! func/line info counts equal libbpf 1.7's; `tests/object_features.rs` loads the features below
+//! with both and triggers them.
+//!
+//! Supported beyond maps and programs:
+//! - `__kconfig` externs (`externs`): a frozen, mmapable `.kconfig` map laid out as libbpf lays
+//!   it out, filled at load from `/boot/config-$(uname -r)` or `/proc/config.gz` (`CONFIG_*`:
+//!   bool, tristate, char, integers, strings) and the kernel release (`LINUX_KERNEL_VERSION`);
+//!   `__weak` ones are 0 when unset, also when there is no config file (libbpf then fails).
+//! - `__ksym` externs: typed variables as `BPF_PSEUDO_BTF_ID` of vmlinux's VAR (the verifier
+//!   then needs the symbol in kallsyms: without `CONFIG_KALLSYMS_ALL` the kernel refuses them,
+//!   and the error says so), `void` ones by their `/proc/kallsyms` address, kfunc calls by BTF
+//!   id; unresolved `__weak` ones are 0.
+//! - Custom `.data.*`/`.rodata.*` sections, `.rodata` settable before load and frozen, the
+//!   `version` section; after load, writable globals are read and written in place through
+//!   [`LoadedObject::global_mmap`]'s typed [`GlobalVar`] (read-only ones with
+//!   [`LoadedObject::global`]).
+//! - Attach by section ([`LoadedProgram::attach`]), or with a target: `attach_xdp`,
+//!   `attach_tc`, `attach_cgroup`, `attach_uprobe`, `attach_perf_event`.
+//!
+//! Not (yet) supported: libbpf's `LINUX_HAS_BPF_COOKIE`/`LINUX_HAS_SYSCALL_WRAPPER` externs,
+//! checking a typed ksym's type against the kernel's, `struct_ops`, arenas, `.addr_space`
+//! sections, USDT and multi-kprobe attach from the section name, module BTF (kfuncs, ksyms and
+//! attach targets are looked up in vmlinux only). A kernel refusal the verifier does not explain
+//! (EPERM for fentry/LSM where trampolines are not allowed, ENOENT for a ksym without an
+//! address) is [`ObjectError::Refused`], naming the program, section, errno and the log's end.
 //!
 //! ```no_run
 //! use bpfkit::object::Object;
