@@ -6,9 +6,9 @@
 //! timed iteration takes the whole corpus, every object from its bytes in memory, to relocated
 //! instructions against the running kernel's BTF, without loading a program:
 //!
-//! * bpfkit: `Btf::vmlinux()` (read and index /sys/kernel/btf/vmlinux), `Object::open_bytes`,
-//!   `Object::relocate(Some(&vmlinux))` (CO-RE, map and call relocations, subprograms appended)
-//!   — per object, as libbpf does;
+//! * bpfkit: `Object::open_bytes`, `Object::relocate(None)` (CO-RE, externs, map and call
+//!   relocations, subprograms appended), which reads and indexes /sys/kernel/btf/vmlinux for
+//!   each object that needs it (CO-RE, typed `__ksym`s, BTF attach targets) — as libbpf does;
 //! * libbpf 1.7 (libbpf-sys): `bpf_object__open_mem`, every map's autocreate turned off (no map
 //!   is created; map references are then poisoned, which is libbpf's relocation too),
 //!   `bpf_object__prepare` (which also loads vmlinux BTF per object, probes kernel features and
@@ -91,9 +91,9 @@ fn libbpf_relocate(name: &str, bytes: &[u8]) -> Result<usize, i32> {
     }
 }
 
-fn bpfkit_relocate(name: &str, bytes: &[u8], vmlinux: &Btf) -> Result<usize, String> {
+fn bpfkit_relocate(name: &str, bytes: &[u8], vmlinux: Option<&Btf>) -> Result<usize, String> {
     let obj = Object::open_bytes(name, bytes.to_vec()).map_err(|e| e.to_string())?;
-    Ok(obj.relocate(Some(vmlinux)).map_err(|e| e.to_string())?.len())
+    Ok(obj.relocate(vmlinux).map_err(|e| e.to_string())?.len())
 }
 
 fn open_relocate(c: &mut Criterion) {
@@ -102,7 +102,7 @@ fn open_relocate(c: &mut Criterion) {
     let vmlinux = Btf::vmlinux().expect("/sys/kernel/btf/vmlinux");
     let mut corpus = Vec::new();
     for (name, bytes) in corpus_files() {
-        match (bpfkit_relocate(&name, &bytes, &vmlinux), libbpf_relocate(&name, &bytes)) {
+        match (bpfkit_relocate(&name, &bytes, None), libbpf_relocate(&name, &bytes)) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a, b, "{name}: both relocate the same programs");
                 corpus.push((name, bytes));
@@ -110,7 +110,7 @@ fn open_relocate(c: &mut Criterion) {
             (a, b) => eprintln!("not in the corpus: {name}: bpfkit {a:?}, libbpf {b:?}"),
         }
     }
-    let programs: usize = corpus.iter().map(|(n, b)| bpfkit_relocate(n, b, &vmlinux).unwrap()).sum();
+    let programs: usize = corpus.iter().map(|(n, b)| bpfkit_relocate(n, b, Some(&vmlinux)).unwrap()).sum();
     eprintln!("corpus: {} objects, {programs} programs", corpus.len());
 
     let mut g = c.benchmark_group("object_open_relocate/corpus");
@@ -118,8 +118,7 @@ fn open_relocate(c: &mut Criterion) {
     g.bench_function("bpfkit", |b| {
         b.iter(|| {
             for (name, bytes) in &corpus {
-                let vmlinux = Btf::vmlinux().unwrap();
-                black_box(bpfkit_relocate(name, bytes, &vmlinux).unwrap());
+                black_box(bpfkit_relocate(name, bytes, None).unwrap());
             }
         })
     });
@@ -133,7 +132,7 @@ fn open_relocate(c: &mut Criterion) {
     g.bench_function("bpfkit_shared_btf", |b| {
         b.iter(|| {
             for (name, bytes) in &corpus {
-                black_box(bpfkit_relocate(name, bytes, &vmlinux).unwrap());
+                black_box(bpfkit_relocate(name, bytes, Some(&vmlinux)).unwrap());
             }
         })
     });
