@@ -172,6 +172,10 @@ done
 mkdir -p "$IR$ROOT/tests"
 cp -a tests/fixtures "$IR$ROOT/tests/"
 copy_libs tests/fixtures/usdt/usdt_probe
+# The kernel's config where libbpf and bpfkit look for `.kconfig` externs (o23_kconfig.o), as on
+# an installed system (/boot/config-<release>; the cloud kernel has no /proc/config.gz).
+mkdir -p "$IR/boot"
+cp "$KDIR/root/boot/config-$KVER" "$IR/boot/"
 # Modules the tests need that the cloud kernel builds as modules (clsact, cls_bpf, veth, dummy).
 for m in net/sched/sch_ingress.ko net/sched/cls_bpf.ko drivers/net/veth.ko drivers/net/dummy.ko; do
   cp "$MODDIR/$m" "$IR/kernel2/modules/"
