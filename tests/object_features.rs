@@ -269,7 +269,7 @@ fn typeless_and_weak_ksyms_resolve() {
     let lib = Libbpf::load(&path).expect("libbpf loads o24_ksym_typeless.o");
     loaded.program("read_ksyms").unwrap().program().test_run(&TestRun::default()).unwrap();
     lib.test_run("read_ksyms");
-    for var in ["schedule_addr", "missing_void", "missing_typed", "runs"] {
+    for var in ["schedule_addr", "missing_void", "missing_typed", "kfunc_exists", "runs"] {
         assert_eq!(bpfkit_global(&loaded, var), libbpf_global(&lib, &obj, var), "{var}: bpfkit vs libbpf");
     }
     let addr = kallsyms_addr("schedule").expect("schedule in /proc/kallsyms");
@@ -277,6 +277,8 @@ fn typeless_and_weak_ksyms_resolve() {
     assert_eq!(u64_of(&bpfkit_global(&loaded, "schedule_addr")), addr, "the program saw schedule's address");
     assert_eq!(u64_of(&bpfkit_global(&loaded, "missing_void")), 0, "weak void ksym the kernel lacks");
     assert_eq!(u64_of(&bpfkit_global(&loaded, "missing_typed")), 0, "weak typed ksym vmlinux BTF lacks");
+    let kfunc = bpfkit::core_btf::Btf::vmlinux().unwrap().find_by_name_kind("bpf_rcu_read_lock", bpfkit::core_btf::Kind::Func);
+    assert_eq!(u64_of(&bpfkit_global(&loaded, "kfunc_exists")), u64::from(kfunc.is_some()), "a kfunc's address");
     assert_eq!(u64_of(&bpfkit_global(&loaded, "runs")), 1);
 }
 

@@ -375,12 +375,17 @@ pub(crate) fn kallsyms(externs: &[Extern]) -> Result<HashMap<String, u64>, Objec
     Ok(out)
 }
 
-/// A `__ksym` variable's vmlinux BTF id (`Some(0)`-like `None` for an unresolved weak one).
+/// A typed `__ksym`'s vmlinux BTF id, for an `ld_imm64` of its address: a VAR, or a FUNC for
+/// a kfunc's address (`bpf_ksym_exists(kfunc)`); `None` for an unresolved weak one.
 pub(crate) fn ksym_var_btf_id(e: &Extern, vmlinux: &Btf) -> Result<Option<u32>, ObjectError> {
-    match vmlinux.find_by_name_kind(&e.name, Kind::Var) {
+    let (kind, what) = match e.kind {
+        ExternKind::Ksym { func: true, .. } => (Kind::Func, "kernel function"),
+        _ => (Kind::Var, "kernel variable"),
+    };
+    match vmlinux.find_by_name_kind(&e.name, kind) {
         Some(id) => Ok(Some(id.0)),
         None if e.weak => Ok(None),
-        None => Err(ext_err(&e.name, "(ksym) is not a kernel variable in vmlinux BTF")),
+        None => Err(ext_err(&e.name, format!("(ksym) is not a {what} in vmlinux BTF"))),
     }
 }
 
