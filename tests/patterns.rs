@@ -531,6 +531,9 @@ fn context_offsets_and_return_codes_come_from_btf() {
     assert!(ctx_field(ProgType::Kprobe, "data").is_err());
     assert_eq!(["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"].map(xdp), [0, 1, 2, 3, 4]);
     assert_eq!(["TCX_NEXT", "TCX_PASS", "TCX_DROP", "TCX_REDIRECT"].map(|n| tc_action(n).unwrap()), [-1, 0, 2, 7]);
+    // The uapi names (no BTF before 6.6's enum tcx_action_base) agree with the enum's values.
+    assert_eq!(["TC_ACT_UNSPEC", "TC_ACT_OK", "TC_ACT_SHOT", "TC_ACT_REDIRECT"].map(|n| tc_action(n).unwrap()), [-1, 0, 2, 7]);
+    assert!(tc_action("TC_ACT_NOPE").is_err());
     assert_eq!(return_code(ProgType::CgroupSkb, "SK_PASS").unwrap(), 1);
     assert_eq!(return_code(ProgType::CgroupSockAddr, "SK_DROP").unwrap(), 0);
     assert!(return_code(ProgType::Xdp, "TCX_PASS").is_err());

@@ -49,7 +49,7 @@ PLAN=(
   "kernel_events"
   "kernel_prog_options --skip log_levels_and_log_growth --skip verifier_log_quotes_the_source_through_btf_line_info"
   "kernel_maps_special --skip every_map_type_is_created_and_reported_back --skip local_storage_maps_keyed_by_fds --skip arena_ --skip inode_storage_helper_is_for_lsm_programs_only"
-  "patterns --skip a_tc_program_reads_skb_len_at_the_btf_offset --skip context_offsets_and_return_codes_come_from_btf --skip packet_parser_extracts_ports_and_rejects_truncated_packets"
+  "patterns"
   "helpers_table --skip table_is_the_kernels_enum_exactly"
   "features"                # bpftool is not in the initramfs: its comparison skips itself; libbpf's runs
 )
@@ -60,7 +60,6 @@ SKIP_REASONS=(
   "kernel_prog_options/log_levels_and_log_growth, verifier_log_quotes_the_source_through_btf_line_info: they assert 6.18's verifier log text; 6.1 prints register states as R0_w=1 (not R0=1) and source lines without the \" @ file:line\" suffix. The log levels, growth and line info themselves work there (the logs are in the console log)"
   "kernel_maps_special/every_map_type_is_created_and_reported_back, local_storage_maps_keyed_by_fds, arena_*: they create every map type bpfkit knows, cgrp_storage (6.2) and arena (6.9) included, which 6.1 refuses with EINVAL (these tests have no feature-probe branch yet); type_lists_are_the_running_kernels checks that the probes refuse exactly those"
   "kernel_maps_special/inode_storage_helper_is_for_lsm_programs_only: asserts 6.18's verifier wording \"cannot use helper bpf_inode_storage_get\"; 6.1 refuses the same call to an iterator program as \"unknown func bpf_inode_storage_get#145\""
-  "patterns/a_tc_program_reads_skb_len_at_the_btf_offset, context_offsets_and_return_codes_come_from_btf, packet_parser_extracts_ports_and_rejects_truncated_packets: bpfkit's ctx pattern reads tc return codes from enum tcx_action_base, which is 6.6+ (no TC_ACT_* enum in 6.1's BTF): a bpfkit limitation on older kernels"
   "helpers_table/table_is_the_kernels_enum_exactly: asserts bpfkit's helper table equals the running kernel's enum bpf_func_id exactly; 6.1's stops at 209 (bpf_user_ringbuf_drain), bpfkit's goes on to 211 (bpf_cgrp_storage_get/delete, 6.2)"
   "kernel_trace/kernel_stack_of_a_syscall_tracepoint_is_symbolized: on 6.1 bpf_get_stackid of a kernel stack from a syscall tracepoint returns -EFAULT (empty callchain); no feature probe tells that apart from a bpfkit bug without running the test itself. kernel2/kernel_stack_of_a_kprobe_is_symbolized covers kernel stacks there"
 )

@@ -20,7 +20,9 @@
 //!
 //! Return codes: `return_code(ProgType::Xdp, "XDP_PASS")` from `enum xdp_action`; TC programs
 //! (`SchedCls`, `SchedAct`) from `enum tcx_action_base` (`TCX_PASS` = `TC_ACT_OK`, `TCX_DROP` =
-//! `TC_ACT_SHOT`, `TCX_REDIRECT`, `TCX_NEXT`); socket, cgroup and sk_* verdicts from
+//! `TC_ACT_SHOT`, `TCX_REDIRECT`, `TCX_NEXT`; the enum exists from 6.6 on, and before that the
+//! uapi's `TC_ACT_*` values, which are macros without BTF, stand in for it — they are the same
+//! numbers, and `TC_ACT_*` names are accepted on every kernel); socket, cgroup and sk_* verdicts from
 //! `enum sk_action` (`SK_DROP`, `SK_PASS`).
 
 use std::cell::OnceCell;
@@ -97,8 +99,30 @@ pub fn return_code(prog: ProgType, name: &str) -> Result<i32, PatternError> {
     let Some(en) = return_enum(prog) else {
         return btf_err(format!("no return-code enum known for {prog:?}"));
     };
+    if en == "tcx_action_base" {
+        return tc_action(name);
+    }
     enum_value(en, name)
 }
+
+/// `linux/pkt_cls.h`'s `TC_ACT_*` (stable uapi values; macros, so not in BTF), and the
+/// `TCX_*` names `enum tcx_action_base` (6.6+) gives the same values.
+const TC_ACT: &[(&str, i32)] = &[
+    ("TC_ACT_UNSPEC", -1),
+    ("TC_ACT_OK", 0),
+    ("TC_ACT_RECLASSIFY", 1),
+    ("TC_ACT_SHOT", 2),
+    ("TC_ACT_PIPE", 3),
+    ("TC_ACT_STOLEN", 4),
+    ("TC_ACT_QUEUED", 5),
+    ("TC_ACT_REPEAT", 6),
+    ("TC_ACT_REDIRECT", 7),
+    ("TC_ACT_TRAP", 8),
+    ("TCX_NEXT", -1),
+    ("TCX_PASS", 0),
+    ("TCX_DROP", 2),
+    ("TCX_REDIRECT", 7),
+];
 
 fn enum_value(en: &str, name: &str) -> Result<i32, PatternError> {
     with_vmlinux(|btf| {
@@ -118,7 +142,15 @@ pub fn xdp_action(name: &str) -> Result<i32, PatternError> {
     enum_value("xdp_action", name)
 }
 
-/// `TCX_NEXT`, `TCX_PASS`, `TCX_DROP`, `TCX_REDIRECT` from `enum tcx_action_base`.
+/// `TCX_NEXT`, `TCX_PASS`, `TCX_DROP`, `TCX_REDIRECT` from `enum tcx_action_base` where the
+/// kernel's BTF has it (6.6+); before that, and for `TC_ACT_*` names, the uapi values.
 pub fn tc_action(name: &str) -> Result<i32, PatternError> {
-    enum_value("tcx_action_base", name)
+    let from_btf = with_vmlinux(|btf| Ok(btf.enum_values("tcx_action_base").ok().and_then(|v| v.iter().find(|v| v.name == name).map(|v| v.value))));
+    match from_btf? {
+        Some(v) => i32::try_from(v).or_else(|_| btf_err(format!("{name} does not fit 32 bits"))),
+        None => match TC_ACT.iter().find(|(n, _)| *n == name) {
+            Some(&(_, v)) => Ok(v),
+            None => btf_err(format!("no TC action {name} (TC_ACT_* or TCX_*)")),
+        },
+    }
 }
