@@ -10,7 +10,6 @@
 //! externs are then 0 and only strong ones fail (naming the files looked for).
 //! `LINUX_HAS_BPF_COOKIE` and `LINUX_HAS_SYSCALL_WRAPPER` (libbpf's feature probes) are refused.
 
-use super::inflate::gunzip;
 use super::ObjectError;
 use crate::core_btf::{Btf, IntEncoding, Kind, TypeDetail, TypeId};
 use crate::elf::{ElfObject, SymbolBinding, SymbolKind};
@@ -208,7 +207,12 @@ pub(crate) fn fill_kconfig(externs: &[Extern], data: &mut [u8]) -> Result<(), Ob
         looked = paths.join(" or ");
         let text =
             paths.iter().find_map(|p| std::fs::read(p).ok()).map(|bytes| match bytes.starts_with(&[0x1f, 0x8b]) {
-                true => gunzip(&bytes).map_err(|e| ext_err("CONFIG_*", format!("reading the kernel config: {e}"))),
+                true => {
+                    let mut text = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+                        .map(|_| text)
+                        .map_err(|e| ext_err("CONFIG_*", format!("reading the kernel config: {e}")))
+                }
                 false => Ok(bytes),
             });
         if let Some(text) = text {

@@ -47,7 +47,6 @@
 mod btf_fix;
 mod externs;
 mod global;
-mod inflate;
 mod link;
 mod load;
 pub mod maps;
