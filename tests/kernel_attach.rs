@@ -26,6 +26,7 @@ fn count(m: &Map) -> u64 {
 /// set, when `*(u64 *)(ctx + 8)` — the syscall number of sys_enter's raw arguments — equals it).
 fn counting_prog(hits: &Map, prog_type: ProgType, opts: LoadOptions, tid: i32, syscall_nr: Option<i64>) -> Program {
     let nr = syscall_nr.unwrap_or(-1) as i32;
+    let count = support::progs::count_and_return("hits", 0);
     let asm = bpf_asm! {
         r6 = r1
         call bpf_get_current_pid_tgid
@@ -36,14 +37,7 @@ fn counting_prog(hits: &Map, prog_type: ProgType, opts: LoadOptions, tid: i32, s
         r2 = *(u64 *)(r6 + 8)
         if r2 != r1 goto out
     count:
-        *(u32 *)(r10 - 4) = 0
-        r1 = map[hits] ll
-        r2 = r10
-        r2 += -4
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
+        {&count}
     out:
         r0 = 0
         exit
@@ -155,19 +149,7 @@ fn perf_event_program_samples_cpu_clock() {
         return;
     }
     let hits = counter("samples");
-    let asm = bpf_asm! {
-        *(u32 *)(r10 - 4) = 0
-        r1 = map[samples] ll
-        r2 = r10
-        r2 += -4
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-    out:
-        r0 = 0
-        exit
-    };
+    let asm = support::progs::count_and_return("samples", 0);
     let prog = Program::load(&asm.assemble().unwrap(), &[&hits], &LoadOptions::new("sampler", ProgType::PerfEvent)).unwrap();
     // Sample this thread's CPU time 1000 times a second while it spins for 300 ms.
     let target = PerfEventTarget::software_freq(sys::PERF_COUNT_SW_CPU_CLOCK, 1000, -1).for_pid(sys::gettid());
@@ -192,6 +174,7 @@ fn page_fault_counter(hits: &Map, tid: i32, lo: u64, hi: u64) -> Program {
     let vmlinux = Btf::vmlinux().unwrap();
     let data = vmlinux.find_by_name_kind("bpf_perf_event_data", Kind::Struct).unwrap();
     let addr_off = (vmlinux.member_offset(data, "addr").unwrap() / 8) as i16;
+    let count = support::progs::count_hit("faults");
     let asm = bpf_asm! {
         r6 = *(u64 *)(r1 + {addr_off})
         call bpf_get_current_pid_tgid
@@ -201,19 +184,11 @@ fn page_fault_counter(hits: &Map, tid: i32, lo: u64, hi: u64) -> Program {
         if r6 < r1 goto out
         r1 = {hi} ll
         if r6 >= r1 goto out
-        *(u32 *)(r10 - 4) = 0
-        r1 = map[faults] ll
-        r2 = r10
-        r2 += -4
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
+        {&count}
     out:
         r0 = 0
         exit
     };
-    let _ = hits;
     Program::load(&asm.assemble().unwrap(), &[hits], &LoadOptions::new("faults", ProgType::PerfEvent)).unwrap()
 }
 

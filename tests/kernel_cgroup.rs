@@ -38,21 +38,9 @@ fn ctx_offset(ty: &str, member: &str) -> i16 {
     (vmlinux.member_offset(id, member).unwrap() / 8) as i16
 }
 
-/// Instructions that add 1 to `hits[0]`, then return `verdict`; they end the program.
+/// Add 1 to `hits[0]`, then return `verdict`: the end of a program.
 fn count_and_return(verdict: i32) -> bpfkit::insn::Program {
-    bpf_asm! {
-        *(u32 *)(r10 - 4) = 0
-        r1 = map[hits] ll
-        r2 = r10
-        r2 += -4
-        call bpf_map_lookup_elem
-        if r0 == 0 goto done
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-    done:
-        r0 = {verdict}
-        exit
-    }
+    support::progs::count_and_return("hits", verdict)
 }
 
 /// Run the child with `actions` (`;`-separated, see [`child_entry_point`]) inside `cgroup`; the

@@ -5,6 +5,7 @@ pub mod bpftool;
 pub mod cgroup;
 pub mod conformance;
 pub mod probe;
+pub mod progs;
 
 /// Skip a test with a one-line reason. Under `BPFKIT_REQUIRE_KERNEL=1` (CI) a skip is a failure.
 pub fn skip(reason: &str) {
