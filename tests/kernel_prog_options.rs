@@ -260,3 +260,25 @@ fn verifier_log_quotes_the_source_through_btf_line_info() {
     };
     assert!(rejection.log.contains("; r0 = *(u64 *)(r10 - 600) @ kernel_prog_options.rs:"), "{}", rejection.log);
 }
+
+#[test]
+fn raw_tracepoint_test_runs_take_their_arguments_as_context() {
+    if !support::kernel_or_skip("raw_tp test run") {
+        return;
+    }
+    // A raw tracepoint's context is its u64 arguments; return args[0] + args[1].
+    let asm = bpf_asm! {
+        r0 = *(u64 *)(r1 + 0)
+        r2 = *(u64 *)(r1 + 8)
+        r0 += r2
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let p = Program::load(&asm, &[], &LoadOptions::new("raw_args", ProgType::RawTracepoint)).unwrap();
+    let mut args = 40u64.to_ne_bytes().to_vec();
+    args.extend(2u64.to_ne_bytes());
+    // No ctx_out is asked of the kernel (raw_tp runs refuse one), without the caller saying so.
+    let out = p.test_run(&TestRun::default().ctx(args)).unwrap();
+    assert_eq!((out.retval, out.ctx_out.len()), (42, 0));
+}

@@ -77,7 +77,14 @@ impl Program {
         let mut data_out = vec![0u8; if run.data.is_empty() { 0 } else { run.data.len() + run.data_out_extra }];
         // A mutable copy: syscall programs write their context back into `ctx_in`.
         let mut ctx_in: Vec<u8> = run.ctx.clone().unwrap_or_default();
-        let mut ctx_out = vec![0u8; if self.prog_type == super::ProgType::Syscall { 0 } else { run.ctx_out_size.unwrap_or(ctx_in.len()) }];
+        // Syscall programs write back into ctx_in; raw tracepoint runs refuse any ctx_out
+        // (EINVAL), so unless asked for one they get none.
+        let ctx_out_len = match self.prog_type {
+            super::ProgType::Syscall => 0,
+            super::ProgType::RawTracepoint => run.ctx_out_size.unwrap_or(0),
+            _ => run.ctx_out_size.unwrap_or(ctx_in.len()),
+        };
+        let mut ctx_out = vec![0u8; ctx_out_len];
         let mut attr = TestRunAttr {
             prog_fd: self.as_fd_raw(),
             data_size_in: run.data.len() as u32,
