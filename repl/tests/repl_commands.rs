@@ -301,3 +301,78 @@ fn maps_del_pin_and_open_in_another_session() {
     assert!(after(&out, ":map open names2 /sys/fs/bpf/bpfkit_no_such_pin")[0].starts_with("error: obj_get /sys/fs/bpf/bpfkit_no_such_pin: No such file"));
     assert_eq!(code, Some(1));
 }
+
+/// `:attach … usdt BIN:PROVIDER:NAME PID` on the USDT fixture (tests/fixtures/usdt): the
+/// kernel runs the program once per firing, with the probe's semaphore raised in the process.
+#[test]
+fn usdt_probe_counts_its_firings() {
+    use std::io::{BufRead, BufReader};
+    use bpfkit::sys::{probe_events_file, probe_pmu, ProbeKind};
+    if !support::kernel_or_skip("usdt_probe_counts_its_firings") {
+        return;
+    }
+    if probe_pmu(ProbeKind::Uprobe).ok().flatten().is_none() && probe_events_file(ProbeKind::Uprobe).ok().flatten().is_none() {
+        support::skip("usdt_probe_counts_its_firings: no uprobe PMU and no uprobe_events");
+        return;
+    }
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/usdt/usdt_probe");
+    let mut child = Command::new(fixture).arg("7").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("usdt fixture");
+    let mut child_out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut l = String::new();
+    child_out.read_line(&mut l).expect("fixture starts");
+    assert_eq!(l.trim(), "semaphore=0");
+    let mut repl = Command::new(BIN).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("bpfkit");
+    let mut input = repl.stdin.take().expect("stdin");
+    let mut output = BufReader::new(repl.stdout.take().expect("stdout"));
+    let pid = child.id();
+    write!(
+        input,
+        ":map create hits array 4 8 1
+:prog tick
+*(u32 *)(r10 - 4) = 0
+r1 = map[hits] ll
+r2 = r10
+r2 += -4
+call bpf_map_lookup_elem
+if r0 == 0 goto out
+r1 = 1
+lock *(u64 *)(r0 + 0) += r1
+out:
+r0 = 0
+exit
+:end
+:load tick kprobe
+:attach tick usdt {fixture}:bpfkit:nope {pid}
+:attach tick usdt {fixture}:bpfkit:tick {pid}
+"
+    )
+    .expect("write script");
+    input.flush().expect("flush");
+    // Wait for the attachment before letting the fixture fire.
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(output.read_line(&mut line).expect("read bpfkit") > 0, "bpfkit ended early:\n{seen}");
+        seen.push_str(&line);
+        if line.starts_with("link 1: ") || (line.starts_with("error: ") && seen.contains(":bpfkit:tick")) {
+            break;
+        }
+    }
+    child.stdin.take().expect("stdin").write_all(b"go\n").expect("go");
+    l.clear();
+    child_out.read_line(&mut l).expect("fixture fires");
+    assert_eq!(l.trim(), "fired=7", "the semaphore was raised in the running process:\n{seen}");
+    assert!(child.wait().expect("fixture ends").success());
+    input.write_all(b":count hits 0\n:maps\n").expect("write");
+    drop(input);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut output, &mut rest).expect("read");
+    let out = seen + &rest;
+    assert!(repl.wait().expect("bpfkit ends").code() == Some(1), "the wrong probe fails its line: {out}");
+    let nope = after(&out, &format!(":attach tick usdt {fixture}:bpfkit:nope {pid}"));
+    assert_eq!(nope[0], "map usdt_specs: the argument specs of USDT probes", "{out}");
+    assert!(nope[1].starts_with("error: ") && nope[1].contains("no USDT probe bpfkit:nope"), "{out}");
+    assert_eq!(after(&out, &format!(":attach tick usdt {fixture}:bpfkit:tick {pid}")), [format!("link 1: tick → usdt {fixture}:bpfkit:tick {pid}")]);
+    assert_eq!(after(&out, ":count hits 0"), ["hits[00 00 00 00] = 7"], "{out}");
+    assert!(after(&out, ":maps").iter().any(|l| l.starts_with("usdt_specs: hash key 4")), "{out}");
+}

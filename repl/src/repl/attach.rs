@@ -1,5 +1,5 @@
 //! The REPL's attach commands: `:attach` (tracepoints, raw tracepoints, tp_btf and the
-//! BTF-attached fentry/fexit/fmod_ret/lsm, kprobes, uprobes, perf events, iterators, XDP, tc,
+//! BTF-attached fentry/fexit/fmod_ret/lsm, kprobes, uprobes, USDT probes, perf events, iterators, XDP, tc,
 //! cgroups), `:links`, `:detach`, `:count` (counters after N seconds) and `:trigger` (make
 //! events happen: getpid calls, UDP datagrams over loopback).
 //!
@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use bpfkit::attach::iter::{self, IterScope};
 use bpfkit::attach::kprobe::{KprobeTarget, ProbeLink};
 use bpfkit::attach::uprobe::UprobeTarget;
+use bpfkit::attach::usdt::{self, UsdtLink, UsdtTarget};
 use bpfkit::attach::{ifindex, AttachPath, Link, PerfEventTarget, TcDirection, XdpMode};
 use bpfkit::sys::{PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK, PERF_COUNT_SW_PAGE_FAULTS, PERF_COUNT_SW_TASK_CLOCK};
 use bpfkit::prog::AttachType;
 
-use super::maps::find;
+use super::maps::{find, SessionMap};
 use super::render::number;
 use super::session::{say, Outcome, Session};
 use crate::commands::map::hex_bytes;
@@ -31,28 +32,47 @@ pub struct SessionLink {
     pub link: Held,
 }
 
-/// The two owners of an attachment bpfkit hands out.
+/// The owners of an attachment bpfkit hands out.
 pub enum Held {
     Link(Link),
     Probe(ProbeLink),
+    /// A uprobe per location of the USDT probe (and its argument specs).
+    Usdt(UsdtLink),
 }
 
 impl Held {
-    fn link(&self) -> &Link {
+    /// The (first) link, for its kernel id.
+    fn link(&self) -> Option<&Link> {
         match self {
-            Held::Link(l) => l,
-            Held::Probe(p) => p,
+            Held::Link(l) => Some(l),
+            Held::Probe(p) => Some(p),
+            Held::Usdt(u) => u.links().first().map(|p| &**p),
         }
     }
 }
 
-const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
+const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | usdt BIN:PROVIDER:NAME [PID] | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
 
 /// `:attach NAME KIND ARGS…`.
 pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let [name, kind, rest @ ..] = args else {
         return Err(USAGE.into());
     };
+    // USDT argument specs go into the session map `usdt_specs`, made at the first USDT attach
+    // (a program reading arguments binds it by that name).
+    if *kind == "usdt" && find(s, usdt::SPEC_MAP_NAME).is_err() {
+        let map = usdt::spec_map(USDT_SPECS).map_err(|e| e.to_string())?;
+        say!(
+            out,
+            "map {}: the argument specs of USDT probes",
+            usdt::SPEC_MAP_NAME
+        );
+        s.maps.push(SessionMap {
+            map,
+            types: None,
+            perf: None,
+        });
+    }
     let entry = s.program(name)?;
     let prog = &entry
         .loaded
@@ -87,6 +107,25 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 t = t.retprobe();
             }
             Held::Probe(prog.attach_uprobe(&t).map_err(|e| err(&e))?)
+        }
+        ("usdt", [target, pid @ ..]) if pid.len() <= 1 => {
+            let mut parts = target.rsplitn(3, ':');
+            let (Some(probe), Some(provider), Some(bin)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!("`{target}`: a USDT probe is BINARY:PROVIDER:NAME (/usr/lib/x86_64-linux-gnu/libc.so.6:libc:setjmp)"));
+            };
+            let mut t = UsdtTarget::new(bin, provider, probe);
+            if let Some(pid) = pid.first() {
+                t = t.pid(
+                    pid.parse()
+                        .map_err(|_| format!("`{pid}` is not a process id"))?,
+                );
+            }
+            Held::Usdt(
+                prog.attach_usdt(&t, find(s, usdt::SPEC_MAP_NAME)?)
+                    .map_err(|e| err(&e))?,
+            )
         }
         ("perf_event", [event, more @ ..]) if more.len() <= 2 => {
             let config = software_event(event)?;
@@ -168,12 +207,18 @@ fn show_iter_output(bytes: &[u8], out: &mut dyn Write) -> Outcome {
 }
 
 /// ` (link id N)` in interactive sessions, when the attachment is a bpf_link.
-fn kernel_id(s: &Session, link: &Link) -> String {
-    if !s.interactive {
-        return String::new();
+fn kernel_id(s: &Session, link: Option<&Link>) -> String {
+    match link {
+        Some(link) if s.interactive => link
+            .info()
+            .map(|i| format!(" (link id {})", i.id))
+            .unwrap_or_default(),
+        _ => String::new(),
     }
-    link.info().map(|i| format!(" (link id {})", i.id)).unwrap_or_default()
 }
+
+/// Spec entries of the session's USDT map: one per probe location attached.
+const USDT_SPECS: u32 = 256;
 
 /// `:links`.
 pub fn list(s: &Session, out: &mut dyn Write) -> Outcome {
