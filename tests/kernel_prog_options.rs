@@ -114,12 +114,20 @@ fn program_info_stats_pins_and_ids() {
 
     // Run statistics are counted only while BPF_ENABLE_STATS is held.
     p.test_run(&TestRun::with_data(PACKET).repeat(10)).unwrap();
-    assert_eq!(p.info().unwrap().stats.run_count, 0);
+    // Stats are system-wide: another process holding BPF_ENABLE_STATS (a REPL session, say)
+    // turns them on for this program too.
+    let held_elsewhere = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() != "0");
+    if held_elsewhere {
+        eprintln!("bpf stats are enabled by another process: not checking that runs go uncounted without them");
+    } else {
+        assert_eq!(p.info().unwrap().stats.run_count, 0);
+    }
     let stats = Program::enable_stats().unwrap();
+    let before = p.info().unwrap().stats.run_count;
     p.test_run(&TestRun::with_data(PACKET).repeat(10)).unwrap();
     let s = p.info().unwrap().stats;
     drop(stats);
-    assert_eq!(s.run_count, 10);
+    assert_eq!(s.run_count - before, 10);
     assert!(s.run_time_ns > 0);
 
     let again = Program::from_id(info.id).unwrap();
