@@ -240,16 +240,6 @@ impl Drop for FreshPages {
     }
 }
 
-/// Pin the calling thread to `cpu`.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY (test code): a zeroed cpu_set_t with one bit set, for this thread (pid 0).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
-    }
-}
-
 #[test]
 fn perf_event_program_counts_page_faults_exactly_per_thread_and_per_cpu() {
     if !support::kernel_or_skip("perf_event page faults") {
@@ -277,7 +267,7 @@ fn perf_event_program_counts_page_faults_exactly_per_thread_and_per_cpu() {
     let pages = FreshPages::new(PAGES);
     let (lo, hi) = pages.range();
     let prog = page_fault_counter(&hits, tid, lo, hi);
-    pin_to_cpu(0);
+    support::pin_to_cpu(0);
     let link = prog.attach_perf_event(&PerfEventTarget::software(sys::PERF_COUNT_SW_PAGE_FAULTS, 1, 0)).unwrap();
     pages.touch_all();
     assert_eq!(count(&hits), PAGES as u64, "per-CPU event on CPU 0");

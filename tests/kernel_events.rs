@@ -273,7 +273,9 @@ fn perf_buffer_samples_and_lost_records() {
     assert_eq!(pb.lost(), 0);
 
     // Overload one page: the kernel counts what it could not write, and reports it with the next
-    // record that fits.
+    // record that fits. Pinned, so that every record goes to the same CPU's buffer (a test run
+    // may otherwise migrate between its repeats and spread them over several).
+    support::pin_to_cpu(0);
     prog.test_run(&TestRun::with_data(PACKET).repeat(1000)).unwrap();
     let mut n = pb.drain(|_, _| {});
     prog.test_run(&TestRun::with_data(PACKET)).unwrap();

@@ -26,3 +26,13 @@ pub fn kernel_or_skip(test: &str) -> bool {
         }
     }
 }
+
+/// Pin the calling thread to `cpu` (per-CPU buffers and events then see all its work).
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY (test code): a zeroed cpu_set_t with one bit set, for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "sched_setaffinity({cpu})");
+    }
+}
