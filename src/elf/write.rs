@@ -75,7 +75,7 @@ struct ProgramEntry {
 /// obj.map(MapSpec::new("counts", MapType::Array, 4, 8, 1))
 ///     .program("xdp", "count_packets", &prog.assemble()?)?;
 /// let bytes = obj.to_bytes()?;
-/// let read = bpfkit::elf::ElfObject::parse(&bytes)?;
+/// let read = bpfkit::elf::ElfObject::parse(bytes)?;
 /// assert_eq!(read.programs()[0].section_name, "xdp");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
