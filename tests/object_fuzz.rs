@@ -138,6 +138,7 @@ const ERROR_SUBJECTS: &[&str] = &[
     "CO-RE: ",
     "program '",
     "global variable '",
+    "extern '",
     "BTF",
     ".BTF.ext",
 ];
