@@ -15,8 +15,9 @@
 //!   library alone, without libbpf-rs's boxed closure).
 //! * aya 0.13: `RingBuf::next` in a loop, on the map adopted with `MapData::from_fd`.
 //!
-//! bpfkit is used only through its safe API. `unsafe` appears only around libbpf-sys's C
-//! functions (the peer's API), each block with a `// SAFETY:` comment.
+//! The thread is pinned to CPU 0 (every library alike). bpfkit is used only through its safe API.
+//! `unsafe` appears only around libbpf-sys's C functions (the peer's API) and the affinity call,
+//! each block with a `// SAFETY:` comment.
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
@@ -142,7 +143,20 @@ fn timed_consume(ring: &Ring, iters: u64, mut consume: impl FnMut() -> usize) ->
     total
 }
 
+/// Pin the benchmark thread to CPU 0 for every library alike: the producer's test runs and the
+/// consumer's reads then share one CPU's caches, and no library is measured across a migration.
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread (pid 0); libc's own types.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    assert!(ok, "sched_setaffinity(CPU 0)");
+}
+
 fn consume(c: &mut Criterion) {
+    pin_to_cpu0();
     for size in SIZES {
         let (kit, lbrs, lb, aya) = (Ring::new(size), Ring::new(size), Ring::new(size), Ring::new(size));
         let records = kit.records as usize;
