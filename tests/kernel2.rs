@@ -399,41 +399,7 @@ fn kernel_stack_of_a_kprobe_is_symbolized() {
 /// `kernel_core_dsl.rs`'s headline program, unchanged: `current->real_parent->tgid` through
 /// `core_field_offset`, written to `out[0]` when this thread calls getpid().
 fn parent_tgid_asm(tid: i32) -> bpfkit::insn::Assembled {
-    bpf_asm! {
-        call bpf_get_current_pid_tgid
-        w0 = w0
-        if r0 != {tid} goto done
-        call bpf_get_current_task
-        r6 = r0
-        core_field_offset(r7, "task_struct", "real_parent")
-        r6 += r7
-        r1 = r10
-        r1 += -8
-        r2 = 8
-        r3 = r6
-        call bpf_probe_read_kernel
-        r6 = *(u64 *)(r10 - 8)
-        core_field_offset(r7, "task_struct", "tgid")
-        r6 += r7
-        r1 = r10
-        r1 += -16
-        r2 = 4
-        r3 = r6
-        call bpf_probe_read_kernel
-        *(u32 *)(r10 - 20) = 0
-        r1 = map[out] ll
-        r2 = r10
-        r2 += -20
-        call bpf_map_lookup_elem
-        if r0 == 0 goto done
-        r1 = *(u32 *)(r10 - 16)
-        *(u64 *)(r0 + 0) = r1
-    done:
-        r0 = 0
-        exit
-    }
-    .assemble()
-    .unwrap()
+    support::progs::parent_tgid_through_core(tid).assemble().unwrap()
 }
 
 /// `task_struct.real_parent` and `task_struct.tgid` byte offsets in `btf`.

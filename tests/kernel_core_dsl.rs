@@ -34,39 +34,7 @@ fn parent_tgid_through_core_on_a_tracepoint() {
     }
     let out = Map::create(&MapSpec::new("out", MapType::Array, 4, 8, 1)).unwrap();
     let tid = bpfkit::sys::gettid();
-    let asm = bpf_asm! {
-        call bpf_get_current_pid_tgid
-        w0 = w0
-        if r0 != {tid} goto done
-        call bpf_get_current_task
-        r6 = r0
-        core_field_offset(r7, "task_struct", "real_parent")
-        r6 += r7
-        r1 = r10
-        r1 += -8
-        r2 = 8
-        r3 = r6
-        call bpf_probe_read_kernel
-        r6 = *(u64 *)(r10 - 8)
-        core_field_offset(r7, "task_struct", "tgid")
-        r6 += r7
-        r1 = r10
-        r1 += -16
-        r2 = 4
-        r3 = r6
-        call bpf_probe_read_kernel
-        *(u32 *)(r10 - 20) = 0
-        r1 = map[out] ll
-        r2 = r10
-        r2 += -20
-        call bpf_map_lookup_elem
-        if r0 == 0 goto done
-        r1 = *(u32 *)(r10 - 16)
-        *(u64 *)(r0 + 0) = r1
-    done:
-        r0 = 0
-        exit
-    };
+    let asm = support::progs::parent_tgid_through_core(tid);
     let prog = Program::load(&asm.assemble().unwrap(), &[&out], &LoadOptions::new("ppid", ProgType::Tracepoint)).unwrap();
     // The offsets really are the kernel's: the xlated program holds them as immediates.
     let vmlinux = Btf::vmlinux().unwrap();
