@@ -4,35 +4,23 @@
 
 mod support;
 
+use support::patterns::*;
+
 use std::time::Instant;
 
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{BtfBuilder, IntEncoding, LoadedBtf, Member};
 use bpfkit::events::RingBuf;
 use bpfkit::helpers::patterns::*;
-use bpfkit::insn::{self, exit, jmp_if, ld_map, mov64, st, stx, JmpCond, Reg, Size};
+use bpfkit::insn::{self, exit, jmp_if, mov64, st, stx, JmpCond, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
-use bpfkit::prog::{LoadOptions, ProgType, Program, TestRun};
+use bpfkit::prog::{ProgType, Program, TestRun};
 use bpfkit::sys;
 
 // ---- shared preambles ----
 
-fn map(name: &str, ty: MapType, key: u32, value: u32, n: u32) -> Map {
-    Map::create(&MapSpec::new(name, ty, key, value, n)).unwrap()
-}
-
-fn load(name: &str, ty: ProgType, p: &insn::Program, maps: &[&Map]) -> Program {
-    let asm = p.assemble().unwrap_or_else(|e| panic!("{name}: {e}"));
-    Program::load(&asm, maps, &LoadOptions::new(name, ty)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
 fn xdp(name: &str) -> i32 {
     xdp_action(name).unwrap()
-}
-
-/// `r0 = code; exit`.
-fn ret(p: &mut insn::Program, code: i32) {
-    p.push(mov64(Reg::R0, code)).push(exit());
 }
 
 /// `*(u32 *)(r10 + off) = key`.
@@ -40,59 +28,9 @@ fn key_at(p: &mut insn::Program, off: i16, key: i32) {
     p.push(st(Size::W, Reg::R10, off, key));
 }
 
-/// Copy `r10 + val_off` into `out[key]` (an array), the key written at `key_off`.
-fn store_out(p: &mut insn::Program, out: &str, key_off: i16, key: i32, val_off: i16) {
-    key_at(p, key_off, key);
-    p.push(ld_map(Reg::R1, out));
-    p.push(mov64(Reg::R2, Reg::R10)).push(insn::add64(Reg::R2, key_off as i32));
-    p.push(mov64(Reg::R3, Reg::R10)).push(insn::add64(Reg::R3, val_off as i32));
-    p.push(mov64(Reg::R4, 0)).push(insn::call_helper(bpfkit::helpers::helper_id("bpf_map_update_elem").unwrap()));
-}
-
 /// The map the counting tests count in: `counts`, a hash of `u32` → `u64`.
 fn counts_map() -> Map {
     map("counts", MapType::Hash, 4, 8, 16)
-}
-
-/// `counts[key] += 1` (the counter pattern), the key at r10-8.
-fn count_key(p: &mut insn::Program, key: i32) {
-    key_at(p, -8, key);
-    p.extend(counter_increment("counts", -8, -16).unwrap());
-}
-
-fn get(m: &Map, key: u32) -> Option<Vec<u8>> {
-    m.lookup(&key.to_ne_bytes()).unwrap()
-}
-
-fn get_u64(m: &Map, key: u32) -> u64 {
-    get(m, key).map_or(0, |v| u64::from_ne_bytes(v[..8].try_into().unwrap()))
-}
-
-fn run(p: &Program, data: &[u8], repeat: u32) -> u32 {
-    p.test_run(&TestRun::with_data(data.to_vec()).repeat(repeat)).unwrap().retval
-}
-
-/// A tracepoint program on `sys_enter_getpid` (or another syscalls event) whose body runs only
-/// for this thread: `tid_filter(gettid) → body → r0 = 0; exit`.
-fn on_this_thread(body: insn::Program) -> insn::Program {
-    let mut p = tid_filter(sys::gettid() as u32, "out").unwrap();
-    p.extend(body);
-    p.label("out");
-    ret(&mut p, 0);
-    p
-}
-
-fn getpid_n(n: usize) {
-    for _ in 0..n {
-        std::hint::black_box(std::process::id());
-    }
-}
-
-/// Attach `prog` to `sys_enter_getpid`, call getpid `n` times, detach.
-fn fire_getpid(prog: &Program, n: usize) {
-    let link = prog.attach_tracepoint("syscalls", "sys_enter_getpid").unwrap();
-    getpid_n(n);
-    drop(link);
 }
 
 /// The first id on the `Uid:`/`Gid:` line of /proc/self/status (the real id).
@@ -101,8 +39,6 @@ fn proc_status_id(field: &str) -> u32 {
     let line = s.lines().find(|l| l.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
-
-const PKT: [u8; 64] = [0; 64];
 
 // ---- maps: lookup, counters, spin locks ----
 
@@ -142,7 +78,7 @@ fn counter_counts_exactly_n_getpid_calls_from_a_tracepoint() {
     }
     let counts = counts_map();
     let mut body = insn::Program::new();
-    count_key(&mut body, 0);
+    count_key(&mut body, "counts", 0);
     let prog = load("tp_counter", ProgType::Tracepoint, &on_this_thread(body), &[&counts]);
     fire_getpid(&prog, 250);
     getpid_n(10);
@@ -161,7 +97,7 @@ fn tgid_and_uid_filters_pass_only_the_matching_task() {
     let filters = [tgid_filter(pid, "f1"), uid_filter(uid, "f2"), tgid_filter(pid + 1, "f3"), uid_filter(uid + 1, "f4")];
     for (i, f) in filters.into_iter().enumerate() {
         body.extend(f.unwrap());
-        count_key(&mut body, i as i32 + 1);
+        count_key(&mut body, "counts", i as i32 + 1);
         body.label(format!("f{}", i + 1));
     }
     let prog = load("tp_filters", ProgType::Tracepoint, &on_this_thread(body), &[&counts]);
@@ -280,7 +216,7 @@ fn one_in_n_sampling_is_within_five_sigma() {
     }
     let counts = counts_map();
     let mut p = sample_one_in(10, "skip").unwrap();
-    count_key(&mut p, 0);
+    count_key(&mut p, "counts", 0);
     p.label("skip");
     ret(&mut p, xdp("XDP_PASS"));
     let prog = load("sample", ProgType::Xdp, &p, &[&counts]);

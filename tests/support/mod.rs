@@ -4,6 +4,7 @@
 pub mod bpftool;
 pub mod cgroup;
 pub mod conformance;
+pub mod patterns;
 pub mod probe;
 pub mod progs;
 
