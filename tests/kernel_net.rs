@@ -8,9 +8,9 @@
 mod support;
 
 use support::cgroup::ChildCgroup;
+use support::veth::{Veth, A_IP, B_IP};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,13 +23,10 @@ use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::insn::Assembled;
 use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
-use bpfkit::sys::netlink::{if_index, Netlink};
 use bpfkit::sys::NetNs;
 
 const N: usize = 40;
 const PORT: u16 = 4242;
-const A_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const B_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const XDP_DROP: i32 = 1;
 const XDP_PASS: i32 = 2;
 const TC_ACT_OK: i32 = 0;
@@ -119,34 +116,7 @@ fn udp_port_prog(counts: &Map, prog_type: ProgType, hit: i32, miss: i32) -> Prog
     load(&with_count_tail(prefix), &[counts], "udp_port", prog_type, attach)
 }
 
-/// Two network namespaces joined by a veth pair: `va` (192.0.2.1) in `a`, `vb` (192.0.2.2) in `b`.
-struct Veth {
-    a: NetNs,
-    b: NetNs,
-    ifa: u32,
-    ifb: u32,
-}
-
 impl Veth {
-    fn new() -> Veth {
-        let (a, b) = (NetNs::new().unwrap(), NetNs::new().unwrap());
-        let up = |name: &str, ip: Ipv4Addr| {
-            let nl = Netlink::open().unwrap();
-            let i = if_index(name).unwrap();
-            nl.add_ipv4(i, ip, 24).unwrap();
-            nl.set_up(i).unwrap();
-            i
-        };
-        let ifa = a
-            .run(|| {
-                Netlink::open().unwrap().add_veth("va", "vb", Some(b.as_fd())).unwrap();
-                up("va", A_IP)
-            })
-            .unwrap();
-        let ifb = b.run(|| up("vb", B_IP)).unwrap();
-        Veth { a, b, ifa, ifb }
-    }
-
     /// A sender in `a` and a receiver on `PORT` in `b`, after one datagram has made the trip
     /// (so ARP is resolved and no later datagram waits for it).
     fn udp(&self) -> (UdpSocket, UdpSocket) {

@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::veth::{Veth, A_IP as VA, B_IP as VB};
+
 use bpfkit::core_btf::TypeDetail;
 use bpfkit::insn::{Imm64, Insn};
 use bpfkit::object::{LoadedObject, Object};
@@ -431,42 +433,6 @@ fn core_reads_see_this_task() {
     panic!("task->tgid and task->real_parent->tgid read through CO-RE: {last:?}, this process is {:?}", (tgid, ppid));
 }
 
-/// Two network namespaces joined by a veth pair without IPv6 (so no neighbour discovery
-/// packets cross it on their own): `va` 192.0.2.1 in `a`, `vb` 192.0.2.2 in `b`.
-struct Veth {
-    a: bpfkit::sys::NetNs,
-    b: bpfkit::sys::NetNs,
-    ifa: u32,
-    ifb: u32,
-}
-
-const VA: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
-const VB: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 2);
-
-impl Veth {
-    fn new() -> Veth {
-        use bpfkit::sys::netlink::{if_index, Netlink};
-        use std::os::fd::AsFd;
-        let (a, b) = (bpfkit::sys::NetNs::new().unwrap(), bpfkit::sys::NetNs::new().unwrap());
-        let up = |name: &str, ip| {
-            // Per network namespace: /proc/sys/net is the opening thread's.
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
-            let nl = Netlink::open().unwrap();
-            let i = if_index(name).unwrap();
-            nl.add_ipv4(i, ip, 24).unwrap();
-            nl.set_up(i).unwrap();
-            i
-        };
-        let ifa = a
-            .run(|| {
-                Netlink::open().unwrap().add_veth("va", "vb", Some(b.as_fd())).unwrap();
-                up("va", VA)
-            })
-            .unwrap();
-        let ifb = b.run(|| up("vb", VB)).unwrap();
-        Veth { a, b, ifa, ifb }
-    }
-}
 
 #[test]
 fn tc_and_tcx_programs_count_and_drop_exactly() {
@@ -477,7 +443,7 @@ fn tc_and_tcx_programs_count_and_drop_exactly() {
         return;
     }
     let loaded = load_fixture("o10_tc.o");
-    let net = Veth::new();
+    let net = Veth::with_ipv6(false);
     let tx = net.a.run(|| UdpSocket::bind((VA, 0)).unwrap()).unwrap();
     let rx = net.b.run(|| UdpSocket::bind((VB, 4243)).unwrap()).unwrap();
     rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();

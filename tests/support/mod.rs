@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod patterns;
 pub mod probe;
 pub mod progs;
+pub mod veth;
 
 /// Skip a test with a one-line reason. Under `BPFKIT_REQUIRE_KERNEL=1` (CI) a skip is a failure.
 pub fn skip(reason: &str) {
