@@ -37,21 +37,17 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<(), CliError> {
         let _ = writeln!(out, "map {} id {} {} key {} value {} max_entries {}", def.name, info.id, def.map_type, def.key_size, def.value_size, def.max_entries);
     }
     if let Some(dir) = &args.pin {
-        let pin_err = |path: &std::path::Path, e: &dyn std::fmt::Display| CliError::Object {
-            file: file.clone(),
-            source: Box::new(bpfkit::object::ObjectError::Program { program: path.display().to_string(), reason: format!("pin: {e}") }),
-        };
         let maps_dir = dir.join("maps");
-        std::fs::create_dir_all(&maps_dir).map_err(|e| pin_err(&maps_dir, &e))?;
+        std::fs::create_dir_all(&maps_dir).map_err(|source| CliError::Write { target: maps_dir.display().to_string(), source })?;
         for p in loaded.programs() {
             let path = dir.join(&p.name);
-            p.program().pin(&path).map_err(|e| pin_err(&path, &e))?;
+            p.program().pin(&path).map_err(|e| CliError::Load { source: Box::new(e), snippet: None, log: None })?;
             let _ = writeln!(out, "pinned prog {} at {}", p.name, path.display());
         }
         for (def, map) in loaded.maps() {
             // Map names of global data (`.rodata`) are file names too.
             let path = maps_dir.join(def.name.trim_start_matches('.'));
-            map.pin(&path).map_err(|e| pin_err(&path, &e))?;
+            map.pin(&path).map_err(CliError::Map)?;
             let _ = writeln!(out, "pinned map {} at {}", def.name, path.display());
         }
     }
