@@ -7,11 +7,11 @@
 //! and headers are read with acquire loads and the consumer position published with a release
 //! store, matching the kernel's `smp_store_release`/`smp_load_acquire`.
 //!
-//! [`RingBuf::drain`] reads in batches: a non-generic scan (here, where the shared-memory
-//! accessors inline) collects up to [`BATCH`] record ranges, then the caller's closure runs on
-//! each of them inline (no call per record), and the consumer position is published once per
-//! batch. This is what makes it faster than libbpf's `ring_buffer__consume`, which calls a
-//! function pointer and stores the position for every record (docs/PERFORMANCE.md).
+//! [`RingBuf::drain`] reads runs of same-length records as one slice (see
+//! `RingBuf::same_size_run`), calls the caller's closure inline (no call through a pointer),
+//! and publishes the consumer position once per run. This is what makes it faster than
+//! libbpf's `ring_buffer__consume`, which follows the headers one by one, calls a function
+//! pointer and stores the position for every record (docs/PERFORMANCE.md).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{fence, Ordering};
@@ -24,8 +24,9 @@ use crate::sys::{self, shared_mem, Epoll, SysError};
 const BUSY: u32 = 1 << 31;
 const DISCARD: u32 = 1 << 30;
 pub(crate) const HDR: usize = 8;
-/// Records handed out by [`RingBuf::drain`] between two publications of the consumer position.
-const BATCH: usize = 64;
+/// Records [`RingBuf::drain`] hands out between two publications of the consumer position, at
+/// most.
+const RUN: usize = 256;
 
 pub(crate) fn round8(n: usize) -> usize {
     n.div_ceil(8) * 8
@@ -83,14 +84,6 @@ enum Slot {
     End,
 }
 
-/// Records found by one [`RingBuf::scan`]: `(start, len)` in the producer mapping.
-struct Batch {
-    ranges: [(usize, usize); BATCH],
-    n: usize,
-    /// The consumer position past the last record scanned (discarded ones included).
-    end: u64,
-}
-
 impl RingBuf {
     /// Map `map` (a ring buffer) for reading.
     pub fn new(map: &Map) -> Result<RingBuf, EventError> {
@@ -146,52 +139,37 @@ impl RingBuf {
         }
     }
 
-    /// Collect up to [`BATCH`] committed records from consumer position `cons` into `batch`,
-    /// stepping over discarded ones, and at most a quarter of the ring's bytes, so that a drain
-    /// hands space back to a concurrent producer at least that often.
+    /// Hand `f` the records at `pos..limit` that have the length of the record just before
+    /// `pos` (`len` bytes, so each `stride` bytes after the last), stopping at the first that
+    /// does not (or at [`RUN`] records); returns how many it delivered.
     ///
-    /// Where the next position depends on the header just loaded, each record costs a load's
-    /// full latency (libbpf's loop is bound by that chain). So after any record, the records that
-    /// follow are read in a second loop that assumes they have the same padded size: the next
-    /// position is `pos + stride` whatever the header says, and a header that disagrees only ends
-    /// that loop. Loads of successive headers then overlap. Producers mostly send one record type
-    /// per ring, so the assumption mostly holds; when it does not, it costs one branch.
-    fn scan(&self, cons: u64, batch: &mut Batch) {
-        batch.n = 0;
-        batch.end = cons;
-        let data: &[u8] = &self.producer;
-        let Some(prod) = shared_mem::load_acquire_u64(data, 0) else { return };
-        let limit = prod.min(cons + (self.mask as u64 + 1) / 4);
-        let (mut pos, mut n) = (cons, 0);
-        'records: while n < BATCH && pos < limit {
-            let stride = match self.slot(pos, prod) {
-                Slot::Record { start, end, next_pos } => {
-                    batch.ranges[n] = (start, end - start);
-                    n += 1;
-                    next_pos - pos
-                }
-                Slot::Skip { next_pos } => next_pos - pos,
-                Slot::End => break,
-            };
-            pos += stride;
-            // A record no longer than the ring, starting in its first mapping, ends inside the
-            // second: no bounds check per record here (`drain` slices with one anyway).
-            if stride > self.mask as u64 + 1 {
-                continue;
-            }
-            while n < BATCH && pos < limit {
-                let off = self.page + (pos as usize & self.mask);
-                let Some(hdr) = shared_mem::load_acquire_u32(data, off) else { break 'records };
-                if hdr & (BUSY | DISCARD) != 0 || (hdr as u64 + HDR as u64 + 7) & !7 != stride {
-                    continue 'records; // the general case reads this header again
-                }
-                batch.ranges[n] = (off + HDR, hdr as usize);
-                n += 1;
-                pos += stride;
-            }
+    /// Producers mostly send one record type per ring, so most records are in such a run, and a
+    /// run needs no bookkeeping per record: the double mapping makes the run one contiguous
+    /// slice, walked in `stride`-sized chunks whose header word is compared (acquire) with the
+    /// one expected. A header that differs (busy, discarded, another length) ends the run, and
+    /// the general path in [`RingBuf::drain`] reads it. The per-record cost is a load, a compare
+    /// and `f`, where a general step (libbpf's loop too) waits for each header to know where the
+    /// next one is.
+    fn same_size_run(&self, pos: u64, limit: u64, stride: usize, len: usize, f: &mut impl FnMut(&[u8])) -> usize {
+        if stride == 0 || stride % 8 != 0 || HDR + len > stride || pos >= limit {
+            return 0;
         }
-        batch.n = n;
-        batch.end = pos;
+        // At most the ring's size lies between the consumer and producer positions, and a run
+        // starts in the first mapping of the data, so it ends inside the second.
+        let count = (((limit - pos) / stride as u64) as usize).min(RUN);
+        let start = self.page + (pos as usize & self.mask);
+        let Some(bytes) = self.producer.get(start..start + count * stride) else { return 0 };
+        let Some(words) = shared_mem::atomic_u32_words(bytes) else { return 0 };
+        let header = len as u32; // committed: neither BUSY nor DISCARD
+        let mut delivered = 0;
+        for (hdr, record) in words.chunks_exact(stride / 4).zip(bytes.chunks_exact(stride)) {
+            if hdr[0].load(Ordering::Acquire) != header {
+                break;
+            }
+            f(&record[HDR..HDR + len]);
+            delivered += 1;
+        }
+        delivered
     }
 
     /// Publish consumer position `pos` (release) and, with `fence`, order that store before the
@@ -214,8 +192,9 @@ impl RingBuf {
 
     /// Call `f` on every available record in order; returns how many were read.
     ///
-    /// Records are consumed in batches of up to 64: if `f` panics, the records of its batch stay
-    /// in the ring and the next read delivers them again.
+    /// The consumer position is published after each run of same-length records (at most
+    /// [`RUN`]): if `f` panics, the records of its run stay in the ring and the next read
+    /// delivers them again.
     ///
     /// When it returns, the ring has no readable record, and the consumer position it published
     /// is ordered (a full fence) before its last look at the ring. So the next record's commit
@@ -224,11 +203,25 @@ impl RingBuf {
     /// missing a record committed during it.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let Some(mut cons) = shared_mem::load_acquire_u64(&self.consumer, 0) else { return 0 };
-        let mut batch = Batch { ranges: [(0, 0); BATCH], n: 0, end: cons };
         let (mut n, mut fenced) = (0, false);
         loop {
-            self.scan(cons, &mut batch);
-            if batch.end == cons {
+            let before = cons;
+            let Some(prod) = shared_mem::load_acquire_u64(&self.producer, 0) else { return n };
+            while cons < prod {
+                match self.slot(cons, prod) {
+                    Slot::Record { start, end, next_pos } => {
+                        f(&self.producer[start..end]);
+                        let stride = (next_pos - cons) as usize;
+                        let run = self.same_size_run(next_pos, prod, stride, end - start, &mut f);
+                        n += 1 + run;
+                        cons = next_pos + (run * stride) as u64;
+                    }
+                    Slot::Skip { next_pos } => cons = next_pos,
+                    Slot::End => break,
+                }
+                self.publish(cons, false);
+            }
+            if cons == before {
                 if fenced {
                     return n;
                 }
@@ -236,16 +229,9 @@ impl RingBuf {
                 // position was not yet visible to the kernel did not wake anyone.
                 self.publish(cons, true);
                 fenced = true;
-                continue;
+            } else {
+                fenced = false;
             }
-            let data: &[u8] = &self.producer;
-            for &(start, len) in &batch.ranges[..batch.n] {
-                f(&data[start..start + len]);
-            }
-            n += batch.n;
-            cons = batch.end;
-            self.publish(cons, false);
-            fenced = false;
         }
     }
 

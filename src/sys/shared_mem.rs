@@ -43,3 +43,16 @@ pub fn store_release_u32(mem: &mut [u8], off: usize, v: u32) -> bool {
     unsafe { AtomicU32::from_ptr(p as *mut u32) }.store(v, Ordering::Release);
     true
 }
+
+/// `mem` as the 32-bit words the kernel writes atomically (ring buffer record headers), for
+/// acquire loads without a bounds-and-alignment check per load; `None` unless `mem` starts
+/// 4-aligned. A trailing partial word is left out.
+pub fn atomic_u32_words(mem: &[u8]) -> Option<&[AtomicU32]> {
+    if mem.as_ptr() as usize % std::mem::align_of::<AtomicU32>() != 0 {
+        return None;
+    }
+    // SAFETY: the pointer is 4-aligned (checked above) and the `len / 4` words lie inside `mem`,
+    // which outlives the returned slice; `AtomicU32` has the size and alignment of `u32`, and the
+    // kernel writes these words only atomically (smp_store_release of a record header).
+    Some(unsafe { std::slice::from_raw_parts(mem.as_ptr() as *const AtomicU32, mem.len() / 4) })
+}
