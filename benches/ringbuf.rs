@@ -2,8 +2,12 @@
 //! ringbuf`. Needs root (or CAP_BPF) and a kernel with bpf(2).
 //!
 //! For each record size (64 B, 128 B, 1 KiB), every library gets its own `BPF_MAP_TYPE_RINGBUF`
-//! of [`RING_BYTES`] and its own copy of one producer program (XDP: `bpf_ringbuf_reserve` of the
-//! record size, write the first word, `bpf_ringbuf_submit`). Before each timed consumption the
+//! of [`RING_BYTES`] and its own copy of one producer program (`bpf_ringbuf_reserve` of the
+//! record size, write the first word, `bpf_ringbuf_submit`). The producer is a `sched_cls`
+//! program: an XDP one (`RINGBUF_PRODUCER=xdp`) makes every test run re-patch the kernel's XDP
+//! dispatcher (text_poke, and IPIs to every CPU, seen in perf), which leaves the consumer that
+//! follows on a cold TLB and adds the kernel's noise to what is a measure of the consumer.
+//! Before each timed consumption the
 //! ring is filled outside the timed part by one `BPF_PROG_TEST_RUN` whose repeat count is the
 //! number of records the ring holds, so each library reads the same full ring every time. The
 //! timed part reads every record and sums its first word (so each record is touched):
@@ -49,6 +53,14 @@ fn first_word(rec: &[u8]) -> u64 {
     u64::from_ne_bytes(rec[..8].try_into().unwrap())
 }
 
+/// The producer's program type: `sched_cls` unless `RINGBUF_PRODUCER=xdp`.
+fn producer_type() -> ProgType {
+    match std::env::var("RINGBUF_PRODUCER").as_deref() {
+        Ok("xdp") => ProgType::Xdp,
+        _ => ProgType::SchedCls,
+    }
+}
+
 /// A program that reserves a `size`-byte record, writes `size` into its first word, and submits it.
 fn producer(ring: &Map, size: usize) -> Program {
     let size = size as i32;
@@ -64,10 +76,10 @@ fn producer(ring: &Map, size: usize) -> Program {
         r2 = 0
         call bpf_ringbuf_submit
     out:
-        r0 = 2
+        r0 = 0
         exit
     };
-    Program::load(&asm.assemble().unwrap(), &[ring], &LoadOptions::new("rb_producer", ProgType::Xdp)).expect("load the producer (run as root)")
+    Program::load(&asm.assemble().unwrap(), &[ring], &LoadOptions::new("rb_producer", producer_type())).expect("load the producer (run as root)")
 }
 
 /// One library's ring and the program that fills it.
