@@ -15,9 +15,11 @@ use bpfkit::sys;
 const PACKET: [u8; 64] = [0u8; 64];
 const WORDS: usize = 8;
 
-/// A producer: `seq = counters[0]++`, a 64-byte record of `seq ^ (i * 0x1111)` words, sent
-/// with `bpf_ringbuf_output`; a failed send adds 1 to `counters[1]`.
-fn ring_producer(ring: &Map, counters: &Map) -> Program {
+/// A producer: `seq = counters[0]++` (in r6), then `record` writes the record to the stack at
+/// r10-64 and its length to r3, and `bpf_ringbuf_output` sends it; a failed send adds 1 to
+/// `counters[1]`.
+fn counted_producer(ring: &Map, counters: &Map, name: &str, record: bpfkit::insn::Program) -> Program {
+    let dropped = bpfkit::helpers::patterns::counter_increment("counters", -72, -80).unwrap();
     let asm = bpf_asm! {
         *(u32 *)(r10 - 72) = 0
         r1 = map[counters] ll
@@ -27,6 +29,25 @@ fn ring_producer(ring: &Map, counters: &Map) -> Program {
         if r0 == 0 goto out
         r6 = 1
         r6 = atomic_fetch_add((u64 *)(r0 + 0), r6)
+        {record}
+        r1 = map[ring] ll
+        r2 = r10
+        r2 += -64
+        r4 = 0
+        call bpf_ringbuf_output
+        if r0 == 0 goto out
+        *(u32 *)(r10 - 72) = 1
+        {dropped}
+    out:
+        r0 = 2
+        exit
+    };
+    Program::load(&asm.assemble().unwrap(), &[ring, counters], &LoadOptions::new(name, ProgType::Xdp)).unwrap()
+}
+
+/// 64-byte records of `seq ^ (i * 0x1111)` words ([`counted_producer`]).
+fn ring_producer(ring: &Map, counters: &Map) -> Program {
+    let record = bpf_asm! {
         *(u64 *)(r10 - 64) = r6
         r1 = r6
         r1 ^= 0x1111
@@ -49,26 +70,9 @@ fn ring_producer(ring: &Map, counters: &Map) -> Program {
         r1 = r6
         r1 ^= 0x7777
         *(u64 *)(r10 - 8) = r1
-        r1 = map[ring] ll
-        r2 = r10
-        r2 += -64
         r3 = 64
-        r4 = 0
-        call bpf_ringbuf_output
-        if r0 == 0 goto out
-        *(u32 *)(r10 - 72) = 1
-        r1 = map[counters] ll
-        r2 = r10
-        r2 += -72
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-    out:
-        r0 = 2
-        exit
     };
-    Program::load(&asm.assemble().unwrap(), &[ring, counters], &LoadOptions::new("producer", ProgType::Xdp)).unwrap()
+    counted_producer(ring, counters, "producer", record)
 }
 
 /// Check a record's words and return its sequence number.
@@ -81,6 +85,12 @@ fn check_record(rec: &[u8]) -> u64 {
     w[0]
 }
 
+/// A ring buffer of `pages` pages and the producers' two counters (produced, dropped).
+fn ring_and_counters(pages: u32) -> (Map, Map) {
+    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, pages * sys::page_size() as u32)).unwrap();
+    (ring, Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap())
+}
+
 fn counters_of(m: &Map) -> (u64, u64) {
     let t = m.typed::<u32, u64>().unwrap();
     (t.get(&0).unwrap().unwrap(), t.get(&1).unwrap().unwrap())
@@ -91,8 +101,7 @@ fn ring_buffer_overload_is_counted_exactly() {
     if !support::kernel_or_skip("ring buffer overload") {
         return;
     }
-    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
-    let counters = Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap();
+    let (ring, counters) = ring_and_counters(4);
     let prog = ring_producer(&ring, &counters);
     let mut rb = RingBuf::new(&ring).unwrap();
 
@@ -174,8 +183,7 @@ fn discarded_records_are_skipped_by_every_reader() {
     if !support::kernel_or_skip("ring buffer discard") {
         return;
     }
-    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
-    let counters = Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap();
+    let (ring, counters) = ring_and_counters(4);
     let prog = discarding_producer(&ring, &counters);
     let mut rb = RingBuf::new(&ring).unwrap();
     let decode = |r: &[u8]| {
@@ -211,47 +219,21 @@ fn discarded_records_are_skipped_by_every_reader() {
     assert_eq!(rb.pending_bytes(), 0);
 }
 
-/// A producer of records whose length changes every 5 records: `seq = counters[0]++`, then a
-/// record of `8 * (1 + (seq / 5) % 4)` bytes, each word `seq`, sent with `bpf_ringbuf_output`; a
-/// failed send adds 1 to `counters[1]`.
+/// Records whose length changes every 5 records: `8 * (1 + (seq / 5) % 4)` bytes, each word
+/// `seq` ([`counted_producer`]).
 fn varying_length_producer(ring: &Map, counters: &Map) -> Program {
-    let asm = bpf_asm! {
-        *(u32 *)(r10 - 36) = 0
-        r1 = map[counters] ll
-        r2 = r10
-        r2 += -36
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
-        r6 = 1
-        r6 = atomic_fetch_add((u64 *)(r0 + 0), r6)
-        *(u64 *)(r10 - 32) = r6
-        *(u64 *)(r10 - 24) = r6
-        *(u64 *)(r10 - 16) = r6
-        *(u64 *)(r10 - 8) = r6
+    let record = bpf_asm! {
+        *(u64 *)(r10 - 64) = r6
+        *(u64 *)(r10 - 56) = r6
+        *(u64 *)(r10 - 48) = r6
+        *(u64 *)(r10 - 40) = r6
         r3 = r6
         r3 /= 5
         r3 &= 3
         r3 += 1
         r3 <<= 3
-        r1 = map[ring] ll
-        r2 = r10
-        r2 += -32
-        r4 = 0
-        call bpf_ringbuf_output
-        if r0 == 0 goto out
-        *(u32 *)(r10 - 36) = 1
-        r1 = map[counters] ll
-        r2 = r10
-        r2 += -36
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-    out:
-        r0 = 2
-        exit
     };
-    Program::load(&asm.assemble().unwrap(), &[ring, counters], &LoadOptions::new("varlen", ProgType::Xdp)).unwrap()
+    counted_producer(ring, counters, "varlen", record)
 }
 
 #[test]
@@ -259,8 +241,7 @@ fn records_of_changing_length_are_read_intact() {
     if !support::kernel_or_skip("ring buffer records of changing length") {
         return;
     }
-    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, 2 * sys::page_size() as u32)).unwrap();
-    let counters = Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap();
+    let (ring, counters) = ring_and_counters(2);
     let prog = varying_length_producer(&ring, &counters);
     let mut rb = RingBuf::new(&ring).unwrap();
     let decode = |r: &[u8]| {
