@@ -377,7 +377,7 @@ fn btf_ext(funcs: &[(u32, Vec<FuncInfoRecord>)], lines: &[(u32, Vec<LineInfoReco
         }
     }
     let mut out = Vec::with_capacity(HDR_LEN as usize + func_part.len() + line_part.len());
-    out.extend(0xeB9Fu16.to_le_bytes());
+    out.extend(0xEB9Fu16.to_le_bytes());
     out.push(1); // version
     out.push(0); // flags
     out.extend(HDR_LEN.to_le_bytes());
