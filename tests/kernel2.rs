@@ -17,7 +17,7 @@ use bpfkit::attach::fentry::{BtfTarget, TracingHook};
 use bpfkit::attach::kprobe::KprobeTarget;
 use bpfkit::attach::{cls_bpf_filters, TcDirection};
 use bpfkit::attach::uprobe;
-use bpfkit::attach::{AttachPath, Link};
+use bpfkit::attach::AttachPath;
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::maps::{Map, MapSpec, MapType};
@@ -82,9 +82,6 @@ fn reg(member: &str) -> i16 {
     uprobe::pt_regs_offset(member).unwrap()
 }
 
-fn assert_gone(id: u32) {
-    assert!(!Link::all_ids().unwrap().contains(&id), "link {id} still exists after drop");
-}
 
 /// A file of our own to open (and deny), in a fresh directory.
 fn scratch(tag: &str) -> (PathBuf, PathBuf) {
@@ -136,7 +133,7 @@ fn kprobe_counts_opens_through_the_pmu_and_through_kprobe_events() {
         drop(link);
         open_n(&file, 5);
         assert_eq!(stats(&s, 0).0, seen, "no hits after the link is dropped");
-        assert_gone(id);
+        support::assert_link_gone(id);
         if let Some(ev) = &event {
             assert!(!std::fs::read_to_string(&events).unwrap().contains(ev.as_str()), "{ev} removed");
         }
@@ -219,7 +216,7 @@ fn fentry_and_fexit_see_arguments_and_the_return_value() {
         drop(link);
         let _ = std::fs::remove_file(&missing);
         assert_eq!(stats(&s, 0).0, 19);
-        assert_gone(id);
+        support::assert_link_gone(id);
         eprintln!("{}: 19 of 19 calls, {} = {}", t.describe(), if off == 0 { "dfd" } else { "return value" }, want as u32 as i32);
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -287,7 +284,7 @@ fn deny_then_allow(hook: TracingHook, target: &str) {
     assert!(std::fs::File::open(&other).is_ok(), "another file of the same directory still opens");
     assert_eq!(stats(&s, 0).0, 7, "7 denials counted");
     drop(link);
-    assert_gone(id);
+    support::assert_link_gone(id);
     assert!(std::fs::File::open(&file).is_ok(), "{}: open works again after detach", t.describe());
     assert_eq!(stats(&s, 0).0, 7);
     eprintln!("{}: open({}) → EPERM 7 of 7 times while attached, allowed after detach", t.describe(), file.display());

@@ -133,9 +133,6 @@ fn link_id(link: &Link) -> u32 {
     link.info().unwrap().id
 }
 
-fn assert_gone(id: u32) {
-    assert!(!Link::all_ids().unwrap().contains(&id), "link {id} still exists after drop");
-}
 
 fn uprobes_or_skip(test: &str) -> bool {
     if !support::kernel_or_skip(test) {
@@ -167,7 +164,7 @@ fn uprobe_on_a_test_function_counts_each_call_and_detaches_on_drop() {
     drop(link);
     call_n(bpfkit_trace_entry, 40);
     assert_eq!(stats(&s, 0).0, 123, "no hits after the link is dropped");
-    assert_gone(id);
+    support::assert_link_gone(id);
 
     let err = prog.attach_uprobe(&UprobeTarget::symbol(exe(), "bpfkit_no_such_function")).unwrap_err();
     assert!(err.to_string().contains("no function symbol `bpfkit_no_such_function`"), "{err}");
@@ -190,7 +187,7 @@ fn uretprobe_sees_every_return_value() {
     drop(link);
     call_n(bpfkit_trace_ret, 5);
     assert_eq!(stats(&s, 0).0, 57);
-    assert_gone(id);
+    support::assert_link_gone(id);
 
     let err = prog.attach_uprobe(&UprobeTarget::symbol(exe(), "bpfkit_trace_ret").retprobe().at(4)).unwrap_err();
     assert!(err.to_string().contains("offset inside it must be 0"), "{err}");
@@ -226,7 +223,7 @@ fn uprobe_at_an_offset_inside_a_function() {
         drop(link);
         call_n(bpfkit_trace_asm, 3);
         assert_eq!(stats(&s, 0).0, before.0 + 31);
-        assert_gone(id);
+        support::assert_link_gone(id);
     }
     if sym.size != 0 {
         let err = prog.attach_uprobe(&UprobeTarget::symbol(exe(), "bpfkit_trace_asm").at(sym.size)).unwrap_err();
@@ -295,7 +292,7 @@ fn uprobe_on_libc_getpid_with_a_pid_filter() {
     drop(link);
     getpid_n(20);
     assert_eq!(stats(&s, 0).0, 250);
-    assert_gone(id);
+    support::assert_link_gone(id);
 }
 
 #[test]
@@ -318,7 +315,7 @@ fn uprobe_through_tracefs_uprobe_events_is_removed_on_drop() {
     drop(link);
     call_n(bpfkit_trace_tracefs, 6);
     assert_eq!(stats(&s, 0).0, 66);
-    assert_gone(id);
+    support::assert_link_gone(id);
     assert!(!std::fs::read_to_string(&events).unwrap().contains(&event), "{event} is removed from {}", events.display());
 }
 
@@ -356,7 +353,7 @@ fn uprobe_multi_counts_two_functions_by_cookie() {
     drop(link);
     call_n(bpfkit_trace_multi_one, 3);
     assert_eq!((stats(&s, 0).0, stats(&s, 1).0), (17, 29));
-    assert_gone(info.id);
+    support::assert_link_gone(info.id);
 
     // A program loaded without the uprobe_multi attach type is refused, and the error says why.
     let plain = regs_prog(&s, "up_plain", tid, 0, None);
@@ -446,7 +443,7 @@ fn usdt_probe_fires_with_its_semaphore_raised_and_arguments_read() {
     assert_eq!(word(2), (0..N).map(|i| i * 1000 + 7).sum::<u64>(), "argument 1 (long v, in memory)");
     assert_eq!(word(3) as i64, -5, "argument 2 (a signed 2-byte constant)");
     drop(link);
-    assert_gone(id);
+    support::assert_link_gone(id);
     assert!(specs.lookup(&0u32.to_le_bytes()).unwrap().is_none(), "the spec is deleted with the link");
 
     let err = prog.attach_usdt(&UsdtTarget::new(usdt_fixture(), "bpfkit", "nope"), &specs).unwrap_err();
@@ -589,7 +586,7 @@ fn task_iterator_output_lists_this_process() {
     assert!(text.lines().all(|l| l.ends_with(&format!(" {pid}"))) && text.contains(&format!("{pid} {pid}")), "{text}");
     let id = link_id(&link);
     drop(link);
-    assert_gone(id);
+    support::assert_link_gone(id);
 }
 
 // ---- stacks ----

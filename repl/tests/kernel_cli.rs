@@ -589,7 +589,7 @@ fn link_list_show_and_detach() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("link id {}", info.id)) && err.contains("EOPNOTSUPP") && err.contains("close"), "{err}");
     drop(link);
-    assert!(!bpfkit::attach::Link::all_ids().unwrap().contains(&info.id));
+    support::assert_link_gone(info.id);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bpfkit")).args(["link", "show", "4000000000"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("link"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -38,3 +38,14 @@ pub fn pin_to_cpu(cpu: usize) {
         assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "sched_setaffinity({cpu})");
     }
 }
+
+/// Assert that link `id` is gone from the kernel within 5 s of its last fd closing. Not at once:
+/// the kernel may release a link from a workqueue (`bpf_link_put_deferred`), and a concurrent
+/// test listing links (`bpfkit link list`, bpftool) holds each one open for a moment.
+pub fn assert_link_gone(id: u32) {
+    let start = std::time::Instant::now();
+    while bpfkit::attach::Link::all_ids().unwrap().contains(&id) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "link {id} still exists 5 s after it was released");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
