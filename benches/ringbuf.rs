@@ -7,10 +7,10 @@
 //! program: an XDP one (`RINGBUF_PRODUCER=xdp`) makes every test run re-patch the kernel's XDP
 //! dispatcher (text_poke, and IPIs to every CPU, seen in perf), which leaves the consumer that
 //! follows on a cold TLB and adds the kernel's noise to what is a measure of the consumer.
-//! Before each timed consumption the
-//! ring is filled outside the timed part by one `BPF_PROG_TEST_RUN` whose repeat count is the
-//! number of records the ring holds, so each library reads the same full ring every time. The
-//! timed part reads every record and sums its first word (so each record is touched):
+//! Before each timed consumption the ring is filled outside the timed part by one
+//! `BPF_PROG_TEST_RUN` whose repeat count is the number of records the ring holds, so each
+//! library reads the same full ring every time. The timed part reads every record and sums its
+//! first word (so each record is touched):
 //!
 //! * bpfkit: `RingBuf::drain` with a closure.
 //! * libbpf-rs 0.25: `RingBuffer::consume` (libbpf 1.7's `ring_buffer__consume` calling the Rust

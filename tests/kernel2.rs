@@ -82,7 +82,6 @@ fn reg(member: &str) -> i16 {
     uprobe::pt_regs_offset(member).unwrap()
 }
 
-
 /// A file of our own to open (and deny), in a fresh directory.
 fn scratch(tag: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("bpfkit-k2-{tag}-{}", std::process::id()));

@@ -1,6 +1,6 @@
 //! Kernel tests of event streams: ring buffer records are intact, in order and exactly counted
-//! under overload (seen + dropped = produced), also when their length changes; several rings in one poller; perf buffer samples
-//! and lost-record accounting.
+//! under overload (seen + dropped = produced), also when their length changes; several rings in
+//! one poller; perf buffer samples and lost-record accounting.
 
 mod support;
 

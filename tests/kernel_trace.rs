@@ -133,7 +133,6 @@ fn link_id(link: &Link) -> u32 {
     link.info().unwrap().id
 }
 
-
 fn uprobes_or_skip(test: &str) -> bool {
     if !support::kernel_or_skip(test) {
         return false;

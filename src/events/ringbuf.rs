@@ -151,6 +151,9 @@ impl RingBuf {
     /// and `f`, where a general step (libbpf's loop too) waits for each header to know where the
     /// next one is.
     fn same_size_run(&self, pos: u64, limit: u64, stride: usize, len: usize, f: &mut impl FnMut(&[u8])) -> usize {
+        // `slot` makes `stride` the record's padded size, so these hold; checked once per run,
+        // they keep the two chunk walks in step and let the per-record slicing go unchecked. A
+        // bogus header can put `pos` past `limit`.
         if stride == 0 || stride % 8 != 0 || HDR + len > stride || pos >= limit {
             return 0;
         }
