@@ -81,12 +81,12 @@ fn bpftool_probe() -> Option<(String, String)> {
     let probe = match probe {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
         Ok(o) => {
-            eprintln!("skipped: bpftool feature probe failed: {}", String::from_utf8_lossy(&o.stderr));
+            support::skip(&format!("feature probes vs bpftool: bpftool feature probe failed: {}", String::from_utf8_lossy(&o.stderr)));
             return None;
         }
         Err(e) => {
-            // bpftool is a comparison oracle, not a kernel feature: its absence is not a kernel skip.
-            eprintln!("skipped: bpftool not runnable ({e})");
+            // bpftool is an oracle scripts/setup.sh installs, not a kernel feature: a plain skip.
+            support::skip(&format!("feature probes vs bpftool: bpftool not runnable ({e})"));
             return None;
         }
     };

@@ -3,8 +3,6 @@
 //! runs on a tracepoint, and reports this process's parent pid.
 
 mod support;
-#[path = "support/libbpf_btf.rs"]
-mod libbpf_btf;
 
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, Kind, Member};
@@ -78,7 +76,7 @@ fn every_core_form_against_the_kernel_and_a_custom_target() {
     assert_eq!(value_of(r#"core_type_id(r0, "task_struct")"#, None).unwrap(), task.get());
     // Enumerators as this kernel has them, read by libbpf: arenas (6.9+) may be missing, and then
     // `core_enum_exists` is 0 (and `core_enum_value` of a missing one is poisoned, like a field).
-    let libbpf = libbpf_btf::VmlinuxBtf::load();
+    let libbpf = support::libbpf_btf::VmlinuxBtf::load();
     for name in ["BPF_MAP_TYPE_ARENA", "BPF_MAP_TYPE_BLOOM_FILTER", "BPF_MAP_TYPE_NO_SUCH_TYPE"] {
         let want = libbpf.enum_value("bpf_map_type", name);
         let exists = value_of(&format!(r#"core_enum_exists(r0, "bpf_map_type", "{name}")"#), None).unwrap();

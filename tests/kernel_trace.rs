@@ -324,7 +324,8 @@ fn uprobe_multi_counts_two_functions_by_cookie() {
         return;
     }
     let probe = bpfkit::features::Features::global().attach_type(AttachType::TraceUprobeMulti);
-    if !support::probe::feature_or_skip("uprobe_multi", "uprobe_multi links", probe) {
+    let witness = || support::witness::kernel_enum_has("bpf_attach_type", "BPF_TRACE_UPROBE_MULTI");
+    if !support::probe::kernel_has("uprobe_multi", "uprobe_multi links", probe, witness) {
         return;
     }
     let s = stats_map("stats", 2);
@@ -472,6 +473,7 @@ fn kprobes_fail_here_saying_why() {
             assert_eq!(e.to_string(), "no kprobe support in this kernel: /sys/bus/event_source/devices/kprobe missing and tracefs has no kprobe_events");
             let e = prog.attach_kprobe(&target.clone().retprobe()).unwrap_err();
             assert!(e.to_string().starts_with("no kprobe support in this kernel"), "{e}");
+            support::kernel_lacks("attaching a kprobe", "kprobes", &e.to_string(), support::witness::no_kprobes());
         }
         Ok(link) => {
             assert!(has_pmu || has_tracefs);
@@ -515,6 +517,8 @@ fn fentry_fexit_fmod_ret_and_lsm_are_refused_here_saying_why() {
                 let head = format!("{} {func} (BTF id {}, expected attach type {attach_type}): tracing programs are refused with EPERM by this kernel", hook.name(), t.btf_id);
                 assert!(msg.starts_with(&head), "{msg}");
                 assert!(msg.contains("EPERM"), "{msg}");
+                let witness = support::witness::libbpf_prog_load_refused(prog_type.raw(), attach_type.raw(), t.btf_id, libc::EPERM);
+                support::kernel_lacks("running a tracing program", &format!("{} programs", hook.name()), &msg, witness);
             }
             Ok(prog) => {
                 // A kernel with trampolines (the second kernel): it attaches.

@@ -9,7 +9,7 @@ pub fn assert_link_listed(id: u32, listed: bool) {
     let out = match Command::new("bpftool").args(["-j", "link", "show", "id", &id.to_string()]).output() {
         Ok(out) => out,
         Err(e) => {
-            eprintln!("bpftool cross-check not run: bpftool unavailable ({e})");
+            super::skip(&format!("bpftool cross-check of link {id}: bpftool unavailable ({e})"));
             return;
         }
     };
@@ -19,9 +19,15 @@ pub fn assert_link_listed(id: u32, listed: bool) {
 }
 
 /// How many programs `bpftool -j cgroup show DIR` lists as attached to the cgroup directory
-/// (links and PROG_ATTACH alike); `None` without bpftool.
+/// (links and PROG_ATTACH alike); `None` (a [`super::skip`]) without bpftool.
 pub fn cgroup_prog_count(dir: &std::path::Path) -> Option<usize> {
-    let out = Command::new("bpftool").args(["-j", "cgroup", "show"]).arg(dir).output().ok()?;
+    let out = match Command::new("bpftool").args(["-j", "cgroup", "show"]).arg(dir).output() {
+        Ok(out) => out,
+        Err(e) => {
+            super::skip(&format!("bpftool cross-check of cgroup {}: bpftool unavailable ({e})", dir.display()));
+            return None;
+        }
+    };
     assert!(out.status.success(), "bpftool cgroup show {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
     Some(String::from_utf8(out.stdout).unwrap().matches("{\"id\":").count())
 }

@@ -4,17 +4,51 @@
 pub mod bpftool;
 pub mod cgroup;
 pub mod conformance;
+pub mod libbpf_btf;
 pub mod patterns;
 pub mod probe;
 pub mod progs;
 pub mod veth;
+pub mod witness;
 
-/// Skip a test with a one-line reason. Under `BPFKIT_REQUIRE_KERNEL=1` (CI) a skip is a failure.
+fn required() -> bool {
+    std::env::var("BPFKIT_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
+}
+
+/// Skip a test with a one-line reason. Under `BPFKIT_REQUIRE_KERNEL=1` (CI) a skip is a failure:
+/// this is for what the machine should have and does not (privileges, a tool, a file). A
+/// feature the kernel itself lacks goes through [`kernel_lacks`].
 pub fn skip(reason: &str) {
-    if std::env::var("BPFKIT_REQUIRE_KERNEL").is_ok_and(|v| v == "1") {
+    if required() {
         panic!("required but skipped: {reason}");
     }
     eprintln!("skipped: {reason}");
+}
+
+/// What an independent tool ([`witness`]: libbpf 1.7, the kernel's BTF read by libbpf, tracefs)
+/// says of a feature bpfkit found missing.
+#[derive(Debug)]
+pub enum Witness {
+    /// It agrees the kernel lacks it; how it knows.
+    Confirms(String),
+    /// It says the kernel has it: bpfkit's verdict is wrong.
+    Contradicts(String),
+    /// It could not be asked, or could not tell.
+    Absent(String),
+}
+
+/// The one way a test gives up on something because the running kernel does not do it. `ours`
+/// is bpfkit's evidence (the probe's or the operation's errno and reason). A refusal an
+/// independent witness confirms is not a failure, even under `BPFKIT_REQUIRE_KERNEL=1`: machines
+/// of this kind differ by kernel build. A witness that contradicts it fails the test (a bpfkit
+/// bug would otherwise pass as "the kernel refuses"), and one that cannot tell is an ordinary
+/// [`skip`], a failure in CI. The kernel's version never decides.
+pub fn kernel_lacks(test: &str, what: &str, ours: &str, witness: Witness) {
+    match witness {
+        Witness::Confirms(w) => eprintln!("skipped: {test}: this kernel lacks {what} ({ours}); confirmed: {w}"),
+        Witness::Contradicts(w) => panic!("{test}: bpfkit says this kernel lacks {what} ({ours}), but {w}"),
+        Witness::Absent(w) => skip(&format!("{test}: this kernel seems to lack {what} ({ours}); unconfirmed: {w}")),
+    }
 }
 
 /// Whether bpf(2) works here (root, or CAP_BPF). Prints the skip reason when it does not.

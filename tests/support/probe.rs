@@ -1,9 +1,6 @@
 //! Feature probes deciding what a kernel test runs: the same test binary runs on every kernel,
-//! and a probe's verdict (never a version string) picks the branch. A feature the probe says
-//! this kernel lacks is not a failure, even under `BPFKIT_REQUIRE_KERNEL=1`; a probe that cannot
-//! answer is an ordinary skip (a failure there); and under `BPFKIT_REQUIRE_KERNEL=1` a "no" for a
-//! feature bpfkit's tables date at or before the running release fails too, so a broken probe
-//! cannot quietly skip a test on a kernel that has the feature.
+//! and a probe's verdict (never a version string) picks the branch. A "no" is believed only when
+//! an independent witness (`super::witness`) agrees; see [`super::kernel_lacks`].
 
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -13,51 +10,32 @@ use bpfkit::insn::{Program as Text, Reg};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 use bpfkit::sys::{self, Cmd, LinkCreateAttr};
 
-fn required() -> bool {
-    std::env::var("BPFKIT_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
-}
+use super::Witness;
 
-/// Whether the running kernel has `what`, as `verdict` says. On "no" it prints one line (the
-/// probe's own words) and returns `false`; on "cannot tell" it skips (see [`super::skip`]).
-pub fn kernel_has(what: &str, verdict: Result<Verdict, FeatureError>) -> bool {
+/// Whether the running kernel has `what`, as bpfkit's `verdict` says. On "no" it asks `witness`
+/// and prints one line (the probe's words and the witness's) through [`super::kernel_lacks`],
+/// then returns `false`; on "cannot tell" it skips (see [`super::skip`]).
+pub fn kernel_has(test: &str, what: &str, verdict: Result<Verdict, FeatureError>, witness: impl FnOnce() -> Witness) -> bool {
     let v = match verdict {
         Ok(v) => v,
         Err(e) => {
-            super::skip(&format!("{what}: the feature probe could not ask the kernel ({e})"));
+            super::skip(&format!("{test}: {what}: the feature probe could not ask the kernel ({e})"));
             return false;
         }
     };
     match v.supported {
         Some(true) => true,
         Some(false) => {
-            let kernel = Features::global().system().kernel;
-            if let (true, Some(since), Some(kernel)) = (required(), v.since, kernel) {
-                assert!(
-                    since > kernel,
-                    "{what}: the probe says no ({}: {}) on Linux {kernel}, but bpfkit dates it to {since}: a wrong probe, or a kernel built without it",
-                    v.method,
-                    v.detail
-                );
-            }
-            let since = v.since.map(|s| format!(", {s}+")).unwrap_or_default();
-            eprintln!("probe: this kernel lacks {what}{since} ({}: {})", v.method, v.detail);
+            // The version table only explains the verdict; it never decides it.
+            let since = v.since.map(|s| format!("; bpfkit's table dates it {s}")).unwrap_or_default();
+            super::kernel_lacks(test, what, &format!("{}: {}{since}", v.method, v.detail), witness());
             false
         }
         None => {
-            super::skip(&format!("{what}: the probe cannot tell ({}: {})", v.method, v.detail));
+            super::skip(&format!("{test}: {what}: the probe cannot tell ({}: {})", v.method, v.detail));
             false
         }
     }
-}
-
-/// [`kernel_has`], printing `skipped: <test>: …` when the kernel lacks the feature: for a test
-/// that has nothing left to check without it.
-pub fn feature_or_skip(test: &str, what: &str, verdict: Result<Verdict, FeatureError>) -> bool {
-    if kernel_has(what, verdict) {
-        return true;
-    }
-    eprintln!("skipped: {test}: this kernel lacks {what} (decided by its feature probe)");
-    false
 }
 
 /// Sockmap/sockhash bpf_links (`BPF_LINK_CREATE` of an sk_msg or sk_skb program on a map, 6.10+),
