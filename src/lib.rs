@@ -25,6 +25,7 @@
 //! ```
 
 pub mod attach;
+pub mod caps;
 pub mod core_btf;
 pub mod elf;
 pub mod events;

@@ -31,14 +31,14 @@ impl Program {
             match sys::bpf_fd(Cmd::LinkCreate, &mut attr) {
                 Ok(fd) => return Ok(Link::from_link_fd(fd, what)),
                 Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
-                    return Err(SysError { op: format!("link_create({what})"), source: e }.into());
+                    return Err(SysError::new(format!("link_create({what})"), e).into());
                 }
                 Err(_) => {} // no cgroup links: fall back to PROG_ATTACH
             }
         }
-        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|source| SysError { op: format!("dup({what})"), source });
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|source| SysError::new(format!("dup({what})"), source));
         sys::prog_attach(self.as_fd(), cgroup.as_fd(), attach_type.raw(), ALLOW_MULTI)
-            .map_err(|source| SysError { op: format!("prog_attach({what})"), source })?;
+            .map_err(|source| SysError::new(format!("prog_attach({what})"), source))?;
         Ok(Link::from_prog_attach(dup(cgroup.as_fd())?, dup(self.as_fd())?, attach_type.raw(), what))
     }
 }

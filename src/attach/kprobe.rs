@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::caps::Capability;
 use std::ffi::CString;
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
@@ -181,7 +182,7 @@ pub(crate) fn attach_probe(prog: &Program, req: &ProbeRequest) -> Result<ProbeLi
         let attr = sys::probe_event_attr(&pmu, &spec).map_err(|e| ProbeError::invalid(&req.what, e.to_string()))?;
         let event = sys::probe_event_open(&pmu, &spec, req.pid).map_err(|source| {
             let op = format!("perf_event_open({}: {} PMU type {} config {:#x} offset {:#x} pid {})", req.what, req.kind.name(), attr.type_, attr.config, attr.config2, req.pid);
-            sys_error(op, source)
+            ProbeError::Link(LinkError::Sys(SysError::new(op, source).needing(&[Capability::Perfmon])))
         })?;
         let link = prog.attach_perf_fd(event, req.what.clone(), AttachPath::BpfLink, req.cookie)?;
         return Ok(ProbeLink { link, event: None });
@@ -204,14 +205,17 @@ pub(crate) fn attach_probe(prog: &Program, req: &ProbeRequest) -> Result<ProbeLi
     let attr = PerfEventAttr { type_: sys::PERF_TYPE_TRACEPOINT, config: id, sample_period: 1, wakeup_events: 1, ..Default::default() };
     let (pid, cpu) = if req.pid < 0 { (-1, 0) } else { (req.pid, -1) };
     let event: OwnedFd = sys::perf_event_open(&attr, pid, cpu, -1, 0)
-        .map_err(|source| sys_error(format!("perf_event_open({}: tracefs event {TRACEFS_GROUP}/{} id {id})", req.what, guard.name), source))?;
+        .map_err(|source| {
+            let op = format!("perf_event_open({}: tracefs event {TRACEFS_GROUP}/{} id {id})", req.what, guard.name);
+            ProbeError::Link(LinkError::Sys(SysError::new(op, source).needing(&[Capability::Perfmon])))
+        })?;
     let link = prog.attach_perf_fd(event, format!("{} (tracefs {TRACEFS_GROUP}/{})", req.what, guard.name), AttachPath::BpfLink, req.cookie)?;
     Ok(ProbeLink { link, event: Some(guard) })
 }
 
 /// A failed system call as a [`ProbeError`].
 pub(crate) fn sys_error(op: String, source: std::io::Error) -> ProbeError {
-    ProbeError::Link(LinkError::Sys(SysError { op, source }))
+    ProbeError::Link(LinkError::Sys(SysError::new(op, source)))
 }
 
 /// A kernel function to probe.

@@ -134,7 +134,7 @@ impl Link {
     /// What the kernel reports about this bpf_link.
     pub fn info(&self) -> Result<LinkInfo, LinkError> {
         let fd = self.link_fd().ok_or_else(|| LinkError::NotPinnable(self.what.clone(), self.path))?;
-        link_info(fd).map_err(|source| SysError { op: format!("obj_get_info_by_fd(link {})", self.what), source }.into())
+        link_info(fd).map_err(|source| SysError::new(format!("obj_get_info_by_fd(link {})", self.what), source).into())
     }
 
     /// Pin the bpf_link at `path` on a bpffs: the attachment then outlives this process.
@@ -156,13 +156,13 @@ impl Link {
 
     /// Open the bpf_link with kernel id `id`.
     pub fn from_id(id: u32) -> Result<Link, LinkError> {
-        let fd = sys::fd_by_id(Cmd::LinkGetFdById, id).map_err(|source| SysError { op: format!("link_get_fd_by_id({id})"), source })?;
+        let fd = sys::fd_by_id(Cmd::LinkGetFdById, id).map_err(|source| SysError::new(format!("link_get_fd_by_id({id})"), source))?;
         Ok(Link::from_link_fd(fd, format!("link id {id}")))
     }
 
     /// Ids of every bpf_link in the kernel.
     pub fn all_ids() -> Result<Vec<u32>, LinkError> {
-        Ok(sys::all_ids(Cmd::LinkGetNextId).map_err(|source| SysError { op: "link_get_next_id".into(), source })?)
+        Ok(sys::all_ids(Cmd::LinkGetNextId).map_err(|source| SysError::new("link_get_next_id".into(), source))?)
     }
 
     /// Detach now (`BPF_LINK_DETACH` for bpf_links, which also detaches pinned copies; the
@@ -172,7 +172,7 @@ impl Link {
         match &mut self.inner {
             Inner::Fd(fd) => {
                 let mut attr = sys::LinkDetachAttr { link_fd: fd.as_raw_fd() as u32 };
-                sys::bpf(Cmd::LinkDetach, &mut attr).map_err(|source| SysError { op: format!("link_detach({})", self.what), source })?;
+                sys::bpf(Cmd::LinkDetach, &mut attr).map_err(|source| SysError::new(format!("link_detach({})", self.what), source))?;
             }
             Inner::Netlink(attachment) => attachment.detach()?,
             _ => {}

@@ -65,11 +65,11 @@ impl Program {
     pub fn attach_socket_filter(&self, sock: impl AsFd) -> Result<Link, LinkError> {
         let what = format!("socket fd {} ← {}", sock.as_fd().as_raw_fd(), self.describe());
         check_prog_type(self, &[ProgType::SocketFilter], &what)?;
-        sys::netlink::socket_attach_bpf(sock.as_fd(), self.as_fd()).map_err(|source| SysError { op: format!("setsockopt(SO_ATTACH_BPF, {what})"), source })?;
+        sys::netlink::socket_attach_bpf(sock.as_fd(), self.as_fd()).map_err(|source| SysError::new(format!("setsockopt(SO_ATTACH_BPF, {what})"), source))?;
         let dup = sock.as_fd().try_clone_to_owned().map_err(|source| {
             // Without an fd to detach through, leave nothing behind.
             let _ = sys::netlink::socket_detach_bpf(sock.as_fd());
-            SysError { op: format!("dup({what})"), source }
+            SysError::new(format!("dup({what})"), source)
         })?;
         Ok(Link::from_socket_filter(dup, what))
     }
@@ -98,14 +98,14 @@ impl Program {
         if path == AttachPath::BpfLink {
             match sys::bpf_fd(Cmd::LinkCreate, &mut link_attr(self, map.as_fd().as_raw_fd() as u32, attach_type, 0)) {
                 Ok(fd) => return Ok(Link::from_link_fd(fd, what)),
-                Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(SysError { op: format!("link_create({what})"), source: e }.into()),
+                Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(SysError::new(format!("link_create({what})"), e).into()),
                 Err(_) => {} // no sockmap links: fall back to PROG_ATTACH
             }
         } else if path != AttachPath::ProgAttach {
             return Err(LinkError::Target { what, message: format!("a sockmap attaches with a bpf_link or BPF_PROG_ATTACH, not {path:?}") });
         }
-        sys::prog_attach(self.as_fd(), map.as_fd(), attach_type.raw(), 0).map_err(|source| SysError { op: format!("prog_attach({what})"), source })?;
-        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|source| SysError { op: format!("dup({what})"), source });
+        sys::prog_attach(self.as_fd(), map.as_fd(), attach_type.raw(), 0).map_err(|source| SysError::new(format!("prog_attach({what})"), source))?;
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|source| SysError::new(format!("dup({what})"), source));
         let (target, prog) = match (dup(map.as_fd()), dup(self.as_fd())) {
             (Ok(t), Ok(p)) => (t, p),
             (Err(e), _) | (_, Err(e)) => {
@@ -128,7 +128,7 @@ impl Program {
         };
         check_prog_type(self, &[want], &what)?;
         let mut attr = link_attr(self, netns.as_fd().as_raw_fd() as u32, attach_type, 0);
-        let fd = sys::bpf_fd(Cmd::LinkCreate, &mut attr).map_err(|source| SysError { op: format!("link_create({what})"), source })?;
+        let fd = sys::bpf_fd(Cmd::LinkCreate, &mut attr).map_err(|source| SysError::new(format!("link_create({what})"), source))?;
         Ok(Link::from_link_fd(fd, what))
     }
 
@@ -144,7 +144,7 @@ impl Program {
             priority: hook.priority,
             flags: if hook.defrag { NETFILTER_IP_DEFRAG } else { 0 },
         });
-        let fd = sys::bpf_fd(Cmd::LinkCreate, &mut attr).map_err(|source| SysError { op: format!("link_create({what})"), source })?;
+        let fd = sys::bpf_fd(Cmd::LinkCreate, &mut attr).map_err(|source| SysError::new(format!("link_create({what})"), source))?;
         Ok(Link::from_link_fd(fd, what))
     }
 }

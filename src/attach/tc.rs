@@ -73,7 +73,7 @@ impl Program {
                     Ok(fd) => Ok(Link::from_link_fd(fd, what)),
                     // No tcx before 6.6: a cls_bpf filter does the same job.
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.attach_cls_bpf(ifindex, direction, ClsBpfOptions::default()),
-                    Err(source) => Err(SysError { op: format!("link_create({what})"), source }.into()),
+                    Err(source) => Err(SysError::new(format!("link_create({what})"), source).into()),
                 }
             }
             AttachPath::Netlink => self.attach_cls_bpf(ifindex, direction, ClsBpfOptions::default()),

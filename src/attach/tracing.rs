@@ -3,6 +3,7 @@
 //! before 5.15), raw tracepoints and tp_btf (`BPF_RAW_TRACEPOINT_OPEN`), and any perf event
 //! (perf_event programs on software or hardware events).
 
+use crate::caps::Capability;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -87,14 +88,14 @@ impl Program {
         let attr = PerfEventAttr { type_: sys::PERF_TYPE_TRACEPOINT, config: id, sample_period: 1, wakeup_events: 1, ..Default::default() };
         // A tracepoint's program runs for every CPU and task; the event itself is opened on CPU 0.
         sys::perf_event_open(&attr, -1, 0, -1, 0)
-            .map_err(|source| SysError { op: format!("perf_event_open(tracepoint {category}/{name} id {id})"), source }.into())
+            .map_err(|source| SysError::new(format!("perf_event_open(tracepoint {category}/{name} id {id})"), source).needing(&[Capability::Perfmon]).into())
     }
 
     /// Attach a perf_event program to a perf event (one CPU or one process) with a bpf_link.
     pub fn attach_perf_event(&self, target: &PerfEventTarget) -> Result<Link, LinkError> {
         let what = format!("perf event type {} config {} pid {} cpu {}", target.attr.type_, target.attr.config, target.pid, target.cpu);
         let event = sys::perf_event_open(&target.attr, target.pid, target.cpu, -1, 0)
-            .map_err(|source| SysError { op: format!("perf_event_open({what})"), source })?;
+            .map_err(|source| SysError::new(format!("perf_event_open({what})"), source).needing(&[Capability::Perfmon]))?;
         self.attach_perf_fd(event, what, AttachPath::BpfLink, 0)
     }
 
@@ -104,8 +105,8 @@ impl Program {
         let what = format!("{target} ← {}", self.describe());
         match path {
             AttachPath::PerfEventIoctl => {
-                sys::perf_event_set_bpf(event.as_fd(), self.as_fd()).map_err(|source| SysError { op: format!("ioctl(PERF_EVENT_IOC_SET_BPF, {what})"), source })?;
-                sys::perf_event_enable(event.as_fd()).map_err(|source| SysError { op: format!("ioctl(PERF_EVENT_IOC_ENABLE, {what})"), source })?;
+                sys::perf_event_set_bpf(event.as_fd(), self.as_fd()).map_err(|source| SysError::new(format!("ioctl(PERF_EVENT_IOC_SET_BPF, {what})"), source))?;
+                sys::perf_event_enable(event.as_fd()).map_err(|source| SysError::new(format!("ioctl(PERF_EVENT_IOC_ENABLE, {what})"), source))?;
                 Ok(Link::from_perf_ioctl(event, what))
             }
             _ => {
@@ -121,7 +122,7 @@ impl Program {
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cookie == 0 => {
                         self.attach_perf_fd(event, target, AttachPath::PerfEventIoctl, 0)
                     }
-                    Err(source) => Err(SysError { op: format!("link_create(perf_event, {what})"), source }.into()),
+                    Err(source) => Err(SysError::new(format!("link_create(perf_event, {what})"), source).into()),
                 }
             }
         }
@@ -142,7 +143,7 @@ impl Program {
     fn raw_tracepoint_open(&self, name: Option<&CString>, what: String) -> Result<Link, LinkError> {
         let what = format!("{what} ← {}", self.describe());
         let mut attr = RawTracepointOpenAttr { name: name.map(|c| sys::ptr(c.as_ptr())).unwrap_or(0), prog_fd: self.as_fd().as_raw_fd() as u32, ..Default::default() };
-        let fd = sys::bpf_fd(Cmd::RawTracepointOpen, &mut attr).map_err(|source| SysError { op: format!("raw_tracepoint_open({what})"), source })?;
+        let fd = sys::bpf_fd(Cmd::RawTracepointOpen, &mut attr).map_err(|source| SysError::new(format!("raw_tracepoint_open({what})"), source))?;
         Ok(Link::from_link_fd(fd, what))
     }
 }

@@ -89,7 +89,7 @@ pub(super) fn link_attr(prog: &Program, target: u32, attach_type: AttachType, fl
 
 /// Open a route netlink socket in this thread's network namespace.
 pub(super) fn open_netlink(what: &str) -> Result<Netlink, LinkError> {
-    Netlink::open().map_err(|source| SysError { op: format!("socket(AF_NETLINK, NETLINK_ROUTE) for {what}"), source }.into())
+    Netlink::open().map_err(|source| SysError::new(format!("socket(AF_NETLINK, NETLINK_ROUTE) for {what}"), source).into())
 }
 
 /// What interface `ifindex` reports about XDP: the mode and the attached programs' ids.
@@ -119,7 +119,7 @@ impl Program {
                     // No XDP links before 5.9. Other EINVALs (bad flags) get netlink's own
                     // explanation from the same attempt over netlink.
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.attach_xdp_netlink(ifindex, mode, what),
-                    Err(source) => Err(SysError { op: format!("link_create({what}){}", xdp_hint(source.raw_os_error())), source }.into()),
+                    Err(source) => Err(SysError::new(format!("link_create({what}){}", xdp_hint(source.raw_os_error())), source).into()),
                 }
             }
             AttachPath::Netlink => self.attach_xdp_netlink(ifindex, mode, what),
@@ -129,7 +129,7 @@ impl Program {
 
     fn attach_xdp_netlink(&self, ifindex: u32, mode: XdpMode, what: String) -> Result<Link, LinkError> {
         let nl = open_netlink(&what)?;
-        let prog = self.as_fd().try_clone_to_owned().map_err(|source| SysError { op: format!("dup({what})"), source })?;
+        let prog = self.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup({what})"), source))?;
         nl.set_xdp(&what, ifindex, prog.as_raw_fd(), mode.flags() | netlink::XDP_FLAGS_UPDATE_IF_NOEXIST, None)?;
         Ok(Link::from_netlink(NetlinkAttachment::xdp(nl, what.clone(), ifindex, prog, mode.flags()), what))
     }

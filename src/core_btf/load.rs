@@ -54,7 +54,7 @@ impl LoadedBtf {
             let text = sys::c_name(&log);
             return match decisive_lines(&text) {
                 Some(decisive) => Err(BtfError::Rejected { decisive, log: text, source: err }),
-                None => Err(SysError { op: format!("btf_load({} bytes)", blob.len()), source: err }.into()),
+                None => Err(SysError::new(format!("btf_load({} bytes)", blob.len()), err).into()),
             };
         }
     }
@@ -73,7 +73,7 @@ impl LoadedBtf {
             info: sys::ptr(&mut info as *mut BtfInfoRaw),
         };
         sys::bpf(Cmd::ObjGetInfoByFd, &mut attr)
-            .map_err(|source| SysError { op: format!("obj_get_info_by_fd(btf fd {})", self.attr_fd()), source })?;
+            .map_err(|source| SysError::new(format!("obj_get_info_by_fd(btf fd {})", self.attr_fd()), source))?;
         Ok(info.id)
     }
 
@@ -95,15 +95,15 @@ impl Btf {
     /// For standalone BTF, what maps and programs carry (not a module's split BTF).
     pub fn from_kernel_id(id: u32) -> Result<Btf, BtfError> {
         let op = |what: &str| format!("{what}(btf id {id})");
-        let fd = sys::fd_by_id(Cmd::BtfGetFdById, id).map_err(|source| SysError { op: op("btf_get_fd_by_id"), source })?;
-        let first: BtfInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {}).map_err(|source| SysError { op: op("obj_get_info_by_fd"), source })?;
+        let fd = sys::fd_by_id(Cmd::BtfGetFdById, id).map_err(|source| SysError::new(op("btf_get_fd_by_id"), source))?;
+        let first: BtfInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {}).map_err(|source| SysError::new(op("obj_get_info_by_fd"), source))?;
         let mut data = vec![0u8; first.btf_size as usize];
         let (at, len) = (sys::ptr(data.as_mut_ptr()), data.len() as u32);
         let info: BtfInfoRaw = sys::info_by_fd(fd.as_fd(), |i: &mut BtfInfoRaw| {
             i.btf = at;
             i.btf_size = len;
         })
-        .map_err(|source| SysError { op: op("obj_get_info_by_fd"), source })?;
+        .map_err(|source| SysError::new(op("obj_get_info_by_fd"), source))?;
         // The size can only have been what the first call said (BTF objects are immutable).
         data.truncate(info.btf_size.min(len) as usize);
         Btf::from_bytes(data)

@@ -47,7 +47,7 @@ impl AsyncRingBuf {
         // dropped or `into_inner` returns it, and `as_raw_fd` always returns that same fd; this
         // type never hands out `&mut RingBuf`, so it cannot be swapped for another ring.
         #[allow(deprecated)]
-        let fd = AsyncFd::with_interest(Registered(ring), Interest::READABLE).map_err(|source| EventError::Sys(SysError { op, source }))?;
+        let fd = AsyncFd::with_interest(Registered(ring), Interest::READABLE).map_err(|source| EventError::Sys(SysError::new(op, source)))?;
         Ok(AsyncRingBuf { fd })
     }
 
@@ -93,6 +93,6 @@ impl AsyncRingBuf {
     }
 
     fn wait_err(&self, source: std::io::Error) -> EventError {
-        EventError::Sys(SysError { op: format!("wait for ringbuf \"{}\" (tokio reactor)", self.get_ref().name()), source })
+        EventError::Sys(SysError::new(format!("wait for ringbuf \"{}\" (tokio reactor)", self.get_ref().name()), source))
     }
 }

@@ -34,7 +34,7 @@ pub struct PerfBuffer {
 }
 
 fn sys_err(op: String) -> impl FnOnce(std::io::Error) -> EventError {
-    move |source| EventError::Sys(SysError { op, source })
+    move |source| EventError::Sys(SysError::new(op, source))
 }
 
 impl PerfBuffer {

@@ -14,7 +14,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new() -> Result<Poller, EventError> {
-        Ok(Poller { epoll: Epoll::new().map_err(|source| SysError { op: "epoll_create1".into(), source })?, rings: Vec::new() })
+        Ok(Poller { epoll: Epoll::new().map_err(|source| SysError::new("epoll_create1".into(), source))?, rings: Vec::new() })
     }
 
     /// Add a ring; its index (the order of `add` calls) identifies it in callbacks.
@@ -22,7 +22,7 @@ impl Poller {
         let index = self.rings.len();
         self.epoll
             .add(ring.as_fd(), index as u64)
-            .map_err(|source| SysError { op: format!("epoll_ctl(ringbuf \"{}\")", ring.name()), source })?;
+            .map_err(|source| SysError::new(format!("epoll_ctl(ringbuf \"{}\")", ring.name()), source))?;
         self.rings.push(ring);
         Ok(index)
     }
@@ -39,7 +39,7 @@ impl Poller {
     /// Wait up to `timeout` for records in any ring, then drain all of them.
     pub fn poll(&mut self, timeout: Option<Duration>, f: impl FnMut(usize, &[u8])) -> Result<usize, EventError> {
         if self.rings.iter().all(|r| r.pending_bytes() == 0) {
-            self.epoll.wait(timeout, self.rings.len()).map_err(|source| SysError { op: "epoll_wait(rings)".into(), source })?;
+            self.epoll.wait(timeout, self.rings.len()).map_err(|source| SysError::new("epoll_wait(rings)".into(), source))?;
         }
         Ok(self.drain(f))
     }

@@ -33,7 +33,7 @@ pub(crate) fn round8(n: usize) -> usize {
 }
 
 pub(crate) fn mmap_err(map: &Map, what: &str, e: std::io::Error) -> EventError {
-    EventError::Sys(SysError { op: format!("mmap({}, {what})", map.describe()), source: e })
+    EventError::Sys(SysError::new(format!("mmap({}, {what})", map.describe()), e))
 }
 
 /// Reads the records BPF programs submit to a ring buffer map.
@@ -94,7 +94,7 @@ impl RingBuf {
         let size = map.max_entries() as usize;
         let consumer = sys::mmap_shared(map.as_fd(), 0, page).map_err(|e| mmap_err(map, "consumer page", e))?;
         let producer = sys::mmap_shared_ro(map.as_fd(), page as u64, page + 2 * size).map_err(|e| mmap_err(map, "producer pages", e))?;
-        let fd = map.as_fd().try_clone_to_owned().map_err(|e| EventError::Sys(SysError { op: format!("dup({})", map.describe()), source: e }))?;
+        let fd = map.as_fd().try_clone_to_owned().map_err(|e| EventError::Sys(SysError::new(format!("dup({})", map.describe()), e)))?;
         Ok(RingBuf { fd, consumer, producer, page, mask: size - 1, name: map.name().to_string() })
     }
 
@@ -262,9 +262,9 @@ impl RingBuf {
     /// Wait until a record is available or `timeout` passes, then drain with `f`.
     pub fn poll(&mut self, timeout: Option<Duration>, f: impl FnMut(&[u8])) -> Result<usize, EventError> {
         if self.pending_bytes() == 0 {
-            let epoll = Epoll::new().map_err(|e| EventError::Sys(SysError { op: "epoll_create1".into(), source: e }))?;
-            epoll.add(self.fd.as_fd(), 0).map_err(|e| EventError::Sys(SysError { op: format!("epoll_ctl(ringbuf \"{}\")", self.name), source: e }))?;
-            epoll.wait(timeout, 1).map_err(|e| EventError::Sys(SysError { op: "epoll_wait".into(), source: e }))?;
+            let epoll = Epoll::new().map_err(|e| EventError::Sys(SysError::new("epoll_create1".into(), e)))?;
+            epoll.add(self.fd.as_fd(), 0).map_err(|e| EventError::Sys(SysError::new(format!("epoll_ctl(ringbuf \"{}\")", self.name), e)))?;
+            epoll.wait(timeout, 1).map_err(|e| EventError::Sys(SysError::new("epoll_wait".into(), e)))?;
         }
         Ok(self.drain(f))
     }

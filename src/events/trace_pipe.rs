@@ -19,7 +19,7 @@ pub struct TracePipe {
 }
 
 fn err(op: &str) -> impl FnOnce(std::io::Error) -> EventError + '_ {
-    move |source| EventError::Sys(SysError { op: op.to_string(), source })
+    move |source| EventError::Sys(SysError::new(op.to_string(), source))
 }
 
 impl TracePipe {
@@ -31,7 +31,7 @@ impl TracePipe {
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
-            .map_err(|source| EventError::Sys(SysError { op: format!("open {}", path.display()), source }))?;
+            .map_err(|source| EventError::Sys(SysError::new(format!("open {}", path.display()), source)))?;
         let epoll = Epoll::new().map_err(err("epoll_create1"))?;
         epoll.add(file.as_fd(), 0).map_err(err("epoll_ctl(trace_pipe)"))?;
         Ok(TracePipe { file, epoll, partial: Vec::new() })

@@ -2,68 +2,11 @@
 //! process's effective capabilities, bpffs mounts and the BPF sysctls — read from `/proc` and
 //! `/sys` (no `unsafe`: `/proc/self/status` stands in for capget(2), `osrelease` for uname(2)).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::versions::KernelVersion;
 
-/// The capabilities that decide what BPF a process may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Capability {
-    /// Everything before 5.8; still needed for some program types and for reading kernel pointers.
-    SysAdmin,
-    /// Network program types (XDP, TC, cgroup skb, …) and PROG_QUERY.
-    NetAdmin,
-    /// Tracing program types and reading kernel memory (5.8+).
-    Perfmon,
-    /// bpf(2) itself, maps and non-network, non-tracing programs (5.8+).
-    Bpf,
-}
-
-impl Capability {
-    pub const ALL: [Capability; 4] = [Capability::SysAdmin, Capability::NetAdmin, Capability::Perfmon, Capability::Bpf];
-
-    /// The bit in the capability sets (`include/uapi/linux/capability.h`).
-    pub fn bit(self) -> u32 {
-        match self {
-            Capability::SysAdmin => 21,
-            Capability::NetAdmin => 12,
-            Capability::Perfmon => 38,
-            Capability::Bpf => 39,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Capability::SysAdmin => "CAP_SYS_ADMIN",
-            Capability::NetAdmin => "CAP_NET_ADMIN",
-            Capability::Perfmon => "CAP_PERFMON",
-            Capability::Bpf => "CAP_BPF",
-        }
-    }
-}
-
-impl fmt::Display for Capability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// An effective capability set (`CapEff` of `/proc/self/status`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Capabilities(pub u64);
-
-impl Capabilities {
-    pub fn has(self, cap: Capability) -> bool {
-        self.0 & (1u64 << cap.bit()) != 0
-    }
-
-    /// The `CapEff:` line of a `/proc/<pid>/status` text.
-    pub fn parse_status(status: &str) -> Option<Capabilities> {
-        let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-        u64::from_str_radix(hex.trim(), 16).ok().map(Capabilities)
-    }
-}
+pub use crate::caps::{Capabilities, Capability};
 
 /// The system-level facts, each `None` when its file could not be read (reported, not fatal:
 /// a container may hide `/proc/sys`).

@@ -148,6 +148,6 @@ impl Map {
     }
 
     fn batch_err(&self, cmd: Cmd, e: std::io::Error, done: u32, asked: usize) -> MapError {
-        MapError::Sys(sys::SysError { op: format!("{}({}, {done} of {asked} elements done)", cmd.name(), self.describe()), source: e })
+        MapError::Sys(sys::SysError::new(format!("{}({}, {done} of {asked} elements done)", cmd.name(), self.describe()), e))
     }
 }

@@ -35,7 +35,7 @@ impl Map {
             }
             _ => return Err(self.unsupported("cannot be memory-mapped (needs an array created with MMAPABLE, or an arena)")),
         };
-        let mem = sys::mmap_shared(std::os::fd::AsFd::as_fd(self), 0, len).map_err(|e| MapError::Sys(sys::SysError { op: format!("mmap({}, {len} bytes)", self.describe()), source: e }))?;
+        let mem = sys::mmap_shared(std::os::fd::AsFd::as_fd(self), 0, len).map_err(|e| MapError::Sys(sys::SysError::new(format!("mmap({}, {len} bytes)", self.describe()), e)))?;
         Ok(MappedMap { mem, stride, value_size, entries, name: self.name.clone() })
     }
 }

@@ -83,13 +83,13 @@ impl MapSpec {
     }
     /// Map-in-map: `inner` is the template every inner map must match.
     pub fn inner_map(mut self, inner: &Map) -> Result<Self, MapError> {
-        let fd = inner.fd.try_clone().map_err(|source| SysError { op: format!("dup({})", inner.describe()), source })?;
+        let fd = inner.fd.try_clone().map_err(|source| SysError::new(format!("dup({})", inner.describe()), source))?;
         self.inner_map = Some(Arc::new(fd));
         Ok(self)
     }
     /// Key and value types from loaded BTF (`btf` is any fd of a BTF object).
     pub fn btf(mut self, btf: impl AsFd, key_type_id: u32, value_type_id: u32) -> Result<Self, MapError> {
-        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError { op: format!("dup(btf for map \"{}\")", self.name), source })?;
+        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup(btf for map \"{}\")", self.name), source))?;
         self.btf = Some(MapBtf { btf_fd: Arc::new(fd), key_type_id, value_type_id });
         Ok(self)
     }
@@ -206,8 +206,8 @@ impl Map {
             attr.btf_key_type_id = btf.key_type_id;
             attr.btf_value_type_id = btf.value_type_id;
         }
-        let fd = sys::bpf_fd(Cmd::MapCreate, &mut attr).map_err(|source| SysError {
-            op: format!(
+        let fd = sys::bpf_fd(Cmd::MapCreate, &mut attr).map_err(|source| SysError::new(
+            format!(
                 "map_create({} \"{}\", key {}, value {}, max_entries {}{})",
                 spec.map_type,
                 spec.name,
@@ -217,7 +217,8 @@ impl Map {
                 if spec.flags.0 != 0 { format!(", flags {:#x}", spec.flags.0) } else { String::new() }
             ),
             source,
-        })?;
+        )
+        .needing(spec.map_type.required_capabilities()))?;
         Ok(Map {
             fd,
             name: spec.name.clone(),
@@ -231,12 +232,12 @@ impl Map {
 
     /// Adopt an fd of a map (e.g. from another library), reading its type and sizes from the kernel.
     pub fn from_fd(fd: OwnedFd) -> Result<Map, MapError> {
-        let kind = sys::bpf_object_kind(fd.as_fd()).map_err(|source| SysError { op: format!("readlink(/proc/self/fd/{})", fd.as_raw_fd()), source })?;
+        let kind = sys::bpf_object_kind(fd.as_fd()).map_err(|source| SysError::new(format!("readlink(/proc/self/fd/{})", fd.as_raw_fd()), source))?;
         if kind.as_deref() != Some("bpf-map") {
             return Err(MapError::NotAMap { what: kind.unwrap_or_else(|| "not a BPF object".into()) });
         }
         let raw: MapInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {})
-            .map_err(|source| SysError { op: format!("obj_get_info_by_fd(map fd {})", fd.as_raw_fd()), source })?;
+            .map_err(|source| SysError::new(format!("obj_get_info_by_fd(map fd {})", fd.as_raw_fd()), source))?;
         let info = MapInfo::from_raw(&raw);
         let map_type = info.map_type.ok_or(MapError::UnknownType { id: info.id, raw: info.raw_type })?;
         Ok(Map {
@@ -257,19 +258,19 @@ impl Map {
 
     /// Open the map with kernel id `id`.
     pub fn from_id(id: u32) -> Result<Map, MapError> {
-        let fd = sys::fd_by_id(Cmd::MapGetFdById, id).map_err(|source| SysError { op: format!("map_get_fd_by_id({id})"), source })?;
+        let fd = sys::fd_by_id(Cmd::MapGetFdById, id).map_err(|source| SysError::new(format!("map_get_fd_by_id({id})"), source))?;
         Map::from_fd(fd)
     }
 
     /// Ids of every map loaded in the kernel.
     pub fn all_ids() -> Result<Vec<u32>, MapError> {
-        Ok(sys::all_ids(Cmd::MapGetNextId).map_err(|source| SysError { op: "map_get_next_id".into(), source })?)
+        Ok(sys::all_ids(Cmd::MapGetNextId).map_err(|source| SysError::new("map_get_next_id".into(), source))?)
     }
 
     /// What the kernel reports about this map.
     pub fn info(&self) -> Result<MapInfo, MapError> {
         let raw: MapInfoRaw = sys::info_by_fd(self.fd.as_fd(), |_| {})
-            .map_err(|source| SysError { op: format!("obj_get_info_by_fd({})", self.describe()), source })?;
+            .map_err(|source| SysError::new(format!("obj_get_info_by_fd({})", self.describe()), source))?;
         Ok(MapInfo::from_raw(&raw))
     }
 
@@ -287,7 +288,7 @@ impl Map {
     /// unless created with `RDONLY_PROG`.
     pub fn freeze(&self) -> Result<(), MapError> {
         let mut attr = sys::MapElemAttr { map_fd: self.fd.as_raw_fd() as u32, ..Default::default() };
-        sys::bpf(Cmd::MapFreeze, &mut attr).map_err(|source| SysError { op: format!("map_freeze({})", self.describe()), source })?;
+        sys::bpf(Cmd::MapFreeze, &mut attr).map_err(|source| SysError::new(format!("map_freeze({})", self.describe()), source))?;
         Ok(())
     }
 
@@ -326,7 +327,7 @@ impl Map {
     }
 
     fn sys_err(&self, cmd: Cmd, source: std::io::Error) -> MapError {
-        MapError::Sys(SysError { op: format!("{}({})", cmd.name(), self.describe()), source })
+        MapError::Sys(SysError::new(format!("{}({})", cmd.name(), self.describe()), source))
     }
 }
 

@@ -90,6 +90,17 @@ kernel_enum! {
 }
 
 impl MapType {
+    /// The capabilities `BPF_MAP_CREATE` of this type needs (`map_create()` in
+    /// `kernel/bpf/syscall.c`): `CAP_BPF`, and `CAP_NET_ADMIN` too for maps of sockets and
+    /// devices. `CAP_SYS_ADMIN` stands in for either.
+    pub fn required_capabilities(self) -> &'static [crate::caps::Capability] {
+        use crate::caps::Capability::{Bpf, NetAdmin};
+        match self {
+            MapType::Sockmap | MapType::Sockhash | MapType::Devmap | MapType::DevmapHash | MapType::Xskmap => &[Bpf, NetAdmin],
+            _ => &[Bpf],
+        }
+    }
+
     /// Per-CPU maps: a value is one slot per possible CPU, each rounded up to 8 bytes.
     pub fn is_per_cpu(self) -> bool {
         matches!(self, MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash | MapType::PercpuCgroupStorage)

@@ -49,13 +49,13 @@ impl ProgInfo {
 }
 
 fn info_err(what: String, source: std::io::Error) -> LoadError {
-    LoadError::Sys(SysError { op: format!("obj_get_info_by_fd({what})"), source })
+    LoadError::Sys(SysError::new(format!("obj_get_info_by_fd({what})"), source))
 }
 
 impl Program {
     /// Adopt an fd of a loaded program, reading its type and name from the kernel.
     pub fn from_fd(fd: OwnedFd) -> Result<Program, LoadError> {
-        let kind = sys::bpf_object_kind(fd.as_fd()).map_err(|source| SysError { op: "readlink(/proc/self/fd)".into(), source })?;
+        let kind = sys::bpf_object_kind(fd.as_fd()).map_err(|source| SysError::new("readlink(/proc/self/fd)".into(), source))?;
         if kind.as_deref() != Some("bpf-prog") {
             return Err(LoadError::NotAProgram { what: kind.unwrap_or_else(|| "not a BPF object".into()) });
         }
@@ -66,7 +66,7 @@ impl Program {
 
     /// Open the program with kernel id `id`.
     pub fn from_id(id: u32) -> Result<Program, LoadError> {
-        let fd = sys::fd_by_id(Cmd::ProgGetFdById, id).map_err(|source| SysError { op: format!("prog_get_fd_by_id({id})"), source })?;
+        let fd = sys::fd_by_id(Cmd::ProgGetFdById, id).map_err(|source| SysError::new(format!("prog_get_fd_by_id({id})"), source))?;
         Program::from_fd(fd)
     }
 
@@ -77,7 +77,7 @@ impl Program {
 
     /// Ids of every program loaded in the kernel.
     pub fn all_ids() -> Result<Vec<u32>, LoadError> {
-        Ok(sys::all_ids(Cmd::ProgGetNextId).map_err(|source| SysError { op: "prog_get_next_id".into(), source })?)
+        Ok(sys::all_ids(Cmd::ProgGetNextId).map_err(|source| SysError::new("prog_get_next_id".into(), source))?)
     }
 
     /// Pin at `path` on a bpffs.
@@ -92,7 +92,7 @@ impl Program {
 
     /// Turn on run-time statistics for all programs while the returned fd lives.
     pub fn enable_stats() -> Result<OwnedFd, SysError> {
-        sys::enable_run_time_stats().map_err(|source| SysError { op: "enable_stats(run_time)".into(), source })
+        sys::enable_run_time_stats().map_err(|source| SysError::new("enable_stats(run_time)".into(), source))
     }
 
     /// What the kernel reports about this program.

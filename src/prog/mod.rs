@@ -92,13 +92,13 @@ impl LoadOptions {
     }
     /// The BTF object (e.g. a module's) holding `attach_btf_id`.
     pub fn attach_btf_obj(mut self, btf: impl AsFd) -> Result<Self, SysError> {
-        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError { op: format!("dup(attach btf of \"{}\")", self.name), source })?;
+        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup(attach btf of \"{}\")", self.name), source))?;
         self.attach_btf_obj_fd = Some(std::sync::Arc::new(fd));
         Ok(self)
     }
     /// The BPF program this one attaches to (freplace, fentry/fexit on BPF).
     pub fn attach_prog(mut self, prog: impl AsFd) -> Result<Self, SysError> {
-        let fd = prog.as_fd().try_clone_to_owned().map_err(|source| SysError { op: format!("dup(attach prog of \"{}\")", self.name), source })?;
+        let fd = prog.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup(attach prog of \"{}\")", self.name), source))?;
         self.attach_prog_fd = Some(std::sync::Arc::new(fd));
         Ok(self)
     }
@@ -288,7 +288,7 @@ impl Program {
                     }
                     let text = sys::c_name(&log);
                     if text.trim().is_empty() {
-                        return Err(SysError { op: opts.describe(), source: e }.into());
+                        return Err(SysError::new(opts.describe(), e).into());
                     }
                     let mut rejection = explain(&text, asm, e);
                     // A poisoned CO-RE instruction: say which relocation, not just "unknown func".
@@ -298,7 +298,7 @@ impl Program {
                     return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: Box::new(rejection) });
                 }
                 Err(source) => {
-                    return Err(SysError { op: opts.describe(), source }.into());
+                    return Err(SysError::new(opts.describe(), source).needing(opts.prog_type.required_capabilities()).into());
                 }
             }
         }

@@ -101,15 +101,15 @@ impl Program {
             batch_size: run.batch_size,
             ..Default::default()
         };
-        sys::bpf(Cmd::ProgTestRun, &mut attr).map_err(|source| SysError {
-            op: format!(
+        sys::bpf(Cmd::ProgTestRun, &mut attr).map_err(|source| SysError::new(
+            format!(
                 "prog_test_run({}, data {} bytes{})",
                 self.describe(),
                 run.data.len(),
                 if ctx_in.is_empty() { String::new() } else { format!(", ctx {} bytes", ctx_in.len()) }
             ),
             source,
-        })?;
+        ))?;
         data_out.truncate(attr.data_size_out as usize);
         ctx_out.truncate(attr.ctx_size_out as usize);
         if self.prog_type == super::ProgType::Syscall {

@@ -40,6 +40,24 @@ kernel_enum! {
     }
 }
 
+impl ProgType {
+    /// The capabilities `BPF_PROG_LOAD` of this type needs (`bpf_prog_load()` in
+    /// `kernel/bpf/syscall.c`): `CAP_BPF` (while `kernel.unprivileged_bpf_disabled` is set, as
+    /// by default), plus `CAP_NET_ADMIN` for the types of `is_net_admin_prog_type()` and
+    /// `CAP_PERFMON` for those of `is_perfmon_prog_type()`. `CAP_SYS_ADMIN` stands in for each.
+    pub fn required_capabilities(self) -> &'static [crate::caps::Capability] {
+        use crate::caps::Capability::{Bpf, NetAdmin, Perfmon};
+        use ProgType::*;
+        match self {
+            Ext => &[Bpf, NetAdmin, Perfmon],
+            SchedCls | SchedAct | Xdp | LwtIn | LwtOut | LwtXmit | LwtSeg6local | SkSkb | SkMsg | LircMode2 | FlowDissector
+            | CgroupDevice | CgroupSock | CgroupSockAddr | CgroupSockopt | CgroupSysctl | SockOps | Netfilter => &[Bpf, NetAdmin],
+            Kprobe | Tracepoint | PerfEvent | RawTracepoint | RawTracepointWritable | Tracing | Lsm | StructOps => &[Bpf, Perfmon],
+            _ => &[Bpf],
+        }
+    }
+}
+
 kernel_enum! {
     /// `enum bpf_attach_type` as of Linux 6.18 (a program's expected attach type, and where
     /// links and PROG_ATTACH put it).

@@ -21,6 +21,8 @@ pub use os::*;
 pub use probe::*;
 
 use std::ffi::c_void;
+
+use crate::caps::{Capabilities, Capability, MissingCapabilities};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
@@ -112,13 +114,18 @@ impl Cmd {
 
 /// An errno from a syscall, with the operation and object it concerned. Displays as
 /// `map_create(hash "counts", key 4, value 8, max_entries 0): EINVAL (Invalid argument)`.
+/// An EPERM explained by a missing capability says so: `prog_load(xdp "p"): EPERM (Operation not
+/// permitted) — needs CAP_BPF and CAP_NET_ADMIN; this process has neither`.
 #[derive(Debug, thiserror::Error)]
-#[error("{op}: {}", describe_io_error(.source))]
+#[error("{op}: {}{}", describe_io_error(.source), .missing_capabilities.as_ref().map(|m| format!(" — {m}")).unwrap_or_default())]
 pub struct SysError {
     /// What was attempted, naming the object: `map_create(hash "counts", key 4, value 8)`.
     pub op: String,
     #[source]
     pub source: io::Error,
+    /// For an EPERM: the capabilities the operation needs that this process lacks (see
+    /// [`SysError::needing`]); `None` when it lacks none, or the error is not EPERM.
+    pub missing_capabilities: Option<MissingCapabilities>,
 }
 
 /// `EINVAL (Invalid argument)`: the errno's name, which is what kernel sources and logs use,
@@ -157,6 +164,23 @@ pub fn describe_io_error(e: &io::Error) -> String {
 }
 
 impl SysError {
+    /// `op` failed with `source`.
+    pub fn new(op: String, source: io::Error) -> SysError {
+        SysError { op, source, missing_capabilities: None }
+    }
+
+    /// The operation needs `needed` (each also satisfied by `CAP_SYS_ADMIN`): if the error is
+    /// EPERM and this process lacks some of them, the error names them. With all of them
+    /// present the EPERM has another cause, and the error does not blame capabilities.
+    pub fn needing(mut self, needed: &[Capability]) -> SysError {
+        if self.errno() == Some(libc::EPERM) {
+            if let Some(have) = Capabilities::current() {
+                self.missing_capabilities = MissingCapabilities::of(needed, have);
+            }
+        }
+        self
+    }
+
     pub fn errno(&self) -> Option<i32> {
         self.source.raw_os_error()
     }
