@@ -86,12 +86,19 @@ pub enum CliError {
     Link(bpfkit::attach::LinkError),
     /// A BPF object could not be read, relocated or loaded (the error names what in it).
     Object { file: String, source: Box<bpfkit::object::ObjectError> },
+    /// An argument is malformed (exit status 2, as clap's usage errors).
+    Usage(String),
+    /// The process could not set itself up (a signal handler, say).
+    Setup(String),
 }
 
 impl CliError {
     /// The process exit status for this error (2 is left to usage errors).
     pub fn exit_code(&self) -> u8 {
-        1
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
     }
 
     pub fn write(target: &OutputName, source: std::io::Error) -> Self {
@@ -184,6 +191,7 @@ impl fmt::Display for CliError {
             CliError::Btf(e) => write!(f, "{e}"),
             CliError::Link(e) => write!(f, "{e}"),
             CliError::Object { file, source } => write!(f, "{file}: {source}"),
+            CliError::Usage(what) | CliError::Setup(what) => f.write_str(what),
         }
     }
 }

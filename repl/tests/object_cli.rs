@@ -110,3 +110,134 @@ fn load_pins_programs_and_maps_that_then_run_in_the_kernel() {
     let msg = String::from_utf8_lossy(&bad.stderr);
     assert!(msg.contains("/etc/hostname"), "{msg}");
 }
+
+fn cli_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cli").join(name)
+}
+
+/// Every bpf_link bpftool lists, as (link id, program id) pairs.
+fn bpftool_links() -> Vec<(u32, u32)> {
+    let out = Command::new("bpftool").args(["-j", "link", "list"]).output().expect("bpftool runs (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "bpftool link list: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Each link object begins `{"id":N,"type":…,"prog_id":M`.
+    text.split("{\"id\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let id = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+            let prog = rest.split("\"prog_id\":").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+            Some((id, prog))
+        })
+        .collect()
+}
+
+/// `bpfkit load FILE.o --set … --attach`: the globals are written by their BTF types, the
+/// program attaches by its section, counts exactly this test's getpid calls (its tgid was set
+/// with --set), and after SIGINT nothing of it is attached (bpftool's link list).
+#[test]
+fn load_set_attach_counts_and_detaches_on_sigint() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    if !support::kernel_or_skip("load --set --attach") {
+        return;
+    }
+    if Command::new("bpftool").arg("version").output().is_err() {
+        support::skip("load --set --attach: bpftool is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    // The traced process: a bpfkit REPL waiting on its stdin, which makes exactly the getpid
+    // calls it is told to (`:trigger getpid N`); this test's own threads call getpid too.
+    let mut target = Command::new(BIN).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run bpfkit");
+    let me = target.id().to_string();
+    let file = cli_fixture("c01_target_tgid.o");
+    let mut child = Command::new(BIN)
+        .args(["load", file.to_str().unwrap(), "--set", &format!("target_tgid={me}"), "--set", "step=3", "--set", "tag=cli", "--attach"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bpfkit");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let (mut prog_id, mut counts_id, mut bss_id, mut link_id) = (None, None, None, None);
+    let id_after = |line: &str, word: &str| line.split(word).nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("prog count_target ") {
+            prog_id = id_after(&line, " id ");
+        } else if line.starts_with("map counts ") {
+            counts_id = id_after(&line, " id ");
+        } else if line.starts_with("map .bss ") {
+            bss_id = id_after(&line, " id ");
+        } else if line.starts_with("attached: count_target → ") {
+            link_id = id_after(&line, "(link id ");
+        }
+        let done = line.ends_with("Ctrl-C detaches");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let all = seen.join("\n");
+    let (Some(prog_id), Some(counts_id), Some(bss_id), Some(link_id)) = (prog_id, counts_id, bss_id, link_id) else {
+        let _ = child.kill();
+        panic!("bpfkit load --attach did not report its ids:\n{all}\n{:?}", child.wait_with_output());
+    };
+    assert!(all.contains("1 link(s); Ctrl-C detaches"), "{all}");
+    assert!(bpftool_links().contains(&(link_id, prog_id)), "bpftool lists the link while attached");
+
+    // Only the target's getpid calls count: 25 of them, each adding `step` (3) to `hits`.
+    {
+        use std::io::Write;
+        let mut stdin = target.stdin.take().unwrap();
+        stdin.write_all(b":trigger getpid 25\n").unwrap();
+    }
+    let t = target.wait_with_output().unwrap();
+    assert!(t.status.success(), "{}{}", String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&t.stderr));
+    let counts = Map::from_id(counts_id).unwrap();
+    let mine = counts.lookup(&me.parse::<u32>().unwrap().to_le_bytes()).unwrap().expect("an entry for the target's tgid");
+    assert_eq!(u64::from_le_bytes(mine[..8].try_into().unwrap()), 25, "{all}");
+    assert_eq!(counts.keys().count(), 1, "no other process counted");
+    let bss = Map::from_id(bss_id).unwrap().lookup(&0u32.to_le_bytes()).unwrap().unwrap();
+    assert_eq!(u64::from_le_bytes(bss[..8].try_into().unwrap()), 75, "hits += step (3) each time");
+
+    // SIGINT: the command detaches and exits 0; bpftool lists nothing of it any more.
+    // SAFETY (test code): a signal to our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(rest.iter().any(|l| l == "interrupted: 1 link(s) released"), "{rest:?}");
+    drop(counts);
+    let start = std::time::Instant::now();
+    while bpftool_links().iter().any(|&(l, p)| l == link_id || p == prog_id) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "link {link_id} still listed by bpftool 5 s after SIGINT");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A `--set` that names no variable, or whose value does not fit its type, is refused before
+/// anything is loaded, naming the variable and its declaration.
+#[test]
+fn load_set_refuses_bad_names_and_values() {
+    let file = cli_fixture("c01_target_tgid.o");
+    let path = file.to_str().unwrap();
+    let err = |args: &[&str]| {
+        let mut all = vec!["load", path];
+        all.extend_from_slice(args);
+        let out = bpfkit(&all);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = err(&["--set", "nope=1"]);
+    assert!(e.contains("global variable 'nope': no such global variable (the object has target_tgid, enabled, mode, step, tag, hits)"), "{e}");
+    let e = err(&["--set", "target_tgid=-1"]);
+    assert!(e.contains("global variable 'target_tgid': declared `volatile const __u32 target_tgid`; -1 does not fit (0..=4294967295)"), "{e}");
+    let e = err(&["--set", "mode=MODE_BOGUS"]);
+    assert!(e.contains("`MODE_BOGUS` is not one of MODE_COUNT, MODE_SKIP nor a number"), "{e}");
+    let e = err(&["--set", "tag=much_too_long"]);
+    assert!(e.contains("\"much_too_long\" is 13 bytes; char[8] holds at most 7 and the NUL"), "{e}");
+    let e = err(&["--set", "enabled=maybe"]);
+    assert!(e.contains("`maybe` is not a bool"), "{e}");
+    let e = err(&["--set", "step"]);
+    assert!(e.contains("--set step: expected NAME=VALUE"), "{e}");
+}

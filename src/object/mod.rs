@@ -47,6 +47,7 @@
 mod btf_fix;
 mod externs;
 mod global;
+mod global_text;
 mod link;
 mod load;
 pub mod maps;

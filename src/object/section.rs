@@ -292,3 +292,18 @@ mod tests {
         assert!(parse_section(".text").is_none());
     }
 }
+
+impl SectionSpec {
+    /// Whether the section name alone says where to attach (as libbpf's `bpf_program__attach`
+    /// can): tracepoints, raw tracepoints, BTF targets other than iterators, kprobes, and
+    /// uprobes naming a binary and a symbol. Others (XDP, tc, cgroups, sockets, iterators, a
+    /// bare `uprobe`) need a target from the caller.
+    pub fn attaches_by_section(&self) -> bool {
+        match &self.target {
+            AttachTarget::Tracepoint { .. } | AttachTarget::RawTracepoint { .. } | AttachTarget::Kprobe { .. } => true,
+            AttachTarget::Btf { .. } => self.expected_attach_type != Some(AttachType::TraceIter),
+            AttachTarget::Uprobe { binary, symbol, .. } => binary.is_some() && symbol.is_some(),
+            AttachTarget::None => false,
+        }
+    }
+}
