@@ -147,8 +147,19 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
     }
     // The traced process: a bpfkit REPL waiting on its stdin, which makes exactly the getpid
     // calls it is told to (`:trigger getpid N`); this test's own threads call getpid too.
+    // It has answered a first command before the program is loaded, so its start-up (which
+    // asks for its own pid once) is over.
     let mut target = Command::new(BIN).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run bpfkit");
     let me = target.id().to_string();
+    let mut target_in = target.stdin.take().unwrap();
+    let mut target_out = BufReader::new(target.stdout.take().unwrap());
+    {
+        use std::io::Write;
+        target_in.write_all(b":help quit\n").unwrap();
+        let mut first = String::new();
+        target_out.read_line(&mut first).unwrap();
+        assert_eq!(first, "> :help quit\n", "the target REPL echoes its first command");
+    }
     let file = cli_fixture("c01_target_tgid.o");
     let mut child = Command::new(BIN)
         .args(["load", file.to_str().unwrap(), "--set", &format!("target_tgid={me}"), "--set", "step=3", "--set", "tag=cli", "--attach"])
@@ -187,12 +198,14 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
 
     // Only the target's getpid calls count: 25 of them, each adding `step` (3) to `hits`.
     {
-        use std::io::Write;
-        let mut stdin = target.stdin.take().unwrap();
-        stdin.write_all(b":trigger getpid 25\n").unwrap();
+        use std::io::{Read, Write};
+        target_in.write_all(b":trigger getpid 25\n").unwrap();
+        drop(target_in);
+        let mut rest = String::new();
+        target_out.read_to_string(&mut rest).unwrap();
+        let t = target.wait_with_output().unwrap();
+        assert!(t.status.success(), "{rest}{}", String::from_utf8_lossy(&t.stderr));
     }
-    let t = target.wait_with_output().unwrap();
-    assert!(t.status.success(), "{}{}", String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&t.stderr));
     let counts = Map::from_id(counts_id).unwrap();
     let mine = counts.lookup(&me.parse::<u32>().unwrap().to_le_bytes()).unwrap().expect("an entry for the target's tgid");
     assert_eq!(u64::from_le_bytes(mine[..8].try_into().unwrap()), 25, "{all}");
