@@ -376,3 +376,60 @@ exit
     assert_eq!(after(&out, ":count hits 0"), ["hits[00 00 00 00] = 7"], "{out}");
     assert!(after(&out, ":maps").iter().any(|l| l.starts_with("usdt_specs: hash key 4")), "{out}");
 }
+
+/// `:open` of two clang-built objects: one whose `.rodata` target tgid is set to `$pid` (the
+/// REPL's own process) counts exactly the getpid calls `:trigger` makes, after `:attach` with
+/// no kind put it where its section says; the other's ring buffer is read with `:watch`, one
+/// record per call, in order. A bad `VAR=VALUE` is refused naming the variable.
+#[test]
+fn open_attaches_by_section_counts_and_watches() {
+    if !support::kernel_or_skip("open_attaches_by_section_counts_and_watches") {
+        return;
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/cli");
+    let (code, out, pid) = script_via(
+        &[],
+        &format!(
+            ":open tgt {dir}/c01_target_tgid.o target_tgid=$pid step=2
+:open ev {dir}/c02_ring_events.o target_tgid=$pid
+:attach tgt.count_target
+:attach ev.emit
+:trigger getpid 7
+:count tgt.counts 0
+:map dump tgt.bss
+:watch ev.events 1 as {{u32 tgid; u32 seq; char comm[16]}}
+:progs
+:open bad {dir}/c01_target_tgid.o nope=1
+:open bad {dir}/c01_target_tgid.o step=99999
+:attach tgt.count_target xdp lo
+"
+        ),
+    );
+    let opened = after(&out, &format!(":open tgt {dir}/c01_target_tgid.o target_tgid=$pid step=2"));
+    assert_eq!(opened[0], format!("object tgt: 1 program(s), 3 map(s) from {dir}/c01_target_tgid.o"), "{out}");
+    assert!(opened.contains(&"  program tgt.count_target: tracepoint (section tracepoint/syscalls/sys_enter_getpid); `:attach tgt.count_target` attaches it there"), "{out}");
+    assert!(opened.contains(&"  map tgt.counts: hash key 4 value 8 max 64") && opened.contains(&"  map tgt.rodata: array key 4 value 22 max 1"), "{out}");
+    assert_eq!(after(&out, ":attach tgt.count_target"), ["link 1: tgt.count_target → tracepoint syscalls/sys_enter_getpid ← tracepoint \"count_target\""]);
+    assert_eq!(after(&out, ":attach ev.emit"), ["link 2: ev.emit → tracepoint syscalls/sys_enter_getpid ← tracepoint \"emit\""]);
+    // Exactly the 7 calls, from this tgid only (set through .rodata before load).
+    let key: Vec<String> = pid.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(after(&out, ":count tgt.counts 0"), [format!("tgt.counts[{}] = 7", key.join(" "))], "{out}");
+    // `hits += step` with step = 2 from the command line.
+    assert_eq!(after(&out, ":map dump tgt.bss"), ["key: 00 00 00 00  value: 0e 00 00 00 00 00 00 00", "1 element"], "{out}");
+    let watched = after(&out, ":watch ev.events 1 as {u32 tgid; u32 seq; char comm[16]}");
+    let records: Vec<&&str> = watched.iter().filter(|l| l.starts_with("record ")).collect();
+    assert_eq!(records.len(), 7, "{out}");
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(**r, format!("record {}: {{ .tgid = {pid}, .seq = {i}, .comm = \"bpfkit\" }}", i + 1), "{out}");
+    }
+    assert!(after(&out, ":progs").contains(&"  tgt.count_target: from object tgt, loaded as tracepoint"), "{out}");
+    let bad = after(&out, &format!(":open bad {dir}/c01_target_tgid.o nope=1"));
+    assert_eq!(bad, [format!("error: {dir}/c01_target_tgid.o: global variable 'nope': no such global variable (the object has target_tgid, enabled, mode, step, tag, hits)")]);
+    let bad = after(&out, &format!(":open bad {dir}/c01_target_tgid.o step=99999"));
+    assert_eq!(bad, [format!("error: {dir}/c01_target_tgid.o: global variable 'step': declared `volatile const __s16 step`; 99999 does not fit (-32768..=32767)")]);
+    // An object's program still takes an explicit KIND; a tracepoint program on XDP is refused
+    // by the kernel, and the session goes on.
+    let xdp = after(&out, ":attach tgt.count_target xdp lo");
+    assert!(xdp[0].starts_with("error: "), "{out}");
+    assert_eq!(code, Some(1), "the refused lines make the script fail");
+}

@@ -42,7 +42,7 @@ pub enum Held {
 
 impl Held {
     /// The (first) link, for its kernel id.
-    fn link(&self) -> Option<&Link> {
+    pub fn link(&self) -> Option<&Link> {
         match self {
             Held::Link(l) => Some(l),
             Held::Probe(p) => Some(p),
@@ -51,10 +51,16 @@ impl Held {
     }
 }
 
-const USAGE: &str = "usage: :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | usdt BIN:PROVIDER:NAME [PID] | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
+const USAGE: &str = "usage: :attach NAME (a program of an :open object) | :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | usdt BIN:PROVIDER:NAME [PID] | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
 
 /// `:attach NAME KIND ARGS…`.
 pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    // A program of an object (`:open`) with no KIND: where its section says.
+    if let [name] = args {
+        let held = super::objects::attach_by_section(s, name)?;
+        let what = held.link().map(|l| l.describe().to_owned()).unwrap_or_default();
+        return push_link(s, name, what, held, None, out);
+    }
     let [name, kind, rest @ ..] = args else {
         return Err(USAGE.into());
     };
@@ -68,6 +74,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             usdt::SPEC_MAP_NAME
         );
         s.maps.push(SessionMap {
+            name: map.name().to_owned(),
             map,
             types: None,
             perf: None,
@@ -166,13 +173,18 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         _ => return Err(USAGE.into()),
     };
     let what = format!("{kind} {}", rest.join(" ")).trim_end().to_owned();
+    push_link(s, name, what, held, shown, out)
+}
+
+/// Number a new attachment, say so, and keep it in the session.
+fn push_link(s: &mut Session, name: &str, what: String, held: Held, shown: Option<Vec<u8>>, out: &mut dyn Write) -> Outcome {
     let number = s.next_link;
     s.next_link += 1;
     say!(out, "link {number}: {name} → {what}{}", kernel_id(s, held.link()));
     if let Some(bytes) = shown {
         show_iter_output(&bytes, out)?;
     }
-    s.links.push(SessionLink { number, prog: (*name).to_owned(), what, link: held });
+    s.links.push(SessionLink { number, prog: name.to_owned(), what, link: held });
     Ok(())
 }
 

@@ -17,6 +17,9 @@ use crate::commands::run::parse_map_decl;
 
 /// A map of the session, known by its name (the name programs use in `map[NAME]`).
 pub struct SessionMap {
+    /// The session's name for it: the kernel's name for maps made here, `OBJECT.MAP` for the
+    /// maps of an object opened with `:open` (whose kernel names are cut to 15 bytes).
+    pub name: String,
     pub map: Map,
     /// Key and value types, for maps created with them.
     pub types: Option<MapTypes>,
@@ -27,12 +30,18 @@ pub struct SessionMap {
 
 impl SessionMap {
     fn new(map: Map, types: Option<MapTypes>) -> Result<SessionMap, String> {
+        let name = map.name().to_owned();
+        SessionMap::named(name, map, types)
+    }
+
+    /// A map the session knows as `name`.
+    pub(super) fn named(name: String, map: Map, types: Option<MapTypes>) -> Result<SessionMap, String> {
         let perf = if map.map_type() == MapType::PerfEventArray {
-            Some(PerfBuffer::new(&map, PERF_PAGES).map_err(|e| format!("opening the perf buffer of map {}: {e}", map.name()))?)
+            Some(PerfBuffer::new(&map, PERF_PAGES).map_err(|e| format!("opening the perf buffer of map {name}: {e}"))?)
         } else {
             None
         };
-        Ok(SessionMap { map, types, perf })
+        Ok(SessionMap { name, map, types, perf })
     }
 }
 
@@ -108,13 +117,13 @@ pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
     if s.maps.is_empty() {
         say!(out, "no maps yet (`:map create NAME TYPE KEY VALUE MAX`)");
     }
-    for m in &s.maps {
-        let m = &m.map;
+    for entry in &s.maps {
+        let m = &entry.map;
         let id = match m.info() {
             Ok(info) if s.interactive => format!(" (id {})", info.id),
             _ => String::new(),
         };
-        say!(out, "{}: {} key {} value {} max {}{id}", m.name(), m.map_type(), m.key_size(), m.value_size(), m.max_entries());
+        say!(out, "{}: {} key {} value {} max {}{id}", entry.name, m.map_type(), m.key_size(), m.value_size(), m.max_entries());
     }
     Ok(())
 }
@@ -122,7 +131,7 @@ pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
 pub fn find<'s>(s: &'s Session, name: &str) -> Result<&'s Map, String> {
     s.maps
         .iter()
-        .find(|m| m.map.name() == name)
+        .find(|m| m.name == name)
         .map(|m| &m.map)
         .ok_or_else(|| format!("no map `{name}` in this session (`:maps` lists them; `:map create {name} TYPE KEY VALUE MAX` makes one)"))
 }
@@ -178,7 +187,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 }
                 return Ok(());
             }
-            let types = s.maps.iter().find(|m| m.map.name() == *name).and_then(|m| m.types.as_ref());
+            let types = s.maps.iter().find(|m| m.name == *name).and_then(|m| m.types.as_ref());
             match map.lookup(&key).map_err(|e| e.to_string())? {
                 Some(v) => match types {
                     Some(t) => say!(out, "{}", t.element(&key, &v)),
@@ -210,7 +219,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             Ok(())
         }
         ["dump", name] if find(s, name).is_ok() => {
-            let m = s.maps.iter().find(|m| m.map.name() == *name).ok_or("no such map")?;
+            let m = s.maps.iter().find(|m| m.name == *name).ok_or("no such map")?;
             if let (Some(types), false) = (&m.types, m.map.map_type().is_per_cpu()) {
                 return typed_dump(&m.map, types, out);
             }
@@ -244,7 +253,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             };
             let typed = if types.is_some() { ", typed by its BTF" } else { "" };
             say!(out, "map {name}: {} key {} value {} max {} (from {path}{typed})", map.map_type(), map.key_size(), map.value_size(), map.max_entries());
-            s.maps.push(SessionMap { map, types, perf: None });
+            s.maps.push(SessionMap { name: map.name().to_owned(), map, types, perf: None });
             Ok(())
         }
         [sub, ..] if matches!(*sub, "list" | "show" | "dump") => system::subcommand("map", args, out),

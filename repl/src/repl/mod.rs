@@ -13,6 +13,7 @@ mod complete;
 mod help;
 mod layout;
 mod maps;
+mod objects;
 mod packet;
 mod programs;
 mod render;
@@ -142,7 +143,7 @@ fn interactive_loop(interrupted: Arc<AtomicBool>) -> bool {
         }
         let _ = out.flush();
         if let Some(h) = rl.helper_mut() {
-            h.maps = session.maps.iter().map(|m| m.map.name().to_owned()).collect();
+            h.maps = session.maps.iter().map(|m| m.name.clone()).collect();
             h.progs = session.programs.iter().map(|p| p.name.clone()).collect();
         }
         if let Some(h) = &history {

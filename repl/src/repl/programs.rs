@@ -19,7 +19,8 @@ use crate::commands::run::{load_options_for, runs_once, takes_packet, test_run_h
 /// A program as loaded into the kernel.
 pub struct Loaded {
     pub prog: Program,
-    pub asm: Assembled,
+    /// The instructions as assembled here; `None` for a program of an object (`:open`).
+    pub asm: Option<Assembled>,
     pub prog_type: ProgType,
 }
 
@@ -38,7 +39,10 @@ pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
             Some(l) => format!("loaded as {}", l.prog_type),
             None => "not loaded".into(),
         };
-        say!(out, "{mark} {}: {} instructions, {state}", p.name, p.insn_count());
+        match &p.object {
+            Some(object) => say!(out, "{mark} {}: from object {object}, {state}", p.name),
+            None => say!(out, "{mark} {}: {} instructions, {state}", p.name, p.insn_count()),
+        }
     }
     Ok(())
 }
@@ -51,6 +55,9 @@ pub fn listing(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         _ => return Err("usage: :list [NAME]".into()),
     };
     let entry = s.program(&name)?;
+    if let Some(object) = &entry.object {
+        return Err(format!("program {name} comes from object {object}, not typed here: `:prog dump xlated ID` shows what the kernel holds (`:info {name}` gives the id)"));
+    }
     let asm = entry.assemble()?;
     say!(out, "program {name}: {} instructions, {} slots", asm.insns().len(), asm.slot_count());
     let labels = asm.labels_by_slot();
@@ -105,13 +112,16 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     };
     let prog_type = opts.prog_type;
     let entry = s.program(name)?;
+    if let Some(object) = &entry.object {
+        return Err(format!("program {name} was loaded from object {object} by `:open`; it is not typed here"));
+    }
     let asm = entry.assemble()?;
     if asm.insns().is_empty() {
         return Err(format!("program {name} has no instructions yet"));
     }
     let mut maps: Vec<&Map> = Vec::new();
     for (i, map) in asm.map_references() {
-        match s.maps.iter().find(|m| m.map.name() == map) {
+        match s.maps.iter().find(|m| m.name == map) {
             Some(m) => maps.push(&m.map),
             None => {
                 let loc = asm.locs().get(i).cloned().flatten();
@@ -136,7 +146,7 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             say!(out, "loaded {name} as {prog_type}{id}: {} instructions, {} slots", asm.insns().len(), asm.slot_count());
             s.last_log = None;
             s.enable_stats();
-            s.program_mut(name)?.loaded = Some(Loaded { prog, asm, prog_type });
+            s.program_mut(name)?.loaded = Some(Loaded { prog, asm: Some(asm), prog_type });
             Ok(())
         }
         Err(ProbeError::Load(LoadError::Verifier { prog, rejection })) => {
@@ -242,7 +252,12 @@ pub fn info(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let l = loaded(s, name)?;
     let i = l.prog.info().map_err(|e| e.to_string())?;
     say!(out, "{name}: id {} type {} tag {}", i.id, l.prog_type, i.tag_hex());
-    say!(out, "  instructions: {} typed, {} slots; xlated {} bytes, jited {} bytes, verified {} insns", l.asm.insns().len(), l.asm.slot_count(), i.xlated_len, i.jited_len, i.verified_insns);
+    let origin = match (&l.asm, &s.program(name)?.object) {
+        (Some(asm), _) => format!("{} typed, {} slots", asm.insns().len(), asm.slot_count()),
+        (None, Some(object)) => format!("from object {object}"),
+        (None, None) => "not typed here".to_owned(),
+    };
+    say!(out, "  instructions: {origin}; xlated {} bytes, jited {} bytes, verified {} insns", i.xlated_len, i.jited_len, i.verified_insns);
     say!(out, "  maps: {:?}", i.map_ids);
     let counting = match &s.stats {
         Ok(_) => "counted since the session's first load turned BPF_ENABLE_STATS on".to_owned(),

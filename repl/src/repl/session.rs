@@ -14,7 +14,7 @@ use bpfkit::insn::{parse_program_with, AssembleError, Assembled, Item, ParseOpti
 use super::attach::SessionLink;
 use super::maps::SessionMap;
 use super::programs::Loaded;
-use super::{attach, help, maps, programs, render, system, watch};
+use super::{attach, help, maps, objects, programs, render, system, watch};
 
 /// What a command returns: `Err` is the message printed after `error: `.
 pub type Outcome = Result<(), String>;
@@ -39,15 +39,18 @@ pub struct ProgEntry {
     pub lines: BTreeMap<u32, String>,
     /// The program as last loaded.
     pub loaded: Option<Loaded>,
+    /// The object (`:open NAME`) it came from: such a program is loaded, not typed.
+    pub object: Option<String>,
 }
 
 impl ProgEntry {
-    fn new(name: &str) -> Self {
+    pub fn new(name: &str) -> Self {
         ProgEntry {
             name: name.to_owned(),
             items: Vec::new(),
             lines: BTreeMap::new(),
             loaded: None,
+            object: None,
         }
     }
 
@@ -94,6 +97,10 @@ pub struct Session {
     pub programs: Vec<ProgEntry>,
     pub current: Option<usize>,
     pub maps: Vec<SessionMap>,
+    /// Objects opened with `:open`, by session name: their programs and maps are also in
+    /// `programs` and `maps` (as `NAME.PROG`, `NAME.MAP`, on duplicated fds); the object keeps
+    /// its BTF and attaches by section. Last, so they close after the links that use them.
+    pub objects: Vec<(String, bpfkit::object::LoadedObject)>,
     pub line_no: u32,
     block: Option<Block>,
     /// The verifier log of the last rejected load.
@@ -119,6 +126,7 @@ impl Session {
             programs: Vec::new(),
             current: None,
             maps: Vec::new(),
+            objects: Vec::new(),
             line_no: 0,
             block: None,
             last_log: None,
@@ -165,6 +173,9 @@ impl Session {
     /// Start program `name`, or make it current again.
     pub fn start_program(&mut self, name: &str, out: &mut dyn Write) -> Outcome {
         if let Some(i) = self.programs.iter().position(|p| p.name == name) {
+            if let Some(object) = &self.programs[i].object {
+                return Err(format!("program {name} was loaded from object {object} by `:open`; instructions cannot be added to it"));
+            }
             self.current = Some(i);
             say!(out, "program {name}: {} instructions so far; new ones are added", self.programs[i].insn_count());
             return Ok(());
@@ -238,6 +249,7 @@ impl Session {
             "run" => programs::run(self, args, out),
             "info" => programs::info(self, args, out),
             "map" => maps::command(self, args, out),
+            "open" => objects::open(self, args, out),
             "maps" if args == ["all"] => system::subcommand("map", &["list"], out),
             "maps" => maps::list_session(self, out),
             "attach" => attach::attach(self, args, out),

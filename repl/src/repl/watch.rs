@@ -60,7 +60,7 @@ pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             0
         }
         MapType::PerfEventArray => {
-            let m = s.maps.iter_mut().find(|m| m.map.name() == name).ok_or("no such map")?;
+            let m = s.maps.iter_mut().find(|m| m.name == name).ok_or("no such map")?;
             if m.perf.is_none() {
                 m.perf = Some(PerfBuffer::new(&m.map, PERF_PAGES).map_err(|e| e.to_string())?);
             }
