@@ -161,13 +161,15 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
         assert_eq!(first, "> :help quit\n", "the target REPL echoes its first command");
     }
     let file = cli_fixture("c01_target_tgid.o");
-    let mut child = Command::new(BIN)
-        .args(["load", file.to_str().unwrap(), "--set", &format!("target_tgid={me}"), "--set", "step=3", "--set", "tag=cli", "--attach"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bpfkit");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["load", file.to_str().unwrap(), "--set", &format!("target_tgid={me}"), "--set", "step=3", "--set", "tag=cli", "--attach"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run bpfkit"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     let (mut prog_id, mut counts_id, mut bss_id, mut link_id) = (None, None, None, None);
     let id_after = |line: &str, word: &str| line.split(word).nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok());
@@ -190,8 +192,7 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
     }
     let all = seen.join("\n");
     let (Some(prog_id), Some(counts_id), Some(bss_id), Some(link_id)) = (prog_id, counts_id, bss_id, link_id) else {
-        let _ = child.kill();
-        panic!("bpfkit load --attach did not report its ids:\n{all}\n{:?}", child.wait_with_output());
+        panic!("bpfkit load --attach did not report its ids:\n{all}");
     };
     assert!(all.contains("1 link(s); Ctrl-C detaches"), "{all}");
     assert!(bpftool_links().contains(&(link_id, prog_id)), "bpftool lists the link while attached");
@@ -215,10 +216,10 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
 
     // SIGINT: the command detaches and exits 0; bpftool lists nothing of it any more.
     // SAFETY (test code): a signal to our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}: {rest:?}");
     assert!(rest.iter().any(|l| l == "interrupted: 1 link(s) released"), "{rest:?}");
     drop(counts);
     let start = std::time::Instant::now();
@@ -253,4 +254,15 @@ fn load_set_refuses_bad_names_and_values() {
     assert!(e.contains("`maybe` is not a bool"), "{e}");
     let e = err(&["--set", "step"]);
     assert!(e.contains("--set step: expected NAME=VALUE"), "{e}");
+}
+
+/// A child process killed (and reaped) when the test ends, also when it fails: a leftover
+/// `bpfkit load --attach` would keep its links attached.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
