@@ -71,7 +71,7 @@ fn instructions_remember_their_source_line() {
     let asm = p.assemble().unwrap();
     let loc = asm.loc_of_slot(1).expect("location recorded");
     assert_eq!(loc.line, line + 1);
-    assert!(loc.origin.ends_with("bpf_asm_macro.rs"), "{}", loc.origin);
+    assert!(loc.origin().ends_with("bpf_asm_macro.rs"), "{}", loc.origin());
     assert_eq!(loc.column, 9);
 }
 

@@ -75,7 +75,7 @@ fn verifier_rejection_names_the_macro_source_line() {
     assert_eq!(rejection.slot, Some(2), "{}", rejection.log);
     let loc = rejection.loc.as_ref().expect("source location");
     assert_eq!(loc.line, line);
-    assert!(loc.origin.ends_with("kernel_prog.rs"));
+    assert!(loc.origin().ends_with("kernel_prog.rs"));
     let msg = err.to_string();
     assert!(msg.contains("stack"), "{msg}");
     assert!(msg.contains(&format!("kernel_prog.rs:{line}:")), "{msg}");

@@ -18,4 +18,4 @@ pub use codec::{decode_bytes, decode_slots, encode, encode_bytes, DecodeError, E
 pub use format::{disassemble, format_insn, DisasmOptions, Syntax};
 pub use grammar::{parse_program, parse_program_with, Dialect, ParseError, ParseOptions};
 pub use model::*;
-pub use program::{AssembleError, Assembled, Item, Program, SourceLoc};
+pub use program::{AssembleError, Assembled, Item, Program, SourceLoc, SourceText};

@@ -10,21 +10,85 @@ use super::codec::{encode_into, EncodeError, RawInsn};
 use super::model::*;
 
 /// Where an instruction came from: a `bpf_asm!` invocation, a REPL line, or a file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Every location of one parse shares one [`SourceText`] (the origin's name and the whole
+/// text), and points at its statement by byte range: no allocation per statement, and one
+/// reference count per location (assembly copies every location once).
+#[derive(Clone)]
 pub struct SourceLoc {
-    /// A file path, `<repl>`, `<stdin>`, …
-    pub origin: Arc<str>,
+    source: Arc<SourceText>,
     /// 1-based line.
     pub line: u32,
     /// 1-based column.
     pub column: u32,
+    /// The statement's byte range in `source.text`.
+    start: u32,
+    end: u32,
+}
+
+/// The text a parse read, and what to call it.
+#[derive(Debug)]
+pub struct SourceText {
+    /// A file path, `<repl>`, `<stdin>`, …
+    pub origin: Arc<str>,
+    pub text: Box<str>,
+}
+
+impl SourceText {
+    pub fn new(origin: Arc<str>, text: impl Into<Box<str>>) -> Arc<SourceText> {
+        Arc::new(SourceText { origin, text: text.into() })
+    }
+}
+
+impl SourceLoc {
+    /// A location in `source`: `line` and `column`, the statement being `source.text[range]`
+    /// (clamped to the text).
+    pub fn new(source: Arc<SourceText>, line: u32, column: u32, range: std::ops::Range<usize>) -> SourceLoc {
+        let len = source.text.len();
+        let end = range.end.min(len);
+        let start = range.start.min(end);
+        SourceLoc { source, line, column, start: start as u32, end: end as u32 }
+    }
+
+    /// A location whose statement is `text`, in a source of its own.
+    pub fn single(origin: Arc<str>, line: u32, column: u32, text: &str) -> SourceLoc {
+        SourceLoc::new(SourceText::new(origin, text), line, column, 0..text.len())
+    }
+
+    /// A file path, `<repl>`, `<stdin>`, …
+    pub fn origin(&self) -> &str {
+        &self.source.origin
+    }
+
     /// The statement as written (trimmed): what BTF line info and the REPL show for it.
-    pub text: Arc<str>,
+    pub fn text(&self) -> &str {
+        self.source.text.get(self.start as usize..self.end as usize).unwrap_or("")
+    }
+}
+
+impl PartialEq for SourceLoc {
+    fn eq(&self, other: &Self) -> bool {
+        (self.line, self.column, self.origin(), self.text()) == (other.line, other.column, other.origin(), other.text())
+    }
+}
+
+impl Eq for SourceLoc {}
+
+impl std::hash::Hash for SourceLoc {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (self.line, self.column, self.origin(), self.text()).hash(h);
+    }
+}
+
+impl fmt::Debug for SourceLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceLoc").field("origin", &self.origin()).field("line", &self.line).field("column", &self.column).field("text", &self.text()).finish()
+    }
 }
 
 impl fmt::Display for SourceLoc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.origin, self.line, self.column)
+        write!(f, "{}:{}:{}", self.origin(), self.line, self.column)
     }
 }
 
@@ -101,8 +165,15 @@ impl Program {
     /// The uBPF / bpf_conformance convention: a jump to `exit` where no label of that name
     /// exists targets the program's first `exit` instruction. Defines that label.
     pub(crate) fn define_exit_label_if_used(&mut self) {
-        let defined = self.items.iter().any(|i| matches!(i, Item::Label { name, .. } if name == "exit"));
-        let used = self.insns().any(|i| matches!(i.target(), Some(Target::Label(l)) if l == "exit"));
+        // One pass over the items (this runs on every parse).
+        let (mut defined, mut used) = (false, false);
+        for item in &self.items {
+            match item {
+                Item::Label { name, .. } if name == "exit" => defined = true,
+                Item::Insn { insn, .. } => used |= matches!(insn.target(), Some(Target::Label(l)) if l == "exit"),
+                Item::Label { .. } => {}
+            }
+        }
         if defined || !used {
             return;
         }
@@ -155,7 +226,7 @@ impl Program {
             }
         }
         let mut insns = Vec::with_capacity(n_insns);
-        let mut locs = Vec::with_capacity(n_insns);
+        let mut locs = Locs::with_capacity(n_insns);
         let mut slot_of = Vec::with_capacity(n_insns);
         let mut slot = 0usize;
         for item in &self.items {
@@ -180,18 +251,77 @@ impl Program {
             slot_of.push(slot);
             slot += insn.slots();
             insns.push(insn);
-            locs.push(loc.clone());
+            locs.push(loc.as_ref());
         }
         let labels = labels.into_iter().map(|(k, (s, _))| (k.to_owned(), s)).collect();
         Ok(Assembled { insns, locs, slot_of, slots: slot, labels })
     }
 }
 
+/// Where each instruction of an [`Assembled`] came from, packed: the distinct source texts
+/// once, and per instruction an index into them with line, column and statement range. An
+/// assembled program then holds one reference count per source text rather than one per
+/// instruction (each an atomic operation when made and when dropped: a tenth of the time of
+/// text assembly, docs/PERFORMANCE.md).
+#[derive(Clone, Debug, Default)]
+struct Locs {
+    sources: Vec<Arc<SourceText>>,
+    packed: Vec<Option<PackedLoc>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PackedLoc {
+    source: u32,
+    line: u32,
+    column: u32,
+    start: u32,
+    end: u32,
+}
+
+impl Locs {
+    fn with_capacity(n: usize) -> Locs {
+        Locs { sources: Vec::new(), packed: Vec::with_capacity(n) }
+    }
+
+    fn push(&mut self, loc: Option<&SourceLoc>) {
+        let packed = loc.map(|l| {
+            // Instructions of one parse share one source: compare with the last one first.
+            let source = match self.sources.iter().rposition(|s| Arc::ptr_eq(s, &l.source)) {
+                Some(i) => i,
+                None => {
+                    self.sources.push(l.source.clone());
+                    self.sources.len() - 1
+                }
+            };
+            PackedLoc { source: source as u32, line: l.line, column: l.column, start: l.start, end: l.end }
+        });
+        self.packed.push(packed);
+    }
+
+    fn get(&self, i: usize) -> Option<SourceLoc> {
+        let p = (*self.packed.get(i)?)?;
+        let source = self.sources.get(p.source as usize)?.clone();
+        Some(SourceLoc { source, line: p.line, column: p.column, start: p.start, end: p.end })
+    }
+
+    fn none(n: usize) -> Locs {
+        Locs { sources: Vec::new(), packed: vec![None; n] }
+    }
+}
+
+impl PartialEq for Locs {
+    fn eq(&self, other: &Self) -> bool {
+        self.packed.len() == other.packed.len() && (0..self.packed.len()).all(|i| self.get(i) == other.get(i))
+    }
+}
+
+impl Eq for Locs {}
+
 /// An assembled program: labels resolved, slots numbered. Map references by name remain until load.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assembled {
     insns: Vec<Insn>,
-    locs: Vec<Option<SourceLoc>>,
+    locs: Locs,
     slot_of: Vec<usize>,
     slots: usize,
     labels: HashMap<String, usize>,
@@ -206,7 +336,7 @@ impl Assembled {
             slot_of.push(slot);
             slot += i.slots();
         }
-        let locs = vec![None; insns.len()];
+        let locs = Locs::none(insns.len());
         Assembled { insns, locs, slot_of, slots: slot, labels: HashMap::new() }
     }
 
@@ -239,12 +369,24 @@ impl Assembled {
     }
 
     /// Where the instruction at `slot` was written, if known.
-    pub fn loc_of_slot(&self, slot: usize) -> Option<&SourceLoc> {
-        self.insn_at_slot(slot).and_then(|i| self.locs[i].as_ref())
+    pub fn loc_of_slot(&self, slot: usize) -> Option<SourceLoc> {
+        self.insn_at_slot(slot).and_then(|i| self.loc(i))
     }
 
-    pub fn locs(&self) -> &[Option<SourceLoc>] {
-        &self.locs
+    /// Where instruction `i` was written, if known.
+    pub fn loc(&self, i: usize) -> Option<SourceLoc> {
+        self.locs.get(i)
+    }
+
+    /// Every instruction's location, in order.
+    pub fn locs(&self) -> impl Iterator<Item = Option<SourceLoc>> + '_ {
+        (0..self.insns.len()).map(|i| self.locs.get(i))
+    }
+
+    /// Whether any instruction has a location (programs parsed from text do; decoded bytes
+    /// and builder-made instructions do not).
+    pub fn has_locs(&self) -> bool {
+        self.locs.packed.iter().any(Option::is_some)
     }
 
     /// The slot a label points at.
@@ -300,5 +442,31 @@ impl From<Vec<Insn>> for Program {
 impl FromIterator<Item> for Program {
     fn from_iter<T: IntoIterator<Item = Item>>(iter: T) -> Self {
         Program { items: iter.into_iter().collect() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::insn::{parse_program_with, ParseOptions};
+
+    /// Assembly packs the locations (one reference per source text); every instruction's
+    /// location comes back equal to the one the parse gave it, across two sources.
+    #[test]
+    fn locations_survive_assembly_across_sources() {
+        let mut a = parse_program_with("mov r0, 0\n  jeq r1, 2, out\n", &ParseOptions::new().origin("a.s")).unwrap();
+        let b = parse_program_with("# spliced\nout: exit\n", &ParseOptions::new().origin("b.s").first_line(10)).unwrap();
+        a.extend(b);
+        let want: Vec<_> = a.items().iter().filter_map(|i| match i {
+            super::Item::Insn { loc, .. } => Some(loc.clone()),
+            super::Item::Label { .. } => None,
+        }).collect();
+        let asm = a.assemble().unwrap();
+        assert_eq!(asm.locs().collect::<Vec<_>>(), want);
+        assert_eq!(asm.locs.sources.len(), 2, "one entry per source text");
+        let last = asm.loc_of_slot(2).unwrap();
+        assert_eq!((last.origin(), last.line, last.column, last.text()), ("b.s", 11, 6, "out: exit"));
+        let second = asm.loc(1).unwrap();
+        assert_eq!((second.to_string().as_str(), second.text()), ("a.s:2:3", "jeq r1, 2, out"));
+        assert!(asm.has_locs() && !super::Assembled::from_insns(asm.insns().to_vec()).has_locs());
     }
 }

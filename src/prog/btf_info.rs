@@ -100,13 +100,13 @@ pub(crate) fn add_program(b: &mut BtfBuilder, prog_name: &str, asm: &Assembled, 
     }
     let mut lines = Vec::new();
     let empty = b.add_string("")?;
-    for (i, loc) in asm.locs().iter().enumerate() {
+    for (i, loc) in asm.locs().enumerate() {
         let Some(slot) = asm.slot_of(i) else { continue };
         let rec = match loc {
             Some(loc) => LineInfoRecord {
                 insn_off: slot as u32,
-                file_name_off: b.add_string(&loc.origin)?,
-                line_off: b.add_string(&loc.text)?,
+                file_name_off: b.add_string(loc.origin())?,
+                line_off: b.add_string(loc.text())?,
                 line_col: (loc.line << 10) | loc.column.min(0x3ff),
             },
             // Every function start needs a line record, known or not.

@@ -181,7 +181,7 @@ impl Program {
         for (i, insn) in asm.insns().iter().enumerate() {
             if let Some(resolved) = kfunc::resolve(insn) {
                 let insn = resolved.map_err(|(name, source)| {
-                    let at = asm.locs().get(i).and_then(Option::as_ref).map(|l| format!(" ({l})")).unwrap_or_default();
+                    let at = asm.loc(i).map(|l| format!(" ({l})")).unwrap_or_default();
                     LoadError::Kfunc { prog: opts.name.clone(), name, at, source: Box::new(source) }
                 })?;
                 encode_into(&insn, &mut slots).map_err(|source| LoadError::Encode { prog: opts.name.clone(), source })?;
@@ -222,7 +222,7 @@ impl Program {
         // quotes the source. The BTF must stay loaded until PROG_LOAD returns (the kernel takes
         // its own reference).
         let (starts, func_info_required) = btf_info::function_starts(&slots);
-        let has_locs = asm.locs().iter().any(Option::is_some);
+        let has_locs = asm.has_locs();
         let prog_btf = if func_info_required || has_locs {
             match btf_info::build(&opts.name, asm, &starts) {
                 Ok(b) => Some(b),

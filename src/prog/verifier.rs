@@ -58,7 +58,7 @@ pub fn explain(log: &str, asm: &Assembled, errno: io::Error) -> VerifierRejectio
         let (n, _) = l.split_once(": (")?;
         n.trim().parse::<usize>().ok()
     });
-    let loc = slot.and_then(|s| asm.loc_of_slot(s).cloned());
+    let loc = slot.and_then(|s| asm.loc_of_slot(s));
     let insn_text = slot.and_then(|s| asm.insn_at_slot(s)).map(|i| format_insn(&asm.insns()[i], Syntax::Llvm));
     VerifierRejection { reason, slot, loc, insn_text, log: log.to_string(), errno }
 }

@@ -96,7 +96,7 @@ pub fn assemble(text: &str, origin: &str, dialect: Dialect) -> Result<Vec<u8>, C
     for (insn, loc) in assembled.insns().iter().zip(assembled.locs()) {
         let slots = encode(insn).map_err(|source| CliError::Encode {
             snippet: loc.as_ref().and_then(|l| snippet(text, l)),
-            loc: loc.clone(),
+            loc,
             source,
         })?;
         bytes.extend(slots.iter().flat_map(|s| s.to_bytes()));

@@ -238,7 +238,7 @@ fn check_maps_declared(
 ) -> Result<(), CliError> {
     for (i, name) in asm.map_references() {
         if !maps.iter().any(|m| m.name == name) {
-            let loc = asm.locs().get(i).cloned().flatten();
+            let loc = asm.loc(i);
             return Err(CliError::UndeclaredMap {
                 name: name.to_owned(),
                 snippet: loc.as_ref().and_then(|l| snippet(text, l)),

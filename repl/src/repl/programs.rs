@@ -66,7 +66,7 @@ pub fn listing(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         for (_, label) in labels.iter().filter(|(s, _)| *s == slot) {
             say!(out, "{label}:");
         }
-        let line = asm.locs().get(i).cloned().flatten().map(|l| l.line);
+        let line = asm.loc(i).map(|l| l.line);
         let typed = line.and_then(|l| entry.lines.get(&l)).map(String::as_str).unwrap_or("");
         let text = render::insn_lines(slot, insn);
         let mut rows = text.lines();
@@ -124,7 +124,7 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         match s.maps.iter().find(|m| m.name == map) {
             Some(m) => maps.push(&m.map),
             None => {
-                let loc = asm.locs().get(i).cloned().flatten();
+                let loc = asm.loc(i);
                 let at = loc.as_ref().map(|l| render::snippet(&entry.lines, l)).unwrap_or_default();
                 return Err(format!(
                     "map `{map}` is not in the session: create it first (`:map create {map} hash 4 8 16`){at}"

@@ -21,7 +21,7 @@ pub use lexer::{helper_id, helper_name};
 use lexer::{Cursor, StmtError};
 
 use super::model::{Insn, MapRef};
-use super::program::{Item, Program, SourceLoc};
+use super::program::{Item, Program, SourceLoc, SourceText};
 
 /// Which dialect(s) a parse accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -288,6 +288,9 @@ pub fn parse_program(text: &str) -> Result<Program, ParseError> {
 /// Parse program text with options.
 pub fn parse_program_with(text: &str, opts: &ParseOptions) -> Result<Program, ParseError> {
     let mut prog = Program::new();
+    // One copy of the text for every location to share; statements are ranges of it.
+    let source = SourceText::new(opts.origin.clone(), text);
+    let base = text.as_ptr() as usize;
     for (i, raw_line) in Lines(text).enumerate() {
         let line_no = opts.first_line + i as u32;
         let stmt = strip_comment(raw_line, true);
@@ -301,15 +304,16 @@ pub fn parse_program_with(text: &str, opts: &ParseOptions) -> Result<Program, Pa
             message: e.message,
             source_line: raw_line.to_owned(),
         })?;
-        push_statement(&mut prog, parsed, &opts.origin, line_no, stmt.trim(), |b| column_of(raw_line, b));
+        let trimmed = stmt.trim();
+        let start = trimmed.as_ptr() as usize - base;
+        push_statement(&mut prog, parsed, &source, line_no, start..start + trimmed.len(), |b| column_of(raw_line, b));
     }
     prog.define_exit_label_if_used();
     Ok(prog)
 }
 
-fn push_statement(prog: &mut Program, s: Statement, origin: &Arc<str>, line: u32, text: &str, col: impl Fn(usize) -> u32) {
-    let text: Arc<str> = Arc::from(text);
-    let loc = |b: usize| Some(SourceLoc { origin: origin.clone(), line, column: col(b), text: text.clone() });
+fn push_statement(prog: &mut Program, s: Statement, source: &Arc<SourceText>, line: u32, range: std::ops::Range<usize>, col: impl Fn(usize) -> u32) {
+    let loc = |b: usize| Some(SourceLoc::new(source.clone(), line, col(b), range.clone()));
     for (name, at) in s.labels {
         prog.push_item(Item::Label { name, loc: loc(at) });
     }
@@ -354,7 +358,17 @@ pub fn parse_macro_spliced(file: &'static str, stmts: &[MacroStatement], holes: 
     let origin: Arc<str> = Arc::from(file);
     let holes = Holes::Values(holes);
     let mut prog = Program::new();
+    // The statements' texts, one per line, shared by every location.
+    let mut all = String::new();
+    let mut ranges = Vec::with_capacity(stmts.len());
     for st in stmts {
+        let trimmed = st.text.trim();
+        ranges.push(all.len()..all.len() + trimmed.len());
+        all.push_str(trimmed);
+        all.push('\n');
+    }
+    let source = SourceText::new(origin.clone(), all);
+    for (st, range) in stmts.iter().zip(ranges) {
         if let Some(i) = splice_hole(st.text).and_then(|n| splices.iter().position(|(h, _)| *h == n)) {
             prog.extend(std::mem::take(&mut splices[i].1));
             continue;
@@ -366,7 +380,7 @@ pub fn parse_macro_spliced(file: &'static str, stmts: &[MacroStatement], holes: 
             message: e.message,
             source_line: st.text.to_owned(),
         })?;
-        push_statement(&mut prog, parsed, &origin, st.line, st.text.trim(), |b| st.column + column_of(st.text, b) - 1);
+        push_statement(&mut prog, parsed, &source, st.line, range, |b| st.column + column_of(st.text, b) - 1);
     }
     prog.define_exit_label_if_used();
     Ok(prog)
@@ -382,3 +396,4 @@ impl fmt::Display for HoleKind {
         })
     }
 }
+
