@@ -9,6 +9,19 @@
 use std::fmt;
 use std::fmt::Write;
 
+/// Bytes as lowercase hex pairs joined by `sep` (`"01 00 00 00"` with `" "`): how keys, values
+/// and records are shown by `bpfkit map dump` and the REPL.
+pub fn spaced(bytes: &[u8], sep: &str) -> String {
+    let mut out = String::with_capacity(bytes.len() * (2 + sep.len()));
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// Format bytes as hex text, one 8-byte slot per line (a short final slot is printed as is).
 pub fn format_slots(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 3);

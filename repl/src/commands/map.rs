@@ -44,12 +44,6 @@ pub enum MapCommand {
     },
 }
 
-/// Bytes as lowercase hex pairs joined by `sep`.
-pub fn hex_bytes(bytes: &[u8], sep: &str) -> String {
-    let pairs: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    pairs.join(sep)
-}
-
 /// Why user space cannot list the elements of `map`, if it cannot.
 fn undumpable(map: &Map) -> Option<&'static str> {
     Some(match map.map_type() {
@@ -85,7 +79,7 @@ pub fn dump(map: &Map) -> Result<String, CliError> {
     if matches!(map_type, MapType::Queue | MapType::Stack) {
         let head = map.peek().map_err(CliError::Map)?;
         if let Some(value) = &head {
-            let _ = writeln!(out, "value: {}", hex_bytes(value, " "));
+            let _ = writeln!(out, "value: {}", crate::hex::spaced(value, " "));
         }
         let _ = writeln!(
             out,
@@ -98,7 +92,7 @@ pub fn dump(map: &Map) -> Result<String, CliError> {
     let mut count = 0usize;
     for key in map.keys() {
         let key = key.map_err(CliError::Map)?;
-        let key_hex = hex_bytes(&key, " ");
+        let key_hex = crate::hex::spaced(&key, " ");
         // An element deleted between the key walk and the lookup is left out.
         if map_type.is_per_cpu() {
             let Some(values) = map.lookup_percpu(&key).map_err(CliError::Map)? else {
@@ -106,13 +100,13 @@ pub fn dump(map: &Map) -> Result<String, CliError> {
             };
             let _ = writeln!(out, "key: {key_hex}");
             for (cpu, value) in values.iter().enumerate() {
-                let _ = writeln!(out, "  value (cpu {cpu}): {}", hex_bytes(value, " "));
+                let _ = writeln!(out, "  value (cpu {cpu}): {}", crate::hex::spaced(value, " "));
             }
         } else {
             let Some(value) = map.lookup(&key).map_err(CliError::Map)? else {
                 continue;
             };
-            let _ = writeln!(out, "key: {key_hex}  value: {}", hex_bytes(&value, " "));
+            let _ = writeln!(out, "key: {key_hex}  value: {}", crate::hex::spaced(&value, " "));
         }
         count += 1;
     }

@@ -13,7 +13,7 @@ use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgFlags, ProgType, Program, TestRun};
 
 use super::asm::{parse_and_assemble, SourceSyntax};
-use super::map::{dump, hex_bytes};
+use super::map::dump;
 use crate::error::{snippet, CliError};
 use crate::hex;
 use crate::io::{write_output, Source};
@@ -316,9 +316,9 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<(), CliError> {
         result.retval, result.duration_ns
     );
     if args.show_data {
-        out.push_str(&format!("data_out={}\n", hex_bytes(&result.data_out, "")));
+        out.push_str(&format!("data_out={}\n", crate::hex::spaced(&result.data_out, "")));
         if !result.ctx_out.is_empty() {
-            out.push_str(&format!("ctx_out={}\n", hex_bytes(&result.ctx_out, "")));
+            out.push_str(&format!("ctx_out={}\n", crate::hex::spaced(&result.ctx_out, "")));
         }
     }
     if args.dump_maps {

@@ -8,48 +8,18 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bpfkit::attach::iter::{self, IterScope};
-use bpfkit::attach::kprobe::{KprobeTarget, ProbeLink};
+use bpfkit::attach::kprobe::KprobeTarget;
 use bpfkit::attach::uprobe::UprobeTarget;
-use bpfkit::attach::usdt::{self, UsdtLink, UsdtTarget};
+use bpfkit::attach::usdt::{self, UsdtTarget};
 use bpfkit::attach::{ifindex, AttachPath, Link, PerfEventTarget, TcDirection, XdpMode};
 use bpfkit::sys::{PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK, PERF_COUNT_SW_PAGE_FAULTS, PERF_COUNT_SW_TASK_CLOCK};
 use bpfkit::prog::AttachType;
 
-use super::maps::{find, SessionMap};
 use super::render::number;
-use super::session::{say, Outcome, Session};
-use crate::commands::map::hex_bytes;
-
-/// An attachment of the session.
-pub struct SessionLink {
-    /// The session's number for it (`:detach N`).
-    pub number: usize,
-    pub prog: String,
-    pub what: String,
-    pub link: Held,
-}
-
-/// The owners of an attachment bpfkit hands out.
-pub enum Held {
-    Link(Link),
-    Probe(ProbeLink),
-    /// A uprobe per location of the USDT probe (and its argument specs).
-    Usdt(UsdtLink),
-}
-
-impl Held {
-    /// The (first) link, for its kernel id.
-    pub fn link(&self) -> Option<&Link> {
-        match self {
-            Held::Link(l) => Some(l),
-            Held::Probe(p) => Some(p),
-            Held::Usdt(u) => u.links().first().map(|p| &**p),
-        }
-    }
-}
+use super::session::{say, seconds, Held, Outcome, Session, SessionLink, SessionMap};
 
 const USAGE: &str = "usage: :attach NAME (a program of an :open object) | :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | usdt BIN:PROVIDER:NAME [PID] | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
 
@@ -66,7 +36,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     };
     // USDT argument specs go into the session map `usdt_specs`, made at the first USDT attach
     // (a program reading arguments binds it by that name).
-    if *kind == "usdt" && find(s, usdt::SPEC_MAP_NAME).is_err() {
+    if *kind == "usdt" && s.map(usdt::SPEC_MAP_NAME).is_err() {
         let map = usdt::spec_map(USDT_SPECS).map_err(|e| e.to_string())?;
         say!(
             out,
@@ -130,7 +100,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 );
             }
             Held::Usdt(
-                prog.attach_usdt(&t, find(s, usdt::SPEC_MAP_NAME)?)
+                prog.attach_usdt(&t, s.map(usdt::SPEC_MAP_NAME)?)
                     .map_err(|e| err(&e))?,
             )
         }
@@ -142,7 +112,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             Held::Link(prog.attach_perf_event(&target).map_err(|e| err(&e))?)
         }
         ("iter", scope @ ([] | [_])) => {
-            let map = scope.first().map(|m| find(s, m)).transpose()?;
+            let map = scope.first().map(|m| s.map(m)).transpose()?;
             let scope = match map {
                 Some(m) => IterScope::Map(m.as_fd()),
                 None => IterScope::All,
@@ -211,7 +181,7 @@ fn show_iter_output(bytes: &[u8], out: &mut dyn Write) -> Outcome {
         }
         _ => {
             for (i, row) in bytes.chunks(16).enumerate() {
-                say!(out, "{:>6x}: {}", i * 16, hex_bytes(row, " "));
+                say!(out, "{:>6x}: {}", i * 16, crate::hex::spaced(row, " "));
             }
         }
     }
@@ -233,7 +203,7 @@ fn kernel_id(s: &Session, link: Option<&Link>) -> String {
 const USDT_SPECS: u32 = 256;
 
 /// `:links`.
-pub fn list(s: &Session, out: &mut dyn Write) -> Outcome {
+pub fn links(s: &mut Session, _: &[&str], out: &mut dyn Write) -> Outcome {
     if s.links.is_empty() {
         say!(out, "no links");
     }
@@ -255,33 +225,13 @@ pub fn detach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     Ok(())
 }
 
-pub(super) fn seconds(arg: &str) -> Result<Duration, String> {
-    arg.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("`{arg}` is not a number of seconds"))
-}
-
-/// Sleep `d` in small steps; false if Ctrl-C cut it short.
-fn wait(s: &Session, d: Duration) -> bool {
-    let end = Instant::now() + d;
-    while Instant::now() < end {
-        if s.was_interrupted() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(Instant::now())));
-    }
-    !s.was_interrupted()
-}
-
 /// `:count MAP SECS`: every element's value as a number after waiting.
 pub fn count(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let [name, secs] = args else {
         return Err("usage: :count MAP SECS".into());
     };
-    let map = find(s, name)?;
-    if !wait(s, seconds(secs)?) {
+    let map = s.map(name)?;
+    if !s.wait(seconds(secs)?) {
         say!(out, "interrupted: counts so far");
     }
     let mut n = 0;
@@ -295,7 +245,7 @@ pub fn count(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             map.lookup(&key).map_err(|e| e.to_string())?.and_then(|v| number(&v))
         };
         match total {
-            Some(t) => say!(out, "{name}[{}] = {t}", hex_bytes(&key, " ")),
+            Some(t) => say!(out, "{name}[{}] = {t}", crate::hex::spaced(&key, " ")),
             None => return Err(format!("map {name}: values of {} bytes are not counters (4 or 8 bytes)", map.value_size())),
         }
         n += 1;

@@ -10,7 +10,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
-use super::help::COMMANDS;
+use super::table::COMMANDS;
 
 /// Instruction words of both dialects.
 const MNEMONICS: &[&str] = &[

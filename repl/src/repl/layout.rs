@@ -4,8 +4,7 @@
 
 use bpfkit::core_btf::{Btf, BtfBuilder, Kind, Member, TypeId};
 
-use super::maps::add_type;
-use crate::commands::map::hex_bytes;
+use bpfkit::core_btf::IntEncoding;
 
 /// A type to read records as: the BTF that describes it and its id there.
 pub struct Layout {
@@ -31,9 +30,9 @@ impl Layout {
     /// One record: `{ .pid = 12, … }`, or why it cannot be read as the layout, with its bytes.
     pub fn format(&self, rec: &[u8]) -> String {
         if (rec.len() as u64) < self.size {
-            return format!("{} bytes, shorter than the layout's {}: {}", rec.len(), self.size, hex_bytes(rec, " "));
+            return format!("{} bytes, shorter than the layout's {}: {}", rec.len(), self.size, crate::hex::spaced(rec, " "));
         }
-        self.btf.format_value(self.id, rec).unwrap_or_else(|e| format!("({e}) {}", hex_bytes(rec, " ")))
+        self.btf.format_value(self.id, rec).unwrap_or_else(|e| format!("({e}) {}", crate::hex::spaced(rec, " ")))
     }
 }
 
@@ -96,6 +95,42 @@ fn vmlinux(name: &str) -> Result<(Btf, TypeId), String> {
         .find_map(|k| btf.find_by_name_kind(bare, *k))
         .ok_or_else(|| format!("layout `{name}`: no such type in the kernel's BTF (`:btf {bare}` looks; or declare one: `{{u32 pid; u64 ts}}`)"))?;
     Ok((btf, id))
+}
+
+/// A key or value type: `u8`…`u64`, `s8`…`s64`, `char`, each optionally an array (`char[16]`).
+pub fn add_type(b: &mut BtfBuilder, spec: &str) -> Result<(TypeId, u32), String> {
+    let (base, len) = match spec.split_once('[') {
+        Some((base, rest)) => {
+            let n = rest
+                .strip_suffix(']')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{spec}`: an array is TYPE[N] with N > 0"))?;
+            (base, Some(n))
+        }
+        None => (spec, None),
+    };
+    let (size, enc) = match base {
+        "u8" => (1, IntEncoding::Unsigned),
+        "u16" => (2, IntEncoding::Unsigned),
+        "u32" => (4, IntEncoding::Unsigned),
+        "u64" => (8, IntEncoding::Unsigned),
+        "s8" => (1, IntEncoding::Signed),
+        "s16" => (2, IntEncoding::Signed),
+        "s32" => (4, IntEncoding::Signed),
+        "s64" => (8, IntEncoding::Signed),
+        "char" => (1, IntEncoding::Char),
+        _ => return Err(format!("`{spec}`: a size in bytes, or a type: u8 u16 u32 u64 s8 s16 s32 s64 char, TYPE[N]")),
+    };
+    let e = |e: bpfkit::core_btf::BtfError| e.to_string();
+    let int = b.add_int(base, size, enc, size * 8).map_err(e)?;
+    match len {
+        None => Ok((int, size)),
+        Some(n) => {
+            let index = b.add_int("__ARRAY_SIZE_TYPE__", 4, IntEncoding::Unsigned, 32).map_err(e)?;
+            Ok((b.add_array(int, index, n).map_err(e)?, size * n))
+        }
+    }
 }
 
 #[cfg(test)]

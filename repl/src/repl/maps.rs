@@ -5,105 +5,20 @@
 
 use std::io::Write;
 
-use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, TypeId};
-use bpfkit::events::PerfBuffer;
-use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
+use bpfkit::core_btf::{Btf, BtfBuilder, TypeId};
+use bpfkit::maps::{Map, MapSpec, UpdateFlags};
 
 use super::render::{parse_bytes, value_text};
-use super::session::{say, Outcome, Session};
+use super::session::{say, MapTypes, Outcome, Session, SessionMap};
 use super::system;
-use crate::commands::map::{dump, hex_bytes};
+use crate::commands::map::dump;
 use crate::commands::run::parse_map_decl;
-
-/// A map of the session, known by its name (the name programs use in `map[NAME]`).
-pub struct SessionMap {
-    /// The session's name for it: the kernel's name for maps made here, `OBJECT.MAP` for the
-    /// maps of an object opened with `:open` (whose kernel names are cut to 15 bytes).
-    pub name: String,
-    pub map: Map,
-    /// Key and value types, for maps created with them.
-    pub types: Option<MapTypes>,
-    /// A perf event array's per-CPU rings, opened when the map is created (so records wait
-    /// for `:watch` as a ring buffer's do) or at its first `:watch`.
-    pub perf: Option<PerfBuffer>,
-}
-
-impl SessionMap {
-    fn new(map: Map, types: Option<MapTypes>) -> Result<SessionMap, String> {
-        let name = map.name().to_owned();
-        SessionMap::named(name, map, types)
-    }
-
-    /// A map the session knows as `name`.
-    pub(super) fn named(name: String, map: Map, types: Option<MapTypes>) -> Result<SessionMap, String> {
-        let perf = if map.map_type() == MapType::PerfEventArray {
-            Some(PerfBuffer::new(&map, PERF_PAGES).map_err(|e| format!("opening the perf buffer of map {name}: {e}"))?)
-        } else {
-            None
-        };
-        Ok(SessionMap { name, map, types, perf })
-    }
-}
-
-/// Data pages per CPU of a perf event array's rings.
-pub const PERF_PAGES: usize = 8;
-
-/// The BTF a map was created with, to print its elements as typed values.
-pub struct MapTypes {
-    pub btf: Btf,
-    pub key: TypeId,
-    pub value: TypeId,
-}
-
-impl MapTypes {
-    fn element(&self, key: &[u8], value: &[u8]) -> String {
-        let k = self.btf.format_value(self.key, key).unwrap_or_else(|_| hex_bytes(key, " "));
-        let v = self.btf.format_value(self.value, value).unwrap_or_else(|_| hex_bytes(value, " "));
-        format!("{k}: {v}")
-    }
-}
-
-/// A key or value type: `u8`…`u64`, `s8`…`s64`, `char`, each optionally an array (`char[16]`).
-pub(super) fn add_type(b: &mut BtfBuilder, spec: &str) -> Result<(TypeId, u32), String> {
-    let (base, len) = match spec.split_once('[') {
-        Some((base, rest)) => {
-            let n = rest
-                .strip_suffix(']')
-                .and_then(|n| n.parse::<u32>().ok())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("`{spec}`: an array is TYPE[N] with N > 0"))?;
-            (base, Some(n))
-        }
-        None => (spec, None),
-    };
-    let (size, enc) = match base {
-        "u8" => (1, IntEncoding::Unsigned),
-        "u16" => (2, IntEncoding::Unsigned),
-        "u32" => (4, IntEncoding::Unsigned),
-        "u64" => (8, IntEncoding::Unsigned),
-        "s8" => (1, IntEncoding::Signed),
-        "s16" => (2, IntEncoding::Signed),
-        "s32" => (4, IntEncoding::Signed),
-        "s64" => (8, IntEncoding::Signed),
-        "char" => (1, IntEncoding::Char),
-        _ => return Err(format!("`{spec}`: a size in bytes, or a type: u8 u16 u32 u64 s8 s16 s32 s64 char, TYPE[N]")),
-    };
-    let e = |e: bpfkit::core_btf::BtfError| e.to_string();
-    let int = b.add_int(base, size, enc, size * 8).map_err(e)?;
-    match len {
-        None => Ok((int, size)),
-        Some(n) => {
-            let index = b.add_int("__ARRAY_SIZE_TYPE__", 4, IntEncoding::Unsigned, 32).map_err(e)?;
-            Ok((b.add_array(int, index, n).map_err(e)?, size * n))
-        }
-    }
-}
 
 /// `create NAME TYPE KEY VALUE MAX` where KEY and VALUE are types: the map gets their BTF.
 fn create_typed(name: &str, t: &str, key: &str, value: &str, max: &str) -> Result<SessionMap, String> {
     let mut b = BtfBuilder::new();
-    let (key_id, key_size) = add_type(&mut b, key)?;
-    let (value_id, value_size) = add_type(&mut b, value)?;
+    let (key_id, key_size) = super::layout::add_type(&mut b, key)?;
+    let (value_id, value_size) = super::layout::add_type(&mut b, value)?;
     let spec = parse_map_decl(&format!("{name}:{t}:{key_size}:{value_size}:{max}"))?;
     let loaded = b.load().map_err(|e| format!("loading the key and value types: {e}"))?;
     let btf = Btf::from_bytes(b.encode()).map_err(|e| e.to_string())?;
@@ -112,8 +27,17 @@ fn create_typed(name: &str, t: &str, key: &str, value: &str, max: &str) -> Resul
     SessionMap::new(map, Some(MapTypes { btf, key: key_id, value: value_id }))
 }
 
+/// `:maps [all]`.
+pub fn maps(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    match args {
+        ["all"] => system::subcommand("map", &["list"], out),
+        [] => list_session(s, out),
+        _ => Err("usage: :maps [all]".into()),
+    }
+}
+
 /// `:maps`.
-pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
+fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
     if s.maps.is_empty() {
         say!(out, "no maps yet (`:map create NAME TYPE KEY VALUE MAX`)");
     }
@@ -126,14 +50,6 @@ pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
         say!(out, "{}: {} key {} value {} max {}{id}", entry.name, m.map_type(), m.key_size(), m.value_size(), m.max_entries());
     }
     Ok(())
-}
-
-pub fn find<'s>(s: &'s Session, name: &str) -> Result<&'s Map, String> {
-    s.maps
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| &m.map)
-        .ok_or_else(|| format!("no map `{name}` in this session (`:maps` lists them; `:map create {name} TYPE KEY VALUE MAX` makes one)"))
 }
 
 fn check_len(bytes: &[u8], want: u32, what: &str, map: &Map) -> Outcome {
@@ -151,7 +67,7 @@ fn check_len(bytes: &[u8], want: u32, what: &str, map: &Map) -> Outcome {
 pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     match args {
         ["create", name, t, key, value, max] => {
-            if find(s, name).is_ok() {
+            if s.map(name).is_ok() {
                 return Err(format!("map `{name}` already exists in this session"));
             }
             let sized = key.parse::<u32>().is_ok() && value.parse::<u32>().is_ok();
@@ -177,7 +93,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             Ok(())
         }
         ["get", name, key] => {
-            let map = find(s, name)?;
+            let map = s.map(name)?;
             let key = parse_bytes(key, "key")?;
             check_len(&key, map.key_size(), "key", map)?;
             if map.map_type().is_per_cpu() {
@@ -193,22 +109,22 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                     Some(t) => say!(out, "{}", t.element(&key, &v)),
                     None => say!(out, "{}", value_text(&v)),
                 },
-                None => return Err(format!("map {name} has no element with key {}", hex_bytes(&key, " "))),
+                None => return Err(format!("map {name} has no element with key {}", crate::hex::spaced(&key, " "))),
             }
             Ok(())
         }
         ["set", name, key, value] => {
-            let map = find(s, name)?;
+            let map = s.map(name)?;
             let (key, value) = (parse_bytes(key, "key")?, parse_bytes(value, "value")?);
             check_len(&key, map.key_size(), "key", map)?;
             check_len(&value, map.value_size(), "value", map)?;
             map.update(&key, &value, UpdateFlags::Any).map_err(|e| e.to_string())?;
             // The value is not echoed: it may hold `$pid`, and scripts' transcripts stay the same.
-            say!(out, "{name}[{}] updated", hex_bytes(&key, " "));
+            say!(out, "{name}[{}] updated", crate::hex::spaced(&key, " "));
             Ok(())
         }
         ["del", name, key] => {
-            let map = find(s, name)?;
+            let map = s.map(name)?;
             let key = parse_bytes(key, "key")?;
             check_len(&key, map.key_size(), "key", map)?;
             if map.delete(&key).map_err(|e| e.to_string())? {
@@ -218,7 +134,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             }
             Ok(())
         }
-        ["dump", name] if find(s, name).is_ok() => {
+        ["dump", name] if s.map(name).is_ok() => {
             let m = s.maps.iter().find(|m| m.name == *name).ok_or("no such map")?;
             if let (Some(types), false) = (&m.types, m.map.map_type().is_per_cpu()) {
                 return typed_dump(&m.map, types, out);
@@ -227,12 +143,12 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             write!(out, "{text}").map_err(|e| e.to_string())
         }
         ["pin", name, path] => {
-            find(s, name)?.pin(path).map_err(|e| e.to_string())?;
+            s.map(name)?.pin(path).map_err(|e| e.to_string())?;
             say!(out, "map {name} pinned at {path}");
             Ok(())
         }
         ["open", name, path] => {
-            if find(s, name).is_ok() {
+            if s.map(name).is_ok() {
                 return Err(format!("map `{name}` already exists in this session"));
             }
             let map = Map::from_pin(path).map_err(|e| e.to_string())?;

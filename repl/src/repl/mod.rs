@@ -3,14 +3,15 @@
 //! terminal, or `--script FILE`: no prompt, each line echoed as `> LINE` before its output,
 //! exit status 1 if any line failed).
 //!
-//! What a line does is [`session::Session::execute`]'s business; the commands are grouped
-//! by what they act on: `programs`, `maps`, `attach`, `watch` (with `layout`), `system`. `help` is the command
-//! table, `complete` the completion, `render` how things are shown, `packet` the packet
-//! builder of `:run`.
+//! What a line does is [`table::execute`]'s business: `table` is the command table (name,
+//! usage, example, handler), `session` the state the handlers borrow and the typing of
+//! instructions. The handlers are grouped by what they act on: `programs`, `maps`, `objects`,
+//! `attach`, `watch` (with `layout`), `system`. `complete` is the completion, `render` how
+//! things are shown, `packet` the packet builder of `:run`. Modules depend downwards only:
+//! `table` → handlers → `session` → `render`; no cycle.
 
 mod attach;
 mod complete;
-mod help;
 mod layout;
 mod maps;
 mod objects;
@@ -19,6 +20,7 @@ mod programs;
 mod render;
 mod session;
 mod system;
+mod table;
 mod watch;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -75,7 +77,7 @@ fn script_loop(input: impl BufRead, interrupted: Arc<AtomicBool>) -> bool {
             }
         };
         let _ = writeln!(out, "{}", format!("> {line}").trim_end());
-        if let Err(e) = session.execute(&line, &mut out) {
+        if let Err(e) = table::execute(&mut session, &line, &mut out) {
             let _ = writeln!(out, "error: {e}");
             ok = false;
         }
@@ -90,7 +92,7 @@ fn script_loop(input: impl BufRead, interrupted: Arc<AtomicBool>) -> bool {
         }
     }
     // A block still open at the end is assembled as if a blank line followed.
-    if let Err(e) = session.execute("", &mut out) {
+    if let Err(e) = table::execute(&mut session, "", &mut out) {
         let _ = writeln!(out, "error: {e}");
         ok = false;
     }
@@ -137,7 +139,7 @@ fn interactive_loop(interrupted: Arc<AtomicBool>) -> bool {
         };
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        if let Err(e) = session.execute(&line, &mut out) {
+        if let Err(e) = table::execute(&mut session, &line, &mut out) {
             let _ = writeln!(out, "error: {e}");
             ok = false;
         }
@@ -156,4 +158,54 @@ fn interactive_loop(interrupted: Arc<AtomicBool>) -> bool {
         println!("detached {links} link{}", if links == 1 { "" } else { "s" });
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// The REPL's modules depend downwards only (`table` → handlers → `session` → `render`):
+    /// every `super::NAME` a module names is read from the sources, and the graph has no cycle.
+    #[test]
+    fn modules_import_each_other_without_a_cycle() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/repl");
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(str::to_owned))
+            .filter(|n| n != "mod")
+            .collect();
+        for name in &names {
+            let text = std::fs::read_to_string(format!("{dir}/{name}.rs")).unwrap();
+            let uses = graph.entry(name.clone()).or_default();
+            for (i, _) in text.match_indices("super::") {
+                let rest = &text[i + "super::".len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    let inner = &group[..group.find('}').unwrap_or(0)];
+                    uses.extend(inner.split(',').map(|w| w.trim().split("::").next().unwrap_or("").to_owned()));
+                } else {
+                    uses.insert(rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("").to_owned());
+                }
+            }
+            uses.retain(|u| names.contains(u) && u != name);
+        }
+        // Depth-first search for a back edge.
+        fn visit(n: &str, g: &BTreeMap<String, BTreeSet<String>>, path: &mut Vec<String>, done: &mut BTreeSet<String>) {
+            if done.contains(n) {
+                return;
+            }
+            assert!(!path.iter().any(|p| p == n), "import cycle: {} → {n}", path.join(" → "));
+            path.push(n.to_owned());
+            for m in &g[n] {
+                visit(m, g, path, done);
+            }
+            path.pop();
+            done.insert(n.to_owned());
+        }
+        let mut done = BTreeSet::new();
+        for n in graph.keys() {
+            visit(n, &graph, &mut Vec::new(), &mut done);
+        }
+        assert!(graph["session"].iter().all(|m| m == "render"), "session knows no command: {:?}", graph["session"]);
+    }
 }

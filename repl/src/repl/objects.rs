@@ -12,10 +12,7 @@ use bpfkit::maps::Map;
 use bpfkit::object::{LoadedProgram, Object, ObjectLink};
 use bpfkit::prog::Program;
 
-use super::attach::Held;
-use super::maps::{MapTypes, SessionMap};
-use super::programs::Loaded;
-use super::session::{say, Outcome, ProgEntry, Session};
+use super::session::{say, Held, Loaded, MapTypes, Outcome, ProgEntry, Session, SessionMap};
 
 const USAGE: &str = "usage: :open NAME FILE.o [VAR=VALUE …] (e.g. :open tgt prog.o target_tgid=$pid)";
 

@@ -6,26 +6,43 @@ use std::io::Write;
 use bpfkit::attach::fentry::{BtfTarget, TracingHook};
 use bpfkit::attach::iter;
 use bpfkit::attach::kprobe::ProbeError;
-use bpfkit::insn::Assembled;
 use bpfkit::maps::Map;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgType, Program, TestRun};
 
-use super::session::{say, Outcome, Session};
-use super::{packet, render};
-use crate::commands::map::hex_bytes;
+use super::session::{say, Loaded, Outcome, Session};
+use super::{packet, render, system};
 use crate::commands::run::{load_options_for, runs_once, takes_packet, test_run_hint, DEFAULT_PACKET_LEN};
 
-/// A program as loaded into the kernel.
-pub struct Loaded {
-    pub prog: Program,
-    /// The instructions as assembled here; `None` for a program of an object (`:open`).
-    pub asm: Option<Assembled>,
-    pub prog_type: ProgType,
+/// `:prog NAME` starts (or switches to) a session program; `:prog list|show|dump …` is
+/// `bpfkit prog …`.
+pub fn prog(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    match args {
+        [sub, ..] if matches!(*sub, "list" | "show" | "dump") => system::subcommand("prog", args, out),
+        [name] => s.start_program(name, out),
+        _ => Err("usage: :prog NAME (or :prog list|show|dump …)".into()),
+    }
+}
+
+/// `:progs [all]`.
+pub fn progs(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
+    match args {
+        ["all"] => system::subcommand("prog", &["list"], out),
+        [] => list_session(s, out),
+        _ => Err("usage: :progs [all]".into()),
+    }
+}
+
+/// `:log`: the verifier log of the last rejected load.
+pub fn log(s: &mut Session, _: &[&str], out: &mut dyn Write) -> Outcome {
+    match &s.last_log {
+        Some(log) => writeln!(out, "{}", log.trim_end()).map_err(|e| e.to_string()),
+        None => Err("no verifier log: the last load was not rejected (or nothing was loaded)".into()),
+    }
 }
 
 /// `:progs`.
-pub fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
+fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
     if s.programs.is_empty() {
         say!(out, "no programs yet (`:prog NAME` starts one, or just type an instruction)");
     }
@@ -239,7 +256,7 @@ pub fn run(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     }
     // What the kernel handed back: the context as the program (and the kernel) left it.
     if !r.ctx_out.is_empty() {
-        say!(out, "ctx_out={}", hex_bytes(&r.ctx_out, " "));
+        say!(out, "ctx_out={}", crate::hex::spaced(&r.ctx_out, " "));
     }
     Ok(())
 }

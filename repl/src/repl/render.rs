@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 
 use bpfkit::insn::{encode, format_insn, Imm64, Insn, MapRef, SourceLoc, Syntax};
 
-use crate::commands::map::hex_bytes;
 
 /// `insn` at `slot`: `   0: b7 00 00 00 00 00 00 00  r0 = 0x0`, one line per slot.
 ///
@@ -29,7 +28,7 @@ pub fn insn_lines(slot: usize, insn: &Insn) -> String {
     match encode(&shown) {
         Ok(slots) => {
             for (k, raw) in slots.iter().enumerate() {
-                let bytes = hex_bytes(&raw.to_bytes(), " ");
+                let bytes = crate::hex::spaced(&raw.to_bytes(), " ");
                 if k == 0 {
                     let _ = writeln!(out, "{:>4}: {bytes}  {text}", slot + k);
                 } else {
@@ -103,7 +102,7 @@ pub fn parse_bytes(arg: &str, what: &str) -> Result<Vec<u8>, String> {
 
 /// Bytes as hex, with the number they hold when they are 4 or 8 bytes long.
 pub fn value_text(bytes: &[u8]) -> String {
-    let hex = hex_bytes(bytes, " ");
+    let hex = crate::hex::spaced(bytes, " ");
     match number(bytes) {
         Some(n) if bytes.len() == 4 => format!("{hex}  (u32 {n})"),
         Some(n) => format!("{hex}  (u64 {n})"),

@@ -1,7 +1,7 @@
-//! A REPL session's state (programs as typed, maps, loaded programs, links) and the entry
-//! point for one input line: instructions are assembled into the current program, blocks
-//! are collected, and `:commands` are dispatched to `programs`, `maps`, `attach` and
-//! `system`.
+//! A REPL session's state — programs as typed and loaded, maps, objects, links — and the
+//! typing of instructions: each line is assembled into the current program, and blocks (a
+//! label, or a jump to a label not yet defined) are collected until they end. The session
+//! knows nothing of the `:commands`: their handlers (in `table`'s modules) borrow it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,10 +11,15 @@ use std::sync::Arc;
 
 use bpfkit::insn::{parse_program_with, AssembleError, Assembled, Item, ParseOptions, Program};
 
-use super::attach::SessionLink;
-use super::maps::SessionMap;
-use super::programs::Loaded;
-use super::{attach, help, maps, objects, programs, render, system, watch};
+use bpfkit::attach::kprobe::ProbeLink;
+use bpfkit::attach::usdt::UsdtLink;
+use bpfkit::attach::Link;
+use bpfkit::core_btf::{Btf, TypeId};
+use bpfkit::events::PerfBuffer;
+use bpfkit::maps::{Map, MapType};
+use bpfkit::prog::{Program as LoadedProgram, ProgType};
+use std::time::{Duration, Instant};
+use super::render;
 
 /// What a command returns: `Err` is the message printed after `error: `.
 pub type Outcome = Result<(), String>;
@@ -89,6 +94,101 @@ struct Block {
     first_line: u32,
 }
 
+// ---- what a session holds besides its typed programs ----
+
+/// A program as loaded into the kernel.
+pub struct Loaded {
+    pub prog: LoadedProgram,
+    /// The instructions as assembled here; `None` for a program of an object (`:open`).
+    pub asm: Option<Assembled>,
+    pub prog_type: ProgType,
+}
+
+/// A map of the session, known by its name (the name programs use in `map[NAME]`).
+pub struct SessionMap {
+    /// The session's name for it: the kernel's name for maps made here, `OBJECT.MAP` for the
+    /// maps of an object opened with `:open` (whose kernel names are cut to 15 bytes).
+    pub name: String,
+    pub map: Map,
+    /// Key and value types, for maps created with them.
+    pub types: Option<MapTypes>,
+    /// A perf event array's per-CPU rings, opened when the map is created (so records wait
+    /// for `:watch` as a ring buffer's do) or at its first `:watch`.
+    pub perf: Option<PerfBuffer>,
+}
+
+impl SessionMap {
+    pub fn new(map: Map, types: Option<MapTypes>) -> Result<SessionMap, String> {
+        let name = map.name().to_owned();
+        SessionMap::named(name, map, types)
+    }
+
+    /// A map the session knows as `name`.
+    pub fn named(name: String, map: Map, types: Option<MapTypes>) -> Result<SessionMap, String> {
+        let perf = if map.map_type() == MapType::PerfEventArray {
+            Some(PerfBuffer::new(&map, PERF_PAGES).map_err(|e| format!("opening the perf buffer of map {name}: {e}"))?)
+        } else {
+            None
+        };
+        Ok(SessionMap { name, map, types, perf })
+    }
+}
+
+/// Data pages per CPU of a perf event array's rings.
+pub const PERF_PAGES: usize = 8;
+
+/// The BTF a map was created with, to print its elements as typed values.
+pub struct MapTypes {
+    pub btf: Btf,
+    pub key: TypeId,
+    pub value: TypeId,
+}
+
+impl MapTypes {
+    pub fn element(&self, key: &[u8], value: &[u8]) -> String {
+        let k = self.btf.format_value(self.key, key).unwrap_or_else(|_| crate::hex::spaced(key, " "));
+        let v = self.btf.format_value(self.value, value).unwrap_or_else(|_| crate::hex::spaced(value, " "));
+        format!("{k}: {v}")
+    }
+}
+
+/// An attachment of the session.
+pub struct SessionLink {
+    /// The session's number for it (`:detach N`).
+    pub number: usize,
+    pub prog: String,
+    pub what: String,
+    pub link: Held,
+}
+
+/// The owners of an attachment bpfkit hands out.
+pub enum Held {
+    Link(Link),
+    Probe(ProbeLink),
+    /// A uprobe per location of the USDT probe (and its argument specs).
+    Usdt(UsdtLink),
+}
+
+impl Held {
+    /// The (first) link, for its kernel id.
+    pub fn link(&self) -> Option<&Link> {
+        match self {
+            Held::Link(l) => Some(l),
+            Held::Probe(p) => Some(p),
+            Held::Usdt(u) => u.links().first().map(|p| &**p),
+        }
+    }
+}
+
+/// A number of seconds typed as a command argument (`1`, `0.5`).
+pub fn seconds(arg: &str) -> Result<Duration, String> {
+    arg.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("`{arg}` is not a number of seconds"))
+}
+
 /// Everything a session holds; dropping it detaches every link and closes every fd.
 pub struct Session {
     // Links first: they must go before the programs they hold.
@@ -159,6 +259,27 @@ impl Session {
         self.interrupted.load(Ordering::SeqCst)
     }
 
+    /// Session map `name`.
+    pub fn map(&self, name: &str) -> Result<&Map, String> {
+        self.maps
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| &m.map)
+            .ok_or_else(|| format!("no map `{name}` in this session (`:maps` lists them; `:map create {name} TYPE KEY VALUE MAX` makes one)"))
+    }
+
+    /// Sleep `d` in small steps; false if Ctrl-C cut it short.
+    pub fn wait(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if self.was_interrupted() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(Instant::now())));
+        }
+        !self.was_interrupted()
+    }
+
     pub fn program(&self, name: &str) -> Result<&ProgEntry, String> {
         self.programs.iter().find(|p| p.name == name).ok_or_else(|| {
             format!("no program `{name}` in this session (`:progs` lists them; `:prog {name}` starts one)")
@@ -189,94 +310,20 @@ impl Session {
         Ok(())
     }
 
-    /// Handle one input line.
-    pub fn execute(&mut self, line: &str, out: &mut dyn Write) -> Outcome {
+    /// The start of a new input line: count it (for source locations) and forget an earlier
+    /// Ctrl-C.
+    pub fn begin_line(&mut self) {
         self.line_no += 1;
         self.interrupted.store(false, Ordering::SeqCst);
-        let text = line.trim();
-        if text.is_empty() {
-            return self.end_block(out);
-        }
-        if let Some(cmd) = text.strip_prefix(':') {
-            let words: Vec<String> = cmd
-                .split_whitespace()
-                .map(|w| w.replace("$pid", &self.pid))
-                .collect();
-            let words: Vec<&str> = words.iter().map(String::as_str).collect();
-            if words.first() == Some(&"end") {
-                if self.block.is_none() {
-                    return Err("no block to end".into());
-                }
-                return self.end_block(out);
-            }
-            // Any other command ends a block first.
-            self.end_block(out)?;
-            return self.command(&words, out);
-        }
-        self.instruction(line.trim_end(), out)
     }
 
-    /// Dispatch a `:command`: through the help table, so a command without help cannot be
-    /// dispatched (and the test below finds any entry of the table that is not).
-    fn command(&mut self, words: &[&str], out: &mut dyn Write) -> Outcome {
-        let Some((&typed, args)) = words.split_first() else {
-            return Err("a command follows `:` (`:help` lists them)".into());
-        };
-        let Some(entry) = help::find(typed) else {
-            return Err(format!("unknown command `:{typed}` (`:help` lists the commands)"));
-        };
-        match entry.name {
-            "help" => match args.first() {
-                None => write!(out, "{}", help::overview()).map_err(|e| e.to_string()),
-                Some(c) => match help::find(c) {
-                    Some(c) => write!(out, "{}", help::detail(c)).map_err(|e| e.to_string()),
-                    None => Err(format!("no command `:{}` (`:help` lists them)", c.trim_start_matches(':'))),
-                },
-            },
-            "prog" => match args {
-                [sub, ..] if matches!(*sub, "list" | "show" | "dump") => system::subcommand("prog", args, out),
-                [name] => self.start_program(name, out),
-                _ => Err("usage: :prog NAME (or :prog list|show|dump …)".into()),
-            },
-            "progs" if args == ["all"] => system::subcommand("prog", &["list"], out),
-            "progs" => programs::list_session(self, out),
-            "list" => programs::listing(self, args, out),
-            "load" => programs::load(self, args, out),
-            "log" => match &self.last_log {
-                Some(log) => writeln!(out, "{}", log.trim_end()).map_err(|e| e.to_string()),
-                None => Err("no verifier log: the last load was not rejected (or nothing was loaded)".into()),
-            },
-            "run" => programs::run(self, args, out),
-            "info" => programs::info(self, args, out),
-            "map" => maps::command(self, args, out),
-            "open" => objects::open(self, args, out),
-            "maps" if args == ["all"] => system::subcommand("map", &["list"], out),
-            "maps" => maps::list_session(self, out),
-            "attach" => attach::attach(self, args, out),
-            "links" => attach::list(self, out),
-            "detach" => attach::detach(self, args, out),
-            "watch" => watch::watch(self, args, out),
-            "count" => attach::count(self, args, out),
-            "trigger" => attach::trigger(self, args, out),
-            "features" => system::subcommand("features", args, out),
-            "btf" if args.is_empty() => Err("usage: :btf TYPE… (e.g. :btf task_struct)".into()),
-            "btf" => {
-                let mut full = vec!["dump"];
-                full.extend_from_slice(args);
-                system::subcommand("btf", &full, out)
-            }
-            "link" => system::subcommand("link", args, out),
-            "helper" => system::helper(args, out),
-            "quit" => {
-                self.quit = true;
-                Ok(())
-            }
-            other => Err(format!("`:{other}` is in the help table but not dispatched")),
-        }
+    /// `$pid` in a command's words: this process's id.
+    pub fn expand(&self, word: &str) -> String {
+        word.replace("$pid", &self.pid)
     }
 
     /// An instruction line (or a label, or a comment) for the current program.
-    fn instruction(&mut self, text: &str, out: &mut dyn Write) -> Outcome {
+    pub fn instruction(&mut self, text: &str, out: &mut dyn Write) -> Outcome {
         let opts = ParseOptions::new().origin(ORIGIN).first_line(self.line_no);
         let parsed = parse_program_with(text, &opts).map_err(|e| e.render())?;
         if parsed.items().is_empty() {
@@ -323,7 +370,7 @@ impl Session {
     }
 
     /// Assemble and show a finished block; a block that does not assemble is dropped.
-    fn end_block(&mut self, out: &mut dyn Write) -> Outcome {
+    pub fn end_block(&mut self, out: &mut dyn Write) -> Outcome {
         let (Some(block), Some(idx)) = (self.block.take(), self.current) else {
             return Ok(());
         };
@@ -350,33 +397,4 @@ fn show_insns(asm: &Assembled, from: usize, out: &mut dyn Write) -> Outcome {
         write!(out, "{}", render::insn_lines(slot, insn)).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every command of the help table reaches its code: run bare, each gives its own answer
-    /// (mostly a usage line), never "not dispatched" nor "unknown".
-    #[test]
-    fn every_command_in_the_help_table_is_dispatched() {
-        for c in help::COMMANDS {
-            let mut s = Session::new(false, Arc::new(AtomicBool::new(false)));
-            let mut out = Vec::new();
-            let res = s.execute(&format!(":{}", c.name), &mut out);
-            if let Err(e) = &res {
-                assert!(!e.contains("not dispatched") && !e.contains("unknown command"), ":{}: {e}", c.name);
-            }
-            assert!(!c.summary.is_empty() && c.example.starts_with(':') && c.usage.starts_with(&format!(":{}", c.name)), ":{}", c.name);
-        }
-        // Aliases go through the same table; anything else is unknown.
-        for alias in ["h", "?", "exit", "q"] {
-            assert!(help::find(alias).is_some(), ":{alias}");
-        }
-        let mut s = Session::new(false, Arc::new(AtomicBool::new(false)));
-        let err = s.execute(":frobnicate", &mut Vec::new()).unwrap_err();
-        assert_eq!(err, "unknown command `:frobnicate` (`:help` lists the commands)");
-        s.execute(":q", &mut Vec::new()).unwrap();
-        assert!(s.quit);
-    }
 }

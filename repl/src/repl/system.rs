@@ -43,3 +43,13 @@ pub fn helper(args: &[&str], out: &mut dyn Write) -> Outcome {
     }
     Ok(())
 }
+
+/// `:btf TYPE…`: `bpfkit btf dump TYPE…`.
+pub fn btf(args: &[&str], out: &mut dyn Write) -> Outcome {
+    if args.is_empty() {
+        return Err("usage: :btf TYPE… (e.g. :btf task_struct)".into());
+    }
+    let mut full = vec!["dump"];
+    full.extend_from_slice(args);
+    subcommand("btf", &full, out)
+}

@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 use bpfkit::events::{PerfBuffer, RingBuf};
 use bpfkit::maps::MapType;
 
-use super::attach::seconds;
 use super::layout::Layout;
-use super::maps::{find, PERF_PAGES};
-use super::session::{say, Outcome, Session};
-use crate::commands::map::hex_bytes;
+use super::session::{say, seconds, Outcome, Session, PERF_PAGES};
 
 pub const USAGE: &str = "usage: :watch MAP [SECS] [as {TYPE NAME; …} | as KERNEL_TYPE] (MAP a ringbuf or perf_event_array)";
 
@@ -32,10 +29,10 @@ pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         [name, secs] => (*name, Some(seconds(secs)?)),
         _ => return Err(USAGE.into()),
     };
-    let map_type = find(s, name)?.map_type();
+    let map_type = s.map(name)?.map_type();
     let show = |rec: &[u8]| match &layout {
         Some(l) => l.format(rec),
-        None => hex_bytes(rec, " "),
+        None => crate::hex::spaced(rec, " "),
     };
     let as_what = layout.as_ref().map(|l| format!(" as {}", l.text)).unwrap_or_default();
     let until = limit.map(|d| format!(" for {}s", d.as_secs_f64())).unwrap_or_default();
@@ -48,7 +45,7 @@ pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     const TICK: Duration = Duration::from_millis(100);
     let lost = match map_type {
         MapType::RingBuf => {
-            let mut ring = RingBuf::new(find(s, name)?).map_err(|e| e.to_string())?;
+            let mut ring = RingBuf::new(s.map(name)?).map_err(|e| e.to_string())?;
             say!(out, "watching {name}{as_what}{until} (Ctrl-C stops)");
             while running() && failed.is_none() {
                 ring.poll(Some(TICK), |rec| {
