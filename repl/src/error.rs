@@ -88,6 +88,9 @@ pub enum CliError {
     Object { file: String, source: Box<bpfkit::object::ObjectError> },
     /// An argument is malformed (exit status 2, as clap's usage errors).
     Usage(String),
+    /// A REPL command could not do what it was asked; the message says what and why (naming
+    /// the program, map, line or capability).
+    Message(String),
     /// The process could not set itself up (a signal handler, say).
     Setup(String),
 }
@@ -191,9 +194,21 @@ impl fmt::Display for CliError {
             CliError::Btf(e) => write!(f, "{e}"),
             CliError::Link(e) => write!(f, "{e}"),
             CliError::Object { file, source } => write!(f, "{file}: {source}"),
-            CliError::Usage(what) | CliError::Setup(what) => f.write_str(what),
+            CliError::Usage(what) | CliError::Setup(what) | CliError::Message(what) => f.write_str(what),
         }
     }
 }
 
 impl std::error::Error for CliError {}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        CliError::Message(message)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(message: &str) -> Self {
+        CliError::Message(message.to_owned())
+    }
+}

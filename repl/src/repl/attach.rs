@@ -19,6 +19,7 @@ use bpfkit::sys::{PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK, PERF_
 use bpfkit::prog::AttachType;
 
 use super::render::number;
+use crate::error::CliError;
 use super::session::{say, seconds, Held, Outcome, Session, SessionLink, SessionMap};
 
 const USAGE: &str = "usage: :attach NAME (a program of an :open object) | :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | usdt BIN:PROVIDER:NAME [PID] | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
@@ -90,7 +91,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             let (Some(probe), Some(provider), Some(bin)) =
                 (parts.next(), parts.next(), parts.next())
             else {
-                return Err(format!("`{target}`: a USDT probe is BINARY:PROVIDER:NAME (/usr/lib/x86_64-linux-gnu/libc.so.6:libc:setjmp)"));
+                return Err(crate::error::CliError::from(format!("`{target}`: a USDT probe is BINARY:PROVIDER:NAME (/usr/lib/x86_64-linux-gnu/libc.so.6:libc:setjmp)")));
             };
             let mut t = UsdtTarget::new(bin, provider, probe);
             if let Some(pid) = pid.first() {
@@ -130,7 +131,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             let dir = match *dir {
                 "ingress" => TcDirection::Ingress,
                 "egress" => TcDirection::Egress,
-                other => return Err(format!("`{other}`: tc attaches on ingress or egress")),
+                other => return Err(crate::error::CliError::from(format!("`{other}`: tc attaches on ingress or egress"))),
             };
             let path = if *kind == "tc" { AttachPath::BpfLink } else { AttachPath::Netlink };
             Held::Link(prog.attach_tc_via(idx, dir, path).map_err(|e| err(&e))?)
@@ -174,7 +175,7 @@ fn show_iter_output(bytes: &[u8], out: &mut dyn Write) -> Outcome {
     say!(out, "iterator output, {} bytes:", bytes.len());
     match std::str::from_utf8(bytes) {
         Ok(text) if text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') => {
-            write!(out, "{text}").map_err(|e| e.to_string())?;
+            write!(out, "{text}").map_err(|e| CliError::Message(format!("cannot write output: {e}")))?;
             if !text.is_empty() && !text.ends_with('\n') {
                 say!(out, "");
             }
@@ -246,7 +247,7 @@ pub fn count(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         };
         match total {
             Some(t) => say!(out, "{name}[{}] = {t}", crate::hex::spaced(&key, " ")),
-            None => return Err(format!("map {name}: values of {} bytes are not counters (4 or 8 bytes)", map.value_size())),
+            None => return Err(crate::error::CliError::from(format!("map {name}: values of {} bytes are not counters (4 or 8 bytes)", map.value_size()))),
         }
         n += 1;
     }

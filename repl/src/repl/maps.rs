@@ -9,6 +9,7 @@ use bpfkit::core_btf::{Btf, BtfBuilder, TypeId};
 use bpfkit::maps::{Map, MapSpec, UpdateFlags};
 
 use super::render::{parse_bytes, value_text};
+use crate::error::CliError;
 use super::session::{say, MapTypes, Outcome, Session, SessionMap};
 use super::system;
 use crate::commands::map::dump;
@@ -54,11 +55,11 @@ fn list_session(s: &Session, out: &mut dyn Write) -> Outcome {
 
 fn check_len(bytes: &[u8], want: u32, what: &str, map: &Map) -> Outcome {
     if bytes.len() != want as usize {
-        return Err(format!(
+        return Err(crate::error::CliError::from(format!(
             "{what} is {} bytes; map {} takes {want}-byte {what}s",
             bytes.len(),
             map.name()
-        ));
+        )));
     }
     Ok(())
 }
@@ -68,7 +69,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     match args {
         ["create", name, t, key, value, max] => {
             if s.map(name).is_ok() {
-                return Err(format!("map `{name}` already exists in this session"));
+                return Err(crate::error::CliError::from(format!("map `{name}` already exists in this session")));
             }
             let sized = key.parse::<u32>().is_ok() && value.parse::<u32>().is_ok();
             // A perf event array of 0 entries gets one per possible CPU.
@@ -109,7 +110,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                     Some(t) => say!(out, "{}", t.element(&key, &v)),
                     None => say!(out, "{}", value_text(&v)),
                 },
-                None => return Err(format!("map {name} has no element with key {}", crate::hex::spaced(&key, " "))),
+                None => return Err(crate::error::CliError::from(format!("map {name} has no element with key {}", crate::hex::spaced(&key, " ")))),
             }
             Ok(())
         }
@@ -140,7 +141,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 return typed_dump(&m.map, types, out);
             }
             let text = dump(&m.map).map_err(|e| e.to_string())?;
-            write!(out, "{text}").map_err(|e| e.to_string())
+            write!(out, "{text}").map_err(|e| CliError::Message(format!("cannot write output: {e}")))
         }
         ["pin", name, path] => {
             s.map(name)?.pin(path).map_err(|e| e.to_string())?;
@@ -149,15 +150,15 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         }
         ["open", name, path] => {
             if s.map(name).is_ok() {
-                return Err(format!("map `{name}` already exists in this session"));
+                return Err(crate::error::CliError::from(format!("map `{name}` already exists in this session")));
             }
             let map = Map::from_pin(path).map_err(|e| e.to_string())?;
             if map.name() != *name {
-                return Err(format!(
+                return Err(crate::error::CliError::from(format!(
                     "the map pinned at {path} is named `{}` in the kernel; programs bind maps by that name: `:map open {} {path}`",
                     map.name(),
                     map.name()
-                ));
+                )));
             }
             // A map made with key and value types keeps them in the kernel: read them back.
             let info = map.info().map_err(|e| e.to_string())?;

@@ -22,10 +22,10 @@ pub fn open(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         return Err(USAGE.into());
     };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("`{name}`: object names take letters, digits and `_` (its programs become `{name}.PROG`)"));
+        return Err(crate::error::CliError::from(format!("`{name}`: object names take letters, digits and `_` (its programs become `{name}.PROG`)")));
     }
     if s.objects.iter().any(|(n, _)| n == name) {
-        return Err(format!("an object `{name}` is already open in this session"));
+        return Err(crate::error::CliError::from(format!("an object `{name}` is already open in this session")));
     }
     let mut obj = Object::open(file).map_err(|e| format!("{file}: {e}"))?;
     for assignment in sets {
@@ -43,14 +43,14 @@ pub fn open(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let map_name = |def: &bpfkit::object::MapDef| format!("{name}.{}", def.name.trim_start_matches('.'));
     for p in loaded.programs() {
         if s.program(&prog_name(p)).is_ok() {
-            return Err(format!("the session already has a program {}", prog_name(p)));
+            return Err(crate::error::CliError::from(format!("the session already has a program {}", prog_name(p))));
         }
     }
     let mut maps = Vec::new();
     for (def, map) in loaded.maps() {
         let session_name = map_name(def);
         if s.maps.iter().any(|m| m.name == session_name) {
-            return Err(format!("the session already has a map {session_name}"));
+            return Err(crate::error::CliError::from(format!("the session already has a map {session_name}")));
         }
         let dup = map.as_fd().try_clone_to_owned().map_err(|e| format!("dup of map {session_name}: {e}"))?;
         let map = Map::from_fd(dup).map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@ use bpfkit::maps::Map;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgType, Program, TestRun};
 
+use crate::error::CliError;
 use super::session::{say, Loaded, Outcome, Session};
 use super::{packet, render, system};
 use crate::commands::run::{load_options_for, runs_once, takes_packet, test_run_hint, DEFAULT_PACKET_LEN};
@@ -36,7 +37,7 @@ pub fn progs(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
 /// `:log`: the verifier log of the last rejected load.
 pub fn log(s: &mut Session, _: &[&str], out: &mut dyn Write) -> Outcome {
     match &s.last_log {
-        Some(log) => writeln!(out, "{}", log.trim_end()).map_err(|e| e.to_string()),
+        Some(log) => writeln!(out, "{}", log.trim_end()).map_err(|e| CliError::Message(format!("cannot write output: {e}"))),
         None => Err("no verifier log: the last load was not rejected (or nothing was loaded)".into()),
     }
 }
@@ -73,7 +74,7 @@ pub fn listing(s: &Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     };
     let entry = s.program(&name)?;
     if let Some(object) = &entry.object {
-        return Err(format!("program {name} comes from object {object}, not typed here: `:prog dump xlated ID` shows what the kernel holds (`:info {name}` gives the id)"));
+        return Err(crate::error::CliError::from(format!("program {name} comes from object {object}, not typed here: `:prog dump xlated ID` shows what the kernel holds (`:info {name}` gives the id)")));
     }
     let asm = entry.assemble()?;
     say!(out, "program {name}: {} instructions, {} slots", asm.insns().len(), asm.slot_count());
@@ -130,11 +131,11 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let prog_type = opts.prog_type;
     let entry = s.program(name)?;
     if let Some(object) = &entry.object {
-        return Err(format!("program {name} was loaded from object {object} by `:open`; it is not typed here"));
+        return Err(crate::error::CliError::from(format!("program {name} was loaded from object {object} by `:open`; it is not typed here")));
     }
     let asm = entry.assemble()?;
     if asm.insns().is_empty() {
-        return Err(format!("program {name} has no instructions yet"));
+        return Err(crate::error::CliError::from(format!("program {name} has no instructions yet")));
     }
     let mut maps: Vec<&Map> = Vec::new();
     for (i, map) in asm.map_references() {
@@ -143,9 +144,9 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             None => {
                 let loc = asm.loc(i);
                 let at = loc.as_ref().map(|l| render::snippet(&entry.lines, l)).unwrap_or_default();
-                return Err(format!(
+                return Err(crate::error::CliError::from(format!(
                     "map `{map}` is not in the session: create it first (`:map create {map} hash 4 8 16`){at}"
-                ));
+                )));
             }
         }
     }
@@ -170,12 +171,12 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             let mark = rejection.loc.as_ref().map(|l| l.line);
             let listing = render::listing(&entry.lines, mark, &format!("^ the verifier: {}", rejection.reason), s.interactive);
             s.last_log = Some(rejection.log.clone());
-            Err(format!(
+            Err(crate::error::CliError::from(format!(
                 "program \"{prog}\" rejected by the verifier: {rejection}\n{}(`:log` shows the whole verifier log)",
                 listing
-            ))
+            )))
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.to_string().into()),
     }
 }
 

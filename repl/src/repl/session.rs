@@ -21,13 +21,14 @@ use bpfkit::prog::{Program as LoadedProgram, ProgType};
 use std::time::{Duration, Instant};
 use super::render;
 
-/// What a command returns: `Err` is the message printed after `error: `.
-pub type Outcome = Result<(), String>;
+/// What a command returns: `Err` is printed after `error: `. The REPL and the subcommands share
+/// one error type, so a `:command` that runs a subcommand hands its error on unchanged.
+pub type Outcome = Result<(), crate::error::CliError>;
 
 /// Write a line of output, turning a write failure into the command's error.
 macro_rules! say {
     ($out:expr, $($t:tt)*) => {
-        writeln!($out, $($t)*).map_err(|e| format!("cannot write output: {e}"))?
+        writeln!($out, $($t)*).map_err(|e| $crate::error::CliError::Message(format!("cannot write output: {e}")))?
     };
 }
 pub(crate) use say;
@@ -295,14 +296,14 @@ impl Session {
     pub fn start_program(&mut self, name: &str, out: &mut dyn Write) -> Outcome {
         if let Some(i) = self.programs.iter().position(|p| p.name == name) {
             if let Some(object) = &self.programs[i].object {
-                return Err(format!("program {name} was loaded from object {object} by `:open`; instructions cannot be added to it"));
+                return Err(crate::error::CliError::from(format!("program {name} was loaded from object {object} by `:open`; instructions cannot be added to it")));
             }
             self.current = Some(i);
             say!(out, "program {name}: {} instructions so far; new ones are added", self.programs[i].insn_count());
             return Ok(());
         }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
-            return Err(format!("`{name}`: program names take letters, digits, `_` and `.`"));
+            return Err(crate::error::CliError::from(format!("`{name}`: program names take letters, digits, `_` and `.`")));
         }
         self.programs.push(ProgEntry::new(name));
         self.current = Some(self.programs.len() - 1);
@@ -364,7 +365,7 @@ impl Session {
                 let msg = entry.assemble_error(&e);
                 entry.items.truncate(items_before);
                 entry.lines.remove(&line_no);
-                Err(msg)
+                Err(msg.into())
             }
         }
     }
@@ -380,7 +381,7 @@ impl Session {
             Err(msg) => {
                 entry.items.truncate(block.items_before);
                 entry.lines.retain(|&l, _| l < block.first_line);
-                Err(format!("{msg}\nthe block (lines {}–) was dropped", block.first_line))
+                Err(crate::error::CliError::from(format!("{msg}\nthe block (lines {}–) was dropped", block.first_line)))
             }
         }
     }
@@ -394,7 +395,7 @@ fn show_insns(asm: &Assembled, from: usize, out: &mut dyn Write) -> Outcome {
         for (_, name) in labels.iter().filter(|(s, _)| *s == slot) {
             say!(out, "{name}:");
         }
-        write!(out, "{}", render::insn_lines(slot, insn)).map_err(|e| e.to_string())?;
+        write!(out, "{}", render::insn_lines(slot, insn)).map_err(|e| crate::error::CliError::Message(format!("cannot write output: {e}")))?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 
 use clap::Parser;
 
+use crate::error::CliError;
 use super::session::{say, Outcome};
 use crate::cli::Cli;
 use crate::commands;
@@ -14,13 +15,14 @@ use crate::commands;
 pub fn subcommand(name: &str, args: &[&str], out: &mut dyn Write) -> Outcome {
     let argv = ["bpfkit", name].into_iter().chain(args.iter().copied());
     match Cli::try_parse_from(argv) {
-        Ok(Cli { command: Some(command), .. }) => commands::run(command, out).map_err(|e| e.to_string()),
-        Ok(_) => Err(format!("`{name}` needs arguments")),
+        // The subcommand's own error, unchanged: the REPL and the command line share it.
+        Ok(Cli { command: Some(command), .. }) => commands::run(command, out),
+        Ok(_) => Err(format!("`{name}` needs arguments").into()),
         // `--help` is not a failure.
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            write!(out, "{e}").map_err(|e| e.to_string())
+            write!(out, "{e}").map_err(|e| CliError::Message(format!("cannot write output: {e}")))
         }
-        Err(e) => Err(e.to_string().trim_end().trim_start_matches("error: ").to_owned()),
+        Err(e) => Err(e.to_string().trim_end().trim_start_matches("error: ").to_owned().into()),
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::io::Write;
 
+use crate::error::CliError;
 use super::session::{Outcome, Session};
 use super::{attach, maps, objects, programs, system, watch};
 
@@ -118,7 +119,7 @@ pub fn execute(s: &mut Session, line: &str, out: &mut dyn Write) -> Outcome {
         return Err("a command follows `:` (`:help` lists them)".into());
     };
     let Some(entry) = find(typed) else {
-        return Err(format!("unknown command `:{typed}` (`:help` lists the commands)"));
+        return Err(crate::error::CliError::from(format!("unknown command `:{typed}` (`:help` lists the commands)")));
     };
     if entry.name != "end" {
         s.end_block(out)?;
@@ -129,10 +130,10 @@ pub fn execute(s: &mut Session, line: &str, out: &mut dyn Write) -> Outcome {
 /// `:help [CMD]`.
 fn help(_: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     match args.first() {
-        None => write!(out, "{}", overview()).map_err(|e| e.to_string()),
+        None => write!(out, "{}", overview()).map_err(|e| CliError::Message(format!("cannot write output: {e}"))),
         Some(c) => match find(c) {
-            Some(c) => write!(out, "{}", detail(c)).map_err(|e| e.to_string()),
-            None => Err(format!("no command `:{}` (`:help` lists them)", c.trim_start_matches(':'))),
+            Some(c) => write!(out, "{}", detail(c)).map_err(|e| CliError::Message(format!("cannot write output: {e}"))),
+            None => Err(format!("no command `:{}` (`:help` lists them)", c.trim_start_matches(':')).into()),
         },
     }
 }
@@ -166,7 +167,7 @@ mod tests {
             let mut out = Vec::new();
             let res = execute(&mut s, &format!(":{}", c.name), &mut out);
             if let Err(e) = &res {
-                assert!(!e.contains("unknown command"), ":{}: {e}", c.name);
+                assert!(!e.to_string().contains("unknown command"), ":{}: {e}", c.name);
             }
             assert!(!c.summary.is_empty() && c.example.starts_with(':') && c.usage.starts_with(&format!(":{}", c.name)), ":{}", c.name);
         }
@@ -176,7 +177,7 @@ mod tests {
         }
         let mut s = Session::new(false, Arc::new(AtomicBool::new(false)));
         let err = execute(&mut s, ":frobnicate", &mut Vec::new()).unwrap_err();
-        assert_eq!(err, "unknown command `:frobnicate` (`:help` lists the commands)");
+        assert_eq!(err.to_string(), "unknown command `:frobnicate` (`:help` lists the commands)");
         execute(&mut s, ":q", &mut Vec::new()).unwrap();
         assert!(s.quit);
     }

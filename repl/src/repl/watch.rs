@@ -21,7 +21,7 @@ pub const USAGE: &str = "usage: :watch MAP [SECS] [as {TYPE NAME; …} | as KERN
 pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let (head, layout) = match args.iter().position(|w| *w == "as") {
         Some(i) if i + 1 < args.len() => (&args[..i], Some(Layout::parse(&args[i + 1..].join(" "))?)),
-        Some(_) => return Err(format!("`as` takes a layout\n{USAGE}")),
+        Some(_) => return Err(crate::error::CliError::from(format!("`as` takes a layout\n{USAGE}"))),
         None => (args, None),
     };
     let (name, limit) = match head {
@@ -73,10 +73,10 @@ pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             }
             perf.lost() - before
         }
-        other => return Err(format!("map {name} is a {other}; `:watch` reads a ringbuf or a perf_event_array")),
+        other => return Err(crate::error::CliError::from(format!("map {name} is a {other}; `:watch` reads a ringbuf or a perf_event_array"))),
     };
     if let Some(e) = failed {
-        return Err(e);
+        return Err(e.into());
     }
     let why = if stop() { "interrupted" } else { "time is up" };
     let lost = if lost > 0 { format!(", {lost} lost (the rings were full)") } else { String::new() };
