@@ -86,7 +86,7 @@ fn bpftool_probe() -> Option<(String, String)> {
         }
         Err(e) => {
             // bpftool is an oracle scripts/setup.sh installs, not a kernel feature: a plain skip.
-            support::skip(&format!("feature probes vs bpftool: bpftool not runnable ({e})"));
+            support::oracle_unavailable("feature probes vs bpftool", &format!("bpftool not runnable ({e})"));
             return None;
         }
     };

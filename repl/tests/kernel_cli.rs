@@ -97,7 +97,7 @@ fn bpftool(args: &[&str]) -> Option<String> {
             String::from_utf8_lossy(&o.stderr)
         ),
         Err(e) => {
-            support::skip(&format!("bpftool comparison: bpftool not run ({e}); scripts/setup.sh installs it"));
+            support::oracle_unavailable("bpftool comparison", &format!("bpftool not run ({e}); scripts/setup.sh installs it"));
             None
         }
     }

@@ -9,7 +9,7 @@ pub fn assert_link_listed(id: u32, listed: bool) {
     let out = match Command::new("bpftool").args(["-j", "link", "show", "id", &id.to_string()]).output() {
         Ok(out) => out,
         Err(e) => {
-            super::skip(&format!("bpftool cross-check of link {id}: bpftool unavailable ({e})"));
+            super::oracle_unavailable(&format!("bpftool cross-check of link {id}"), &format!("bpftool unavailable ({e})"));
             return;
         }
     };
@@ -24,7 +24,7 @@ pub fn cgroup_prog_count(dir: &std::path::Path) -> Option<usize> {
     let out = match Command::new("bpftool").args(["-j", "cgroup", "show"]).arg(dir).output() {
         Ok(out) => out,
         Err(e) => {
-            super::skip(&format!("bpftool cross-check of cgroup {}: bpftool unavailable ({e})", dir.display()));
+            super::oracle_unavailable(&format!("bpftool cross-check of cgroup {}", dir.display()), &format!("bpftool unavailable ({e})"));
             return None;
         }
     };
