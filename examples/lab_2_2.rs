@@ -10,8 +10,8 @@ use bpfkit::attach::XdpMode;
 use bpfkit::bpf_asm;
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
-use bpfkit::sys::netlink::{if_index, Netlink};
-use bpfkit::sys::NetNs;
+use bpfkit::net::{if_index, Netlink};
+use bpfkit::net::NetNs;
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if !bpfkit::features::can_use_bpf("Lab 2.2") {

@@ -9,6 +9,14 @@
 //! * [`core_btf`]: BTF — reading (vmlinux, module split BTF), building, loading into the kernel.
 //! * [`elf`]: reading clang-built BPF objects (sections, symbols, program instructions, `.BTF`, `.BTF.ext`, relocations).
 //! * [`object`]: libbpf-style objects: open (programs by section name, maps, globals) → adjust → load (relocated, linked) → attach.
+//! * [`os`]: what the operating system says and offers around BPF (CPU counts, page size, bpffs
+//!   mounts, tracefs, perf event constants, probe PMUs) and the errors of its calls.
+//! * [`net`]: network namespaces, veth pairs and addresses over rtnetlink, AF_XDP sockets: what
+//!   the networking labs and tests need to have packets cross a real interface.
+//!
+//! `unsafe` lives only in the crate-private syscall funnel (`sys`): `#![deny(unsafe_code)]`
+//! holds everywhere else, and nothing outside the crate can reach a raw bpf(2) call or an
+//! attribute struct with a pointer in it (`tests/ui/sys_is_private.rs`).
 //!
 //! ```
 //! use bpfkit::bpf_asm;
@@ -24,6 +32,8 @@
 //! assert_eq!(bytes.len(), 5 * 8);
 //! ```
 
+#![deny(unsafe_code)]
+
 pub mod attach;
 pub mod caps;
 pub mod core_btf;
@@ -33,9 +43,12 @@ pub mod features;
 pub mod helpers;
 pub mod insn;
 pub mod maps;
+pub mod net;
 pub mod object;
+pub mod os;
 pub mod prog;
-pub mod sys;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
 
 pub use bpfkit_macros::bpf_asm;
 

@@ -558,20 +558,12 @@ fn kernel_accepts_a_built_blob_and_a_map_uses_its_ids() {
 
     // An array map whose key and value are described by the loaded BTF: the kernel checks the
     // ids' kinds and sizes against key_size and value_size.
-    use bpfkit::sys::{bpf_fd, name16, Cmd, MapCreateAttr};
-    let attr = |value_size| MapCreateAttr {
-        map_type: 2, // BPF_MAP_TYPE_ARRAY
-        key_size: 4,
-        value_size,
-        max_entries: 1,
-        map_name: name16("btf_map"),
-        btf_fd: loaded.attr_fd(),
-        btf_key_type_id: int.get(),
-        btf_value_type_id: value.get(),
-        ..Default::default()
+    use bpfkit::maps::{Map, MapSpec, MapType};
+    let spec = |value_size| {
+        MapSpec::new("btf_map", MapType::Array, 4, value_size, 1).btf(std::os::fd::AsFd::as_fd(&loaded), int.get(), value.get()).unwrap()
     };
-    bpf_fd(Cmd::MapCreate, &mut attr(16)).expect("map with BTF key/value");
-    assert!(bpf_fd(Cmd::MapCreate, &mut attr(8)).is_err(), "value_size 8 disagrees with the BTF's 16");
+    Map::create(&spec(16)).expect("map with BTF key/value");
+    assert!(Map::create(&spec(8)).is_err(), "value_size 8 disagrees with the BTF's 16");
 
     // bpftool reads it back out of the kernel as we wrote it.
     let out = Command::new("bpftool").args(["btf", "dump", "id", &id.to_string()]).output();

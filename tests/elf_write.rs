@@ -15,7 +15,7 @@ use bpfkit::elf::{ElfObject, ObjectWriter, WriteError};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::object::Object;
 use bpfkit::prog::{Program, TestRun};
-use bpfkit::sys;
+use bpfkit::os;
 
 const PACKET: [u8; 64] = [0u8; 64];
 
@@ -184,7 +184,7 @@ fn libbpf_loads_the_written_object_with_its_func_and_line_info() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("written.o");
-    writer(sys::gettid()).write_to(&path).unwrap();
+    writer(os::gettid()).write_to(&path).unwrap();
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY (test code): a NUL-terminated path; null opts are allowed.
     let obj = unsafe { libbpf_sys::bpf_object__open_file(c_path.as_ptr(), std::ptr::null()) };
@@ -224,10 +224,10 @@ fn bpftool_prog_loadall_loads_the_written_object() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("written.o");
-    writer(sys::gettid()).write_to(&path).unwrap();
+    writer(os::gettid()).write_to(&path).unwrap();
     let pins = dir.path().join("bpffs");
     std::fs::create_dir(&pins).unwrap();
-    sys::mount_bpffs(&pins).unwrap();
+    os::mount_bpffs(&pins).unwrap();
     let out = Command::new("bpftool").args(["prog", "loadall"]).arg(&path).arg(pins.join("progs")).output().unwrap();
     assert!(out.status.success(), "bpftool prog loadall: {}", String::from_utf8_lossy(&out.stderr));
     let prog = Program::from_pin(pins.join("progs/count_packets")).unwrap();
@@ -239,7 +239,7 @@ fn bpftool_prog_loadall_loads_the_written_object() {
     let tp = Program::from_pin(pins.join("progs/count_getpid")).unwrap();
     assert_eq!(tp.info().unwrap().prog_type, Some(bpfkit::prog::ProgType::Tracepoint), "the section name chose the type");
     drop((prog, tp, counts));
-    sys::unmount(&pins).unwrap();
+    os::unmount(&pins).unwrap();
 }
 
 #[test]
@@ -247,7 +247,7 @@ fn bpfkit_object_loader_attaches_the_written_tracepoint_from_its_section_name() 
     if !support::kernel_or_skip("ObjectWriter + Object") {
         return;
     }
-    let tid = sys::gettid();
+    let tid = os::gettid();
     let obj = Object::open_bytes("written", writer(tid).to_bytes().unwrap()).unwrap().load().unwrap();
     let link = obj.program("count_getpid").unwrap().attach().unwrap();
     for _ in 0..25 {

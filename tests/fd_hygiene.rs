@@ -26,11 +26,11 @@ fn ten_thousand_load_run_drop_cycles_leak_no_fds() {
     }
     .assemble()
     .unwrap();
-    let before = bpfkit::sys::open_fd_count().unwrap();
+    let before = bpfkit::os::open_fd_count().unwrap();
     for _ in 0..10_000 {
         let map = Map::create(&MapSpec::new("m", MapType::Array, 4, 8, 1)).unwrap();
         let prog = Program::load(&asm, &[&map], &LoadOptions::new("cycle", ProgType::Xdp)).unwrap();
         assert_eq!(prog.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 2);
     }
-    assert_eq!(bpfkit::sys::open_fd_count().unwrap(), before);
+    assert_eq!(bpfkit::os::open_fd_count().unwrap(), before);
 }

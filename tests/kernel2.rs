@@ -22,7 +22,7 @@ use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
-use bpfkit::sys::{self, ProbeKind};
+use bpfkit::os::{self, ProbeKind};
 
 /// Whether this is the second kernel; otherwise prints one skip line (not a failure: the host
 /// kernel lacks what these tests need).
@@ -66,7 +66,7 @@ fn count_tail() -> bpfkit::insn::Program {
 
 /// A kprobe program counting this thread's hits and summing the `pt_regs` member at `reg_off`.
 fn kprobe_prog(s: &Map, name: &str, reg_off: i16) -> Program {
-    let tid = sys::gettid();
+    let tid = os::gettid();
     let mut asm = bpf_asm! {
         r6 = r1
         call bpf_get_current_pid_tgid
@@ -105,8 +105,8 @@ fn kprobe_counts_opens_through_the_pmu_and_through_kprobe_events() {
     if !kernel2("kprobe do_sys_openat2") {
         return;
     }
-    assert!(sys::probe_pmu(ProbeKind::Kprobe).unwrap().is_some(), "the kprobe PMU exists here");
-    let events = sys::probe_events_file(ProbeKind::Kprobe).unwrap().expect("tracefs has kprobe_events");
+    assert!(os::probe_pmu(ProbeKind::Kprobe).unwrap().is_some(), "the kprobe PMU exists here");
+    let events = os::probe_events_file(ProbeKind::Kprobe).unwrap().expect("tracefs has kprobe_events");
     let (dir, file) = scratch("kprobe");
     // do_sys_openat2(int dfd, ...): every open(2) by this thread, dfd = AT_FDCWD in rdi.
     for via_tracefs in [false, true] {
@@ -191,7 +191,7 @@ fn fentry_and_fexit_see_arguments_and_the_return_value() {
     assert_eq!(args, 2);
     let (dir, _file) = scratch("fentry");
     let missing = dir.join("missing");
-    let tid = sys::gettid();
+    let tid = os::gettid();
     for (hook, off) in [(TracingHook::Fentry, 0i16), (TracingHook::Fexit, (args * 8) as i16)] {
         let s = stats_map(1);
         let mut asm = bpf_asm! {
@@ -235,7 +235,7 @@ fn inode_offsets() -> (i16, i16) {
 /// when this thread opens inode `ino`, counting denials.
 fn deny_open_prog(s: &Map, hook: TracingHook, target: &str, ino: u64) -> (BtfTarget, Program) {
     let (f_inode, i_ino) = inode_offsets();
-    let tid = sys::gettid();
+    let tid = os::gettid();
     let ino = ino as i64;
     let asm = bpf_asm! {
         r6 = r1
@@ -360,7 +360,7 @@ fn kernel_stack_of_a_kprobe_is_symbolized() {
     }
     let stacks = Map::create(&MapSpec::new("stacks", MapType::StackTrace, 4, 64 * 8, 16)).unwrap();
     let s = stats_map(1);
-    let tid = sys::gettid();
+    let tid = os::gettid();
     let mut asm = bpf_asm! {
         r6 = r1
         call bpf_get_current_pid_tgid
@@ -422,7 +422,7 @@ fn core_dsl_parent_tgid_relocates_against_6_1_and_runs() {
     let vmlinux = Btf::vmlinux().unwrap();
     let (real_parent, tgid) = task_offsets(&vmlinux);
     let out = Map::create(&MapSpec::new("out", MapType::Array, 4, 8, 1)).unwrap();
-    let prog = Program::load(&parent_tgid_asm(sys::gettid()), &[&out], &LoadOptions::new("k2_ppid", ProgType::Tracepoint)).unwrap();
+    let prog = Program::load(&parent_tgid_asm(os::gettid()), &[&out], &LoadOptions::new("k2_ppid", ProgType::Tracepoint)).unwrap();
     assert_eq!(relocated_offsets(&prog), vec![real_parent, tgid], "relocated against this kernel's task_struct");
     let link = prog.attach_tracepoint("syscalls", "sys_enter_getpid").unwrap();
     std::hint::black_box(std::process::id());
@@ -490,7 +490,7 @@ fn core_dsl_relocates_against_the_guest_btf_on_the_host() {
     let host = Btf::vmlinux().unwrap();
     let (g, h) = (task_offsets(&guest), task_offsets(&host));
     let out = Map::create(&MapSpec::new("out", MapType::Array, 4, 8, 1)).unwrap();
-    let asm = parent_tgid_asm(sys::gettid());
+    let asm = parent_tgid_asm(os::gettid());
     let opts = LoadOptions::new("k2_ppid_61", ProgType::Tracepoint).core_btf(guest);
     let for_guest = Program::load(&asm, &[&out], &opts).unwrap();
     assert_eq!(relocated_offsets(&for_guest), vec![g.0, g.1], "relocated against {}", path.display());
@@ -557,7 +557,7 @@ fn clang_core_object_reads_task_fields_on_6_1() {
     // SAFETY: gettid has no arguments and no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) };
     drop(link);
-    assert_eq!(tid as u32, sys::gettid() as u32);
+    assert_eq!(tid as u32, os::gettid() as u32);
     let read = |k: u32| u64::from_ne_bytes(seen.lookup(&k.to_ne_bytes()).unwrap().unwrap()[..8].try_into().unwrap());
     // (Nothing else in the guest calls gettid: init is busybox sh waiting for this binary.)
     assert_eq!(read(0), std::process::id() as u64, "BPF_CORE_READ(task, tgid)");

@@ -12,7 +12,7 @@ use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
-use bpfkit::sys;
+use bpfkit::os;
 
 fn counter(name: &str) -> Map {
     Map::create(&MapSpec::new(name, MapType::Array, 4, 8, 1)).unwrap()
@@ -59,7 +59,7 @@ fn tracepoint_counts_exactly_and_detaches_on_drop() {
     }
     for path in [AttachPath::BpfLink, AttachPath::PerfEventIoctl] {
         let hits = counter("hits");
-        let prog = counting_prog(&hits, ProgType::Tracepoint, LoadOptions::new("tp_getpid", ProgType::Tracepoint), sys::gettid(), None);
+        let prog = counting_prog(&hits, ProgType::Tracepoint, LoadOptions::new("tp_getpid", ProgType::Tracepoint), os::gettid(), None);
         let link = match path {
             AttachPath::BpfLink => prog.attach_tracepoint("syscalls", "sys_enter_getpid").unwrap(),
             _ => prog.attach_tracepoint_ioctl("syscalls", "sys_enter_getpid").unwrap(),
@@ -92,7 +92,7 @@ fn raw_tracepoint_and_tp_btf_count_exactly() {
     }
     let getpid_nr = libc::SYS_getpid;
     let hits = counter("hits");
-    let raw = counting_prog(&hits, ProgType::RawTracepoint, LoadOptions::new("raw_enter", ProgType::RawTracepoint), sys::gettid(), Some(getpid_nr));
+    let raw = counting_prog(&hits, ProgType::RawTracepoint, LoadOptions::new("raw_enter", ProgType::RawTracepoint), os::gettid(), Some(getpid_nr));
     let link = raw.attach_raw_tracepoint("sys_enter").unwrap();
     getpid_n(77);
     let id = link.info().unwrap().id;
@@ -106,7 +106,7 @@ fn raw_tracepoint_and_tp_btf_count_exactly() {
     let target = vmlinux.find_by_name_kind("btf_trace_sys_enter", Kind::Typedef).unwrap();
     let hits = counter("hits");
     let opts = LoadOptions::new("btf_enter", ProgType::Tracing).expected_attach_type(AttachType::TraceRawTp).attach_btf_id(target.get());
-    let tp_btf = counting_prog(&hits, ProgType::Tracing, opts, sys::gettid(), Some(getpid_nr));
+    let tp_btf = counting_prog(&hits, ProgType::Tracing, opts, os::gettid(), Some(getpid_nr));
     let link = tp_btf.attach_btf().unwrap();
     getpid_n(33);
     let id = link.info().unwrap().id;
@@ -122,10 +122,10 @@ fn pinned_link_outlives_its_fd_until_unpinned() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    sys::mount_bpffs(dir.path()).unwrap();
+    os::mount_bpffs(dir.path()).unwrap();
     let pin = dir.path().join("getpid_link");
     let hits = counter("hits");
-    let prog = counting_prog(&hits, ProgType::Tracepoint, LoadOptions::new("tp_pinned", ProgType::Tracepoint), sys::gettid(), None);
+    let prog = counting_prog(&hits, ProgType::Tracepoint, LoadOptions::new("tp_pinned", ProgType::Tracepoint), os::gettid(), None);
     let link = prog.attach_tracepoint("syscalls", "sys_enter_getpid").unwrap();
     link.pin(&pin).unwrap();
     let id = link.info().unwrap().id;
@@ -145,7 +145,7 @@ fn pinned_link_outlives_its_fd_until_unpinned() {
     assert_eq!(count(&hits), before, "unpinned and closed: detached");
     assert!(before <= 40, "only the getpid calls made before the release can count");
     support::bpftool::assert_link_listed(id, false);
-    sys::unmount(dir.path()).unwrap();
+    os::unmount(dir.path()).unwrap();
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn perf_event_program_samples_cpu_clock() {
     let asm = support::progs::count_and_return("samples", 0);
     let prog = Program::load(&asm.assemble().unwrap(), &[&hits], &LoadOptions::new("sampler", ProgType::PerfEvent)).unwrap();
     // Sample this thread's CPU time 1000 times a second while it spins for 300 ms.
-    let target = PerfEventTarget::software_freq(sys::PERF_COUNT_SW_CPU_CLOCK, 1000, -1).for_pid(sys::gettid());
+    let target = PerfEventTarget::software_freq(os::perf::PERF_COUNT_SW_CPU_CLOCK, 1000, -1).for_pid(os::gettid());
     let link = prog.attach_perf_event(&target).unwrap();
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_millis(300) {
@@ -241,13 +241,13 @@ fn perf_event_program_counts_page_faults_exactly_per_thread_and_per_cpu() {
         return;
     }
     const PAGES: usize = 128; // well under perf's per-tick throttle (max_sample_rate / HZ)
-    let tid = sys::gettid();
+    let tid = os::gettid();
     // Every page fault of this thread, any CPU, sample period 1: the program runs per fault.
     let hits = counter("faults");
     let pages = FreshPages::new(PAGES);
     let (lo, hi) = pages.range();
     let prog = page_fault_counter(&hits, tid, lo, hi);
-    let link = prog.attach_perf_event(&PerfEventTarget::software(sys::PERF_COUNT_SW_PAGE_FAULTS, 1, -1).for_pid(tid)).unwrap();
+    let link = prog.attach_perf_event(&PerfEventTarget::software(os::perf::PERF_COUNT_SW_PAGE_FAULTS, 1, -1).for_pid(tid)).unwrap();
     pages.touch_all();
     assert_eq!(count(&hits), PAGES as u64, "one sample per fault inside the fresh mapping");
     pages.touch_all();
@@ -263,7 +263,7 @@ fn perf_event_program_counts_page_faults_exactly_per_thread_and_per_cpu() {
     let (lo, hi) = pages.range();
     let prog = page_fault_counter(&hits, tid, lo, hi);
     support::pin_to_cpu(0);
-    let link = prog.attach_perf_event(&PerfEventTarget::software(sys::PERF_COUNT_SW_PAGE_FAULTS, 1, 0)).unwrap();
+    let link = prog.attach_perf_event(&PerfEventTarget::software(os::perf::PERF_COUNT_SW_PAGE_FAULTS, 1, 0)).unwrap();
     pages.touch_all();
     assert_eq!(count(&hits), PAGES as u64, "per-CPU event on CPU 0");
     drop(link);
@@ -272,7 +272,7 @@ fn perf_event_program_counts_page_faults_exactly_per_thread_and_per_cpu() {
     let more = FreshPages::new(PAGES);
     let (lo, hi) = more.range();
     let prog = page_fault_counter(&hits, tid, lo, hi);
-    let link = prog.attach_perf_event(&PerfEventTarget::software(sys::PERF_COUNT_SW_PAGE_FAULTS, 4, -1).for_pid_on_cpu(tid, 0)).unwrap();
+    let link = prog.attach_perf_event(&PerfEventTarget::software(os::perf::PERF_COUNT_SW_PAGE_FAULTS, 4, -1).for_pid_on_cpu(tid, 0)).unwrap();
     more.touch_all();
     // The counter carries no faults from before the attach, so sample k is fault 4k exactly.
     assert_eq!(count(&hits), (PAGES / 4) as u64, "sample period 4");
@@ -285,8 +285,8 @@ fn hardware_perf_events_name_the_event_when_there_is_no_pmu() {
         return;
     }
     let hits = counter("faults");
-    let prog = page_fault_counter(&hits, sys::gettid(), 0, 1);
-    let target = PerfEventTarget::hardware(sys::PERF_COUNT_HW_CPU_CYCLES, 100_000, -1).for_pid(sys::gettid());
+    let prog = page_fault_counter(&hits, os::gettid(), 0, 1);
+    let target = PerfEventTarget::hardware(os::perf::PERF_COUNT_HW_CPU_CYCLES, 100_000, -1).for_pid(os::gettid());
     match prog.attach_perf_event(&target) {
         // A machine with a PMU: the program samples cycles.
         Ok(link) => drop(link),

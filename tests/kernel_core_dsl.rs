@@ -31,7 +31,7 @@ fn parent_tgid_through_core_on_a_tracepoint() {
         return;
     }
     let out = Map::create(&MapSpec::new("out", MapType::Array, 4, 8, 1)).unwrap();
-    let tid = bpfkit::sys::gettid();
+    let tid = bpfkit::os::gettid();
     let asm = support::progs::parent_tgid_through_core(tid);
     let prog = Program::load(&asm.assemble().unwrap(), &[&out], &LoadOptions::new("ppid", ProgType::Tracepoint)).unwrap();
     // The offsets really are the kernel's: the xlated program holds them as immediates.
@@ -114,7 +114,7 @@ fn core_read_pattern_follows_a_pointer_chain() {
         return;
     }
     let out = Map::create(&MapSpec::new("out", MapType::Array, 4, 8, 1)).unwrap();
-    let tid = bpfkit::sys::gettid();
+    let tid = bpfkit::os::gettid();
     let mut prog = bpf_asm! {
         call bpf_get_current_pid_tgid
         w0 = w0

@@ -10,7 +10,7 @@ use bpfkit::bpf_asm;
 use bpfkit::events::{PerfBuffer, Poller, RingBuf};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program, TestRun};
-use bpfkit::sys;
+use bpfkit::os;
 
 const PACKET: [u8; 64] = [0u8; 64];
 const WORDS: usize = 8;
@@ -87,7 +87,7 @@ fn check_record(rec: &[u8]) -> u64 {
 
 /// A ring buffer of `pages` pages and the producers' two counters (produced, dropped).
 fn ring_and_counters(pages: u32) -> (Map, Map) {
-    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, pages * sys::page_size() as u32)).unwrap();
+    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, pages * os::page_size() as u32)).unwrap();
     (ring, Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap())
 }
 
@@ -274,7 +274,7 @@ fn zero_copy_records_and_a_poller_over_two_rings() {
     if !support::kernel_or_skip("ring poller") {
         return;
     }
-    let page = sys::page_size() as u32;
+    let page = os::page_size() as u32;
     let (ring_a, ring_b) = (Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, page)).unwrap(), Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, page)).unwrap());
     let (ca, cb) = (Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap(), Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap());
     let (pa, pb) = (ring_producer(&ring_a, &ca), ring_producer(&ring_b, &cb));
@@ -305,7 +305,7 @@ fn perf_buffer_samples_and_lost_records() {
     if !support::kernel_or_skip("perf buffer") {
         return;
     }
-    let cpus = sys::possible_cpus().unwrap() as u32;
+    let cpus = os::possible_cpus().unwrap() as u32;
     let events = Map::create(&MapSpec::new("events", MapType::PerfEventArray, 4, 4, cpus)).unwrap();
     let asm = bpf_asm! {
         r6 = r1

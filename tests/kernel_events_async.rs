@@ -12,7 +12,7 @@ use bpfkit::bpf_asm;
 use bpfkit::events::{AsyncRingBuf, RingBuf};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program, TestRun};
-use bpfkit::sys;
+use bpfkit::os;
 use tokio::time::timeout;
 
 const PACKET: [u8; 64] = [0u8; 64];
@@ -79,7 +79,7 @@ fn counters_of(m: &Map) -> (u64, u64) {
 }
 
 fn ring_and_counters(pages: u32) -> (Map, Map) {
-    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, pages * sys::page_size() as u32)).unwrap();
+    let ring = Map::create(&MapSpec::new("ring", MapType::RingBuf, 0, 0, pages * os::page_size() as u32)).unwrap();
     let counters = Map::create(&MapSpec::new("counters", MapType::Array, 4, 8, 2)).unwrap();
     (ring, counters)
 }

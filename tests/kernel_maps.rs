@@ -82,7 +82,7 @@ fn per_cpu_values_are_sized_by_possible_cpus_rounded_to_8() {
     if !support::kernel_or_skip("per-CPU maps") {
         return;
     }
-    let cpus = bpfkit::sys::possible_cpus().unwrap();
+    let cpus = bpfkit::os::possible_cpus().unwrap();
     for ty in [MapType::PercpuHash, MapType::PercpuArray, MapType::LruPercpuHash] {
         // A 4-byte value occupies 8 bytes per CPU.
         let m = Map::create(&MapSpec::new("pc", ty, 4, 4, 8)).unwrap();
@@ -356,14 +356,14 @@ struct Bpffs(tempfile::TempDir);
 impl Bpffs {
     fn new() -> Bpffs {
         let dir = tempfile::tempdir().unwrap();
-        bpfkit::sys::mount_bpffs(dir.path()).unwrap();
+        bpfkit::os::mount_bpffs(dir.path()).unwrap();
         Bpffs(dir)
     }
 }
 
 impl Drop for Bpffs {
     fn drop(&mut self) {
-        let _ = bpfkit::sys::unmount(self.0.path());
+        let _ = bpfkit::os::unmount(self.0.path());
     }
 }
 

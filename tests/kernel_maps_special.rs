@@ -7,14 +7,14 @@ mod support;
 
 use support::cgroup::ChildCgroup;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, BtfBuilder, IntEncoding, Kind, LoadedBtf, Member};
 use bpfkit::events::{RingBuf, UserRingBuf};
 use bpfkit::maps::{Map, MapError, MapFlags, MapSpec, MapType, UpdateFlags};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program, TestRun};
-use bpfkit::sys;
+use bpfkit::os;
 
 const PACKET: [u8; 64] = [0u8; 64];
 
@@ -104,8 +104,8 @@ fn storage_btf() -> (LoadedBtf, u32, u32) {
 
 /// The creation parameters each map type needs.
 fn spec_for(ty: MapType, btf: &(LoadedBtf, u32, u32), vmlinux: &Btf, inner: &Map) -> MapSpec {
-    let page = sys::page_size() as u32;
-    let cpus = sys::possible_cpus().unwrap() as u32;
+    let page = os::page_size() as u32;
+    let cpus = os::possible_cpus().unwrap() as u32;
     let name = format!("t_{}", ty.name());
     let s = |key, value, max| MapSpec::new(name.clone(), ty, key, value, max);
     match ty {
@@ -237,7 +237,7 @@ fn ring_buffer_records_from_a_program() {
     if !support::kernel_or_skip("ring buffer") {
         return;
     }
-    let rb = Map::create(&MapSpec::new("events", MapType::RingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
+    let rb = Map::create(&MapSpec::new("events", MapType::RingBuf, 0, 0, 4 * os::page_size() as u32)).unwrap();
     let prog = bpf_asm! {
         r1 = 0x1122334455667788 ll
         *(u64 *)(r10 - 8) = r1
@@ -263,7 +263,7 @@ fn user_ring_buffer_drained_by_a_program() {
     if !support::kernel_or_skip("user ring buffer") {
         return;
     }
-    let urb = Map::create(&MapSpec::new("cmds", MapType::UserRingBuf, 0, 0, 4 * sys::page_size() as u32)).unwrap();
+    let urb = Map::create(&MapSpec::new("cmds", MapType::UserRingBuf, 0, 0, 4 * os::page_size() as u32)).unwrap();
     let sum = Map::create(&MapSpec::new("sum", MapType::Array, 4, 8, 1)).unwrap();
     let mut w = UserRingBuf::new(&urb).unwrap();
     for x in [1u64, 20, 300] {
@@ -310,20 +310,23 @@ fn perf_event_array_holds_perf_events_a_program_outputs_to() {
     if !support::kernel_or_skip("perf event array") {
         return;
     }
-    let cpus = sys::possible_cpus().unwrap() as u32;
+    let cpus = os::possible_cpus().unwrap() as u32;
     let events = Map::create(&MapSpec::new("perf", MapType::PerfEventArray, 4, 4, cpus)).unwrap();
-    let attr = sys::PerfEventAttr {
-        type_: sys::PERF_TYPE_SOFTWARE,
-        config: sys::PERF_COUNT_SW_BPF_OUTPUT,
-        sample_type: sys::PERF_SAMPLE_RAW,
+    let attr = os::perf::PerfEventAttr {
+        type_: os::perf::PERF_TYPE_SOFTWARE,
+        config: os::perf::PERF_COUNT_SW_BPF_OUTPUT,
+        sample_type: os::perf::PERF_SAMPLE_RAW,
         sample_period: 1,
         wakeup_events: 1,
         ..Default::default()
     };
-    let fds: Vec<_> = (0..cpus).map(|cpu| sys::perf_event_open(&attr, -1, cpu as i32, -1, 0).unwrap()).collect();
-    let page = sys::page_size();
+    let fds: Vec<_> = (0..cpus).map(|cpu| os::perf::open(&attr, -1, cpu as i32, -1, 0).unwrap()).collect();
+    let page = os::page_size();
     // Each event needs its ring (1 metadata page + 2^n data pages) mapped before it can take output.
-    let rings: Vec<_> = fds.iter().map(|fd| sys::mmap_shared(fd.as_fd(), 0, 2 * page).unwrap()).collect();
+    // SAFETY (test code): a shared mapping of a perf event's ring, which the kernel writes;
+    // read below only through atomics and after the kernel's data_head says it is there.
+    let rings: Vec<memmap2::MmapMut> =
+        fds.iter().map(|fd| unsafe { memmap2::MmapOptions::new().len(2 * page).map_mut(fd.as_raw_fd()) }.unwrap()).collect();
     for (cpu, fd) in fds.iter().enumerate() {
         events.update_fd(&k(cpu as u32), fd, UpdateFlags::Any).unwrap();
     }
@@ -344,7 +347,12 @@ fn perf_event_array_holds_perf_events_a_program_outputs_to() {
     assert_eq!(p.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 0, "bpf_perf_event_output succeeded");
     // struct perf_event_mmap_page: data_head at byte 1024; records start at the second page:
     // { u32 type (PERF_RECORD_SAMPLE = 9), u16 misc, u16 size, u32 raw size, raw bytes }.
-    let written: Vec<_> = rings.iter().filter(|r| sys::shared_mem::load_acquire_u64(r, 1024).unwrap() > 0).collect();
+    let data_head = |r: &memmap2::MmapMut| {
+        // SAFETY (test code): byte 1024 of the mapping is the u64 data_head, 8-byte aligned in a
+        // page-aligned mapping, which the kernel stores to; an atomic load reads it.
+        unsafe { (*(r.as_ptr().add(1024) as *const std::sync::atomic::AtomicU64)).load(std::sync::atomic::Ordering::Acquire) }
+    };
+    let written: Vec<_> = rings.iter().filter(|r| data_head(r) > 0).collect();
     assert_eq!(written.len(), 1, "one CPU's ring got the record");
     let rec = &written[0][page..];
     assert_eq!(u32::from_ne_bytes(rec[0..4].try_into().unwrap()), 9);
@@ -393,7 +401,7 @@ fn devmap_devmap_hash_and_cpumap_hold_devices_and_queues() {
         let bad = m.update(&k(2), &999_999u32.to_ne_bytes(), UpdateFlags::Any).unwrap_err();
         assert_eq!(errno(&bad), Some(libc::EINVAL), "{ty}: no such device: {bad}");
     }
-    let cpus = Map::create(&MapSpec::new("cpus", MapType::Cpumap, 4, 4, sys::possible_cpus().unwrap() as u32)).unwrap();
+    let cpus = Map::create(&MapSpec::new("cpus", MapType::Cpumap, 4, 4, os::possible_cpus().unwrap() as u32)).unwrap();
     cpus.update(&k(0), &192u32.to_ne_bytes(), UpdateFlags::Any).unwrap();
     assert_eq!(cpus.lookup(&k(0)).unwrap(), Some(192u32.to_ne_bytes().to_vec()), "queue size read back");
 }
@@ -411,7 +419,7 @@ fn sockmap_sockhash_and_reuseport_array_hold_sockets() {
         sock.set_reuse_port(true).unwrap();
         sock.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
         m.update_fd(&k(1), &sock, UpdateFlags::Any).unwrap_or_else(|e| panic!("{ty}: {e}"));
-        let cookie = sys::socket_cookie(sock.as_fd()).unwrap();
+        let cookie = os::socket_cookie(sock.as_fd()).unwrap();
         assert_eq!(u64_of(&m.lookup(&k(1)).unwrap().unwrap()), cookie, "{ty}");
         assert!(m.delete(&k(1)).unwrap(), "{ty}");
     }
@@ -430,7 +438,7 @@ fn local_storage_maps_keyed_by_fds() {
     let btf = storage_btf();
     let spec = |name: &str, ty| MapSpec::new(name, ty, 4, 8, 0).flags(MapFlags::NO_PREALLOC).btf(btf.0.as_fd(), btf.1, btf.2).unwrap();
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let pidfd = sys::pidfd_open(std::process::id() as i32).unwrap();
+    let pidfd = os::pidfd_open(std::process::id() as i32).unwrap();
     let child = ChildCgroup::new("storage");
     let cg = child.open();
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -548,14 +556,14 @@ fn cgroup_storage_exists_while_a_program_is_attached() {
         key[..8].copy_from_slice(&child.id().to_ne_bytes());
         key[8..12].copy_from_slice(&AttachType::CgroupInetEgress.raw().to_ne_bytes());
         assert_eq!(store.lookup(&key).unwrap(), None, "{ty}: no storage before attaching");
-        sys::prog_attach(prog.as_fd(), cg.as_fd(), AttachType::CgroupInetEgress.raw(), 0).unwrap();
+        let link = prog.attach_cgroup(&cg, AttachType::CgroupInetEgress).unwrap();
         let zero = vec![0u8; store.value_buf_len().unwrap()];
         assert_eq!(store.lookup(&key).unwrap(), Some(zero.clone()), "{ty}: storage allocated on attach");
         let mut five = zero.clone();
         five[..8].copy_from_slice(&5u64.to_ne_bytes());
         store.update(&key, &five, UpdateFlags::Any).unwrap();
         assert_eq!(store.lookup(&key).unwrap(), Some(five), "{ty}");
-        sys::prog_detach(prog.as_fd(), cg.as_fd(), AttachType::CgroupInetEgress.raw()).unwrap();
+        drop(link);
     }
 }
 
@@ -589,15 +597,15 @@ fn arena_pages_are_shared_memory() {
     }
     let arena = Map::create(&MapSpec::new("arena", MapType::Arena, 0, 0, 16).flags(MapFlags::MMAPABLE)).unwrap();
     let mut mem = arena.mmap().unwrap();
-    assert_eq!(mem.len(), 16 * sys::page_size());
-    let off = 3 * sys::page_size() + 8;
+    assert_eq!(mem.len(), 16 * os::page_size());
+    let off = 3 * os::page_size() + 8;
     mem.set::<u64>(off, &0xfeed_f00d).unwrap();
     // A second mapping sees the same pages.
     let other = arena.mmap();
     if let Ok(other) = other {
         assert_eq!(other.get::<u64>(off).unwrap(), 0xfeed_f00d);
     }
-    assert!(mem.get::<u64>(16 * sys::page_size() - 4).is_err(), "past the end");
+    assert!(mem.get::<u64>(16 * os::page_size() - 4).is_err(), "past the end");
 }
 
 /// Across the boundary both ways: user space writes a word through its mapping, an XDP program
@@ -672,7 +680,7 @@ fn arena_page_allocated_by_a_program_is_seen_through_the_mapping() {
     .unwrap();
     let opts = LoadOptions::new("arena_alloc", ProgType::Syscall).flags(bpfkit::prog::ProgFlags::SLEEPABLE);
     let prog = Program::load(&asm, &[&arena], &opts).unwrap();
-    let page = sys::page_size();
+    let page = os::page_size();
     // The kfunc returns the page's user address; its low 32 bits reach us as retval.
     let ret = prog.test_run(&TestRun::default()).unwrap().retval;
     assert_ne!(ret, 0, "bpf_arena_alloc_pages returned NULL");
@@ -692,9 +700,9 @@ fn arena_page_allocated_by_a_program_is_seen_through_the_mapping() {
 #[test]
 fn xskmap_holds_an_af_xdp_socket_that_receives_redirected_packets() {
     use bpfkit::attach::XdpMode;
-    use bpfkit::sys::netlink::{if_index, Netlink};
-    use bpfkit::sys::xsk::{XskConfig, XskSocket};
-    use bpfkit::sys::NetNs;
+    use bpfkit::net::{if_index, Netlink};
+    use bpfkit::net::xsk::{XskConfig, XskSocket};
+    use bpfkit::net::NetNs;
     use std::net::{Ipv4Addr, UdpSocket};
     use std::time::Duration;
 

@@ -23,7 +23,7 @@ use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::insn::Assembled;
 use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
-use bpfkit::sys::NetNs;
+use bpfkit::net::NetNs;
 
 const N: usize = 40;
 const PORT: u16 = 4242;

@@ -135,14 +135,14 @@ fn program_info_stats_pins_and_ids() {
     assert_eq!(again.test_run(&TestRun::with_data(PACKET)).unwrap().retval, 2);
 
     let dir = tempfile::tempdir().unwrap();
-    bpfkit::sys::mount_bpffs(dir.path()).unwrap();
+    bpfkit::os::mount_bpffs(dir.path()).unwrap();
     let path = dir.path().join("counted");
     p.pin(&path).unwrap();
     let pinned = Program::from_pin(&path).unwrap();
     assert_eq!(pinned.info().unwrap().tag, info.tag);
     Program::unpin(&path).unwrap();
     assert!(Program::from_pin(&path).is_err());
-    bpfkit::sys::unmount(dir.path()).unwrap();
+    bpfkit::os::unmount(dir.path()).unwrap();
 }
 
 #[test]

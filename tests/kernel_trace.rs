@@ -23,7 +23,7 @@ use bpfkit::events::{stack_ips, Symbolizer};
 use bpfkit::insn::Reg;
 use bpfkit::maps::{Map, MapFlags, MapSpec, MapType, UpdateFlags};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
-use bpfkit::sys::{self, ProbeKind};
+use bpfkit::os::{self, ProbeKind};
 
 // ---- functions the uprobes target (exported so their symbols keep their names) ----
 
@@ -137,8 +137,8 @@ fn uprobes_or_skip(test: &str) -> bool {
     if !support::kernel_or_skip(test) {
         return false;
     }
-    let pmu = sys::probe_pmu(ProbeKind::Uprobe).unwrap();
-    let tracefs = sys::probe_events_file(ProbeKind::Uprobe).ok().flatten();
+    let pmu = os::probe_pmu(ProbeKind::Uprobe).unwrap();
+    let tracefs = os::probe_events_file(ProbeKind::Uprobe).ok().flatten();
     if pmu.is_none() && tracefs.is_none() {
         support::skip(&format!("{test}: no uprobe PMU and no uprobe_events"));
         return false;
@@ -154,7 +154,7 @@ fn uprobe_on_a_test_function_counts_each_call_and_detaches_on_drop() {
         return;
     }
     let s = stats_map("stats", 1);
-    let prog = regs_prog(&s, "up_entry", sys::gettid(), reg(uprobe::arg_reg(0).unwrap()), None);
+    let prog = regs_prog(&s, "up_entry", os::gettid(), reg(uprobe::arg_reg(0).unwrap()), None);
     let link = prog.attach_uprobe(&UprobeTarget::symbol(exe(), "bpfkit_trace_entry")).unwrap();
     assert!(link.tracefs_event().is_none(), "the uprobe PMU is used");
     let id = link_id(&link);
@@ -176,7 +176,7 @@ fn uretprobe_sees_every_return_value() {
         return;
     }
     let s = stats_map("stats", 1);
-    let prog = regs_prog(&s, "up_ret", sys::gettid(), reg(uprobe::RET_REG), None);
+    let prog = regs_prog(&s, "up_ret", os::gettid(), reg(uprobe::RET_REG), None);
     let link = prog.attach_uprobe(&UprobeTarget::symbol(exe(), "bpfkit_trace_ret").retprobe()).unwrap();
     let id = link_id(&link);
     let total = call_n(bpfkit_trace_ret, 57);
@@ -209,7 +209,7 @@ fn uprobe_at_an_offset_inside_a_function() {
     assert_eq!(bytes[sym.file_offset as usize..][..8], ASM_PROLOGUE);
 
     let s = stats_map("stats", 1);
-    let prog = regs_prog(&s, "up_off", sys::gettid(), reg("di"), None);
+    let prog = regs_prog(&s, "up_off", os::gettid(), reg("di"), None);
     // By symbol + 4, then by the raw file offset of the same instruction.
     for target in [UprobeTarget::symbol(exe(), "bpfkit_trace_asm").at(4), UprobeTarget::file_offset(exe(), sym.file_offset + 4)] {
         assert_eq!(target.resolve().unwrap().file_offset, sym.file_offset + 4);
@@ -232,7 +232,7 @@ fn uprobe_at_an_offset_inside_a_function() {
 
 /// A program counting `getpid` calls: slot 0 for this thread, slot 1 for other processes.
 fn getpid_prog(s: &Map) -> Program {
-    let (tid, pid) = (sys::gettid(), std::process::id() as i32);
+    let (tid, pid) = (os::gettid(), std::process::id() as i32);
     let mut asm = bpf_asm! {
         call bpf_get_current_pid_tgid
         r6 = r0
@@ -299,12 +299,12 @@ fn uprobe_through_tracefs_uprobe_events_is_removed_on_drop() {
     if !support::kernel_or_skip("uprobe via tracefs") {
         return;
     }
-    let Some(events) = sys::probe_events_file(ProbeKind::Uprobe).unwrap() else {
+    let Some(events) = os::probe_events_file(ProbeKind::Uprobe).unwrap() else {
         support::skip("uprobe via tracefs: tracefs has no uprobe_events");
         return;
     };
     let s = stats_map("stats", 1);
-    let prog = regs_prog(&s, "up_tracefs", sys::gettid(), reg("di"), None);
+    let prog = regs_prog(&s, "up_tracefs", os::gettid(), reg("di"), None);
     let link = prog.attach_uprobe(&UprobeTarget::symbol(exe(), "bpfkit_trace_tracefs").via_tracefs()).unwrap();
     let event = link.tracefs_event().expect("a tracefs event");
     assert!(std::fs::read_to_string(&events).unwrap().contains(&event), "{event} is defined in {}", events.display());
@@ -329,7 +329,7 @@ fn uprobe_multi_counts_two_functions_by_cookie() {
         return;
     }
     let s = stats_map("stats", 2);
-    let tid = sys::gettid();
+    let tid = os::gettid();
     let mut asm = bpf_asm! {
         r6 = r1
         call bpf_get_current_pid_tgid
@@ -463,9 +463,9 @@ fn kprobes_fail_here_saying_why() {
     assert_eq!(target.describe(), "kprobe do_unlinkat+0x0");
 
     let hits = stats_map("stats", 1);
-    let prog = regs_prog(&hits, "kp_getpid", sys::gettid(), reg("di"), None);
-    let has_pmu = sys::probe_pmu(ProbeKind::Kprobe).unwrap().is_some();
-    let has_tracefs = sys::probe_events_file(ProbeKind::Kprobe).ok().flatten().is_some();
+    let prog = regs_prog(&hits, "kp_getpid", os::gettid(), reg("di"), None);
+    let has_pmu = os::probe_pmu(ProbeKind::Kprobe).unwrap().is_some();
+    let has_tracefs = os::probe_events_file(ProbeKind::Kprobe).ok().flatten().is_some();
     let getpid_fn = KprobeTarget::function("__x64_sys_getpid");
     match prog.attach_kprobe(&getpid_fn) {
         Err(e @ ProbeError::NoProbeSupport { .. }) => {
@@ -581,7 +581,7 @@ fn task_iterator_output_lists_this_process() {
     let pid = std::process::id();
     let lines: Vec<(u32, u32)> = text.lines().map(|l| l.split_once(' ').map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())).unwrap()).collect();
     assert!(lines.contains(&(pid, pid)), "the main thread of pid {pid} is listed");
-    assert!(lines.contains(&(sys::gettid() as u32, pid)), "this test's thread is listed under pid {pid}");
+    assert!(lines.contains(&(os::gettid() as u32, pid)), "this test's thread is listed under pid {pid}");
     assert!(lines.contains(&(other_pid, other_pid)), "another process (pid {other_pid}) is listed");
     // A second reader iterates afresh.
     assert!(String::from_utf8(iter::read_to_end(&link).unwrap()).unwrap().contains(&format!("{pid} {pid}\n")));
@@ -649,7 +649,7 @@ fn user_stack_of_cpu_clock_samples_names_the_busy_function() {
         exit
     };
     let prog = Program::load(&asm.assemble().unwrap(), &[&stacks, &counts], &LoadOptions::new("stack_sampler", ProgType::PerfEvent)).unwrap();
-    let target = PerfEventTarget::software_freq(sys::PERF_COUNT_SW_CPU_CLOCK, 1000, -1).for_pid(sys::gettid());
+    let target = PerfEventTarget::software_freq(os::perf::PERF_COUNT_SW_CPU_CLOCK, 1000, -1).for_pid(os::gettid());
     let link = prog.attach_perf_event(&target).unwrap();
     std::hint::black_box(bpfkit_stack_busy_loop_distinctive(Instant::now() + Duration::from_millis(300)));
     drop(link);
@@ -675,7 +675,7 @@ fn kernel_stack_of_a_syscall_tracepoint_is_symbolized() {
     }
     let stacks = Map::create(&MapSpec::new("stacks", MapType::StackTrace, 4, 64 * 8, 16)).unwrap();
     let seen = stats_map("stats", 1);
-    let tid = sys::gettid();
+    let tid = os::gettid();
     let mut asm = bpf_asm! {
         r6 = r1
         call bpf_get_current_pid_tgid

@@ -560,7 +560,7 @@ fn perf_event_program_counts_this_threads_page_faults() {
     assert_eq!(counted, faults, "one run per minor fault of this thread");
 
     // cpu-clock of this thread, a sample per millisecond of its CPU time.
-    let mut target = PerfEventTarget::software(bpfkit::sys::PERF_COUNT_SW_CPU_CLOCK, 1_000_000, -1);
+    let mut target = PerfEventTarget::software(bpfkit::os::perf::PERF_COUNT_SW_CPU_CLOCK, 1_000_000, -1);
     target.pid = tid;
     let start = hits.get();
     let link = prog.attach_perf_event(&target).unwrap();

@@ -15,7 +15,7 @@ use bpfkit::helpers::patterns::*;
 use bpfkit::insn::{self, exit, jmp_if, mov64, st, stx, JmpCond, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
 use bpfkit::prog::{ProgType, Program, TestRun};
-use bpfkit::sys;
+use bpfkit::os;
 
 // ---- shared preambles ----
 
@@ -160,7 +160,7 @@ fn process_info_matches_the_calling_thread_through_a_ring_buffer() {
     let info = ProcInfo::from_bytes(&records[0]).unwrap();
     let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
     assert_eq!(info.tgid, std::process::id());
-    assert_eq!(info.tid, sys::gettid() as u32);
+    assert_eq!(info.tid, os::gettid() as u32);
     assert_eq!(info.uid, proc_status_id("Uid:"));
     assert_eq!(info.gid, proc_status_id("Gid:"));
     assert_eq!(info.comm_str(), comm.trim_end());
@@ -204,7 +204,7 @@ fn time_delta_is_positive_and_within_the_elapsed_wall_time() {
     let elapsed = t0.elapsed().as_nanos() as u64;
     let delta = get_u64(&deltas, 0);
     assert!(delta > 0 && delta <= elapsed, "delta {delta} ns, elapsed {elapsed} ns");
-    assert!(get(&start, sys::gettid() as u32).is_none(), "the start entry was deleted");
+    assert!(get(&start, os::gettid() as u32).is_none(), "the start entry was deleted");
 }
 
 // ---- sampling, loops, stack structs ----
@@ -525,7 +525,7 @@ fn splicing_into_bpf_asm_equals_builder_composition() {
 
 /// The byte offset of `field` in a syscalls tracepoint's record, from its tracefs `format` file.
 fn tracepoint_field_offset(event: &str, field: &str) -> i16 {
-    let dir = sys::tracefs_dir().unwrap();
+    let dir = os::tracefs_dir().unwrap();
     let format = std::fs::read_to_string(dir.join("events/syscalls").join(event).join("format")).unwrap();
     let line = format.lines().find(|l| l.contains(&format!(" {field};"))).unwrap_or_else(|| panic!("{field} in {format}"));
     let off = line.split("offset:").nth(1).unwrap().split(';').next().unwrap();

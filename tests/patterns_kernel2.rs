@@ -17,7 +17,7 @@ use bpfkit::helpers::patterns::*;
 use bpfkit::insn::{self, add64, call_helper_named, exit, ld_imm64, mov64, st, stx, Reg, Size};
 use bpfkit::maps::{Map, MapType, UpdateFlags};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType};
-use bpfkit::sys;
+use bpfkit::os;
 use support::cgroup::ChildCgroup;
 
 const EFAULT: i64 = 14;
@@ -224,7 +224,7 @@ fn timestamp_delta_takes_the_missing_branch_without_a_stored_start() {
     assert_eq!((get_u64(&counts, 0), get_u64(&counts, 1)), (0, 40), "deltas, missing starts");
     assert_eq!(get_u64(&deltas, 0), 0, "no delta was written");
     // With a start stored for this thread the delta path runs once and deletes it.
-    let tid = sys::gettid() as u32;
+    let tid = os::gettid() as u32;
     start.update(&tid.to_ne_bytes(), &1u64.to_ne_bytes(), UpdateFlags::Any).unwrap();
     let link = prog.attach_tracepoint("syscalls", "sys_exit_getpid").unwrap();
     getpid_n(3);

@@ -10,7 +10,7 @@ use bpfkit::core_btf::BtfError;
 use bpfkit::insn::{AssembleError, DecodeError, EncodeError, ParseError, SourceLoc};
 use bpfkit::maps::MapError;
 use bpfkit::prog::LoadError;
-use bpfkit::sys::{PinError, SysError};
+use bpfkit::os::{PinError, SysError};
 
 use crate::hex::HexError;
 

@@ -497,7 +497,7 @@ fn map_dump_of_a_pinned_per_cpu_map() {
         .expect("update");
 
     let fs = tempfile::tempdir().expect("temp dir");
-    if let Err(e) = bpfkit::sys::mount_bpffs(fs.path()) {
+    if let Err(e) = bpfkit::os::mount_bpffs(fs.path()) {
         support::skip(&format!("bpfkit map dump PATH: cannot mount a bpffs ({e})"));
         return;
     }
@@ -508,7 +508,7 @@ fn map_dump_of_a_pinned_per_cpu_map() {
     // A pinned map is no program.
     let wrong = bpfkit(fs.path(), &["prog", "show", pin_arg]);
     Map::unpin(&pin).expect("unpin");
-    bpfkit::sys::unmount(fs.path()).expect("unmount");
+    bpfkit::os::unmount(fs.path()).expect("unmount");
 
     let dump = ok(dump);
     let mut want = vec!["key: 00 00 00 00".to_owned()];

@@ -84,7 +84,7 @@ fn load_pins_programs_and_maps_that_then_run_in_the_kernel() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    bpfkit::sys::mount_bpffs(dir.path()).unwrap();
+    bpfkit::os::mount_bpffs(dir.path()).unwrap();
     let pins = dir.path().join("o09");
     let out = ok(bpfkit(&["load", fixture("o09_xdp.o").to_str().unwrap(), "--pin", pins.to_str().unwrap()]));
     assert!(out.contains("prog xdp_count id "), "{out}");
@@ -100,7 +100,7 @@ fn load_pins_programs_and_maps_that_then_run_in_the_kernel() {
     let count = map.lookup(&0x2au32.to_le_bytes()).unwrap().unwrap();
     assert_eq!(u64::from_le_bytes(count[..8].try_into().unwrap()), 6);
     drop((prog, map));
-    bpfkit::sys::unmount(dir.path()).unwrap();
+    bpfkit::os::unmount(dir.path()).unwrap();
 
     // Without --pin the object loads and is gone when the command exits.
     let out = ok(bpfkit(&["load", fixture("o01_hash_tp.o").to_str().unwrap()]));

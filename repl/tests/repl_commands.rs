@@ -307,7 +307,7 @@ fn maps_del_pin_and_open_in_another_session() {
 #[test]
 fn usdt_probe_counts_its_firings() {
     use std::io::{BufRead, BufReader};
-    use bpfkit::sys::{probe_events_file, probe_pmu, ProbeKind};
+    use bpfkit::os::{probe_events_file, probe_pmu, ProbeKind};
     if !support::kernel_or_skip("usdt_probe_counts_its_firings") {
         return;
     }

@@ -60,7 +60,7 @@ impl LoadedBtf {
     }
 
     /// The fd as `bpf_attr` fields take it (`btf_fd`, `prog_btf_fd`).
-    pub fn attr_fd(&self) -> u32 {
+    pub(crate) fn attr_fd(&self) -> u32 {
         self.fd.as_raw_fd() as u32
     }
 

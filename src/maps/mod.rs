@@ -126,6 +126,18 @@ pub enum MapError {
     IterationAborted { map: String, steps: usize },
 }
 
+impl MapError {
+    /// The errno the kernel answered with, when the kernel refused (`None` when bpfkit refused
+    /// before asking it).
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            MapError::Sys(e) => e.errno(),
+            MapError::Pin(e) => e.errno(),
+            _ => None,
+        }
+    }
+}
+
 /// What the kernel reports about a map (`struct bpf_map_info`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -342,3 +354,6 @@ impl From<&Map> for MapRef {
         m.as_ref()
     }
 }
+
+#[cfg(test)]
+mod seam_tests;

@@ -5,12 +5,20 @@
 //! Fields the kernel unions (`value`/`next_key`, `attach_prog_fd`/`attach_btf_obj_fd`, …) take
 //! the first member's name with the alternative noted in its doc comment.
 
-/// Marker for attribute and info structs that may be passed to bpf(2): `#[repr(C)]`, plain data,
-/// and every bit pattern valid (the kernel writes some of them back).
-pub trait BpfAttr {}
+/// Attribute and info structs that may be passed to bpf(2).
+///
+/// # Safety
+/// An implementor is `#[repr(C)]`, laid out as the kernel's member of `union bpf_attr` (or its
+/// `bpf_*_info` struct) for the commands it is passed with, plain data with every bit pattern
+/// valid (the kernel writes some of them back), and every pointer field it carries is set,
+/// before the call, to memory that outlives the call and is at least as large as the kernel
+/// will read or write through it. The trait is crate-private (`sys` is), so it is sealed.
+pub unsafe trait BpfAttr {}
 
 macro_rules! attrs {
-    ($($t:ty),* $(,)?) => { $(impl BpfAttr for $t {})* };
+    // SAFETY: each listed struct mirrors its uapi member field for field (checked against
+    // libbpf-sys by sys::layout_tests); the pointer obligation is on the code that fills it.
+    ($($t:ty),* $(,)?) => { $(unsafe impl BpfAttr for $t {})* };
 }
 
 attrs!(
@@ -480,6 +488,7 @@ pub struct IterCreateAttr {
 /// `BPF_PROG_BIND_MAP`.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
+#[allow(dead_code)] // not issued yet; its layout is checked with the rest
 pub struct ProgBindMapAttr {
     pub prog_fd: u32,
     pub map_fd: u32,

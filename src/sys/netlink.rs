@@ -577,9 +577,6 @@ impl NetlinkAttachment {
     pub fn tc_filter(nl: Netlink, what: String, id: FilterId) -> NetlinkAttachment {
         NetlinkAttachment { nl, what, ifindex: id.ifindex, undo: Undo::TcFilter(id), done: false }
     }
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
     /// Undo the attachment (once; later calls do nothing). An XDP program is removed only if it
     /// is still the one attached, so a program someone attached since stays.
     pub fn detach(&mut self) -> Result<(), NetlinkError> {

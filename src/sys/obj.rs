@@ -60,6 +60,7 @@ pub fn bpf_object_kind(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
 
 /// Why a path cannot hold a pin.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PinError {
     #[error("{path}: not on a bpffs (its directory {dir} is on a filesystem with magic {magic:#x}); mount one with `mount -t bpf bpf {dir}`")]
     NotBpffs { path: PathBuf, dir: PathBuf, magic: i64 },
@@ -67,6 +68,16 @@ pub enum PinError {
     NoDir { path: PathBuf, dir: PathBuf },
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: io::Error },
+}
+
+impl PinError {
+    /// The errno of the failed call (`None` when bpfkit refused the path before any call).
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            PinError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {

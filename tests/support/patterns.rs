@@ -5,7 +5,7 @@ use bpfkit::helpers::patterns::{counter_increment, tid_filter};
 use bpfkit::insn::{self, add64, call_helper_named, exit, ld_map, mov64, st, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program, TestRun};
-use bpfkit::sys;
+use bpfkit::os;
 
 pub const PKT: [u8; 64] = [0; 64];
 
@@ -57,7 +57,7 @@ pub fn count_key(p: &mut insn::Program, counts: &str, key: i32) {
 /// A tracepoint program (e.g. on `sys_enter_getpid`) whose body runs only for this thread:
 /// `tid_filter(gettid) → body → r0 = 0; exit`.
 pub fn on_this_thread(body: insn::Program) -> insn::Program {
-    let mut p = tid_filter(sys::gettid() as u32, "out").unwrap();
+    let mut p = tid_filter(os::gettid() as u32, "out").unwrap();
     p.extend(body);
     p.label("out");
     ret(&mut p, 0);

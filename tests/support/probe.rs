@@ -8,7 +8,6 @@ use bpfkit::features::{FeatureError, Features, KernelVersion, Method, Verdict};
 use bpfkit::insn::build::{exit, mov64};
 use bpfkit::insn::{Program as Text, Reg};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
-use bpfkit::sys::{self, Cmd, LinkCreateAttr};
 
 use super::Witness;
 
@@ -39,9 +38,11 @@ pub fn kernel_has(test: &str, what: &str, verdict: Result<Verdict, FeatureError>
 }
 
 /// Sockmap/sockhash bpf_links (`BPF_LINK_CREATE` of an sk_msg or sk_skb program on a map, 6.10+),
-/// which `bpfkit::features` does not probe: a link request naming fd `u32::MAX` as the map. A
-/// kernel with sockmap links looks the map up and says EBADF; one without them refuses the
-/// program type in `link_create` with EINVAL before looking at the target.
+/// which `bpfkit::features` does not probe: an sk_msg program loaded by bpfkit, then a link
+/// request through libbpf 1.7's `bpf_link_create` (bpfkit's raw funnel is private) naming fd
+/// `u32::MAX` as the map. A kernel with sockmap links looks the map up and says EBADF; one
+/// without them refuses the program type in `link_create` with EINVAL before looking at the
+/// target.
 pub fn sockmap_links() -> Result<Verdict, FeatureError> {
     Features::global().check_access()?;
     let since = Some(KernelVersion::new(6, 10, 0));
@@ -53,18 +54,19 @@ pub fn sockmap_links() -> Result<Verdict, FeatureError> {
         Ok(p) => p,
         Err(e) => return Ok(verdict(Some(false), format!("an sk_msg program did not load: {e}"))),
     };
-    let mut attr = LinkCreateAttr {
-        prog_fd: prog.as_fd().as_raw_fd() as u32,
-        target_fd: u32::MAX,
-        attach_type: AttachType::SkMsgVerdict.raw(),
-        ..Default::default()
+    // SAFETY (test code): a program fd this test owns, a bogus target fd the kernel only looks
+    // up, and no options (NULL).
+    let ret = unsafe {
+        libbpf_sys::bpf_link_create(prog.as_fd().as_raw_fd(), u32::MAX as i32, AttachType::SkMsgVerdict.raw(), std::ptr::null())
     };
-    Ok(match sys::bpf_fd(Cmd::LinkCreate, &mut attr) {
-        Ok(_) => verdict(Some(true), "created a link to map fd u32::MAX".into()),
-        Err(e) => match e.raw_os_error() {
-            Some(libc::EINVAL) => verdict(Some(false), "EINVAL: link_create refuses sk_msg programs".into()),
-            Some(libc::EBADF) => verdict(Some(true), "EBADF: the kernel looked for the map".into()),
-            _ => verdict(None, format!("link_create: {e}")),
-        },
+    if ret >= 0 {
+        // SAFETY (test code): the link fd libbpf just returned, closed once.
+        unsafe { libc::close(ret) };
+        return Ok(verdict(Some(true), "created a link to map fd u32::MAX".into()));
+    }
+    Ok(match -ret {
+        libc::EINVAL => verdict(Some(false), "EINVAL: link_create refuses sk_msg programs".into()),
+        libc::EBADF => verdict(Some(true), "EBADF: the kernel looked for the map".into()),
+        e => verdict(None, format!("link_create: {}", std::io::Error::from_raw_os_error(e))),
     })
 }

@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 
-use bpfkit::sys::netlink::{if_index, Netlink};
-use bpfkit::sys::NetNs;
+use bpfkit::net::{if_index, Netlink};
+use bpfkit::net::NetNs;
 
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use bpfkit::attach::{Link, LinkError, LinkInfo};
-use bpfkit::sys::SysError;
+use bpfkit::os::SysError;
 
 use super::prog::{is_not_found, table, Target};
 use crate::error::CliError;

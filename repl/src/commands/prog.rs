@@ -82,7 +82,7 @@ impl FromStr for Target {
 /// Open the object pinned at `path`, checking that it is a `want` (`bpf-map`, `bpf-prog`:
 /// the kernel's anon-inode names), since info and element calls would misread another kind.
 pub fn open_pinned(path: &Path, want: &'static str) -> Result<OwnedFd, CliError> {
-    let fd = bpfkit::sys::obj_get(path).map_err(CliError::Pin)?;
+    let fd = bpfkit::os::obj_get(path).map_err(CliError::Pin)?;
     // /proc/self/fd/N of a bpf object reads `anon_inode:bpf-map`, `anon_inode:bpf-prog`, ….
     if let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
         let link = link.to_string_lossy();

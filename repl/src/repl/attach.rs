@@ -15,7 +15,7 @@ use bpfkit::attach::kprobe::KprobeTarget;
 use bpfkit::attach::uprobe::UprobeTarget;
 use bpfkit::attach::usdt::{self, UsdtTarget};
 use bpfkit::attach::{ifindex, AttachPath, Link, PerfEventTarget, TcDirection, XdpMode};
-use bpfkit::sys::{PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK, PERF_COUNT_SW_PAGE_FAULTS, PERF_COUNT_SW_TASK_CLOCK};
+use bpfkit::os::perf::{PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK, PERF_COUNT_SW_PAGE_FAULTS, PERF_COUNT_SW_TASK_CLOCK};
 use bpfkit::prog::AttachType;
 
 use super::render::number;

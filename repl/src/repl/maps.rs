@@ -76,7 +76,7 @@ pub fn command(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             let cpus;
             let max = match (*t, *max) {
                 ("perf_event_array", "0") => {
-                    cpus = bpfkit::sys::possible_cpus().map_err(|e| format!("counting the CPUs: {e}"))?.to_string();
+                    cpus = bpfkit::os::possible_cpus().map_err(|e| format!("counting the CPUs: {e}"))?.to_string();
                     cpus.as_str()
                 }
                 _ => *max,

@@ -1,9 +1,11 @@
-//! Every field bpfkit writes into a bpf(2) attribute or reads from an info struct has the offset
+//! (Unit tests inside the crate: `sys` is private.) Every field bpfkit writes into a bpf(2) attribute or reads from an info struct has the offset
 //! and size of the same field in libbpf-sys's bindgen bindings of the kernel's uapi header.
 
 use std::mem::{offset_of, size_of};
 
-use bpfkit::sys::*;
+use super::*;
+use crate::maps::MapType;
+use crate::prog::{AttachType, ProgType};
 use libbpf_sys as lb;
 
 /// The size of a field, from a projection closure (no value of the type is needed).
@@ -288,8 +290,6 @@ fn command_numbers_match_libbpf_sys() {
 
 #[test]
 fn type_enums_match_libbpf_sys() {
-    use bpfkit::maps::MapType;
-    use bpfkit::prog::{AttachType, ProgType};
     // libbpf-sys's header may be newer than Linux 6.18 (tests/kernel_maps.rs checks completeness
     // against the running kernel's BTF); here every number bpfkit has must be libbpf's.
     assert!((MapType::ALL.len() as u32) < lb::__MAX_BPF_MAP_TYPE);
