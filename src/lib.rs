@@ -38,6 +38,7 @@ pub mod attach;
 pub mod caps;
 pub mod core_btf;
 pub mod elf;
+mod error;
 pub mod events;
 pub mod features;
 pub mod helpers;

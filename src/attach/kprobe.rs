@@ -336,3 +336,5 @@ mod tests {
         assert!(name.starts_with("up_true_1234_") && name.len() < 64, "{name}");
     }
 }
+
+crate::error::errno_from_sources!(ProbeError);

@@ -49,6 +49,7 @@ pub enum AttachPath {
 
 /// Errors of attaching and of link operations.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LinkError {
     #[error(transparent)]
     Sys(#[from] SysError),
@@ -209,3 +210,5 @@ impl Drop for Link {
         }
     }
 }
+
+crate::error::errno_from_sources!(LinkError);

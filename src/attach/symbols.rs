@@ -365,3 +365,5 @@ mod tests {
         assert!(resolve_binary("libc", None).unwrap().to_string_lossy().contains("libc.so"));
     }
 }
+
+crate::error::errno_from_sources!(SymbolError);

@@ -22,6 +22,7 @@ use super::Btf;
 /// A malformed `.BTF.ext`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(".BTF.ext at byte {offset}: {reason}")]
+#[non_exhaustive]
 pub struct BtfExtError {
     pub offset: usize,
     pub reason: String,
@@ -281,3 +282,5 @@ mod tests {
         }
     }
 }
+
+crate::error::errno_from_sources!(BtfExtError);

@@ -42,11 +42,14 @@
 //! assert_eq!(btf.size_of(value)?, 16);
 //! assert_eq!(btf.member_offset(value, "b")?, 64);
 //!
-//! // In the kernel (needs root or CAP_BPF): the fd and ids go into `BPF_MAP_CREATE`'s
-//! // `btf_fd`, `btf_key_type_id` and `btf_value_type_id`.
+//! // In the kernel (needs root or CAP_BPF): a map whose key and value the BTF describes; the
+//! // kernel checks the types' sizes against the map's (`BPF_MAP_CREATE`'s `btf_fd`,
+//! // `btf_key_type_id`, `btf_value_type_id`).
+//! use bpfkit::maps::{Map, MapSpec, MapType};
 //! match b.load() {
 //!     Ok(loaded) => {
-//!         let (_btf_fd, _key_id, _value_id) = (loaded.attr_fd(), int.get(), value.get());
+//!         let spec = MapSpec::new("typed", MapType::Hash, 4, 16, 8).btf(&loaded, int.get(), value.get()).unwrap();
+//!         Map::create(&spec).unwrap();
 //!     }
 //!     Err(e) if e.errno() == Some(libc::EPERM) => {} // not privileged
 //!     Err(e) => return Err(e),

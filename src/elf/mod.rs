@@ -513,3 +513,5 @@ mod tests {
         assert_eq!(classify(".BTF.ext", elf::SHT_PROGBITS, 0, 0), SectionKind::BtfExt);
     }
 }
+
+crate::error::errno_from_sources!(ElfError);

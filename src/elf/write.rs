@@ -390,3 +390,5 @@ fn btf_ext(funcs: &[(u32, Vec<FuncInfoRecord>)], lines: &[(u32, Vec<LineInfoReco
     out.extend(line_part);
     out
 }
+
+crate::error::errno_from_sources!(WriteError);

@@ -26,6 +26,7 @@ use crate::sys::SysError;
 
 /// Errors of event streams.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EventError {
     #[error(transparent)]
     Sys(#[from] SysError),
@@ -38,3 +39,5 @@ pub enum EventError {
     #[error("{what}: {got}")]
     BadSize { what: &'static str, got: usize },
 }
+
+crate::error::errno_from_sources!(EventError);

@@ -131,3 +131,5 @@ impl Symbolizer {
             .collect())
     }
 }
+
+crate::error::errno_from_sources!(StackError);

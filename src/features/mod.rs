@@ -103,6 +103,7 @@ impl Verdict {
 
 /// Why a question could not be asked at all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FeatureError {
     #[error("bpf(2) is not usable by this process ({}); feature probes need root, or CAP_BPF with CAP_PERFMON and CAP_NET_ADMIN", std::io::Error::from_raw_os_error(*.errno))]
     NoAccess { errno: i32 },
@@ -292,3 +293,5 @@ pub fn can_use_bpf(what: &str) -> bool {
         }
     }
 }
+
+crate::error::errno_from_sources!(FeatureError);

@@ -39,6 +39,7 @@ impl<'a> Hop<'a> {
 
 /// Why a pattern's parameters are unusable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PatternError {
     #[error("core_read: {0}")]
     CoreRead(String),
@@ -105,3 +106,5 @@ mod tests {
         assert!(core_read(Reg::R0, Reg::R6, &[Hop::new("a", "b")], Size::W, -4, Reg::R7).is_err());
     }
 }
+
+crate::error::errno_from_sources!(PatternError);

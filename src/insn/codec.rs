@@ -56,6 +56,7 @@ impl RawInsn {
 
 /// Why an instruction could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     #[error("label `{0}` is not resolved: assemble the program first")]
     UnresolvedLabel(String),
@@ -74,6 +75,7 @@ pub enum EncodeError {
 /// Why bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("slot {slot} ({raw:016x}): {reason}")]
+#[non_exhaustive]
 pub struct DecodeError {
     pub slot: usize,
     /// The slot as a little-endian u64.
@@ -588,4 +590,20 @@ fn decode_ld_imm64(slots: &[RawInsn], i: usize) -> Result<(Insn, usize), DecodeE
         other => return Err(fail(i, format!("ld_imm64 pseudo form {other} is not defined"))),
     };
     Ok((Insn::LdImm64 { dst, value }, 2))
+}
+
+impl EncodeError {
+    /// Always `None`: text, labels and encodings fail in bpfkit, never in a syscall (the same
+    /// `errno()` as every bpfkit error has, so callers need not know which layer failed).
+    pub fn errno(&self) -> Option<i32> {
+        None
+    }
+}
+
+impl DecodeError {
+    /// Always `None`: text, labels and encodings fail in bpfkit, never in a syscall (the same
+    /// `errno()` as every bpfkit error has, so callers need not know which layer failed).
+    pub fn errno(&self) -> Option<i32> {
+        None
+    }
 }

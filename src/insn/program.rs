@@ -107,6 +107,7 @@ pub struct Program {
 
 /// Why a program could not be assembled. Every variant names the label and where it was used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AssembleError {
     #[error("{}undefined label `{name}`", at(.loc))]
     UndefinedLabel { name: String, loc: Option<SourceLoc> },
@@ -468,5 +469,22 @@ mod tests {
         let second = asm.loc(1).unwrap();
         assert_eq!((second.to_string().as_str(), second.text()), ("a.s:2:3", "jeq r1, 2, out"));
         assert!(asm.has_locs() && !super::Assembled::from_insns(asm.insns().to_vec()).has_locs());
+    }
+}
+
+impl AssembleError {
+    /// Where the offending label was used or defined, if known.
+    pub fn loc(&self) -> Option<&SourceLoc> {
+        match self {
+            AssembleError::UndefinedLabel { loc, .. } | AssembleError::DuplicateLabel { loc, .. } | AssembleError::JumpOutOfRange { loc, .. } => {
+                loc.as_ref()
+            }
+        }
+    }
+
+    /// Always `None`: text, labels and encodings fail in bpfkit, never in a syscall (the same
+    /// `errno()` as every bpfkit error has, so callers need not know which layer failed).
+    pub fn errno(&self) -> Option<i32> {
+        None
     }
 }

@@ -28,6 +28,7 @@ fn reloc_kind(k: CoreKind) -> RelocKind {
 
 /// Why a CO-RE instruction could not be resolved (other than "no match", which poisons).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoreError {
     #[error("reading the target BTF: {0}")]
     Btf(#[from] BtfError),
@@ -78,3 +79,5 @@ impl CoreResolver {
         }
     }
 }
+
+crate::error::errno_from_sources!(CoreError);

@@ -9,6 +9,7 @@ use crate::insn::{Call, Insn, KfuncRef};
 
 /// Why a kfunc name did not resolve.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KfuncError {
     #[error("reading vmlinux BTF to look it up: {0}")]
     Btf(#[from] BtfError),
@@ -34,3 +35,5 @@ pub(crate) fn resolve(insn: &Insn) -> Option<Result<Insn, (String, KfuncError)>>
         Err(e) => Err((name.clone(), e)),
     })
 }
+
+crate::error::errno_from_sources!(KfuncError);

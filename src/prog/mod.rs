@@ -128,6 +128,7 @@ impl LoadOptions {
 
 /// Why a program did not load.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     #[error("program \"{prog}\": map `{map}` is referenced but not provided")]
     UnboundMap { prog: String, map: String },
@@ -325,3 +326,4 @@ impl AsFd for Program {
     }
 }
 
+crate::error::errno_from_sources!(LoadError);

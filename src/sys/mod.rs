@@ -124,6 +124,7 @@ impl Cmd {
 /// permitted) — needs CAP_BPF and CAP_NET_ADMIN; this process has neither`.
 #[derive(Debug, thiserror::Error)]
 #[error("{op}: {}{}", describe_io_error(.source), .missing_capabilities.as_ref().map(|m| format!(" — {m}")).unwrap_or_default())]
+#[non_exhaustive]
 pub struct SysError {
     /// What was attempted, naming the object: `map_create(hash "counts", key 4, value 8)`.
     pub op: String,

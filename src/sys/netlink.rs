@@ -104,6 +104,7 @@ const REPLY_TIMEOUT_SECS: libc::time_t = 10;
 /// extended-ack message when it gave one.
 #[derive(Debug, thiserror::Error)]
 #[error("{op}: {}{}", describe_io_error(.source), .message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+#[non_exhaustive]
 pub struct NetlinkError {
     /// The request, naming its object: `RTM_SETLINK xdp (ifindex 4 "veth1", native)`.
     pub op: String,

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use bpfkit::insn::{encode, parse_program_with, AssembleError, Assembled, Dialect, ParseOptions};
+use bpfkit::insn::{encode, parse_program_with, Assembled, Dialect, ParseOptions};
 use clap::ValueEnum;
 
 use crate::error::{snippet, CliError};
@@ -76,11 +76,7 @@ pub fn parse_and_assemble(
     let opts = ParseOptions::new().dialect(dialect).origin(origin);
     let program = parse_program_with(text, &opts).map_err(CliError::Parse)?;
     program.assemble().map_err(|source| {
-        let loc = match &source {
-            AssembleError::UndefinedLabel { loc, .. }
-            | AssembleError::DuplicateLabel { loc, .. }
-            | AssembleError::JumpOutOfRange { loc, .. } => loc.as_ref(),
-        };
+        let loc = source.loc();
         CliError::Assemble {
             snippet: loc.and_then(|l| snippet(text, l)),
             source,

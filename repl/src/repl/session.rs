@@ -74,11 +74,7 @@ impl ProgEntry {
     }
 
     fn assemble_error(&self, e: &AssembleError) -> String {
-        let loc = match e {
-            AssembleError::UndefinedLabel { loc, .. }
-            | AssembleError::DuplicateLabel { loc, .. }
-            | AssembleError::JumpOutOfRange { loc, .. } => loc.as_ref(),
-        };
+        let loc = e.loc();
         format!("{e}{}", loc.map(|l| render::snippet(&self.lines, l)).unwrap_or_default())
     }
 

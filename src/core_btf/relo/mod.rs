@@ -250,6 +250,7 @@ pub struct RelocSite {
 /// A failed relocation, naming it: where it is (absent for [`resolve_named`]), its kind, the
 /// local access it describes, and why it failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RelocError {
     pub site: Option<RelocSite>,
     pub kind: RelocKind,
@@ -292,3 +293,5 @@ impl From<BtfError> for Fail {
 }
 
 pub(crate) type Res<T> = Result<T, Fail>;
+
+crate::error::errno_from_sources!(RelocError);

@@ -35,6 +35,7 @@ pub use ringbuf::{ringbuf_emit, ringbuf_fill_from_stack, ringbuf_output, ringbuf
 
 /// Why a pattern's parameters are unusable, or what it needed from the kernel's BTF.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PatternError {
     /// A parameter is out of range or conflicts with the registers the pattern uses.
     #[error("{pattern}: {reason}")]
@@ -132,3 +133,5 @@ mod tests {
         assert!(check_stack("t", "x", 0, 8, 1).is_err());
     }
 }
+
+crate::error::errno_from_sources!(PatternError);

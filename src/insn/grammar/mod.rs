@@ -36,6 +36,7 @@ pub enum Dialect {
 /// A syntax error with its position (1-based line and column, in characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}:{line}:{column}: {message}")]
+#[non_exhaustive]
 pub struct ParseError {
     pub origin: Arc<str>,
     pub line: u32,
@@ -397,3 +398,10 @@ impl fmt::Display for HoleKind {
     }
 }
 
+impl ParseError {
+    /// Always `None`: text, labels and encodings fail in bpfkit, never in a syscall (the same
+    /// `errno()` as every bpfkit error has, so callers need not know which layer failed).
+    pub fn errno(&self) -> Option<i32> {
+        None
+    }
+}
