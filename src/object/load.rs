@@ -185,6 +185,28 @@ impl LoadedProgram {
     }
 }
 
+/// Map types whose key and value the kernel does not describe with BTF (it refuses BTF ids for
+/// some, ignores them for others): created without, as libbpf's `bpf_object__create_map` does.
+fn takes_btf_types(t: MapType) -> bool {
+    !matches!(
+        t,
+        MapType::PerfEventArray
+            | MapType::CgroupArray
+            | MapType::StackTrace
+            | MapType::ArrayOfMaps
+            | MapType::HashOfMaps
+            | MapType::Devmap
+            | MapType::DevmapHash
+            | MapType::Cpumap
+            | MapType::Xskmap
+            | MapType::Sockmap
+            | MapType::Sockhash
+            | MapType::Queue
+            | MapType::Stack
+            | MapType::Arena
+    )
+}
+
 fn map_spec(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<MapSpec, ObjectError> {
     let mut spec = MapSpec::new(def.kernel_name.clone(), def.map_type, def.key_size, def.value_size, def.max_entries)
         .flags(def.flags)
@@ -198,20 +220,51 @@ fn map_spec(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<MapSpec, ObjectErro
         (None, Some(v)) if is_data => Some((0, v.0)),
         _ => None,
     };
-    if let (Some(btf), Some((k, v))) = (btf, ids) {
+    if let (Some(btf), Some((k, v)), true) = (btf, ids, takes_btf_types(def.map_type)) {
         spec = spec.btf(btf, k, v).map_err(|source| ObjectError::MapCreate { map: def.name.clone(), source })?;
     }
     Ok(spec)
+}
+
+/// `Map::create`, and when the kernel refuses a map with BTF key/value types, once more
+/// without them (libbpf's "Retrying without BTF"): kernels refuse BTF for some map types, or
+/// types they cannot check (a kernel older than the object's BTF).
+fn create_with_btf_fallback(spec: MapSpec) -> Result<Map, crate::maps::MapError> {
+    match Map::create(&spec) {
+        Err(_) if spec.btf.is_some() => Map::create(&MapSpec { btf: None, ..spec }),
+        created => created,
+    }
+}
+
+/// The sizes libbpf gives a map at creation when the object leaves them to it: a perf event
+/// array without `max_entries` gets one slot per possible CPU (`map_set_def_max_entries`); a
+/// ring buffer's size is rounded up to a power-of-2 multiple of the page size
+/// (`adjust_ringbuf_sz`).
+pub(super) fn settle_max_entries(def: &mut MapDef) -> Result<(), ObjectError> {
+    if def.map_type == MapType::PerfEventArray && def.max_entries == 0 {
+        let cpus = crate::sys::possible_cpus().map_err(|e| ObjectError::Map {
+            map: def.name.clone(),
+            reason: format!("a perf event array without max_entries gets one slot per possible CPU: reading /sys/devices/system/cpu/possible: {e}"),
+        })?;
+        def.max_entries = u32::try_from(cpus).unwrap_or(u32::MAX);
+    }
+    if matches!(def.map_type, MapType::RingBuf | MapType::UserRingBuf) {
+        def.max_entries = super::maps::adjust_ringbuf_size(def.max_entries);
+    }
+    if let Some(inner) = def.inner.as_deref_mut() {
+        settle_max_entries(inner)?;
+    }
+    Ok(())
 }
 
 fn create_map(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<Map, ObjectError> {
     let create_err = |source| ObjectError::MapCreate { map: def.name.clone(), source };
     let mut spec = map_spec(def, btf)?;
     if let Some(inner) = &def.inner {
-        let template = Map::create(&map_spec(inner, btf)?).map_err(create_err)?;
+        let template = create_with_btf_fallback(map_spec(inner, btf)?).map_err(create_err)?;
         spec = spec.inner_map(&template).map_err(create_err)?;
     }
-    let map = Map::create(&spec).map_err(create_err)?;
+    let map = create_with_btf_fallback(spec).map_err(create_err)?;
     if let MapOrigin::Data { readonly } = def.origin {
         if def.data.iter().any(|&b| b != 0) {
             map.update(&0u32.to_le_bytes(), &def.data, UpdateFlags::Any).map_err(create_err)?;
@@ -291,6 +344,9 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
     };
     // The object's BTF for map key/value types; a kernel that refuses it gets maps without.
     let btf = obj.btf_blob.as_deref().and_then(|b| LoadedBtf::load(b).ok());
+    for def in &mut obj.maps {
+        settle_max_entries(def)?;
+    }
     let mut maps = Vec::with_capacity(obj.maps.len());
     for def in &obj.maps {
         maps.push(match def.pinning {

@@ -27,8 +27,13 @@
 //! - Attach by section ([`LoadedProgram::attach`]), or with a target: `attach_xdp`,
 //!   `attach_tc`, `attach_cgroup`, `attach_uprobe`, `attach_perf_event`.
 //!
-//! Not (yet) supported: libbpf's `LINUX_HAS_BPF_COOKIE`/`LINUX_HAS_SYSCALL_WRAPPER` externs,
-//! checking a typed ksym's type against the kernel's, `struct_ops`, arenas, `.addr_space`
+//! - `LINUX_HAS_BPF_COOKIE`/`LINUX_HAS_SYSCALL_WRAPPER` externs, probed as libbpf probes them.
+//! - Map sizes libbpf settles at load: a perf event array without `max_entries` gets one slot
+//!   per possible CPU, a ring buffer is rounded up to a power-of-2 number of pages; maps of
+//!   types that take no BTF key/value types are created without, and any map the kernel refuses
+//!   with them is retried without (as libbpf).
+//!
+//! Not (yet) supported: checking a typed ksym's type against the kernel's, `struct_ops`, arenas, `.addr_space`
 //! sections, USDT and multi-kprobe attach from the section name, module BTF (kfuncs, ksyms and
 //! attach targets are looked up in vmlinux only). A kernel refusal the verifier does not explain
 //! (EPERM for fentry/LSM where trampolines are not allowed, ENOENT for a ksym without an
