@@ -9,7 +9,7 @@
 //! Unlike libbpf, a missing kernel config file is not an error by itself: `__weak` `CONFIG_*`
 //! externs are then 0 and only strong ones fail (naming the files looked for).
 //! `LINUX_HAS_BPF_COOKIE` and `LINUX_HAS_SYSCALL_WRAPPER` are probed as libbpf probes them
-//! ([`has_bpf_cookie`], [`has_syscall_wrapper`]), so an object sees the values libbpf would give it.
+//! (`object::probes`), so an object sees the values libbpf would give it.
 
 use super::ObjectError;
 use crate::core_btf::{Btf, IntEncoding, Kind, TypeDetail, TypeId};
@@ -170,64 +170,6 @@ pub(crate) fn kconfig_slot(externs: &[Extern], name: &str) -> Option<(u32, u32)>
     })
 }
 
-/// `LINUX_HAS_BPF_COOKIE`: whether a tracepoint program may call `bpf_get_attach_cookie`,
-/// probed as libbpf's `probe_kern_bpf_cookie` does (load `call bpf_get_attach_cookie; exit`);
-/// once per process.
-pub(crate) fn has_bpf_cookie() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        use crate::insn::build;
-        let prog = crate::insn::Assembled::from_insns(vec![build::call_helper(174), build::exit()]);
-        let opts = crate::prog::LoadOptions::new("bpf_cookie", crate::prog::ProgType::Tracepoint).license("GPL");
-        crate::prog::Program::load(&prog, &[], &opts).is_ok()
-    })
-}
-
-/// The kernel function a syscall wrapper kernel has for bpf(2) on this architecture
-/// (libbpf's `arch_specific_syscall_pfx`).
-fn sys_bpf_wrapper() -> Option<&'static str> {
-    match std::env::consts::ARCH {
-        "x86_64" => Some("__x64_sys_bpf"),
-        "x86" => Some("__ia32_sys_bpf"),
-        "s390x" => Some("__s390x_sys_bpf"),
-        "arm" => Some("__arm_sys_bpf"),
-        "aarch64" => Some("__arm64_sys_bpf"),
-        "mips" | "mips64" => Some("__mips_sys_bpf"),
-        "riscv64" | "riscv32" => Some("__riscv_sys_bpf"),
-        "powerpc" => Some("__powerpc_sys_bpf"),
-        "powerpc64" => Some("__powerpc64_sys_bpf"),
-        _ => None,
-    }
-}
-
-/// `LINUX_HAS_SYSCALL_WRAPPER`: whether the kernel's syscalls go through `__<arch>_sys_*`
-/// wrappers, probed as libbpf's `probe_kern_syscall_wrapper` does: a kprobe on `__x64_sys_bpf`
-/// (by the kprobe PMU, else a `kprobe_events` line added and removed) can be created. A kernel
-/// without kprobes says no, as it does to libbpf. Once per process.
-pub(crate) fn has_syscall_wrapper() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        use crate::sys::{probe_event_open, probe_events_file, probe_pmu, write_probe_events, ProbeEventSpec, ProbeKind};
-        let Some(func) = sys_bpf_wrapper() else { return false };
-        let Ok(target) = std::ffi::CString::new(func) else { return false };
-        match probe_pmu(ProbeKind::Kprobe) {
-            Ok(Some(pmu)) => {
-                let spec = ProbeEventSpec { target: &target, offset: 0, retprobe: false, ref_ctr_offset: 0 };
-                probe_event_open(&pmu, &spec, std::process::id() as i32).is_ok()
-            }
-            _ => {
-                let Ok(Some(file)) = probe_events_file(ProbeKind::Kprobe) else { return false };
-                let event = format!("bpfkit/syscall_wrapper_{}", std::process::id());
-                if write_probe_events(&file, &format!("p:{event} {func}")).is_err() {
-                    return false;
-                }
-                let _ = write_probe_events(&file, &format!("-:{event}"));
-                true
-            }
-        }
-    })
-}
-
 /// Where libbpf looks for the running kernel's config, in order.
 fn config_paths(release: &str) -> [String; 2] {
     [format!("/boot/config-{release}"), "/proc/config.gz".to_string()]
@@ -251,8 +193,8 @@ pub(crate) fn fill_kconfig(externs: &[Extern], data: &mut [u8]) -> Result<(), Ob
             "LINUX_KERNEL_VERSION" => crate::features::KernelVersion::parse(release)
                 .map(|v| u64::from(v.code()))
                 .ok_or_else(|| ext_err(&e.name, format!("kernel release '{release}' has no version number")))?,
-            "LINUX_HAS_BPF_COOKIE" => u64::from(has_bpf_cookie()),
-            "LINUX_HAS_SYSCALL_WRAPPER" => u64::from(has_syscall_wrapper()),
+            "LINUX_HAS_BPF_COOKIE" => u64::from(super::probes::has_bpf_cookie()),
+            "LINUX_HAS_SYSCALL_WRAPPER" => u64::from(super::probes::has_syscall_wrapper()),
             _ if e.name.starts_with("LINUX_") && e.weak => continue,
             _ => return Err(ext_err(&e.name, "(kconfig) unrecognized virtual extern (only CONFIG_* and LINUX_*)")),
         };

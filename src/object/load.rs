@@ -383,6 +383,11 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         if let Some(at) = spec.expected_attach_type {
             opts = opts.expected_attach_type(at);
         }
+        // libbpf loads USDT programs for uprobe_multi links where the kernel has them
+        // (`libbpf_prepare_prog_load`); some helpers (bpf_get_attach_cookie) differ by it.
+        if matches!(p.section_name.split('/').next(), Some("usdt" | "usdt.s")) && super::probes::has_uprobe_multi_link() {
+            opts = opts.expected_attach_type(crate::prog::AttachType::TraceUprobeMulti);
+        }
         // With the object's BTF, func and line info as libbpf loads it; without, if the kernel
         // refuses that (Program::load then says why the verifier rejects it, if it does).
         let records = match (&btf, &obj.ext) {

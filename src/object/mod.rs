@@ -57,6 +57,7 @@ mod link;
 mod load;
 pub mod maps;
 mod prog_btf;
+mod probes;
 pub mod section;
 
 pub use global::GlobalVar;
