@@ -39,6 +39,28 @@ pub(crate) struct Relocated {
     /// `ld_imm64` of a subprogram's address: (section, slot) → the subprogram's (section, slot).
     func_refs: HashMap<(usize, usize), (usize, usize)>,
     functions: Vec<ElfProgram>,
+    /// Main program name → its exception callback's name (the `exception_callback:NAME` decl
+    /// tag `__exception_cb` puts on the program's FUNC), appended to it as libbpf does.
+    exception_cbs: HashMap<String, String>,
+}
+
+/// The `exception_callback:NAME` decl tags of the object's BTF, by the tagged global FUNC's
+/// name; a program tagged twice gets none (the verifier refuses it), as libbpf's
+/// `bpf_prog_assign_exc_cb`.
+fn exception_callbacks(local: Option<&Btf>) -> HashMap<String, String> {
+    let mut out: HashMap<String, Option<String>> = HashMap::new();
+    let Some(btf) = local else { return HashMap::new() };
+    for id in btf.ids() {
+        let Ok(t) = btf.type_by_id(id) else { continue };
+        let crate::core_btf::TypeDetail::DeclTag { target, component_idx: -1, .. } = t.detail else { continue };
+        let Some(cb) = t.name.strip_prefix("exception_callback:") else { continue };
+        let Ok(f) = btf.type_by_id(target) else { continue };
+        if !matches!(f.detail, crate::core_btf::TypeDetail::Func { linkage: crate::core_btf::Linkage::Global, .. }) || cb.is_empty() {
+            continue; // libbpf refuses the object; the kernel would too.
+        }
+        out.entry(f.name.to_string()).and_modify(|e| *e = None).or_insert_with(|| Some(cb.to_string()));
+    }
+    out.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()
 }
 
 fn reloc_err(section: &str, slot: usize, reason: impl Into<String>) -> ObjectError {
@@ -181,7 +203,7 @@ pub(crate) fn relocate(
             }
         }
     }
-    Ok(Relocated { sections, func_refs, functions: elf.programs() })
+    Ok(Relocated { sections, func_refs, functions: elf.programs(), exception_cbs: exception_callbacks(local) })
 }
 
 impl Relocated {
@@ -195,6 +217,17 @@ impl Relocated {
         let mut out = Vec::new();
         let mut placed = HashMap::new();
         self.append(elf, prog, vmlinux, &mut out, &mut placed, 0)?;
+        // The exception callback is not called, only named: appended after the rest unless a
+        // call placed it already (which the verifier refuses).
+        if let Some(cb) = self.exception_cbs.get(&prog.name) {
+            let text = elf.section_by_name(".text").map(|s| s.index);
+            let f = self.functions.iter().find(|f| Some(f.section) == text && &f.name == cb).ok_or_else(|| {
+                reloc_err(&prog.section_name, prog.first_slot, format!("exception callback '{cb}' of program '{}' is not a subprogram of the object", prog.name))
+            })?;
+            if !placed.contains_key(&(f.section, f.first_slot)) {
+                self.append(elf, f, vmlinux, &mut out, &mut placed, 0)?;
+            }
+        }
         let mut placements: Vec<Placement> = placed
             .into_iter()
             .filter_map(|((section, first_slot), start)| {
