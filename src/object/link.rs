@@ -42,6 +42,9 @@ pub(crate) struct Relocated {
     /// Main program name → its exception callback's name (the `exception_callback:NAME` decl
     /// tag `__exception_cb` puts on the program's FUNC), appended to it as libbpf does.
     exception_cbs: HashMap<String, String>,
+    /// The object's `__ksym` functions (kfuncs); any other extern function is defined in an
+    /// object this one was meant to be linked with.
+    kfuncs: std::collections::HashSet<String>,
 }
 
 /// The `exception_callback:NAME` decl tags of the object's BTF, by the tagged global FUNC's
@@ -203,7 +206,12 @@ pub(crate) fn relocate(
             }
         }
     }
-    Ok(Relocated { sections, func_refs, functions: elf.programs(), exception_cbs: exception_callbacks(local) })
+    let kfuncs = ext_syms
+        .iter()
+        .filter(|e| matches!(e.kind, externs::ExternKind::Ksym { func: true, .. }))
+        .map(|e| e.name.clone())
+        .collect();
+    Ok(Relocated { sections, func_refs, functions: elf.programs(), exception_cbs: exception_callbacks(local), kfuncs })
 }
 
 impl Relocated {
@@ -278,6 +286,12 @@ impl Relocated {
                         match sym.section {
                             Some(sec) => (sec, (sym.value / 8) as i64 + i64::from(insn.imm) + 1),
                             None => {
+                                if !self.kfuncs.contains(&sym.name) {
+                                    return Err(err(slot, format!(
+                                        "extern function '{}' is not a __ksym (kfunc): it is defined in another object, link the objects first",
+                                        sym.name
+                                    )));
+                                }
                                 // A kfunc: its vmlinux BTF id.
                                 let vml = vmlinux
                                     .ok_or_else(|| err(slot, format!("kfunc '{}' needs the kernel's BTF", sym.name)))?;

@@ -373,6 +373,22 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
             program: p.name.clone(),
             reason: format!("section '{}' is not a known program type", p.section_name),
         })?;
+        // What libbpf refuses before the kernel sees it (`libbpf_prepare_prog_load`).
+        let bare = !p.section_name.contains('/');
+        if spec.prog_type == crate::prog::ProgType::Ext && !bare {
+            return Err(ObjectError::Program {
+                program: p.name.clone(),
+                reason: format!("section '{}': an freplace program needs the program it replaces (attach program FD is not set)", p.section_name),
+            });
+        }
+        if matches!(&spec.target, AttachTarget::Btf { name, .. } if name.is_empty())
+            || (spec.prog_type == crate::prog::ProgType::Ext && bare)
+        {
+            return Err(ObjectError::Program {
+                program: p.name.clone(),
+                reason: format!("section '{}' names no BTF attach target: set one with set_attach_target", p.section_name),
+            });
+        }
         let (slots, placed) = rel.link(&obj.elf, &p.func, vmlinux.as_ref())?;
         let insns = link::decode(&p.name, &slots, &obj.maps)?;
         let mut opts = LoadOptions::new(p.name.clone(), spec.prog_type)
@@ -388,37 +404,33 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         if matches!(p.section_name.split('/').next(), Some("usdt" | "usdt.s")) && super::probes::has_uprobe_multi_link() {
             opts = opts.expected_attach_type(crate::prog::AttachType::TraceUprobeMulti);
         }
-        // With the object's BTF, func and line info as libbpf loads it; without, if the kernel
-        // refuses that (Program::load then says why the verifier rejects it, if it does).
+        // With the object's BTF, func and line info as libbpf loads it; without only when the
+        // kernel refused the object's BTF (as libbpf then does).
         let records = match (&btf, &obj.ext) {
             (Some(b), Some(ext)) => Some((b, prog_btf::records(ext, &raw_lines, &placed))),
             _ => None,
         };
-        let with_btf = records.as_ref().and_then(|(b, (funcs, lines))| prog_btf::load(&insns, &map_refs, &opts, b, funcs, lines));
-        let program = match with_btf {
-            Some(p) => p,
-            None => match Program::load(&Assembled::from_insns(insns.clone()), &map_refs, &opts) {
+        let program = match &records {
+            Some((b, (funcs, lines))) => match prog_btf::load(&insns, &map_refs, &opts, b, funcs, lines) {
                 Ok(p) => p,
-                // A refusal Program::load has no verifier log for: ask for one.
-                Err(crate::prog::LoadError::Sys(e)) if records.is_some() => {
-                    let why = records
-                        .as_ref()
-                        .and_then(|(b, (funcs, lines))| prog_btf::refusal(&insns, &map_refs, &opts, b, funcs, lines))
-                        .unwrap_or_else(|| e.to_string());
-                    return Err(ObjectError::Refused {
-                        program: p.name.clone(),
-                        section: p.section_name.clone(),
-                        reason: why,
-                    });
-                }
-                Err(source) => {
+                Err(prog_btf::Refusal::Verifier(rejection)) => {
                     return Err(ObjectError::Load {
                         program: p.name.clone(),
                         section: p.section_name.clone(),
-                        source: Box::new(source),
+                        source: Box::new(crate::prog::LoadError::Verifier { prog: p.name.clone(), rejection }),
+                    })
+                }
+                Err(prog_btf::Refusal::Other(reason)) => {
+                    return Err(ObjectError::Refused {
+                        program: p.name.clone(),
+                        section: p.section_name.clone(),
+                        reason,
                     })
                 }
             },
+            None => Program::load(&Assembled::from_insns(insns.clone()), &map_refs, &opts).map_err(|source| {
+                ObjectError::Load { program: p.name.clone(), section: p.section_name.clone(), source: Box::new(source) }
+            })?,
         };
         programs.push(LoadedProgram { name: p.name.clone(), section_name: p.section_name.clone(), spec, program });
     }
