@@ -115,6 +115,15 @@ pub type Loaded = BTreeMap<String, (Normal, Facts)>;
 // libbpf's messages
 // ---------------------------------------------------------------------------------------------
 
+/// The verifier log libbpf printed for a program it failed to load (it loads with a log when a
+/// load without one fails, growing its buffer as needed, and prints the log, its CO-RE and
+/// kfunc poison lines rewritten, between these markers).
+pub fn load_log(messages: &str) -> String {
+    let Some(start) = messages.find("-- BEGIN PROG LOAD LOG --\n") else { return String::new() };
+    let rest = &messages[start + "-- BEGIN PROG LOAD LOG --\n".len()..];
+    rest[..rest.find("-- END PROG LOAD LOG --").unwrap_or(rest.len())].to_string()
+}
+
 thread_local! {
     /// Where this thread's libbpf warnings go (a memfd), read back by [`take_messages`].
     static SINK: std::cell::OnceCell<std::fs::File> = const { std::cell::OnceCell::new() };
@@ -170,8 +179,6 @@ pub fn take_messages() -> String {
 /// An object opened by libbpf, closed on drop.
 pub struct LibbpfObject {
     obj: *mut libbpf_sys::bpf_object,
-    /// Log buffers handed to libbpf for programs, kept alive as long as the object.
-    logs: HashMap<String, Vec<u8>>,
 }
 
 impl LibbpfObject {
@@ -192,7 +199,7 @@ impl LibbpfObject {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             return Err((errno, take_messages()));
         }
-        Ok(LibbpfObject { obj, logs: HashMap::new() })
+        Ok(LibbpfObject { obj })
     }
 
     fn progs(&self) -> Vec<*mut libbpf_sys::bpf_program> {
@@ -219,18 +226,11 @@ impl LibbpfObject {
         self.progs().into_iter().map(|p| (Self::name_of(p), unsafe { libbpf_sys::bpf_program__autoload(p) })).collect()
     }
 
-    /// Load only program `name` (autoload off for every other), with a log buffer libbpf
-    /// fills when the kernel refuses it.
+    /// Load only program `name` (autoload off for every other).
     pub fn only(&mut self, name: &str) {
         for p in self.progs() {
-            let this = Self::name_of(p) == name;
             // SAFETY: `p` belongs to the open, not yet loaded object.
-            unsafe { libbpf_sys::bpf_program__set_autoload(p, this) };
-            if this {
-                let buf = self.logs.entry(name.to_string()).or_insert_with(|| vec![0u8; 16 << 20]);
-                // SAFETY: `buf` lives as long as `self` (the object), which libbpf writes it during.
-                unsafe { libbpf_sys::bpf_program__set_log_buf(p, buf.as_mut_ptr().cast(), buf.len() as _) };
-            }
+            unsafe { libbpf_sys::bpf_program__set_autoload(p, Self::name_of(p) == name) };
         }
     }
 
@@ -243,14 +243,6 @@ impl LibbpfObject {
             return Err((-err, take_messages()));
         }
         Ok(())
-    }
-
-    /// The verifier log libbpf got for program `name` (set up by [`only`](Self::only)).
-    pub fn log(&self, name: &str) -> String {
-        self.logs
-            .get(name)
-            .map(|b| String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned())
-            .unwrap_or_default()
     }
 
     /// The loaded programs, and the kernel's names of the maps libbpf created.
