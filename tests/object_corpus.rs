@@ -77,6 +77,13 @@ enum LoaderCause {
     Unlinked,
     /// A map's `pinning` is neither `LIBBPF_PIN_NONE` nor `LIBBPF_PIN_BY_NAME`.
     InvalidPinning,
+    /// A `SEC("struct_ops")` program no struct_ops map refers to.
+    StructOpsUnreferenced,
+    /// A program array's initial slot names a program that is not loaded (autoload off).
+    SlotProgramNotLoaded,
+    /// An instruction naming a register that does not exist (r11-r15): libbpf hands it to the
+    /// kernel ("R15 is invalid"), bpfkit refuses to decode it.
+    InvalidRegister,
 }
 
 /// The first `'quoted'` word of `text` after `marker`.
@@ -99,6 +106,10 @@ fn libbpf_loader_cause(messages: &str) -> Option<LoaderCause> {
         Some(Unlinked)
     } else if messages.contains("invalid pinning value") {
         Some(InvalidPinning)
+    } else if messages.contains("program isn't referenced anywhere") {
+        Some(StructOpsUnreferenced)
+    } else if messages.contains("failed to initialize slot") && messages.contains("fd=-") {
+        Some(SlotProgramNotLoaded)
     } else if let Some(n) = quoted_after(messages, "extern (func ksym) ").filter(|_| messages.contains("not found in kernel")) {
         Some(MissingKfunc(n))
     } else if let Some(n) = quoted_after(messages, "extern (var ksym) ").or_else(|| quoted_after(messages, "extern (ksym) ")) {
@@ -125,6 +136,12 @@ fn bpfkit_loader_cause(text: &str) -> Option<LoaderCause> {
         Some(Unlinked)
     } else if text.contains("unknown pinning") {
         Some(InvalidPinning)
+    } else if text.contains("isn't referenced anywhere") {
+        Some(StructOpsUnreferenced)
+    } else if text.contains("which is not a loaded program of the object") {
+        Some(SlotProgramNotLoaded)
+    } else if text.contains("do not decode") && text.contains("register r1") && text.contains("does not exist") {
+        Some(InvalidRegister)
     } else if let Some(n) = quoted_after(text, "kfunc ").filter(|_| text.contains("is not in vmlinux BTF")) {
         Some(MissingKfunc(n))
     } else if let Some(n) = quoted_after(text, "extern (ksym) ") {
@@ -183,9 +200,12 @@ fn decisive_line(log: &str) -> Option<String> {
 }
 
 fn libbpf_refusal(errno: i32, messages: String, log: String) -> Refusal {
-    let line = decisive_line(&log);
+    let mut line = decisive_line(&log);
     // A refusal with a kernel log is the kernel's; one without, that libbpf explains, libbpf's.
-    let loader = if line.is_none() { libbpf_loader_cause(&messages) } else { None };
+    let mut loader = if line.is_none() { libbpf_loader_cause(&messages) } else { None };
+    if line.as_deref().is_some_and(|l| l.starts_with('R') && l.ends_with(" is invalid")) {
+        (line, loader) = (None, Some(LoaderCause::InvalidRegister));
+    }
     Refusal { errno: Some(errno), line, loader, text: messages.trim_end().to_string() }
 }
 

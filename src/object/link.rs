@@ -18,6 +18,11 @@ const LD_IMM64: u8 = 0x18;
 const CALL: u8 = 0x85;
 const PSEUDO_MAP_FD: u8 = 1;
 const PSEUDO_MAP_VALUE: u8 = 2;
+/// Put in the (otherwise zero) `off` of an `ld_imm64`'s second slot by [`relocate`] when it made
+/// the instruction refer to a map of the object (its `imm` then the map's index), and taken out
+/// by [`decode`]: an `ld_imm64` of a map that no relocation made (inline assembly's raw
+/// `BPF_PSEUDO_MAP_FD`) keeps its number as an fd, as libbpf passes it to the kernel.
+const OBJECT_MAP_MARK: i16 = 0x4d50;
 const PSEUDO_BTF_ID: u8 = 3;
 const PSEUDO_FUNC: u8 = 4;
 const PSEUDO_CALL: u8 = 1;
@@ -134,6 +139,7 @@ pub(crate) fn relocate(
                             .position(|m| m.name == externs::KCONFIG_SEC && matches!(m.origin, MapOrigin::Data { .. }))
                             .ok_or_else(|| err(format!("kconfig extern '{}' has no .kconfig map", sym.name)))?;
                         set_src(&mut insns[slot], PSEUDO_MAP_VALUE);
+                        insns[slot + 1].off = OBJECT_MAP_MARK;
                         insns[slot].imm = idx as i32;
                         insns[slot + 1].imm = offset as i32;
                         continue;
@@ -188,12 +194,14 @@ pub(crate) fn relocate(
             let by_offset = |m: &MapDef| matches!(m.origin, MapOrigin::Btf { offset } | MapOrigin::Legacy { offset } if offset == sym.value);
             if let Some(idx) = maps.iter().position(|m| m.section == sym_sec && by_offset(m)) {
                 set_src(&mut insns[slot], PSEUDO_MAP_FD);
+                insns[slot + 1].off = OBJECT_MAP_MARK;
                 insns[slot].imm = idx as i32;
             } else if let Some(idx) =
                 maps.iter().position(|m| m.section == sym_sec && matches!(m.origin, MapOrigin::Data { .. }))
             {
                 let offset = i64::from(insns[slot].imm).wrapping_add(sym.value as i64);
                 set_src(&mut insns[slot], PSEUDO_MAP_VALUE);
+                insns[slot + 1].off = OBJECT_MAP_MARK;
                 insns[slot].imm = idx as i32;
                 insns[slot + 1].imm = i32::try_from(offset)
                     .map_err(|_| err(format!("offset {offset} into '{}' is out of range", maps[idx].name)))?;
@@ -340,11 +348,26 @@ impl Relocated {
 
 /// Decode linked slots and name each map operand by its kernel name.
 pub(crate) fn decode(prog: &str, slots: &[RawInsn], maps: &[MapDef]) -> Result<Vec<Insn>, ObjectError> {
-    let mut insns = crate::insn::decode_slots(slots).map_err(|e| ObjectError::Program {
+    // The slots whose map operand a relocation set: an index into `maps`.
+    let mut slots = slots.to_vec();
+    let mut object_maps = std::collections::HashSet::new();
+    for i in 0..slots.len().saturating_sub(1) {
+        if slots[i].code == LD_IMM64 && slots[i + 1].code == 0 && slots[i + 1].off == OBJECT_MAP_MARK {
+            slots[i + 1].off = 0;
+            object_maps.insert(i);
+        }
+    }
+    let mut insns = crate::insn::decode_slots(&slots).map_err(|e| ObjectError::Program {
         program: prog.to_string(),
         reason: format!("relocated instructions do not decode: {e}"),
     })?;
+    let mut slot = 0;
     for insn in &mut insns {
+        let at = slot;
+        slot += if matches!(insn, Insn::LdImm64 { .. }) { 2 } else { 1 };
+        if !object_maps.contains(&at) {
+            continue;
+        }
         if let Insn::LdImm64 { value: Imm64::Map(m) | Imm64::MapValue { map: m, .. }, .. } = insn {
             if let MapRef::Fd(idx) = *m {
                 let def = usize::try_from(idx).ok().and_then(|i| maps.get(i)).ok_or_else(|| ObjectError::Program {

@@ -204,6 +204,7 @@ fn takes_btf_types(t: MapType) -> bool {
             | MapType::Queue
             | MapType::Stack
             | MapType::Arena
+            | MapType::StructOps
     )
 }
 
@@ -222,6 +223,13 @@ fn map_spec(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<MapSpec, ObjectErro
     };
     if let (Some(btf), Some((k, v)), true) = (btf, ids, takes_btf_types(def.map_type)) {
         spec = spec.btf(btf, k, v).map_err(|source| ObjectError::MapCreate { map: def.name.clone(), source })?;
+    }
+    // struct_ops: the kernel's value type, beside the object's BTF (no key/value types).
+    if let Some(vt) = def.struct_ops.as_ref().and_then(|s| s.kernel_value_type) {
+        spec = spec.btf_vmlinux_value_type_id(vt);
+        if let Some(btf) = btf {
+            spec = spec.btf(btf, 0, 0).map_err(|source| ObjectError::MapCreate { map: def.name.clone(), source })?;
+        }
     }
     Ok(spec)
 }
@@ -342,6 +350,12 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
     } else {
         None
     };
+    let struct_ops_attach = match &vmlinux {
+        Some(vml) if obj.maps.iter().any(|m| m.struct_ops.is_some()) => {
+            super::struct_ops::prepare(&mut obj.maps, &mut obj.programs, obj.btf.as_ref(), vml)?
+        }
+        _ => Default::default(),
+    };
     // The object's BTF for map key/value types; a kernel that refuses it gets maps without.
     let btf = obj.btf_blob.as_deref().and_then(|b| LoadedBtf::load(b).ok());
     for def in &mut obj.maps {
@@ -398,6 +412,13 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
             .attach_btf_id(attach_btf_id(vmlinux.as_ref(), &p.name, &spec.target)?);
         if let Some(at) = spec.expected_attach_type {
             opts = opts.expected_attach_type(at);
+        }
+        if spec.prog_type == crate::prog::ProgType::StructOps {
+            let at = struct_ops_attach.get(&p.name).ok_or_else(|| ObjectError::Program {
+                program: p.name.clone(),
+                reason: format!("section '{}': a struct_ops program no struct_ops map refers to (isn't referenced anywhere)", p.section_name),
+            })?;
+            opts = opts.attach_btf_id(at.btf_id).struct_ops_member(at.member);
         }
         // libbpf loads USDT programs for uprobe_multi links where the kernel has them
         // (`libbpf_prepare_prog_load`); some helpers (bpf_get_attach_cookie) differ by it.

@@ -18,6 +18,8 @@ pub enum MapOrigin {
     Data { readonly: bool },
     /// The inner map template of a map-in-map.
     Inner,
+    /// A variable of a `.struct_ops`/`.struct_ops.link` section, at `offset` in it.
+    StructOps { offset: u64 },
 }
 
 /// `LIBBPF_PIN_*`.
@@ -55,13 +57,16 @@ pub struct MapDef {
     pub inner: Option<Box<MapDef>>,
     /// Map-in-map and prog arrays: initial slots (`.values = { [i] = &name }`).
     pub init_slots: Vec<(u32, String)>,
-    /// Global data: the initial contents (`value_size` bytes; zeros for `.bss`).
+    /// Global data: the initial contents (`value_size` bytes; zeros for `.bss`). struct_ops:
+    /// the value, laid out as the kernel's `bpf_struct_ops_<ops>` once loaded.
     pub data: Vec<u8>,
+    /// struct_ops maps: the ops struct and the programs its members name.
+    pub struct_ops: Option<super::struct_ops::StructOps>,
 }
 
 impl MapDef {
     /// A definition with everything but its identity and type zero or absent.
-    fn new(name: String, kernel_name: String, origin: MapOrigin, section: usize, map_type: MapType) -> MapDef {
+    pub(crate) fn new(name: String, kernel_name: String, origin: MapOrigin, section: usize, map_type: MapType) -> MapDef {
         MapDef {
             name,
             kernel_name,
@@ -80,6 +85,7 @@ impl MapDef {
             inner: None,
             init_slots: Vec::new(),
             data: Vec::new(),
+            struct_ops: None,
         }
     }
 }

@@ -181,7 +181,7 @@ fn load_logged(
         insns: sys::ptr(slots.as_ptr()),
         license: sys::ptr(license.as_ptr()),
         prog_name: sys::name16(&opts.name),
-        expected_attach_type: opts.expected_attach_type.map(|a| a.raw()).unwrap_or(0),
+        expected_attach_type: opts.raw_expected_attach_type(),
         attach_btf_id: opts.attach_btf_id,
         prog_flags: opts.flags.0,
         kern_version: opts.kern_version,
