@@ -249,7 +249,7 @@ fn bpfkit_refusal(e: &ObjectError) -> Refusal {
 
 /// What loading one object, or one program of it, gave.
 enum Outcome {
-    Loaded(Loaded, Vec<String>),
+    Loaded(Loaded, Vec<libbpf_obj::MapFacts>),
     Refused(Refusal),
 }
 
@@ -288,11 +288,7 @@ fn load_bpfkit(path: &Path, pin_root: &Path, only: Option<&str>) -> Outcome {
         obj
     });
     let out = match opened.and_then(Object::load) {
-        Ok(loaded) => {
-            let mut maps: Vec<String> = libbpf_obj::map_names(&loaded).into_values().collect();
-            maps.sort();
-            Outcome::Loaded(libbpf_obj::loaded_by_bpfkit(&loaded), maps)
-        }
+        Ok(loaded) => Outcome::Loaded(libbpf_obj::loaded_by_bpfkit(&loaded), libbpf_obj::map_facts(&loaded)),
         Err(e) => Outcome::Refused(bpfkit_refusal(&e)),
     };
     clear_pins(pin_root);
@@ -368,8 +364,11 @@ fn check_object(path: &Path, pin_root: &Path) -> Report {
         (Outcome::Loaded(theirs, their_maps), Outcome::Loaded(ours, our_maps)) => {
             r.whole_by_libbpf = true;
             r.whole_by_both = true;
+            // The same maps, created alike (type, sizes, flags, BTF types).
             if our_maps != their_maps {
-                r.failures.push(format!("{file}: maps differ: bpfkit {our_maps:?}, libbpf {their_maps:?}"));
+                let ours: Vec<_> = our_maps.iter().filter(|m| !their_maps.contains(m)).collect();
+                let theirs: Vec<_> = their_maps.iter().filter(|m| !our_maps.contains(m)).collect();
+                r.failures.push(format!("{file}: maps differ: bpfkit {ours:?}, libbpf {theirs:?}"));
             }
             compare_loaded(&file, &theirs, &ours, &mut r);
         }

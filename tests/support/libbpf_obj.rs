@@ -97,15 +97,43 @@ pub fn prog_info(fd: i32) -> (Vec<RawInsn>, Facts) {
     (buf.chunks_exact(8).map(|c| RawInsn::from_bytes(c.try_into().unwrap())).collect(), facts)
 }
 
-/// The kernel's (id, name) of map fd `fd`.
-pub fn map_info(fd: i32) -> (u32, String) {
+/// What the kernel says about a map, beyond its id: equal for both loaders when they created
+/// it alike (BTF type ids are the object's, the same in both).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MapFacts {
+    pub name: String,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+    pub map_extra: u64,
+    pub btf_key_type_id: u32,
+    pub btf_value_type_id: u32,
+    pub btf_vmlinux_value_type_id: u32,
+}
+
+/// The kernel's id and [`MapFacts`] of map fd `fd`.
+pub fn map_info(fd: i32) -> (u32, MapFacts) {
     let mut info = libbpf_sys::bpf_map_info::default();
     let mut len = std::mem::size_of::<libbpf_sys::bpf_map_info>() as u32;
     // SAFETY: `info` is a zeroed `bpf_map_info` of `len` bytes, valid for writes during the call.
     let err = unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd, &mut info, &mut len) };
     assert_eq!(err, 0, "bpf_map_get_info_by_fd({fd})");
     let name: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    (info.id, String::from_utf8_lossy(&name).into_owned())
+    let facts = MapFacts {
+        name: String::from_utf8_lossy(&name).into_owned(),
+        map_type: info.type_,
+        key_size: info.key_size,
+        value_size: info.value_size,
+        max_entries: info.max_entries,
+        flags: info.map_flags,
+        map_extra: info.map_extra,
+        btf_key_type_id: info.btf_key_type_id,
+        btf_value_type_id: info.btf_value_type_id,
+        btf_vmlinux_value_type_id: info.btf_vmlinux_value_type_id,
+    };
+    (info.id, facts)
 }
 
 /// Program name → its normalised xlated instructions and facts.
@@ -245,8 +273,24 @@ impl LibbpfObject {
         Ok(())
     }
 
-    /// The loaded programs, and the kernel's names of the maps libbpf created.
-    pub fn loaded(&self) -> (Loaded, Vec<String>) {
+    /// The value at key 0 of the loaded object's map `name` (libbpf's name: `.kconfig`, …).
+    pub fn map_value(&self, name: &str) -> Vec<u8> {
+        let c = CString::new(name).unwrap();
+        // SAFETY: `obj` is loaded; `c` is NUL-terminated.
+        let map = unsafe { libbpf_sys::bpf_object__find_map_by_name(self.obj, c.as_ptr()) };
+        assert!(!map.is_null(), "libbpf has no map {name}");
+        // SAFETY: `map` belongs to the loaded object.
+        let (fd, size) = unsafe { (libbpf_sys::bpf_map__fd(map), libbpf_sys::bpf_map__value_size(map)) };
+        let mut value = vec![0u8; size as usize];
+        let key = 0u32;
+        // SAFETY: key and value buffers of the map's key (4) and value sizes, alive for the call.
+        let err = unsafe { libbpf_sys::bpf_map_lookup_elem(fd, (&key as *const u32).cast(), value.as_mut_ptr().cast()) };
+        assert_eq!(err, 0, "lookup in libbpf's {name}");
+        value
+    }
+
+    /// The loaded programs, and what the kernel says of the maps libbpf created (by name).
+    pub fn loaded(&self) -> (Loaded, Vec<MapFacts>) {
         let mut names = HashMap::new();
         let mut map_names = Vec::new();
         let mut map = std::ptr::null_mut();
@@ -261,9 +305,9 @@ impl LibbpfObject {
             if fd < 0 {
                 continue; // not created (autocreate off)
             }
-            let (id, name) = map_info(fd);
-            map_names.push(name.clone());
-            names.insert(id, name);
+            let (id, facts) = map_info(fd);
+            names.insert(id, facts.name.clone());
+            map_names.push(facts);
         }
         let mut programs = BTreeMap::new();
         for p in self.progs() {
@@ -299,6 +343,16 @@ pub fn map_names(loaded: &bpfkit::object::LoadedObject) -> HashMap<u32, String> 
             (info.id, info.name)
         })
         .collect()
+}
+
+/// What the kernel says of a loaded bpfkit object's maps, sorted by name.
+pub fn map_facts(loaded: &bpfkit::object::LoadedObject) -> Vec<MapFacts> {
+    let mut out: Vec<MapFacts> = loaded
+        .maps()
+        .map(|(_, m)| map_info(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(m))).1)
+        .collect();
+    out.sort();
+    out
 }
 
 /// A loaded bpfkit object's programs, as [`LibbpfObject::loaded`] gives libbpf's.
