@@ -6,11 +6,11 @@
 #    compiles them (-g -O2 -mcpu=v3 --target=bpf, -D__TARGET_ARCH_x86 -DENABLE_ATOMICS_TESTS), against
 #    a vmlinux.h generated from this machine's kernel BTF with bpftool, the package's own libbpf
 #    headers (tools/lib/bpf) and bpf_helper_defs.h generated from its uapi bpf.h by its
-#    scripts/bpf_doc.py; then `llvm-strip-19 --strip-debug` (BTF and .BTF.ext stay). Only the
-#    programs listed in $SELFTESTS below are kept: they compile against this kernel's vmlinux.h,
-#    do not need bpf_testmod, and verify in reasonable time.
-#  - xdp-tools/: the ready-built objects Debian's `xdp-tools` and `libxdp1` packages ship in
-#    /usr/lib/x86_64-linux-gnu/bpf, copied as they are.
+#    scripts/bpf_doc.py; then `llvm-strip-19 --strip-debug` (BTF and .BTF.ext stay). Kept: the
+#    programs that compile against this kernel's vmlinux.h, except those listed below (skip_name
+#    and the rules after it): programs for bpf_testmod, BTF-only fixtures, slow or large ones.
+#  - xdp-tools/: the ready-built objects Debian's `libxdp1` package (installed with `xdp-tools`)
+#    ships in /usr/lib/x86_64-linux-gnu/bpf, copied as they are.
 #
 # Licence texts go beside them (LICENSES/), and SOURCES.md says where each object came from.
 # Commit the results: the test needs no clang, no package and no network at run time.
@@ -70,8 +70,9 @@ compile() { # $1 = source, $2 = object
 #    with it loaded): sources that name it, and objects whose BTF does;
 #  - objects without programs (BTF fixtures of other tests: btf__core_reloc_*, btf_dump_test_case_*);
 #  - loop3: hits the verifier's 1M-instruction limit on purpose, ~25 s a load, loaded 4 times;
-#  - objects above 300 KB (pyperf100/180/600, strobemeta, verifier_gotol: verifier scale tests;
-#    the corpus stays small; pyperf50 and the other scale tests are kept).
+#  - objects above 300 KB (pyperf50/100/180/600, strobemeta, verifier_gotol: verifier scale
+#    tests; the corpus stays small; pyperf_global, pyperf_subprogs and the other scale tests
+#    are kept).
 skip_name() {
   case "$1" in
     btf__core_reloc*|btf_dump_test_case*|loop3) return 0 ;;
