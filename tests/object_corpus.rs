@@ -406,7 +406,12 @@ fn check_object(path: &Path, pin_root: &Path) -> Report {
             }
             for (name, _) in programs.iter().filter(|(_, autoload)| *autoload) {
                 match (load_libbpf(path, pin_root, Some(name)), load_bpfkit(path, pin_root, Some(name))) {
-                    (Outcome::Loaded(theirs, _), Outcome::Loaded(ours, _)) => compare_loaded(&file, &theirs, &ours, &mut r),
+                    (Outcome::Loaded(theirs, _), Outcome::Loaded(ours, _)) => {
+                        // Only this program is counted here (struct_ops programs a map uses load
+                        // along with it, in both libraries, and are counted on their own turn).
+                        let only = |l: Loaded| -> Loaded { l.into_iter().filter(|(n, _)| n == name).collect() };
+                        compare_loaded(&file, &only(theirs), &only(ours), &mut r)
+                    }
                     (Outcome::Loaded(theirs, _), Outcome::Refused(ours)) => {
                         r.libbpf_loaded += theirs.len();
                         r.failures.push(format!("{file}: program {name}: libbpf loaded it alone, bpfkit: {}", ours.text));

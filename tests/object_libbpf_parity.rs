@@ -78,8 +78,10 @@ fn hidden_subprograms_are_verified_in_their_callers_context() {
     let obj = Object::open(fixture("o28_hidden_subprog.o")).unwrap();
     let btf = obj.btf().unwrap();
     let fill = btf.find_by_name_kind("fill", bpfkit::core_btf::Kind::Func).unwrap();
+    use bpfkit::core_btf::{Linkage, TypeDetail};
+    let detail = btf.type_by_id(fill).unwrap().detail;
     assert!(
-        matches!(btf.type_by_id(fill).unwrap().detail, bpfkit::core_btf::TypeDetail::Func { linkage: bpfkit::core_btf::Linkage::Static, .. }),
+        matches!(detail, TypeDetail::Func { linkage: Linkage::Static, .. }),
         "a hidden global function is static in the BTF the kernel gets"
     );
     let loaded = obj.load().unwrap_or_else(|e| panic!("{e}"));

@@ -238,7 +238,8 @@ impl Relocated {
         if let Some(cb) = self.exception_cbs.get(&prog.name) {
             let text = elf.section_by_name(".text").map(|s| s.index);
             let f = self.functions.iter().find(|f| Some(f.section) == text && &f.name == cb).ok_or_else(|| {
-                reloc_err(&prog.section_name, prog.first_slot, format!("exception callback '{cb}' of program '{}' is not a subprogram of the object", prog.name))
+                let why = format!("exception callback '{cb}' of program '{}' is not a subprogram of the object", prog.name);
+                reloc_err(&prog.section_name, prog.first_slot, why)
             })?;
             if !placed.contains_key(&(f.section, f.first_slot)) {
                 self.append(elf, f, vmlinux, &mut out, &mut placed, 0)?;
@@ -296,7 +297,8 @@ impl Relocated {
                             None => {
                                 if !self.kfuncs.contains(&sym.name) {
                                     return Err(err(slot, format!(
-                                        "extern function '{}' is not a __ksym (kfunc): it is defined in another object, link the objects first",
+                                        "extern function '{}' is not a __ksym (kfunc): it is defined in another \
+                                         object, link the objects first",
                                         sym.name
                                     )));
                                 }
@@ -379,4 +381,26 @@ pub(crate) fn decode(prog: &str, slots: &[RawInsn], maps: &[MapDef]) -> Result<V
         }
     }
     Ok(insns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::MapType;
+
+    #[test]
+    fn only_relocated_map_loads_name_object_maps() {
+        let maps = vec![MapDef::new("counts".into(), "counts".into(), MapOrigin::Btf { offset: 0 }, 3, MapType::Hash)];
+        let exit = RawInsn::new(0x95, 0, 0, 0, 0);
+        // `r1 = map[0]` as a relocation made it (index, marked), and as inline assembly wrote
+        // it (`BPF_PSEUDO_MAP_FD` with fd 0, unmarked).
+        let relocated = [RawInsn::new(LD_IMM64, 1, PSEUDO_MAP_FD, 0, 0), RawInsn::new(0, 0, 0, OBJECT_MAP_MARK, 0), exit];
+        let raw = [RawInsn::new(LD_IMM64, 1, PSEUDO_MAP_FD, 0, 0), RawInsn::new(0, 0, 0, 0, 0), exit];
+        let map_of = |insns: Vec<Insn>| match &insns[0] {
+            Insn::LdImm64 { value: Imm64::Map(m), .. } => m.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(map_of(decode("p", &relocated, &maps).unwrap()), MapRef::Name("counts".into()));
+        assert_eq!(map_of(decode("p", &raw, &maps).unwrap()), MapRef::Fd(0));
+    }
 }

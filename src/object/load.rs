@@ -252,7 +252,10 @@ pub(super) fn settle_max_entries(def: &mut MapDef) -> Result<(), ObjectError> {
     if def.map_type == MapType::PerfEventArray && def.max_entries == 0 {
         let cpus = crate::sys::possible_cpus().map_err(|e| ObjectError::Map {
             map: def.name.clone(),
-            reason: format!("a perf event array without max_entries gets one slot per possible CPU: reading /sys/devices/system/cpu/possible: {e}"),
+            reason: format!(
+                "a perf event array without max_entries gets one slot per possible CPU: \
+                 reading /sys/devices/system/cpu/possible: {e}"
+            ),
         })?;
         def.max_entries = u32::try_from(cpus).unwrap_or(u32::MAX);
     }
@@ -392,7 +395,10 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         if spec.prog_type == crate::prog::ProgType::Ext && !bare {
             return Err(ObjectError::Program {
                 program: p.name.clone(),
-                reason: format!("section '{}': an freplace program needs the program it replaces (attach program FD is not set)", p.section_name),
+                reason: format!(
+                    "section '{}': an freplace program needs the program it replaces (attach program FD is not set)",
+                    p.section_name
+                ),
             });
         }
         if matches!(&spec.target, AttachTarget::Btf { name, .. } if name.is_empty())
@@ -416,7 +422,10 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         if spec.prog_type == crate::prog::ProgType::StructOps {
             let at = struct_ops_attach.get(&p.name).ok_or_else(|| ObjectError::Program {
                 program: p.name.clone(),
-                reason: format!("section '{}': a struct_ops program no struct_ops map refers to (isn't referenced anywhere)", p.section_name),
+                reason: format!(
+                    "section '{}': a struct_ops program no struct_ops map refers to (isn't referenced anywhere)",
+                    p.section_name
+                ),
             })?;
             opts = opts.attach_btf_id(at.btf_id).struct_ops_member(at.member);
         }

@@ -436,4 +436,16 @@ mod tests {
         assert_eq!(internal_map_name("my_object_name", ".rodata.abracadabra"), ".rodata.abracad");
         assert_eq!(internal_map_name("o14_rodata_config", ".rodata.str1.1"), ".rodata.str1.1");
     }
+
+    #[test]
+    fn ring_buffer_sizes_as_libbpf_adjusts_them() {
+        use super::adjust_ringbuf_size as adjust;
+        let page = crate::sys::page_size() as u32;
+        assert_eq!(adjust(0), 0, "left for the kernel to refuse");
+        assert_eq!(adjust(1000), page);
+        assert_eq!(adjust(page), page);
+        assert_eq!(adjust(page + 1), 2 * page);
+        assert_eq!(adjust(3 * page), 4 * page, "a power-of-2 number of pages");
+        assert_eq!(adjust(u32::MAX), u32::MAX, "cannot be rounded within 32 bits");
+    }
 }

@@ -84,7 +84,7 @@ pub(crate) fn has_uprobe_multi_link() -> bool {
                 attach_type: AttachType::TraceUprobeMulti.raw(),
                 ..Default::default()
             };
-            let Some(member) = UprobeMultiLink::new(c"/", &offsets, &[], &[], 0, pid) else { return None };
+            let member = UprobeMultiLink::new(c"/", &offsets, &[], &[], 0, pid)?;
             attr.set_target(member);
             // A link, if one were made, is dropped (detached) at once.
             sys::bpf_fd(Cmd::LinkCreate, &mut attr).err().and_then(|e| e.raw_os_error())

@@ -22,6 +22,8 @@ use std::collections::HashMap;
 
 /// `BPF_F_LINK`: a `.struct_ops.link` map, registered through a link.
 const BPF_F_LINK: u32 = 1 << 13;
+/// Largest ops struct taken from a section without data (real ones are a few hundred bytes).
+const MAX_OPS_SIZE: u32 = 1 << 20;
 
 /// What a struct_ops map holds beyond its definition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +78,7 @@ pub(crate) fn collect(elf: &ElfObject, btf: Option<&Btf>) -> Result<Vec<MapDef>,
             let start = v.offset as usize;
             let bytes = match data.get(start..start.saturating_add(*size as usize)) {
                 Some(b) => b.to_vec(),
-                None if data.is_empty() => vec![0; *size as usize],
+                None if data.is_empty() && *size <= MAX_OPS_SIZE => vec![0; *size as usize],
                 None => return Err(err(&name, format!("variable is beyond the end of section {}", sec.name))),
             };
             // Function pointers: relocations inside the variable, to a program's first insn.
@@ -103,7 +105,9 @@ pub(crate) fn collect(elf: &ElfObject, btf: Option<&Btf>) -> Result<Vec<MapDef>,
                     .ok_or_else(|| err(&name, format!("member {}: no program at '{}'", member.name, sym.name)))?;
                 programs.push((member.name.to_string(), prog.name));
             }
-            let mut def = MapDef::new(name.clone(), name.chars().take(15).collect(), MapOrigin::StructOps { offset: u64::from(v.offset) }, sec.index, MapType::StructOps);
+            let origin = MapOrigin::StructOps { offset: u64::from(v.offset) };
+            let kernel_name = name.chars().take(15).collect();
+            let mut def = MapDef::new(name.clone(), kernel_name, origin, sec.index, MapType::StructOps);
             def.key_size = 4;
             def.value_size = *size;
             def.max_entries = 1;
@@ -169,8 +173,9 @@ pub(crate) fn prepare(
         let mut kern = vec![0u8; vsize as usize];
         for m in ty.members() {
             let moff = (m.bit_offset / 8) as usize;
-            let msize = local.size_of(m.ty).map_err(|e| err(&name, format!("member {}: {e}", m.name)))? as usize;
-            let mdata = def.data.get(moff..moff + msize).unwrap_or(&[]);
+            let msize = local.size_of(m.ty).map_err(|e| err(&name, format!("member {}: {e}", m.name)))?;
+            let msize = usize::try_from(msize).map_err(|_| err(&name, format!("member {}: too large", m.name)))?;
+            let mdata = moff.checked_add(msize).and_then(|end| def.data.get(moff..end)).unwrap_or(&[]);
             let prog = ops.programs.iter().position(|(member, _)| member == m.name);
             let Some((kidx, km)) = ktype.members().iter().enumerate().find(|(_, km)| km.name == m.name) else {
                 // Not in this kernel: fine while unset (a function pointer set to a program is
@@ -214,11 +219,12 @@ pub(crate) fn prepare(
                 used.push(prog_name);
                 continue;
             }
-            let ksize = vmlinux.size_of(kmt).map_err(|e| err(&name, format!("member {}: {e}", m.name)))? as usize;
-            if ksize != msize {
+            let ksize = vmlinux.size_of(kmt).map_err(|e| err(&name, format!("member {}: {e}", m.name)))?;
+            if ksize != msize as u64 || mdata.len() != msize {
                 return Err(err(&name, format!("member {}: {msize} bytes here, {ksize} in the kernel (ENOTSUP)", m.name)));
             }
-            if let Some(dst) = kern.get_mut(data_off + kmoff..data_off + kmoff + msize) {
+            let at = data_off + kmoff;
+            if let Some(dst) = at.checked_add(msize).and_then(|end| kern.get_mut(at..end)) {
                 dst.copy_from_slice(mdata);
             }
         }
