@@ -151,14 +151,15 @@ fn bpfkit_loader_cause(text: &str) -> Option<LoaderCause> {
     }
 }
 
-/// The verifier's reading of an instruction libbpf poisoned for a CO-RE relocation it could not
-/// resolve (`call 0xbad2310`), which libbpf's log rewrites as "failed to resolve CO-RE
-/// relocation …": one line for both.
+/// A CO-RE relocation neither library could resolve poisons its instruction (`call
+/// 0xbad2310`); the verifier says "invalid func unknown#195896080", which libbpf's log rewrites
+/// as "failed to resolve CO-RE relocation <kind> <spec>" and bpfkit's error says first: their
+/// decisive line is that.
 fn canonical_line(line: String) -> String {
-    if line.starts_with("failed to resolve CO-RE relocation") || line.contains("invalid func unknown#195896080") {
-        return "CO-RE relocation failed (poisoned instruction)".into();
+    match line.split_once(" (the verifier: ") {
+        Some((core, _)) if core.starts_with("failed to resolve CO-RE relocation") => core.to_string(),
+        _ => line,
     }
-    line
 }
 
 impl Refusal {
@@ -224,7 +225,7 @@ fn bpfkit_refusal(e: &ObjectError) -> Refusal {
         if let bpfkit::prog::LoadError::Verifier { rejection, .. } = &**source {
             return Refusal {
                 errno: rejection.errno.raw_os_error(),
-                line: decisive_line(&rejection.log).or_else(|| Some(canonical_line(rejection.reason.clone()))),
+                line: Some(canonical_line(rejection.reason.clone())),
                 loader: None,
                 text,
             };

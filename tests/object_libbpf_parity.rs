@@ -175,3 +175,18 @@ fn hidden_globals_are_static_and_their_sections_not_mmapable() {
     let m = facts(&ours, ".data.non_mmapa");
     assert_eq!(m.flags & (1 << 10), 0, "BPF_F_MMAPABLE: {m:?}");
 }
+
+#[test]
+fn failed_core_relocations_are_named() {
+    if !support::kernel_or_skip("failed_core_relocations_are_named") {
+        return;
+    }
+    // The kernel has no `struct core_reloc_arrays` (the selftest brings its own target BTF): the
+    // relocation is poisoned, the verifier refuses the poisoned call, and the error says which
+    // relocation, in libbpf's words.
+    let e = Object::open(corpus("test_core_reloc_arrays.o")).and_then(Object::load).unwrap_err().to_string();
+    assert!(
+        e.contains("failed to resolve CO-RE relocation <byte_off> [5] struct core_reloc_arrays.a[2] (0:0:2 @ offset 8)"),
+        "{e}"
+    );
+}

@@ -50,6 +50,8 @@ pub(crate) struct Relocated {
     /// The object's `__ksym` functions (kfuncs); any other extern function is defined in an
     /// object this one was meant to be linked with.
     kfuncs: std::collections::HashSet<String>,
+    /// CO-RE relocations no candidate satisfied: their instructions are poisoned.
+    poisoned: Vec<crate::core_btf::relo::Applied>,
 }
 
 /// The `exception_callback:NAME` decl tags of the object's BTF, by the tagged global FUNC's
@@ -93,6 +95,7 @@ pub(crate) fn relocate(
     for s in elf.program_sections() {
         sections.insert(s.index, elf.instructions(s)?);
     }
+    let mut poisoned = Vec::new();
     if let (Some(local), Some(ext)) = (local, ext) {
         if ext.core_relos.iter().any(|s| !s.records.is_empty()) {
             let vmlinux = vmlinux
@@ -107,9 +110,10 @@ pub(crate) fn relocate(
                         sec.name
                     ),
                 })?;
-                relocator
+                let applied = relocator
                     .relocate(&sec.name, insns, &sec.records)
                     .map_err(|e| ObjectError::Core { reason: format!("section '{}': {e}", sec.name) })?;
+                poisoned.extend(applied.into_iter().filter(|a| a.is_poisoned()));
             }
         }
     }
@@ -219,10 +223,21 @@ pub(crate) fn relocate(
         .filter(|e| matches!(e.kind, externs::ExternKind::Ksym { func: true, .. }))
         .map(|e| e.name.clone())
         .collect();
-    Ok(Relocated { sections, func_refs, functions: elf.programs(), exception_cbs: exception_callbacks(local), kfuncs })
+    let exception_cbs = exception_callbacks(local);
+    Ok(Relocated { sections, func_refs, functions: elf.programs(), exception_cbs, kfuncs, poisoned })
 }
 
 impl Relocated {
+    /// The CO-RE relocation that poisoned slot `slot` of a program linked from `placed`, in
+    /// libbpf's words (`failed to resolve CO-RE relocation <byte_off> [5] struct s.a (0:0 @
+    /// offset 0)`), for a verifier rejection at that slot.
+    pub(crate) fn poisoned_at(&self, placed: &[Placement], slot: usize) -> Option<String> {
+        let p = placed.iter().find(|p| (p.start..p.start + p.slots).contains(&slot))?;
+        let at = p.first_slot + (slot - p.start);
+        let a = crate::core_btf::relo::find_poisoned(&self.poisoned, &p.section_name, at)?;
+        Some(format!("failed to resolve CO-RE relocation {}", a.spec))
+    }
+
     /// Program `prog`'s instructions with its subprograms appended (libbpf's order).
     pub(crate) fn link(
         &self,

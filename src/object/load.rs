@@ -443,7 +443,11 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         let program = match &records {
             Some((b, (funcs, lines))) => match prog_btf::load(&insns, &map_refs, &opts, b, funcs, lines) {
                 Ok(p) => p,
-                Err(prog_btf::Refusal::Verifier(rejection)) => {
+                Err(prog_btf::Refusal::Verifier(mut rejection)) => {
+                    // A poisoned CO-RE instruction: say which relocation, as libbpf does.
+                    if let Some(why) = rejection.slot.and_then(|s| rel.poisoned_at(&placed, s)) {
+                        rejection.reason = format!("{why} (the verifier: {})", rejection.reason);
+                    }
                     return Err(ObjectError::Load {
                         program: p.name.clone(),
                         section: p.section_name.clone(),
