@@ -4,7 +4,7 @@
 //! `#[path]` by the tests that compare the two loaders (it links libbpf).
 #![allow(dead_code)]
 
-use bpfkit::insn::{Insn, RawInsn};
+use bpfkit::insn::RawInsn;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
 use std::path::Path;
@@ -43,10 +43,6 @@ pub fn normalise(slots: &[RawInsn], map_names: &HashMap<u32, String>) -> Normal 
         i += 1;
     }
     out
-}
-
-pub fn raw_of(insns: &[Insn]) -> Vec<RawInsn> {
-    insns.iter().flat_map(|i| bpfkit::insn::encode(i).expect("xlated re-encodes")).collect()
 }
 
 pub fn show(n: &Normal) -> String {
