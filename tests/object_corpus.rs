@@ -3,7 +3,8 @@
 //! libbpf 1.7 (`bpf_object__open_file` + `bpf_object__load`) and by bpfkit
 //! (`Object::open(..)?.load()`), programs' autoload as the object says. Every program libbpf
 //! loads, bpfkit loads, and the kernel's xlated instructions (map ids normalised to map names,
-//! JIT addresses masked), tag and func/line info counts are equal.
+//! JIT addresses masked), tag, verified instruction count and func/line info counts are equal,
+//! and so is what the kernel says of every map.
 //!
 //! Where libbpf refuses an object as a whole, it is narrowed to its programs: each is loaded
 //! alone (autoload of the others off) by both libraries, so that one program this kernel
@@ -344,8 +345,8 @@ fn compare_loaded(file: &str, theirs: &Loaded, ours: &Loaded, r: &mut Report) {
             continue;
         }
         // The tag hashes the instructions handed to the kernel; func/line info counts say the
-        // same BTF records went along.
-        let key = |f: &libbpf_obj::Facts| (f.tag, f.nr_func_info, f.nr_line_info, f.has_btf);
+        // same BTF records went along; the verifier walked as many instructions.
+        let key = |f: &libbpf_obj::Facts| (f.tag, f.nr_func_info, f.nr_line_info, f.has_btf, f.verified_insns);
         if key(my_facts) != key(their_facts) {
             r.failures.push(format!("{file}: program {name}: bpfkit {my_facts:?}, libbpf {their_facts:?}"));
             continue;
