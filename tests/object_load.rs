@@ -10,13 +10,14 @@
 mod support;
 #[path = "support/libbpf_btf.rs"]
 mod libbpf_btf;
+#[path = "support/libbpf_obj.rs"]
+mod libbpf_obj;
 
-use bpfkit::insn::{Insn, RawInsn};
 use bpfkit::maps::Map;
 use bpfkit::object::{AttachTarget, LoadedObject, Object, ObjectError};
 use bpfkit::prog::{AttachType, ProgType};
-use std::collections::{BTreeMap, HashMap};
-use std::ffi::{CStr, CString};
+use libbpf_obj::{show, LibbpfObject, Loaded};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/objects");
@@ -78,194 +79,26 @@ fn refused_for_missing_kfuncs(path: &Path, missing: &[String], libbpf: Result<(L
     err
 }
 
-/// One xlated slot with its map operand (by the map's kernel name) taken out of the immediate.
-type Normal = Vec<(RawInsn, Option<String>)>;
-
-/// Mask what differs between two loads of the same program: map ids (→ names), JIT addresses.
-fn normalise(slots: &[RawInsn], map_names: &HashMap<u32, String>) -> Normal {
-    let mut out = Vec::with_capacity(slots.len());
-    let mut i = 0;
-    while i < slots.len() {
-        let mut s = slots[i];
-        if s.code == 0x18 && i + 1 < slots.len() {
-            let mut next = slots[i + 1];
-            let mut name = None;
-            if matches!(s.src(), 1 | 2) {
-                name = Some(
-                    map_names.get(&(s.imm as u32)).cloned().unwrap_or_else(|| format!("unknown map id {}", s.imm)),
-                );
-                s.imm = 0;
-            } else if next.imm as u32 >= 0xffff_0000 {
-                // A kernel address (callback, kfunc data): differs per load.
-                s.imm = 0;
-                next.imm = 0;
-            }
-            out.push((s, name));
-            out.push((next, None));
-            i += 2;
-            continue;
-        }
-        if s.code == 0x85 && s.src() == 1 {
-            s.imm = 0; // bpf-to-bpf call: the JIT's address of the callee
-        }
-        out.push((s, None));
-        i += 1;
-    }
-    out
-}
-
-fn raw_of(insns: &[Insn]) -> Vec<RawInsn> {
-    insns.iter().flat_map(|i| bpfkit::insn::encode(i).expect("xlated re-encodes")).collect()
-}
-
 // ---------------------------------------------------------------------------------------------
-// libbpf's side
+// Both sides (tests/support/libbpf_obj.rs)
 // ---------------------------------------------------------------------------------------------
 
-/// What the kernel says about a loaded program, beyond its instructions: equal for both
-/// loaders when they handed the kernel the same instructions (the tag hashes them), the same
-/// BTF func and line info, and the verifier walked the same paths.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Facts {
-    tag: [u8; 8],
-    verified_insns: u32,
-    nr_func_info: u32,
-    nr_line_info: u32,
-    has_btf: bool,
-}
-
-/// The kernel's xlated instructions and [`Facts`] of program fd `fd`, read with libbpf's info
-/// call.
-fn prog_info_by_libbpf(fd: i32) -> (Vec<RawInsn>, Facts) {
-    let mut info = libbpf_sys::bpf_prog_info::default();
-    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-    // SAFETY: `info` is a zeroed `bpf_prog_info` of `len` bytes, valid for writes during the call.
-    let err = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
-    assert_eq!(err, 0, "bpf_prog_get_info_by_fd({fd})");
-    let facts = Facts {
-        tag: info.tag,
-        verified_insns: info.verified_insns,
-        nr_func_info: info.nr_func_info,
-        nr_line_info: info.nr_line_info,
-        has_btf: info.btf_id != 0,
-    };
-    let mut buf = vec![0u8; info.xlated_prog_len as usize];
-    let mut info2 = libbpf_sys::bpf_prog_info {
-        xlated_prog_len: buf.len() as u32,
-        xlated_prog_insns: buf.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-    // SAFETY: `info2.xlated_prog_insns` points at `buf`, `xlated_prog_len` bytes long, which
-    // outlives the call; every other pointer field is zero (not requested).
-    let err = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info2, &mut len) };
-    assert_eq!(err, 0, "bpf_prog_get_info_by_fd({fd}) with a buffer");
-    (buf.chunks_exact(8).map(|c| RawInsn::from_bytes(c.try_into().unwrap())).collect(), facts)
-}
-
-/// The kernel's (id, name) of map fd `fd`.
-fn map_info_by_libbpf(fd: i32) -> (u32, String) {
-    let mut info = libbpf_sys::bpf_map_info::default();
-    let mut len = std::mem::size_of::<libbpf_sys::bpf_map_info>() as u32;
-    // SAFETY: `info` is a zeroed `bpf_map_info` of `len` bytes, valid for writes during the call.
-    let err = unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd, &mut info, &mut len) };
-    assert_eq!(err, 0, "bpf_map_get_info_by_fd({fd})");
-    let name: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    (info.id, String::from_utf8_lossy(&name).into_owned())
-}
-
-/// Program name → its normalised xlated instructions and facts.
-type Loaded = BTreeMap<String, (Normal, Facts)>;
-
-/// Programs loaded by libbpf and the kernel's names of its maps; or libbpf's error.
+/// Programs loaded by libbpf and the kernel's names of its maps; or libbpf's error. Maps pinned
+/// by name go to libbpf's default root, as bpfkit's do.
 fn load_with_libbpf(path: &Path) -> Result<(Loaded, Vec<String>), String> {
-    let c_path = CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: `c_path` is a NUL-terminated path; null opts are allowed.
-    let obj = unsafe { libbpf_sys::bpf_object__open_file(c_path.as_ptr(), std::ptr::null()) };
-    if obj.is_null() {
-        return Err("bpf_object__open_file failed".into());
-    }
-    // SAFETY: `obj` is the object just opened.
-    let err = unsafe { libbpf_sys::bpf_object__load(obj) };
-    let mut result = Err(format!("bpf_object__load: {err}"));
-    if err == 0 {
-        let mut names = HashMap::new();
-        let mut map_names = Vec::new();
-        let mut map = std::ptr::null_mut();
-        loop {
-            // SAFETY: `obj` is loaded; `map` is null or its previous map.
-            map = unsafe { libbpf_sys::bpf_object__next_map(obj, map) };
-            if map.is_null() {
-                break;
-            }
-            // SAFETY: `map` belongs to the loaded `obj`.
-            let fd = unsafe { libbpf_sys::bpf_map__fd(map) };
-            let (id, name) = map_info_by_libbpf(fd);
-            map_names.push(name.clone());
-            names.insert(id, name);
-        }
-        let mut programs = BTreeMap::new();
-        let mut prog = std::ptr::null_mut();
-        loop {
-            // SAFETY: `obj` is loaded; `prog` is null or its previous program.
-            prog = unsafe { libbpf_sys::bpf_object__next_program(obj, prog) };
-            if prog.is_null() {
-                break;
-            }
-            // SAFETY: `prog` belongs to `obj`; the name is libbpf's NUL-terminated string, copied.
-            let name = unsafe { CStr::from_ptr(libbpf_sys::bpf_program__name(prog)) }.to_string_lossy().into_owned();
-            // SAFETY: as above.
-            let fd = unsafe { libbpf_sys::bpf_program__fd(prog) };
-            if fd >= 0 {
-                let (xlated, facts) = prog_info_by_libbpf(fd);
-                programs.insert(name, (normalise(&xlated, &names), facts));
-            }
-        }
-        map_names.sort();
-        result = Ok((programs, map_names));
-    }
-    // SAFETY: `obj` is valid and not used after this.
-    unsafe { libbpf_sys::bpf_object__close(obj) };
-    result
+    let mut obj = LibbpfObject::open(path, Path::new(bpfkit::object::DEFAULT_PIN_ROOT))
+        .map_err(|(errno, _)| format!("bpf_object__open_file: errno {errno}"))?;
+    obj.load().map_err(|(errno, _)| format!("bpf_object__load: -{errno}"))?;
+    let (programs, maps) = obj.loaded();
+    Ok((programs, maps.into_iter().map(|m| m.name).collect()))
 }
-
-// ---------------------------------------------------------------------------------------------
-// bpfkit's side
-// ---------------------------------------------------------------------------------------------
 
 fn map_names(loaded: &LoadedObject) -> HashMap<u32, String> {
-    loaded
-        .maps()
-        .map(|(_, m)| {
-            let info = m.info().expect("map info");
-            (info.id, info.name)
-        })
-        .collect()
+    libbpf_obj::map_names(loaded)
 }
 
 fn xlated_by_bpfkit(loaded: &LoadedObject) -> Loaded {
-    let names = map_names(loaded);
-    loaded
-        .programs()
-        .iter()
-        .map(|p| {
-            let (raw, facts) =
-                prog_info_by_libbpf(std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(p.program())));
-            // bpf-to-bpf calls carry the JIT's subprogram index in `off`, which strict decoding
-            // refuses: there the raw slots are compared.
-            let raw = p.program().xlated_insns().map(|insns| raw_of(&insns)).unwrap_or(raw);
-            (p.name.clone(), (normalise(&raw, &names), facts))
-        })
-        .collect()
-}
-
-fn show(n: &Normal) -> String {
-    n.iter()
-        .enumerate()
-        .map(|(i, (s, m))| {
-            format!("{i:4}: {:02x} {:02x} {:6} {:11} {}\n", s.code, s.regs, s.off, s.imm, m.as_deref().unwrap_or(""))
-        })
-        .collect()
+    libbpf_obj::loaded_by_bpfkit(loaded)
 }
 
 #[test]

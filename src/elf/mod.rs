@@ -160,6 +160,9 @@ pub struct Symbol {
     /// `st_value`: for symbols in a section, the byte offset in it.
     pub value: u64,
     pub size: u64,
+    /// `STV_HIDDEN` or `STV_INTERNAL` (`__attribute__((visibility("hidden")))`): a global
+    /// function libbpf has the verifier check as a static one.
+    pub hidden: bool,
 }
 
 /// One `Elf64_Rel` entry of a `.rel<section>` table.
@@ -434,6 +437,7 @@ fn parse_tables(data: &[u8]) -> Result<Tables, ElfError> {
             section,
             value: sym.st_value(endian),
             size: sym.st_size(endian),
+            hidden: matches!(sym.st_other() & 3, elf::STV_HIDDEN | elf::STV_INTERNAL),
         });
     }
 

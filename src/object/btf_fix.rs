@@ -134,6 +134,47 @@ pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject, externs: &[Extern]) -> Resu
         }
     }
 
+    // Global subprograms (in `.text`) of hidden visibility: their FUNCs become static, so the
+    // verifier checks them in their callers' context, as libbpf has it
+    // (`bpf_object__sanitize_and_load_btf`: "mark_btf_static"); the first FUNC of each name.
+    let text = elf.section_by_name(".text").map(|s| s.index);
+    let mut hidden_subprogs: std::collections::HashSet<&str> = elf
+        .symbols()
+        .iter()
+        .filter(|s| {
+            s.hidden
+                && s.kind == crate::elf::SymbolKind::Func
+                && s.binding != crate::elf::SymbolBinding::Local
+                && text.is_some()
+                && s.section == text
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+
+    // Global variables of hidden visibility: their VARs become static (which also keeps their
+    // section's map from being mmapable), as libbpf's `btf_fixup_datasec` does.
+    let mut hidden_vars = std::collections::HashSet::new();
+    for &(start, end) in &records {
+        let info = rd(types, start + 4)?;
+        if (info >> 24) & 0x1f != BTF_KIND_DATASEC {
+            continue;
+        }
+        let Some(sec) = elf.section_by_name(cstr(strings, rd(types, start)?)) else { continue };
+        for entry in types[start + 12..end].chunks_exact(12) {
+            let ty = rd(entry, 0)?;
+            let Some((BTF_KIND_VAR, var_name)) = kind_of(ty) else { continue };
+            let hidden = elf.symbols().iter().any(|s| {
+                s.section == Some(sec.index)
+                    && s.name == var_name
+                    && s.hidden
+                    && s.binding != crate::elf::SymbolBinding::Local
+            });
+            if hidden {
+                hidden_vars.insert(ty);
+            }
+        }
+    }
+
     let mut out_types = Vec::with_capacity(types.len());
     for (index, &(start, end)) in records.iter().enumerate() {
         let mut rec = types[start..end].to_vec();
@@ -148,7 +189,11 @@ pub(crate) fn sanitize(blob: &[u8], elf: &ElfObject, externs: &[Extern]) -> Resu
                 }
             }
             BTF_KIND_VAR if rd(&rec, 12)? == 2 => wr(&mut rec, 12, 0),
+            BTF_KIND_VAR if hidden_vars.contains(&(index as u32 + 1)) => wr(&mut rec, 12, 0),
             BTF_KIND_FUNC if info & 0xffff == 2 => wr(&mut rec, 4, info & !0xffff),
+            BTF_KIND_FUNC if info & 0xffff == 1 && hidden_subprogs.remove(cstr(strings, rd(&rec, 0)?)) => {
+                wr(&mut rec, 4, info & !0xffff)
+            }
             BTF_KIND_FUNC_PROTO => {
                 if let Some(&name_off) = extern_protos.get(&(index as u32 + 1)) {
                     for p in 0..(info & 0xffff) as usize {

@@ -18,6 +18,11 @@ const LD_IMM64: u8 = 0x18;
 const CALL: u8 = 0x85;
 const PSEUDO_MAP_FD: u8 = 1;
 const PSEUDO_MAP_VALUE: u8 = 2;
+/// Put in the (otherwise zero) `off` of an `ld_imm64`'s second slot by [`relocate`] when it made
+/// the instruction refer to a map of the object (its `imm` then the map's index), and taken out
+/// by [`decode`]: an `ld_imm64` of a map that no relocation made (inline assembly's raw
+/// `BPF_PSEUDO_MAP_FD`) keeps its number as an fd, as libbpf passes it to the kernel.
+const OBJECT_MAP_MARK: i16 = 0x4d50;
 const PSEUDO_BTF_ID: u8 = 3;
 const PSEUDO_FUNC: u8 = 4;
 const PSEUDO_CALL: u8 = 1;
@@ -39,6 +44,33 @@ pub(crate) struct Relocated {
     /// `ld_imm64` of a subprogram's address: (section, slot) → the subprogram's (section, slot).
     func_refs: HashMap<(usize, usize), (usize, usize)>,
     functions: Vec<ElfProgram>,
+    /// Main program name → its exception callback's name (the `exception_callback:NAME` decl
+    /// tag `__exception_cb` puts on the program's FUNC), appended to it as libbpf does.
+    exception_cbs: HashMap<String, String>,
+    /// The object's `__ksym` functions (kfuncs); any other extern function is defined in an
+    /// object this one was meant to be linked with.
+    kfuncs: std::collections::HashSet<String>,
+    /// CO-RE relocations no candidate satisfied: their instructions are poisoned.
+    poisoned: Vec<crate::core_btf::relo::Applied>,
+}
+
+/// The `exception_callback:NAME` decl tags of the object's BTF, by the tagged global FUNC's
+/// name; a program tagged twice gets none (the verifier refuses it), as libbpf's
+/// `bpf_prog_assign_exc_cb`.
+fn exception_callbacks(local: Option<&Btf>) -> HashMap<String, String> {
+    let mut out: HashMap<String, Option<String>> = HashMap::new();
+    let Some(btf) = local else { return HashMap::new() };
+    for id in btf.ids() {
+        let Ok(t) = btf.type_by_id(id) else { continue };
+        let crate::core_btf::TypeDetail::DeclTag { target, component_idx: -1, .. } = t.detail else { continue };
+        let Some(cb) = t.name.strip_prefix("exception_callback:") else { continue };
+        let Ok(f) = btf.type_by_id(target) else { continue };
+        if !matches!(f.detail, crate::core_btf::TypeDetail::Func { linkage: crate::core_btf::Linkage::Global, .. }) || cb.is_empty() {
+            continue; // libbpf refuses the object; the kernel would too.
+        }
+        out.entry(f.name.to_string()).and_modify(|e| *e = None).or_insert_with(|| Some(cb.to_string()));
+    }
+    out.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()
 }
 
 fn reloc_err(section: &str, slot: usize, reason: impl Into<String>) -> ObjectError {
@@ -63,6 +95,7 @@ pub(crate) fn relocate(
     for s in elf.program_sections() {
         sections.insert(s.index, elf.instructions(s)?);
     }
+    let mut poisoned = Vec::new();
     if let (Some(local), Some(ext)) = (local, ext) {
         if ext.core_relos.iter().any(|s| !s.records.is_empty()) {
             let vmlinux = vmlinux
@@ -77,9 +110,10 @@ pub(crate) fn relocate(
                         sec.name
                     ),
                 })?;
-                relocator
+                let applied = relocator
                     .relocate(&sec.name, insns, &sec.records)
                     .map_err(|e| ObjectError::Core { reason: format!("section '{}': {e}", sec.name) })?;
+                poisoned.extend(applied.into_iter().filter(|a| a.is_poisoned()));
             }
         }
     }
@@ -109,6 +143,7 @@ pub(crate) fn relocate(
                             .position(|m| m.name == externs::KCONFIG_SEC && matches!(m.origin, MapOrigin::Data { .. }))
                             .ok_or_else(|| err(format!("kconfig extern '{}' has no .kconfig map", sym.name)))?;
                         set_src(&mut insns[slot], PSEUDO_MAP_VALUE);
+                        insns[slot + 1].off = OBJECT_MAP_MARK;
                         insns[slot].imm = idx as i32;
                         insns[slot + 1].imm = offset as i32;
                         continue;
@@ -163,12 +198,14 @@ pub(crate) fn relocate(
             let by_offset = |m: &MapDef| matches!(m.origin, MapOrigin::Btf { offset } | MapOrigin::Legacy { offset } if offset == sym.value);
             if let Some(idx) = maps.iter().position(|m| m.section == sym_sec && by_offset(m)) {
                 set_src(&mut insns[slot], PSEUDO_MAP_FD);
+                insns[slot + 1].off = OBJECT_MAP_MARK;
                 insns[slot].imm = idx as i32;
             } else if let Some(idx) =
                 maps.iter().position(|m| m.section == sym_sec && matches!(m.origin, MapOrigin::Data { .. }))
             {
                 let offset = i64::from(insns[slot].imm).wrapping_add(sym.value as i64);
                 set_src(&mut insns[slot], PSEUDO_MAP_VALUE);
+                insns[slot + 1].off = OBJECT_MAP_MARK;
                 insns[slot].imm = idx as i32;
                 insns[slot + 1].imm = i32::try_from(offset)
                     .map_err(|_| err(format!("offset {offset} into '{}' is out of range", maps[idx].name)))?;
@@ -181,10 +218,26 @@ pub(crate) fn relocate(
             }
         }
     }
-    Ok(Relocated { sections, func_refs, functions: elf.programs() })
+    let kfuncs = ext_syms
+        .iter()
+        .filter(|e| matches!(e.kind, externs::ExternKind::Ksym { func: true, .. }))
+        .map(|e| e.name.clone())
+        .collect();
+    let exception_cbs = exception_callbacks(local);
+    Ok(Relocated { sections, func_refs, functions: elf.programs(), exception_cbs, kfuncs, poisoned })
 }
 
 impl Relocated {
+    /// The CO-RE relocation that poisoned slot `slot` of a program linked from `placed`, in
+    /// libbpf's words (`failed to resolve CO-RE relocation <byte_off> [5] struct s.a (0:0 @
+    /// offset 0)`), for a verifier rejection at that slot.
+    pub(crate) fn poisoned_at(&self, placed: &[Placement], slot: usize) -> Option<String> {
+        let p = placed.iter().find(|p| (p.start..p.start + p.slots).contains(&slot))?;
+        let at = p.first_slot + (slot - p.start);
+        let a = crate::core_btf::relo::find_poisoned(&self.poisoned, &p.section_name, at)?;
+        Some(format!("failed to resolve CO-RE relocation {}", a.spec))
+    }
+
     /// Program `prog`'s instructions with its subprograms appended (libbpf's order).
     pub(crate) fn link(
         &self,
@@ -195,6 +248,18 @@ impl Relocated {
         let mut out = Vec::new();
         let mut placed = HashMap::new();
         self.append(elf, prog, vmlinux, &mut out, &mut placed, 0)?;
+        // The exception callback is not called, only named: appended after the rest unless a
+        // call placed it already (which the verifier refuses).
+        if let Some(cb) = self.exception_cbs.get(&prog.name) {
+            let text = elf.section_by_name(".text").map(|s| s.index);
+            let f = self.functions.iter().find(|f| Some(f.section) == text && &f.name == cb).ok_or_else(|| {
+                let why = format!("exception callback '{cb}' of program '{}' is not a subprogram of the object", prog.name);
+                reloc_err(&prog.section_name, prog.first_slot, why)
+            })?;
+            if !placed.contains_key(&(f.section, f.first_slot)) {
+                self.append(elf, f, vmlinux, &mut out, &mut placed, 0)?;
+            }
+        }
         let mut placements: Vec<Placement> = placed
             .into_iter()
             .filter_map(|((section, first_slot), start)| {
@@ -245,6 +310,13 @@ impl Relocated {
                         match sym.section {
                             Some(sec) => (sec, (sym.value / 8) as i64 + i64::from(insn.imm) + 1),
                             None => {
+                                if !self.kfuncs.contains(&sym.name) {
+                                    return Err(err(slot, format!(
+                                        "extern function '{}' is not a __ksym (kfunc): it is defined in another \
+                                         object, link the objects first",
+                                        sym.name
+                                    )));
+                                }
                                 // A kfunc: its vmlinux BTF id.
                                 let vml = vmlinux
                                     .ok_or_else(|| err(slot, format!("kfunc '{}' needs the kernel's BTF", sym.name)))?;
@@ -293,11 +365,26 @@ impl Relocated {
 
 /// Decode linked slots and name each map operand by its kernel name.
 pub(crate) fn decode(prog: &str, slots: &[RawInsn], maps: &[MapDef]) -> Result<Vec<Insn>, ObjectError> {
-    let mut insns = crate::insn::decode_slots(slots).map_err(|e| ObjectError::Program {
+    // The slots whose map operand a relocation set: an index into `maps`.
+    let mut slots = slots.to_vec();
+    let mut object_maps = std::collections::HashSet::new();
+    for i in 0..slots.len().saturating_sub(1) {
+        if slots[i].code == LD_IMM64 && slots[i + 1].code == 0 && slots[i + 1].off == OBJECT_MAP_MARK {
+            slots[i + 1].off = 0;
+            object_maps.insert(i);
+        }
+    }
+    let mut insns = crate::insn::decode_slots(&slots).map_err(|e| ObjectError::Program {
         program: prog.to_string(),
         reason: format!("relocated instructions do not decode: {e}"),
     })?;
+    let mut slot = 0;
     for insn in &mut insns {
+        let at = slot;
+        slot += if matches!(insn, Insn::LdImm64 { .. }) { 2 } else { 1 };
+        if !object_maps.contains(&at) {
+            continue;
+        }
         if let Insn::LdImm64 { value: Imm64::Map(m) | Imm64::MapValue { map: m, .. }, .. } = insn {
             if let MapRef::Fd(idx) = *m {
                 let def = usize::try_from(idx).ok().and_then(|i| maps.get(i)).ok_or_else(|| ObjectError::Program {
@@ -309,4 +396,26 @@ pub(crate) fn decode(prog: &str, slots: &[RawInsn], maps: &[MapDef]) -> Result<V
         }
     }
     Ok(insns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::MapType;
+
+    #[test]
+    fn only_relocated_map_loads_name_object_maps() {
+        let maps = vec![MapDef::new("counts".into(), "counts".into(), MapOrigin::Btf { offset: 0 }, 3, MapType::Hash)];
+        let exit = RawInsn::new(0x95, 0, 0, 0, 0);
+        // `r1 = map[0]` as a relocation made it (index, marked), and as inline assembly wrote
+        // it (`BPF_PSEUDO_MAP_FD` with fd 0, unmarked).
+        let relocated = [RawInsn::new(LD_IMM64, 1, PSEUDO_MAP_FD, 0, 0), RawInsn::new(0, 0, 0, OBJECT_MAP_MARK, 0), exit];
+        let raw = [RawInsn::new(LD_IMM64, 1, PSEUDO_MAP_FD, 0, 0), RawInsn::new(0, 0, 0, 0, 0), exit];
+        let map_of = |insns: Vec<Insn>| match &insns[0] {
+            Insn::LdImm64 { value: Imm64::Map(m), .. } => m.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(map_of(decode("p", &relocated, &maps).unwrap()), MapRef::Name("counts".into()));
+        assert_eq!(map_of(decode("p", &raw, &maps).unwrap()), MapRef::Fd(0));
+    }
 }

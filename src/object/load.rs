@@ -185,6 +185,29 @@ impl LoadedProgram {
     }
 }
 
+/// Map types whose key and value the kernel does not describe with BTF (it refuses BTF ids for
+/// some, ignores them for others): created without, as libbpf's `bpf_object__create_map` does.
+fn takes_btf_types(t: MapType) -> bool {
+    !matches!(
+        t,
+        MapType::PerfEventArray
+            | MapType::CgroupArray
+            | MapType::StackTrace
+            | MapType::ArrayOfMaps
+            | MapType::HashOfMaps
+            | MapType::Devmap
+            | MapType::DevmapHash
+            | MapType::Cpumap
+            | MapType::Xskmap
+            | MapType::Sockmap
+            | MapType::Sockhash
+            | MapType::Queue
+            | MapType::Stack
+            | MapType::Arena
+            | MapType::StructOps
+    )
+}
+
 fn map_spec(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<MapSpec, ObjectError> {
     let mut spec = MapSpec::new(def.kernel_name.clone(), def.map_type, def.key_size, def.value_size, def.max_entries)
         .flags(def.flags)
@@ -198,20 +221,61 @@ fn map_spec(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<MapSpec, ObjectErro
         (None, Some(v)) if is_data => Some((0, v.0)),
         _ => None,
     };
-    if let (Some(btf), Some((k, v))) = (btf, ids) {
+    if let (Some(btf), Some((k, v)), true) = (btf, ids, takes_btf_types(def.map_type)) {
         spec = spec.btf(btf, k, v).map_err(|source| ObjectError::MapCreate { map: def.name.clone(), source })?;
     }
+    // struct_ops: the kernel's value type, beside the object's BTF (no key/value types).
+    if let Some(vt) = def.struct_ops.as_ref().and_then(|s| s.kernel_value_type) {
+        spec = spec.btf_vmlinux_value_type_id(vt);
+        if let Some(btf) = btf {
+            spec = spec.btf(btf, 0, 0).map_err(|source| ObjectError::MapCreate { map: def.name.clone(), source })?;
+        }
+    }
     Ok(spec)
+}
+
+/// `Map::create`, and when the kernel refuses a map with BTF key/value types, once more
+/// without them (libbpf's "Retrying without BTF"): kernels refuse BTF for some map types, or
+/// types they cannot check (a kernel older than the object's BTF).
+fn create_with_btf_fallback(spec: MapSpec) -> Result<Map, crate::maps::MapError> {
+    match Map::create(&spec) {
+        Err(_) if spec.btf.is_some() => Map::create(&MapSpec { btf: None, ..spec }),
+        created => created,
+    }
+}
+
+/// The sizes libbpf gives a map at creation when the object leaves them to it: a perf event
+/// array without `max_entries` gets one slot per possible CPU (`map_set_def_max_entries`); a
+/// ring buffer's size is rounded up to a power-of-2 multiple of the page size
+/// (`adjust_ringbuf_sz`).
+pub(super) fn settle_max_entries(def: &mut MapDef) -> Result<(), ObjectError> {
+    if def.map_type == MapType::PerfEventArray && def.max_entries == 0 {
+        let cpus = crate::sys::possible_cpus().map_err(|e| ObjectError::Map {
+            map: def.name.clone(),
+            reason: format!(
+                "a perf event array without max_entries gets one slot per possible CPU: \
+                 reading /sys/devices/system/cpu/possible: {e}"
+            ),
+        })?;
+        def.max_entries = u32::try_from(cpus).unwrap_or(u32::MAX);
+    }
+    if matches!(def.map_type, MapType::RingBuf | MapType::UserRingBuf) {
+        def.max_entries = super::maps::adjust_ringbuf_size(def.max_entries);
+    }
+    if let Some(inner) = def.inner.as_deref_mut() {
+        settle_max_entries(inner)?;
+    }
+    Ok(())
 }
 
 fn create_map(def: &MapDef, btf: Option<&LoadedBtf>) -> Result<Map, ObjectError> {
     let create_err = |source| ObjectError::MapCreate { map: def.name.clone(), source };
     let mut spec = map_spec(def, btf)?;
     if let Some(inner) = &def.inner {
-        let template = Map::create(&map_spec(inner, btf)?).map_err(create_err)?;
+        let template = create_with_btf_fallback(map_spec(inner, btf)?).map_err(create_err)?;
         spec = spec.inner_map(&template).map_err(create_err)?;
     }
-    let map = Map::create(&spec).map_err(create_err)?;
+    let map = create_with_btf_fallback(spec).map_err(create_err)?;
     if let MapOrigin::Data { readonly } = def.origin {
         if def.data.iter().any(|&b| b != 0) {
             map.update(&0u32.to_le_bytes(), &def.data, UpdateFlags::Any).map_err(create_err)?;
@@ -289,8 +353,17 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
     } else {
         None
     };
+    let struct_ops_attach = match &vmlinux {
+        Some(vml) if obj.maps.iter().any(|m| m.struct_ops.is_some()) => {
+            super::struct_ops::prepare(&mut obj.maps, &mut obj.programs, obj.btf.as_ref(), vml)?
+        }
+        _ => Default::default(),
+    };
     // The object's BTF for map key/value types; a kernel that refuses it gets maps without.
     let btf = obj.btf_blob.as_deref().and_then(|b| LoadedBtf::load(b).ok());
+    for def in &mut obj.maps {
+        settle_max_entries(def)?;
+    }
     let mut maps = Vec::with_capacity(obj.maps.len());
     for def in &obj.maps {
         maps.push(match def.pinning {
@@ -317,6 +390,25 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
             program: p.name.clone(),
             reason: format!("section '{}' is not a known program type", p.section_name),
         })?;
+        // What libbpf refuses before the kernel sees it (`libbpf_prepare_prog_load`).
+        let bare = !p.section_name.contains('/');
+        if spec.prog_type == crate::prog::ProgType::Ext && !bare {
+            return Err(ObjectError::Program {
+                program: p.name.clone(),
+                reason: format!(
+                    "section '{}': an freplace program needs the program it replaces (attach program FD is not set)",
+                    p.section_name
+                ),
+            });
+        }
+        if matches!(&spec.target, AttachTarget::Btf { name, .. } if name.is_empty())
+            || (spec.prog_type == crate::prog::ProgType::Ext && bare)
+        {
+            return Err(ObjectError::Program {
+                program: p.name.clone(),
+                reason: format!("section '{}' names no BTF attach target: set one with set_attach_target", p.section_name),
+            });
+        }
         let (slots, placed) = rel.link(&obj.elf, &p.func, vmlinux.as_ref())?;
         let insns = link::decode(&p.name, &slots, &obj.maps)?;
         let mut opts = LoadOptions::new(p.name.clone(), spec.prog_type)
@@ -327,37 +419,52 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         if let Some(at) = spec.expected_attach_type {
             opts = opts.expected_attach_type(at);
         }
-        // With the object's BTF, func and line info as libbpf loads it; without, if the kernel
-        // refuses that (Program::load then says why the verifier rejects it, if it does).
+        if spec.prog_type == crate::prog::ProgType::StructOps {
+            let at = struct_ops_attach.get(&p.name).ok_or_else(|| ObjectError::Program {
+                program: p.name.clone(),
+                reason: format!(
+                    "section '{}': a struct_ops program no struct_ops map refers to (isn't referenced anywhere)",
+                    p.section_name
+                ),
+            })?;
+            opts = opts.attach_btf_id(at.btf_id).struct_ops_member(at.member);
+        }
+        // libbpf loads USDT programs for uprobe_multi links where the kernel has them
+        // (`libbpf_prepare_prog_load`); some helpers (bpf_get_attach_cookie) differ by it.
+        if matches!(p.section_name.split('/').next(), Some("usdt" | "usdt.s")) && super::probes::has_uprobe_multi_link() {
+            opts = opts.expected_attach_type(crate::prog::AttachType::TraceUprobeMulti);
+        }
+        // With the object's BTF, func and line info as libbpf loads it; without only when the
+        // kernel refused the object's BTF (as libbpf then does).
         let records = match (&btf, &obj.ext) {
             (Some(b), Some(ext)) => Some((b, prog_btf::records(ext, &raw_lines, &placed))),
             _ => None,
         };
-        let with_btf = records.as_ref().and_then(|(b, (funcs, lines))| prog_btf::load(&insns, &map_refs, &opts, b, funcs, lines));
-        let program = match with_btf {
-            Some(p) => p,
-            None => match Program::load(&Assembled::from_insns(insns.clone()), &map_refs, &opts) {
+        let program = match &records {
+            Some((b, (funcs, lines))) => match prog_btf::load(&insns, &map_refs, &opts, b, funcs, lines) {
                 Ok(p) => p,
-                // A refusal Program::load has no verifier log for: ask for one.
-                Err(crate::prog::LoadError::Sys(e)) if records.is_some() => {
-                    let why = records
-                        .as_ref()
-                        .and_then(|(b, (funcs, lines))| prog_btf::refusal(&insns, &map_refs, &opts, b, funcs, lines))
-                        .unwrap_or_else(|| e.to_string());
-                    return Err(ObjectError::Refused {
-                        program: p.name.clone(),
-                        section: p.section_name.clone(),
-                        reason: why,
-                    });
-                }
-                Err(source) => {
+                Err(prog_btf::Refusal::Verifier(mut rejection)) => {
+                    // A poisoned CO-RE instruction: say which relocation, as libbpf does.
+                    if let Some(why) = rejection.slot.and_then(|s| rel.poisoned_at(&placed, s)) {
+                        rejection.reason = format!("{why} (the verifier: {})", rejection.reason);
+                    }
                     return Err(ObjectError::Load {
                         program: p.name.clone(),
                         section: p.section_name.clone(),
-                        source: Box::new(source),
+                        source: Box::new(crate::prog::LoadError::Verifier { prog: p.name.clone(), rejection }),
+                    })
+                }
+                Err(prog_btf::Refusal::Other(reason)) => {
+                    return Err(ObjectError::Refused {
+                        program: p.name.clone(),
+                        section: p.section_name.clone(),
+                        reason,
                     })
                 }
             },
+            None => Program::load(&Assembled::from_insns(insns.clone()), &map_refs, &opts).map_err(|source| {
+                ObjectError::Load { program: p.name.clone(), section: p.section_name.clone(), source: Box::new(source) }
+            })?,
         };
         programs.push(LoadedProgram { name: p.name.clone(), section_name: p.section_name.clone(), spec, program });
     }

@@ -18,6 +18,8 @@ pub enum MapOrigin {
     Data { readonly: bool },
     /// The inner map template of a map-in-map.
     Inner,
+    /// A variable of a `.struct_ops`/`.struct_ops.link` section, at `offset` in it.
+    StructOps { offset: u64 },
 }
 
 /// `LIBBPF_PIN_*`.
@@ -55,13 +57,16 @@ pub struct MapDef {
     pub inner: Option<Box<MapDef>>,
     /// Map-in-map and prog arrays: initial slots (`.values = { [i] = &name }`).
     pub init_slots: Vec<(u32, String)>,
-    /// Global data: the initial contents (`value_size` bytes; zeros for `.bss`).
+    /// Global data: the initial contents (`value_size` bytes; zeros for `.bss`). struct_ops:
+    /// the value, laid out as the kernel's `bpf_struct_ops_<ops>` once loaded.
     pub data: Vec<u8>,
+    /// struct_ops maps: the ops struct and the programs its members name.
+    pub struct_ops: Option<super::struct_ops::StructOps>,
 }
 
 impl MapDef {
     /// A definition with everything but its identity and type zero or absent.
-    fn new(name: String, kernel_name: String, origin: MapOrigin, section: usize, map_type: MapType) -> MapDef {
+    pub(crate) fn new(name: String, kernel_name: String, origin: MapOrigin, section: usize, map_type: MapType) -> MapDef {
         MapDef {
             name,
             kernel_name,
@@ -80,6 +85,7 @@ impl MapDef {
             inner: None,
             init_slots: Vec::new(),
             data: Vec::new(),
+            struct_ops: None,
         }
     }
 }
@@ -199,6 +205,39 @@ fn ptr_array_len(btf: &Btf, ty: TypeId, map: &str, field: &str) -> Result<u32, O
     }
 }
 
+/// A `__ulong(name, N)` field (`enum { __unique_value = N } name`, for values above 32 bits,
+/// as `map_extra` may be) or a `__uint(name, N)` one: N, as libbpf's `get_map_field_long`.
+fn long_field(btf: &Btf, ty: TypeId, map: &str, field: &str) -> Result<u64, ObjectError> {
+    let bad = |why: String| map_err(map, format!("field '{field}': {why}"));
+    let t = btf.type_by_id(btf.resolve(ty).map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    match &t.detail {
+        TypeDetail::Enum { values, .. } | TypeDetail::Enum64 { values, .. } => match values.as_slice() {
+            [v] => Ok(v.value as u64),
+            _ => Err(bad(format!("an enum of {} values, not 1", values.len()))),
+        },
+        _ => ptr_array_len(btf, ty, map, field).map(u64::from),
+    }
+}
+
+/// libbpf's `adjust_ringbuf_sz`: a ring buffer's size rounded up to a power-of-2 multiple of
+/// the page size (0, and sizes that cannot be rounded within 32 bits, are left for the kernel
+/// to refuse).
+pub(crate) fn adjust_ringbuf_size(size: u32) -> u32 {
+    let page = crate::sys::page_size() as u64;
+    let size64 = u64::from(size);
+    if size == 0 || page == 0 || (size64 % page == 0 && (size64 / page).is_power_of_two()) {
+        return size;
+    }
+    let mut mul = 1u64;
+    while mul * page <= u64::from(u32::MAX) {
+        if mul * page > size64 {
+            return (mul * page) as u32;
+        }
+        mul <<= 1;
+    }
+    size
+}
+
 /// `__type(name, T)` is `T *name`: T.
 fn ptr_target(btf: &Btf, ty: TypeId, map: &str, field: &str) -> Result<TypeId, ObjectError> {
     let t = btf
@@ -238,7 +277,7 @@ fn parse_btf_def(btf: &Btf, ty: TypeId, name: &str, is_inner: bool) -> Result<(M
             "max_entries" => def.max_entries = ptr_array_len(btf, m.ty, name, f)?,
             "map_flags" => def.flags = MapFlags(ptr_array_len(btf, m.ty, name, f)?),
             "numa_node" => def.numa_node = Some(ptr_array_len(btf, m.ty, name, f)?),
-            "map_extra" => def.map_extra = u64::from(ptr_array_len(btf, m.ty, name, f)?),
+            "map_extra" => def.map_extra = long_field(btf, m.ty, name, f)?,
             "key_size" => def.key_size = ptr_array_len(btf, m.ty, name, f)?,
             "value_size" => def.value_size = ptr_array_len(btf, m.ty, name, f)?,
             "pinning" => {
@@ -274,6 +313,9 @@ fn parse_btf_def(btf: &Btf, ty: TypeId, name: &str, is_inner: bool) -> Result<(M
     }
     if !have_type {
         return Err(map_err(name, "no 'type' field"));
+    }
+    if matches!(def.map_type, MapType::RingBuf | MapType::UserRingBuf) {
+        def.max_entries = adjust_ringbuf_size(def.max_entries);
     }
     Ok((def, values_elem))
 }
@@ -393,5 +435,17 @@ mod tests {
         assert_eq!(internal_map_name("my_object_name", ".kconfig"), "my_obje.kconfig");
         assert_eq!(internal_map_name("my_object_name", ".rodata.abracadabra"), ".rodata.abracad");
         assert_eq!(internal_map_name("o14_rodata_config", ".rodata.str1.1"), ".rodata.str1.1");
+    }
+
+    #[test]
+    fn ring_buffer_sizes_as_libbpf_adjusts_them() {
+        use super::adjust_ringbuf_size as adjust;
+        let page = crate::sys::page_size() as u32;
+        assert_eq!(adjust(0), 0, "left for the kernel to refuse");
+        assert_eq!(adjust(1000), page);
+        assert_eq!(adjust(page), page);
+        assert_eq!(adjust(page + 1), 2 * page);
+        assert_eq!(adjust(3 * page), 4 * page, "a power-of-2 number of pages");
+        assert_eq!(adjust(u32::MAX), u32::MAX, "cannot be rounded within 32 bits");
     }
 }

@@ -27,8 +27,16 @@
 //! - Attach by section ([`LoadedProgram::attach`]), or with a target: `attach_xdp`,
 //!   `attach_tc`, `attach_cgroup`, `attach_uprobe`, `attach_perf_event`.
 //!
-//! Not (yet) supported: libbpf's `LINUX_HAS_BPF_COOKIE`/`LINUX_HAS_SYSCALL_WRAPPER` externs,
-//! checking a typed ksym's type against the kernel's, `struct_ops`, arenas, `.addr_space`
+//! - `LINUX_HAS_BPF_COOKIE`/`LINUX_HAS_SYSCALL_WRAPPER` externs, probed as libbpf probes them.
+//! - Map sizes libbpf settles at load: a perf event array without `max_entries` gets one slot
+//!   per possible CPU, a ring buffer is rounded up to a power-of-2 number of pages; maps of
+//!   types that take no BTF key/value types are created without, and any map the kernel refuses
+//!   with them is retried without (as libbpf).
+//!
+//! - struct_ops maps (`.struct_ops`, `.struct_ops.link`) created and their programs loaded as
+//!   libbpf does (`object::struct_ops`); not registered (attached).
+//!
+//! Not (yet) supported: checking a typed ksym's type against the kernel's, registering struct_ops, arenas, `.addr_space`
 //! sections, USDT and multi-kprobe attach from the section name, module BTF (kfuncs, ksyms and
 //! attach targets are looked up in vmlinux only). A kernel refusal the verifier does not explain
 //! (EPERM for fentry/LSM where trampolines are not allowed, ENOENT for a ksym without an
@@ -52,12 +60,15 @@ mod link;
 mod load;
 pub mod maps;
 mod prog_btf;
+mod probes;
+mod struct_ops;
 pub mod section;
 
 pub use global::GlobalVar;
 pub use load::{LoadedObject, LoadedProgram, ObjectLink};
 pub use maps::{MapDef, MapOrigin, Pinning};
 pub use section::{parse_section, AttachTarget, SectionSpec};
+pub use struct_ops::StructOps;
 
 use crate::core_btf::ext::BtfExt;
 use crate::core_btf::{Btf, Kind, TypeDetail};
@@ -202,6 +213,7 @@ impl Object {
             let symtab = elf.sections().iter().find(|s| s.kind == SectionKind::SymbolTable).map_or(0, |s| s.index);
             maps.push(maps::kconfig_map(&name, kconfig_size, datasec, symtab));
         }
+        maps.extend(struct_ops::collect(&elf, btf.as_ref())?);
         let programs = elf
             .programs()
             .into_iter()
@@ -361,7 +373,8 @@ impl Object {
             .programs
             .iter()
             .any(|p| p.autoload && matches!(p.spec.as_ref().map(|s| &s.target), Some(AttachTarget::Btf { .. })));
-        core || externs || btf_targets
+        let struct_ops = self.maps.iter().any(|m| m.struct_ops.is_some());
+        core || externs || btf_targets || struct_ops
     }
 
     /// Create the maps, relocate and load every program with `autoload` set.

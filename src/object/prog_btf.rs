@@ -100,8 +100,20 @@ pub(crate) fn records(ext: &BtfExt, lines: &[Vec<LineRec>], placed: &[Placement]
     (funcs, out_lines)
 }
 
-/// PROG_LOAD with program BTF, func and line info; `None` when the kernel refuses (the caller
-/// then loads without, through [`Program::load`], which explains a verifier rejection).
+/// Why [`load`] failed: the verifier's rejection, or a refusal the log does not explain (the
+/// errno and the log's last lines).
+pub(crate) enum Refusal {
+    Verifier(Box<crate::prog::VerifierRejection>),
+    Other(String),
+}
+
+/// Largest verifier log asked for when explaining a rejection (the kernel keeps the last part of
+/// a longer one and says ENOSPC, which would hide the errno that matters).
+const LOG_MAX: usize = 256 << 20;
+
+/// PROG_LOAD with program BTF, func and line info, as libbpf loads it (libbpf does not retry
+/// without: the verifier checks global functions by their BTF, so a load without would verify
+/// another program). A rejection is loaded again with a log, grown until it fits, to say why.
 pub(crate) fn load(
     insns: &[Insn],
     maps: &[&Map],
@@ -109,29 +121,35 @@ pub(crate) fn load(
     btf: &LoadedBtf,
     funcs: &[FuncRec],
     lines: &[LineRec],
-) -> Option<Program> {
-    load_logged(insns, maps, opts, btf, funcs, lines, false).ok()
+) -> Result<Program, Refusal> {
+    if let Ok(p) = load_logged(insns, maps, opts, btf, funcs, lines, 0) {
+        return Ok(p);
+    }
+    let mut size = 1 << 20;
+    loop {
+        match load_logged(insns, maps, opts, btf, funcs, lines, size) {
+            Ok(p) => return Ok(p),
+            Err((e, _)) if e.raw_os_error() == Some(libc::ENOSPC) && size < LOG_MAX => size *= 4,
+            Err((e, log)) => {
+                let verifier = matches!(e.raw_os_error(), Some(libc::EACCES | libc::EINVAL));
+                if verifier && !log.trim().is_empty() {
+                    let asm = crate::insn::Assembled::from_insns(insns.to_vec());
+                    return Err(Refusal::Verifier(Box::new(crate::prog::explain(&log, &asm, e))));
+                }
+                return Err(Refusal::Other(describe_refusal(&e, &log)));
+            }
+        }
+    }
 }
 
-/// Why the kernel refuses a program that [`Program::load`] could not explain (a refusal other
-/// than the verifier's EACCES/EINVAL, e.g. EPERM for an attach type, ENOENT for a kernel
-/// symbol): the errno and the verifier log's last lines, from a load with a log.
-pub(crate) fn refusal(
-    insns: &[Insn],
-    maps: &[&Map],
-    opts: &LoadOptions,
-    btf: &LoadedBtf,
-    funcs: &[FuncRec],
-    lines: &[LineRec],
-) -> Option<String> {
-    let (err, log) = load_logged(insns, maps, opts, btf, funcs, lines, true).err()?;
+fn describe_refusal(err: &std::io::Error, log: &str) -> String {
     let tail: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
-    let err = sys::describe_io_error(&err);
-    Some(match tail.is_empty() {
+    let err = sys::describe_io_error(err);
+    match tail.is_empty() {
         true => format!("the kernel refused it: {err}"),
         false => format!("the kernel refused it: {err}; the verifier log ends: {tail}"),
-    })
+    }
 }
 
 fn load_logged(
@@ -141,7 +159,7 @@ fn load_logged(
     btf: &LoadedBtf,
     funcs: &[FuncRec],
     lines: &[LineRec],
-    with_log: bool,
+    log_size: usize,
 ) -> Result<Program, (std::io::Error, String)> {
     let unbound = || (std::io::Error::from_raw_os_error(libc::EINVAL), String::new());
     let by_name: HashMap<&str, &Map> = maps.iter().map(|m| (m.name(), *m)).collect();
@@ -155,7 +173,7 @@ fn load_logged(
         }
         crate::insn::codec::encode_into(&bound, &mut slots).map_err(|_| unbound())?;
     }
-    let mut log = vec![0u8; if with_log { 1 << 20 } else { 0 }];
+    let mut log = vec![0u8; log_size];
     let license = std::ffi::CString::new(opts.license.replace('\0', "")).unwrap_or_default();
     let mut attr = ProgLoadAttr {
         prog_type: opts.prog_type.raw(),
@@ -163,7 +181,7 @@ fn load_logged(
         insns: sys::ptr(slots.as_ptr()),
         license: sys::ptr(license.as_ptr()),
         prog_name: sys::name16(&opts.name),
-        expected_attach_type: opts.expected_attach_type.map(|a| a.raw()).unwrap_or(0),
+        expected_attach_type: opts.raw_expected_attach_type(),
         attach_btf_id: opts.attach_btf_id,
         prog_flags: opts.flags.0,
         kern_version: opts.kern_version,
@@ -174,7 +192,7 @@ fn load_logged(
         line_info: if lines.is_empty() { 0 } else { sys::ptr(lines.as_ptr()) },
         line_info_cnt: lines.len() as u32,
         line_info_rec_size: if lines.is_empty() { 0 } else { std::mem::size_of::<LineRec>() as u32 },
-        log_level: u32::from(with_log),
+        log_level: u32::from(log_size > 0),
         log_size: log.len() as u32,
         log_buf: if log.is_empty() { 0 } else { sys::ptr(log.as_mut_ptr()) },
         ..Default::default()

@@ -220,6 +220,8 @@ pub fn parse_section(name: &str) -> Option<SectionSpec> {
     let extra = name.get(base.len()..).unwrap_or("");
     let extra = extra.strip_prefix('/').unwrap_or(extra);
     let target = match def.target {
+        // A bare `fentry`/`lsm`/… names no target (empty: it must be set before load).
+        T::Btf { func, .. } if extra.is_empty() => AttachTarget::Btf { name: String::new(), func },
         _ if extra.is_empty() => AttachTarget::None,
         T::None => AttachTarget::None,
         T::Tracepoint => match extra.split_once('/') {

@@ -37,6 +37,9 @@ pub struct LoadOptions {
     /// Initial verifier log buffer size (grown ×4 on ENOSPC up to 16 MiB).
     pub log_size: usize,
     pub expected_attach_type: Option<AttachType>,
+    /// struct_ops: the index of the member of the kernel's ops struct the program implements,
+    /// which the kernel takes in `expected_attach_type` (in place of an attach type).
+    pub struct_ops_member: Option<u32>,
     /// BTF id of the attach target (tracing, LSM, struct_ops, ext).
     pub attach_btf_id: u32,
     /// BTF object the attach id is in (0: vmlinux) — `attach_btf_obj_fd`.
@@ -61,6 +64,7 @@ impl LoadOptions {
             log_level: 0,
             log_size: LOG_START,
             expected_attach_type: None,
+            struct_ops_member: None,
             attach_btf_id: 0,
             attach_btf_obj_fd: None,
             attach_prog_fd: None,
@@ -85,6 +89,16 @@ impl LoadOptions {
     pub fn expected_attach_type(mut self, t: AttachType) -> Self {
         self.expected_attach_type = Some(t);
         self
+    }
+    /// struct_ops: implement member `index` of the ops struct `attach_btf_id` names.
+    pub fn struct_ops_member(mut self, index: u32) -> Self {
+        self.struct_ops_member = Some(index);
+        self
+    }
+    /// What `expected_attach_type` of `BPF_PROG_LOAD` carries: the struct_ops member index, or
+    /// the attach type.
+    pub fn raw_expected_attach_type(&self) -> u32 {
+        self.struct_ops_member.or(self.expected_attach_type.map(AttachType::raw)).unwrap_or(0)
     }
     pub fn attach_btf_id(mut self, id: u32) -> Self {
         self.attach_btf_id = id;
@@ -247,7 +261,7 @@ impl Program {
                 log_size: log.len() as u32,
                 log_buf: if log.is_empty() { 0 } else { sys::ptr(log.as_mut_ptr()) },
                 prog_name: sys::name16(&opts.name),
-                expected_attach_type: opts.expected_attach_type.map(AttachType::raw).unwrap_or(0),
+                expected_attach_type: opts.raw_expected_attach_type(),
                 attach_btf_id: opts.attach_btf_id,
                 attach_prog_fd: opts
                     .attach_prog_fd

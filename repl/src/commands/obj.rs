@@ -83,6 +83,7 @@ pub fn describe(obj: &Object) -> String {
             MapOrigin::Data { readonly: true } => "global data (read-only)",
             MapOrigin::Data { readonly: false } => "global data",
             MapOrigin::Inner => "inner map",
+            MapOrigin::StructOps { .. } => "struct_ops",
         };
         let _ = writeln!(out, "  {} ({}): {} key {} value {} max_entries {} flags {:#x}, {origin}", m.name, m.kernel_name, m.map_type, m.key_size, m.value_size, m.max_entries, m.flags.0);
     }
