@@ -189,7 +189,7 @@ impl Refusal {
 }
 
 fn errno_name(e: i32) -> String {
-    bpfkit::sys::describe_io_error(&std::io::Error::from_raw_os_error(e))
+    bpfkit::os::describe_io_error(&std::io::Error::from_raw_os_error(e))
 }
 
 /// The verifier's decisive line of a log (what `bpfkit::prog::explain` reports).

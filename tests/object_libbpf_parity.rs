@@ -43,10 +43,10 @@ fn map_sizes_and_btf_as_libbpf_creates_them() {
     let (theirs, ours) = maps_of_both(&fixture("o26_map_sizes.o"));
     assert_eq!(ours, theirs);
     // A perf event array without max_entries: one slot per possible CPU.
-    let cpus = bpfkit::sys::possible_cpus().unwrap() as u32;
+    let cpus = bpfkit::os::possible_cpus().unwrap() as u32;
     assert_eq!(facts(&ours, "events").max_entries, cpus);
     // A ring buffer of 1000 bytes: one page.
-    assert_eq!(facts(&ours, "odd_ring").max_entries, bpfkit::sys::page_size() as u32);
+    assert_eq!(facts(&ours, "odd_ring").max_entries, bpfkit::os::page_size() as u32);
     // Key/value BTF types only where the kernel takes them.
     for name in ["cgroups", "stacks", "socks"] {
         let m = facts(&ours, name);
