@@ -440,31 +440,46 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
             (Some(b), Some(ext)) => Some((b, prog_btf::records(ext, &raw_lines, &placed))),
             _ => None,
         };
-        let program = match &records {
-            Some((b, (funcs, lines))) => match prog_btf::load(&insns, &map_refs, &opts, b, funcs, lines) {
-                Ok(p) => p,
-                Err(prog_btf::Refusal::Verifier(mut rejection)) => {
-                    // A poisoned CO-RE instruction: say which relocation, as libbpf does.
-                    if let Some(why) = rejection.slot.and_then(|s| rel.poisoned_at(&placed, s)) {
-                        rejection.reason = format!("{why} (the verifier: {})", rejection.reason);
-                    }
-                    return Err(ObjectError::Load {
-                        program: p.name.clone(),
-                        section: p.section_name.clone(),
-                        source: Box::new(crate::prog::LoadError::Verifier { prog: p.name.clone(), rejection }),
-                    })
+        if let Some((b, (funcs, lines))) = records {
+            let fd = std::os::fd::AsFd::as_fd(b).try_clone_to_owned().map_err(|e| ObjectError::Program {
+                program: p.name.clone(),
+                reason: format!("dup of the object's BTF fd: {e}"),
+            })?;
+            opts = opts.program_btf(crate::prog::btf_info::ProgBtf { btf: std::sync::Arc::new(fd), funcs, lines });
+        }
+        // The one load path (prog::Program::load): a rejection is loaded again with a log,
+        // grown until it fits, to say why.
+        let program = match Program::load(&Assembled::from_insns(insns), &map_refs, &opts.log_size(1 << 20)) {
+            Ok(p) => p,
+            Err(crate::prog::LoadError::Verifier { prog, mut rejection }) => {
+                // A poisoned CO-RE instruction: say which relocation, as libbpf does.
+                if let Some(why) = rejection.slot.and_then(|s| rel.poisoned_at(&placed, s)) {
+                    rejection.reason = format!("{why} (the verifier: {})", rejection.reason);
                 }
-                Err(prog_btf::Refusal::Other(reason)) => {
-                    return Err(ObjectError::Refused {
-                        program: p.name.clone(),
-                        section: p.section_name.clone(),
-                        reason,
-                    })
-                }
-            },
-            None => Program::load(&Assembled::from_insns(insns.clone()), &map_refs, &opts).map_err(|source| {
-                ObjectError::Load { program: p.name.clone(), section: p.section_name.clone(), source: Box::new(source) }
-            })?,
+                return Err(ObjectError::Load {
+                    program: p.name.clone(),
+                    section: p.section_name.clone(),
+                    source: Box::new(crate::prog::LoadError::Verifier { prog, rejection }),
+                });
+            }
+            // A refusal the verifier does not explain: the errno and the log's last lines.
+            Err(crate::prog::LoadError::Refused { source, log_tail, .. }) => {
+                return Err(ObjectError::Refused {
+                    program: p.name.clone(),
+                    section: p.section_name.clone(),
+                    reason: format!("the kernel refused it: {}; the verifier log ends: {log_tail}", describe_errno(&source)),
+                })
+            }
+            Err(crate::prog::LoadError::Sys(source)) => {
+                return Err(ObjectError::Refused {
+                    program: p.name.clone(),
+                    section: p.section_name.clone(),
+                    reason: format!("the kernel refused it: {}", describe_errno(&source)),
+                })
+            }
+            Err(source) => {
+                return Err(ObjectError::Load { program: p.name.clone(), section: p.section_name.clone(), source: Box::new(source) })
+            }
         };
         programs.push(LoadedProgram { name: p.name.clone(), section_name: p.section_name.clone(), spec, program });
     }
@@ -484,4 +499,11 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         _btf: btf,
         local_btf: obj.btf,
     })
+}
+
+/// The errno of a refused load as libbpf users read it (`EPERM (Operation not permitted)`), with
+/// the capabilities this process lacks when they explain it.
+fn describe_errno(e: &crate::sys::SysError) -> String {
+    let caps = e.missing_capabilities.as_ref().map(|m| format!(" — {m}")).unwrap_or_default();
+    format!("{}{caps}", crate::sys::describe_io_error(&e.source))
 }

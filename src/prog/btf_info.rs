@@ -6,7 +6,7 @@
 //! a `long (void)` prototype: static subprograms' arguments are tracked by the verifier, not
 //! read from BTF.
 
-use crate::core_btf::{BtfBuilder, BtfError, IntEncoding, Linkage, LoadedBtf};
+use crate::core_btf::{BtfBuilder, BtfError, IntEncoding, Linkage};
 use crate::insn::{Assembled, RawInsn};
 
 /// `struct bpf_func_info`.
@@ -28,9 +28,10 @@ pub(crate) struct LineInfoRecord {
     pub line_col: u32,
 }
 
-/// Loaded BTF and the records that point into it.
+/// Loaded BTF (its fd, shared: load options are cloned) and the records that point into it.
+#[derive(Clone, Debug)]
 pub(crate) struct ProgBtf {
-    pub btf: LoadedBtf,
+    pub btf: std::sync::Arc<std::os::fd::OwnedFd>,
     pub funcs: Vec<FuncInfoRecord>,
     pub lines: Vec<LineInfoRecord>,
 }
@@ -78,7 +79,7 @@ fn ident(name: &str, fallback: &str) -> String {
 pub(crate) fn build(prog_name: &str, asm: &Assembled, starts: &[u32]) -> Result<ProgBtf, BtfError> {
     let mut b = BtfBuilder::new();
     let (funcs, lines) = add_program(&mut b, prog_name, asm, starts)?;
-    Ok(ProgBtf { btf: b.load()?, funcs, lines })
+    Ok(ProgBtf { btf: std::sync::Arc::new(b.load()?.into_fd()), funcs, lines })
 }
 
 /// Add one program's functions and source strings to `b` (which may hold other programs' and

@@ -53,6 +53,9 @@ pub struct LoadOptions {
     pub ifindex: u32,
     /// The BTF CO-RE instructions are resolved against (default: the running kernel's).
     pub core_btf: Option<std::sync::Arc<crate::core_btf::Btf>>,
+    /// Program BTF with its func and line info, given by the caller (an object's `.BTF` and
+    /// `.BTF.ext`, as libbpf loads it) instead of built from the instructions' source locations.
+    pub(crate) program_btf: Option<btf_info::ProgBtf>,
 }
 
 impl LoadOptions {
@@ -72,6 +75,7 @@ impl LoadOptions {
             kern_version: 0,
             ifindex: 0,
             core_btf: None,
+            program_btf: None,
         }
     }
     pub fn license(mut self, l: impl Into<String>) -> Self {
@@ -135,6 +139,12 @@ impl LoadOptions {
         self
     }
 
+    /// Load with this program BTF and these func and line info records (an object's).
+    pub(crate) fn program_btf(mut self, btf: btf_info::ProgBtf) -> Self {
+        self.program_btf = Some(btf);
+        self
+    }
+
     fn describe(&self) -> String {
         format!("prog_load({} \"{}\")", self.prog_type, self.name)
     }
@@ -152,6 +162,11 @@ pub enum LoadError {
     Verifier { prog: String, rejection: Box<VerifierRejection> },
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// The kernel refused the program for a reason the verifier's analysis does not give (a
+    /// kernel symbol without an address, an attach type not allowed here, …); the log's last
+    /// lines say what it saw.
+    #[error("{source}; the verifier log ends: {log_tail}")]
+    Refused { prog: String, source: SysError, log_tail: String },
     #[error(transparent)]
     Pin(#[from] sys::PinError),
     #[error("program \"{prog}\": CO-RE: {source}")]
@@ -179,7 +194,9 @@ pub struct Program {
 }
 
 const LOG_START: usize = 64 * 1024;
-const LOG_MAX: usize = 16 * 1024 * 1024;
+/// Largest verifier log asked for when explaining a rejection: the kernel keeps only the last
+/// part of a longer one and says ENOSPC, which would hide the errno that matters.
+const LOG_MAX: usize = 256 * 1024 * 1024;
 
 impl Program {
     /// Load `asm`, binding map names to `maps`.
@@ -238,13 +255,17 @@ impl Program {
         // its own reference).
         let (starts, func_info_required) = btf_info::function_starts(&slots);
         let has_locs = asm.has_locs();
-        let prog_btf = if func_info_required || has_locs {
-            match btf_info::build(&opts.name, asm, &starts) {
+        let built;
+        let prog_btf = if let Some(given) = &opts.program_btf {
+            Some(given)
+        } else if func_info_required || has_locs {
+            built = match btf_info::build(&opts.name, asm, &starts) {
                 Ok(b) => Some(b),
                 Err(source) if func_info_required => return Err(LoadError::FuncInfo { prog: opts.name.clone(), source }),
                 // Line info is a comfort: without BTF (e.g. refused) the program loads as before.
                 Err(_) => None,
-            }
+            };
+            built.as_ref()
         } else {
             None
         };
@@ -276,7 +297,7 @@ impl Program {
                 ..Default::default()
             };
             if let Some(pb) = &prog_btf {
-                attr.prog_btf_fd = pb.btf.attr_fd();
+                attr.prog_btf_fd = pb.btf.as_raw_fd() as u32;
                 attr.func_info = sys::ptr(pb.funcs.as_ptr());
                 attr.func_info_cnt = pb.funcs.len() as u32;
                 attr.func_info_rec_size = std::mem::size_of::<btf_info::FuncInfoRecord>() as u32;
@@ -294,26 +315,29 @@ impl Program {
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && log_level > 0 && log.len() < LOG_MAX => {
                     log = vec![0u8; (log.len() * 4).min(LOG_MAX)];
                 }
-                // Rejected without a log: retry once with one, to say why.
-                Err(e) if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) => {
-                    if log_level == 0 {
-                        log_level = 1;
-                        log = vec![0u8; opts.log_size];
-                        continue;
-                    }
-                    let text = sys::c_name(&log);
-                    if text.trim().is_empty() {
-                        return Err(SysError::new(opts.describe(), e).into());
-                    }
-                    let mut rejection = explain(&text, asm, e);
-                    // A poisoned CO-RE instruction: say which relocation, not just "unknown func".
-                    if let Some((_, why)) = poisoned.iter().find(|(s, _)| Some(*s) == rejection.slot) {
-                        rejection.reason = format!("CO-RE relocation failed: {why} (the verifier: {})", rejection.reason);
-                    }
-                    return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: Box::new(rejection) });
+                // Refused without a log: load once more with one, to say why (as libbpf does).
+                Err(_) if log_level == 0 => {
+                    log_level = 1;
+                    log = vec![0u8; opts.log_size];
                 }
-                Err(source) => {
-                    return Err(SysError::new(opts.describe(), source).needing(opts.prog_type.required_capabilities()).into());
+                Err(e) => {
+                    let text = sys::c_name(&log);
+                    let verifier = matches!(e.raw_os_error(), Some(libc::EACCES | libc::EINVAL));
+                    if verifier && !text.trim().is_empty() {
+                        let mut rejection = explain(&text, asm, e);
+                        // A poisoned CO-RE instruction: say which relocation, not just "unknown func".
+                        if let Some((_, why)) = poisoned.iter().find(|(s, _)| Some(*s) == rejection.slot) {
+                            rejection.reason = format!("CO-RE relocation failed: {why} (the verifier: {})", rejection.reason);
+                        }
+                        return Err(LoadError::Verifier { prog: opts.name.clone(), rejection: Box::new(rejection) });
+                    }
+                    let source = SysError::new(opts.describe(), e).needing(opts.prog_type.required_capabilities());
+                    let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+                    if tail.is_empty() {
+                        return Err(source.into());
+                    }
+                    let log_tail = tail[tail.len().saturating_sub(3)..].join(" / ");
+                    return Err(LoadError::Refused { prog: opts.name.clone(), source, log_tail });
                 }
             }
         }
