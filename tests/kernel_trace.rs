@@ -425,10 +425,10 @@ fn usdt_probe_fires_with_its_semaphore_raised_and_arguments_read() {
     asm.extend(usdt::arg_subprogram(usdt::SPEC_MAP_NAME).unwrap());
     let prog = Program::load(&asm.assemble().unwrap(), &[&s, &specs], &LoadOptions::new("usdt_tick", ProgType::Kprobe)).unwrap();
     let link = prog.attach_usdt(&UsdtTarget::new(usdt_fixture(), "bpfkit", "tick").pid(pid), &specs).unwrap();
-    assert_eq!(link.links().len(), 1);
-    assert_eq!(link.spec_ids(), &[0]);
-    assert!(specs.lookup(&0u32.to_le_bytes()).unwrap().is_some(), "the spec is in the map");
-    let id = link_id(&link.links()[0]);
+    assert_eq!(link.members().len(), 1, "one location, one uprobe");
+    let spec_ids: Vec<Vec<u8>> = specs.keys().collect::<Result<_, _>>().unwrap();
+    assert_eq!(spec_ids, vec![0u32.to_le_bytes().to_vec()], "the location's spec, under id 0 (its bpf_cookie)");
+    let id = link_id(&link.members()[0]);
 
     child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     line.clear();

@@ -6,7 +6,7 @@
 //! the program is attached to it with a bpf_link (`BPF_LINK_CREATE`/`BPF_PERF_EVENT`, which
 //! also carries the bpf_cookie). Kernels without the PMU (before 4.17) get the tracefs path: a
 //! line in `kprobe_events`/`uprobe_events` defines event `bpfkit/<name>`, which is opened as a
-//! tracepoint and removed again when the [`ProbeLink`] is dropped.
+//! tracepoint and removed again when the [`Link`] is dropped (after its perf event closes).
 //!
 //! Kprobes need `CONFIG_KPROBES`; a kernel without it (this VM's) has neither the PMU nor
 //! `kprobe_events`, and [`Program::attach_kprobe`] says exactly that:
@@ -24,7 +24,6 @@
 
 use crate::caps::Capability;
 use std::ffi::CString;
-use std::ops::Deref;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -88,37 +87,6 @@ impl Drop for TracefsEvent {
     }
 }
 
-/// A kprobe or uprobe attachment: a [`Link`] (use it through `Deref`), plus the tracefs event
-/// bpfkit defined for it on the fallback path, which is removed after the link detaches.
-#[derive(Debug)]
-pub struct ProbeLink {
-    // Field order matters: the link (and its perf event) must close before the event goes.
-    link: Link,
-    event: Option<TracefsEvent>,
-}
-
-impl Deref for ProbeLink {
-    type Target = Link;
-    fn deref(&self) -> &Link {
-        &self.link
-    }
-}
-
-impl ProbeLink {
-    /// `bpfkit/<name>` when this probe went through tracefs' probe-events file.
-    pub fn tracefs_event(&self) -> Option<String> {
-        self.event.as_ref().map(|e| format!("{TRACEFS_GROUP}/{}", e.name))
-    }
-
-    /// Detach now (see [`Link::detach`]) and remove the tracefs event, if any.
-    pub fn detach(self) -> Result<(), LinkError> {
-        let ProbeLink { link, event } = self;
-        link.detach()?;
-        drop(event);
-        Ok(())
-    }
-}
-
 /// One probe to attach, kernel- or user-side (built by the kprobe, uprobe and USDT front ends).
 #[derive(Clone, Debug)]
 pub(crate) struct ProbeRequest {
@@ -170,7 +138,7 @@ impl ProbeRequest {
 
 /// Attach `prog` to the probe `req` describes: the PMU when the kernel has it (and tracefs was
 /// not asked for), else the tracefs probe-events file.
-pub(crate) fn attach_probe(prog: &Program, req: &ProbeRequest) -> Result<ProbeLink, ProbeError> {
+pub(crate) fn attach_probe(prog: &Program, req: &ProbeRequest) -> Result<Link, ProbeError> {
     let target = CString::new(req.target.as_str()).map_err(|_| ProbeError::invalid(&req.what, "contains a NUL byte"))?;
     let pmu = if req.via_tracefs {
         None
@@ -185,7 +153,7 @@ pub(crate) fn attach_probe(prog: &Program, req: &ProbeRequest) -> Result<ProbeLi
             ProbeError::Link(LinkError::Sys(SysError::new(op, source).needing(&[Capability::Perfmon])))
         })?;
         let link = prog.attach_perf_fd(event, req.what.clone(), AttachPath::BpfLink, req.cookie)?;
-        return Ok(ProbeLink { link, event: None });
+        return Ok(link);
     }
     let file = match sys::probe_events_file(req.kind) {
         Ok(Some(file)) => file,
@@ -210,7 +178,7 @@ pub(crate) fn attach_probe(prog: &Program, req: &ProbeRequest) -> Result<ProbeLi
             ProbeError::Link(LinkError::Sys(SysError::new(op, source).needing(&[Capability::Perfmon])))
         })?;
     let link = prog.attach_perf_fd(event, format!("{} (tracefs {TRACEFS_GROUP}/{})", req.what, guard.name), AttachPath::BpfLink, req.cookie)?;
-    Ok(ProbeLink { link, event: Some(guard) })
+    Ok(link.with_tracefs_event(format!("{TRACEFS_GROUP}/{}", guard.name), guard))
 }
 
 /// A failed system call as a [`ProbeError`].
@@ -302,7 +270,7 @@ impl KprobeTarget {
 impl Program {
     /// Attach a kprobe program (`ProgType::Kprobe`) to a kernel function's entry, an offset in
     /// it, or its return.
-    pub fn attach_kprobe(&self, target: &KprobeTarget) -> Result<ProbeLink, ProbeError> {
+    pub fn attach_kprobe(&self, target: &KprobeTarget) -> Result<Link, ProbeError> {
         attach_probe(self, &target.request()?)
     }
 }

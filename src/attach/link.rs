@@ -59,8 +59,9 @@ pub enum LinkError {
     Netlink(#[from] NetlinkError),
     #[error("{what}: {message}")]
     Target { what: String, message: String },
-    #[error("{0} cannot be pinned: only bpf_links can (this attachment took the {1:?} path)")]
-    NotPinnable(String, AttachPath),
+    /// Info or a pin was asked of an attachment that is not a bpf_link.
+    #[error("{what} has no {asked}: only bpf_links do, and this attachment took the {path:?} path")]
+    NotABpfLink { what: String, path: AttachPath, asked: &'static str },
 }
 
 enum Inner {
@@ -70,14 +71,31 @@ enum Inner {
     Netlink(NetlinkAttachment),
     /// A socket filter: a duplicate of the socket's fd, to detach from (it keeps the socket open).
     SocketFilter { sock: OwnedFd },
+    /// Several attachments made as one (the uprobes of a USDT probe's locations).
+    Group(Vec<Link>),
 }
 
-/// An attachment this process owns.
+/// An attachment this process owns: what every `attach_*` returns. Dropping it detaches (or,
+/// for a pinned bpf_link, lets the pin hold it).
+///
+/// Besides the kernel object that holds the attachment (a bpf_link fd, a perf event, a netlink
+/// filter, …) a link may own what was set up for it and must go after it: a probe event bpfkit
+/// defined in tracefs, USDT argument specs in a map, a semaphore raised in a process. Those are
+/// its `guards`, dropped after the attachment itself. A USDT probe with several locations is one
+/// `Link` whose [`members`](Link::members) are the uprobe of each location.
 pub struct Link {
+    // Field order matters: the attachment (and its members) close before the guards go.
     inner: Inner,
     what: String,
     path: AttachPath,
+    guards: Vec<Box<dyn Guard>>,
+    /// The tracefs probe event bpfkit defined for this link (its guard removes it).
+    tracefs_event: Option<String>,
 }
+
+/// Something a [`Link`] keeps until after its attachment is gone; its `Drop` undoes it.
+pub(crate) trait Guard: Send + Sync {}
+impl<T: Send + Sync> Guard for T {}
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,21 +115,40 @@ pub struct LinkInfo {
 
 impl Link {
     pub(crate) fn from_link_fd(fd: OwnedFd, what: String) -> Link {
-        Link { inner: Inner::Fd(fd), what, path: AttachPath::BpfLink }
+        Link { inner: Inner::Fd(fd), what, path: AttachPath::BpfLink, guards: Vec::new(), tracefs_event: None }
     }
     pub(crate) fn from_perf_ioctl(event: OwnedFd, what: String) -> Link {
-        Link { inner: Inner::Perf { event }, what, path: AttachPath::PerfEventIoctl }
+        Link { inner: Inner::Perf { event }, what, path: AttachPath::PerfEventIoctl, guards: Vec::new(), tracefs_event: None }
     }
     /// A `BPF_PROG_ATTACH` attachment of `prog` to `target`, detached on drop.
     pub(crate) fn from_prog_attach(target: OwnedFd, prog: OwnedFd, attach_type: u32, what: String) -> Link {
-        Link { inner: Inner::ProgAttach { target, prog, attach_type }, what, path: AttachPath::ProgAttach }
+        Link { inner: Inner::ProgAttach { target, prog, attach_type }, what, path: AttachPath::ProgAttach, guards: Vec::new(), tracefs_event: None }
     }
 
     pub(crate) fn from_netlink(attachment: NetlinkAttachment, what: String) -> Link {
-        Link { inner: Inner::Netlink(attachment), what, path: AttachPath::Netlink }
+        Link { inner: Inner::Netlink(attachment), what, path: AttachPath::Netlink, guards: Vec::new(), tracefs_event: None }
     }
     pub(crate) fn from_socket_filter(sock: OwnedFd, what: String) -> Link {
-        Link { inner: Inner::SocketFilter { sock }, what, path: AttachPath::SocketOption }
+        Link { inner: Inner::SocketFilter { sock }, what, path: AttachPath::SocketOption, guards: Vec::new(), tracefs_event: None }
+    }
+
+    /// Several attachments made as one: the group's `path` is its first member's.
+    pub(crate) fn group(members: Vec<Link>, what: String) -> Link {
+        let path = members.first().map_or(AttachPath::BpfLink, |m| m.path);
+        Link { inner: Inner::Group(members), what, path, guards: Vec::new(), tracefs_event: None }
+    }
+
+    /// Keep `guard` until after the attachment is gone.
+    pub(crate) fn guarded(mut self, guard: impl Guard + 'static) -> Link {
+        self.guards.push(Box::new(guard));
+        self
+    }
+
+    /// The link holds the tracefs probe event `group/name` bpfkit defined for it, removed by
+    /// `guard` after the link's perf event closes.
+    pub(crate) fn with_tracefs_event(mut self, event: String, guard: impl Guard + 'static) -> Link {
+        self.tracefs_event = Some(event);
+        self.guarded(guard)
     }
 
     /// Which mechanism holds this attachment.
@@ -119,29 +156,52 @@ impl Link {
         self.path
     }
 
+    /// The attachments of a group (each location of a USDT probe); empty for a single one.
+    pub fn members(&self) -> &[Link] {
+        match &self.inner {
+            Inner::Group(members) => members,
+            _ => &[],
+        }
+    }
+
     /// `tracepoint syscalls/sys_enter_getpid ← prog "count"`: what is attached where.
     pub fn describe(&self) -> &str {
         &self.what
     }
 
-    /// The bpf_link's fd, if this attachment is a bpf_link.
+    /// The bpf_link's fd, if this attachment is a bpf_link (a group's: its first member's).
     pub fn link_fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.inner {
             Inner::Fd(fd) => Some(fd.as_fd()),
+            Inner::Group(members) => members.first().and_then(Link::link_fd),
             _ => None,
         }
     }
 
-    /// What the kernel reports about this bpf_link.
+    fn not_a_bpf_link(&self, asked: &'static str) -> LinkError {
+        LinkError::NotABpfLink { what: self.what.clone(), path: self.path, asked }
+    }
+
+    /// What the kernel reports about this bpf_link (a group's first member). Only bpf_links
+    /// have kernel info: other attachments are [`LinkError::NotABpfLink`].
     pub fn info(&self) -> Result<LinkInfo, LinkError> {
-        let fd = self.link_fd().ok_or_else(|| LinkError::NotPinnable(self.what.clone(), self.path))?;
+        let fd = self.link_fd().ok_or_else(|| self.not_a_bpf_link("info"))?;
         link_info(fd).map_err(|source| SysError::new(format!("obj_get_info_by_fd(link {})", self.what), source).into())
     }
 
     /// Pin the bpf_link at `path` on a bpffs: the attachment then outlives this process.
     pub fn pin(&self, path: impl AsRef<Path>) -> Result<(), LinkError> {
-        let fd = self.link_fd().ok_or_else(|| LinkError::NotPinnable(self.what.clone(), self.path))?;
+        if matches!(self.inner, Inner::Group(_)) {
+            return Err(self.not_a_bpf_link("a pin (a group of links has no one fd to pin)"));
+        }
+        let fd = self.link_fd().ok_or_else(|| self.not_a_bpf_link("a pin"))?;
         Ok(sys::obj_pin(fd, path.as_ref())?)
+    }
+
+    /// `bpfkit/<name>`, when this probe went through tracefs' probe-events file (the kernel had
+    /// no kprobe/uprobe PMU): bpfkit defined that event, and removes it after the link goes.
+    pub fn tracefs_event(&self) -> Option<String> {
+        self.tracefs_event.clone()
     }
 
     /// Remove a link's pin (the link detaches once no fd and no pin holds it).
@@ -176,6 +236,11 @@ impl Link {
                 sys::bpf(Cmd::LinkDetach, &mut attr).map_err(|source| SysError::new(format!("link_detach({})", self.what), source))?;
             }
             Inner::Netlink(attachment) => attachment.detach()?,
+            Inner::Group(members) => {
+                for m in std::mem::take(members) {
+                    m.detach()?;
+                }
+            }
             _ => {}
         }
         drop(self);
@@ -207,6 +272,8 @@ impl Drop for Link {
             Inner::SocketFilter { sock } => {
                 let _ = sys::netlink::socket_detach_bpf(sock.as_fd());
             }
+            // The members detach as they drop (with the field, before the guards).
+            Inner::Group(_) => {}
         }
     }
 }

@@ -32,7 +32,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use super::kprobe::{attach_probe, sys_error, ProbeError, ProbeLink, ProbeRequest};
+use super::kprobe::{attach_probe, sys_error, ProbeError, ProbeRequest};
 use super::link::Link;
 use super::symbols::{self, ElfBinary, SymbolError};
 use crate::core_btf::{Btf, Kind};
@@ -148,7 +148,7 @@ impl UprobeTarget {
 
 impl Program {
     /// Attach a kprobe-type program as a uprobe or uretprobe.
-    pub fn attach_uprobe(&self, target: &UprobeTarget) -> Result<ProbeLink, ProbeError> {
+    pub fn attach_uprobe(&self, target: &UprobeTarget) -> Result<Link, ProbeError> {
         let what = target.describe();
         if target.retprobe && target.offset != 0 {
             return Err(ProbeError::invalid(what, "uretprobes attach at a function's entry: the offset inside it must be 0"));

@@ -16,7 +16,7 @@
 //! semaphore's file offset to the uprobe PMU (`ref_ctr_offset`, Linux 4.20), so the kernel
 //! increments it in every process mapping the binary, now and later, and decrements it when
 //! the probe goes. On older kernels, with a pid, the counter is raised through `/proc/<pid>/mem`
-//! and lowered again when the [`UsdtLink`] is dropped.
+//! and lowered again when the attachment's [`Link`] is dropped.
 //!
 //! # Arguments (the spec table)
 //! The program learns where the arguments are from a hash map (key: spec id, `u32`; value: a
@@ -52,7 +52,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::kprobe::{sys_error, ProbeError, ProbeLink};
+use super::kprobe::{sys_error, ProbeError};
+use super::Link;
 use super::symbols::{self, ElfBinary};
 use super::uprobe::{pt_regs_offset, UprobeTarget};
 use crate::insn::{self, ParseError, Reg, Size};
@@ -395,35 +396,17 @@ impl UsdtTarget {
     }
 }
 
-/// A USDT attachment: one uprobe per location, the spec entries it added, and any semaphore it
-/// raised by hand. Dropping it detaches the uprobes, deletes the specs and lowers the semaphores.
-pub struct UsdtLink {
-    links: Vec<ProbeLink>,
+/// What a USDT attachment set up besides its uprobes: the spec entries it added and any
+/// semaphore it raised by hand. The attachment's [`Link`] keeps it as a guard, so it goes after
+/// the uprobes: the specs are deleted and the semaphores lowered.
+struct UsdtSetup {
     specs: Map,
     spec_ids: Vec<u32>,
     semaphores: Vec<ProcMemSemaphore>,
 }
 
-impl std::fmt::Debug for UsdtLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UsdtLink").field("links", &self.links).field("spec_ids", &self.spec_ids).finish()
-    }
-}
-
-impl UsdtLink {
-    /// The uprobe of each location.
-    pub fn links(&self) -> &[ProbeLink] {
-        &self.links
-    }
-    /// The spec id (bpf_cookie) of each location.
-    pub fn spec_ids(&self) -> &[u32] {
-        &self.spec_ids
-    }
-}
-
-impl Drop for UsdtLink {
+impl Drop for UsdtSetup {
     fn drop(&mut self) {
-        self.links.clear();
         for id in &self.spec_ids {
             let _ = self.specs.delete(&id.to_le_bytes());
         }
@@ -464,8 +447,9 @@ impl Drop for ProcMemSemaphore {
 impl Program {
     /// Attach this kprobe-type program to every location of USDT probe `target`, writing each
     /// location's argument spec into `specs` (from [`spec_map`]) under a fresh spec id that is
-    /// also the location's bpf_cookie.
-    pub fn attach_usdt(&self, target: &UsdtTarget, specs: &Map) -> Result<UsdtLink, ProbeError> {
+    /// also the location's bpf_cookie. One [`Link`]: its [`members`](Link::members) are the
+    /// uprobes of the locations, and dropping it also deletes the specs and lowers semaphores.
+    pub fn attach_usdt(&self, target: &UsdtTarget, specs: &Map) -> Result<Link, ProbeError> {
         let what = target.describe();
         let binary: PathBuf = symbols::resolve_binary(&target.binary, target.pid)?;
         let found: Vec<UsdtProbe> = probes(&binary)?.into_iter().filter(|p| p.provider == target.provider && p.name == target.name).collect();
@@ -474,7 +458,8 @@ impl Program {
         }
         let kernel_semaphores = sys::probe_pmu(ProbeKind::Uprobe).ok().flatten().is_some_and(|p| p.ref_ctr_offset.is_some());
         let dup = specs.as_fd().try_clone_to_owned().map_err(|source| sys_error(format!("dup(spec map of {what})"), source))?;
-        let mut link = UsdtLink { links: Vec::new(), specs: Map::from_fd(dup)?, spec_ids: Vec::new(), semaphores: Vec::new() };
+        let mut setup = UsdtSetup { specs: Map::from_fd(dup)?, spec_ids: Vec::new(), semaphores: Vec::new() };
+        let mut members = Vec::with_capacity(found.len());
         let mut used: HashSet<u32> = HashSet::new();
         for key in specs.keys() {
             if let Some(k) = key?.get(..4) {
@@ -498,7 +483,7 @@ impl Program {
                     Err(e) => return Err(e.into()),
                 }
             };
-            link.spec_ids.push(id);
+            setup.spec_ids.push(id);
             let mut uprobe = UprobeTarget::file_offset(binary.to_string_lossy(), probe.file_offset).cookie(id as u64);
             if let Some(pid) = target.pid {
                 uprobe = uprobe.pid(pid);
@@ -507,14 +492,14 @@ impl Program {
                 if kernel_semaphores {
                     uprobe = uprobe.ref_ctr_offset(probe.semaphore_offset);
                 } else if let Some(pid) = target.pid {
-                    link.semaphores.push(ProcMemSemaphore::raise(pid, &binary, probe.semaphore_offset)?);
+                    setup.semaphores.push(ProcMemSemaphore::raise(pid, &binary, probe.semaphore_offset)?);
                 } else {
                     return Err(usdt_err(&binary, format!("{at}: the probe has a semaphore, this kernel cannot maintain it (no uprobe ref_ctr_offset), and no pid was given to raise it by hand")));
                 }
             }
-            link.links.push(self.attach_uprobe(&uprobe)?);
+            members.push(self.attach_uprobe(&uprobe)?);
         }
-        Ok(link)
+        Ok(Link::group(members, what).guarded(setup))
     }
 }
 

@@ -6,7 +6,7 @@ use super::maps::{MapDef, MapOrigin, Pinning};
 use super::section::{AttachTarget, SectionSpec};
 use super::{link, prog_btf};
 use super::{Object, ObjectError};
-use crate::attach::kprobe::{KprobeTarget, ProbeLink};
+use crate::attach::kprobe::KprobeTarget;
 use crate::attach::uprobe::UprobeTarget;
 use crate::attach::{Link, PerfEventTarget, TcDirection, XdpMode};
 use crate::core_btf::{Btf, Kind, LoadedBtf};
@@ -34,13 +34,6 @@ pub struct LoadedProgram {
     pub section_name: String,
     pub spec: SectionSpec,
     program: Program,
-}
-
-/// An attachment made by [`LoadedProgram::attach`]; dropping it detaches.
-#[derive(Debug)]
-pub enum ObjectLink {
-    Link(Link),
-    Probe(ProbeLink),
 }
 
 impl LoadedObject {
@@ -101,19 +94,19 @@ impl LoadedProgram {
     /// program types need a target: [`attach_xdp`](Self::attach_xdp),
     /// [`attach_uprobe`](Self::attach_uprobe), [`attach_cgroup`](Self::attach_cgroup), or the
     /// [`crate::attach`] methods on [`program`](Self::program).
-    pub fn attach(&self) -> Result<ObjectLink, ObjectError> {
+    pub fn attach(&self) -> Result<Link, ObjectError> {
         let p = &self.program;
         match &self.spec.target {
             AttachTarget::Tracepoint { category, name } => {
-                p.attach_tracepoint(category, name).map(ObjectLink::Link).map_err(|e| self.attach_err(e))
+                p.attach_tracepoint(category, name).map_err(|e| self.attach_err(e))
             }
             AttachTarget::RawTracepoint { name } => {
-                p.attach_raw_tracepoint(name).map(ObjectLink::Link).map_err(|e| self.attach_err(e))
+                p.attach_raw_tracepoint(name).map_err(|e| self.attach_err(e))
             }
             AttachTarget::Btf { .. } if self.spec.expected_attach_type == Some(crate::prog::AttachType::TraceIter) => {
                 Err(self.attach_err("an iterator is attached with Program::attach_iter and a scope"))
             }
-            AttachTarget::Btf { .. } => p.attach_btf().map(ObjectLink::Link).map_err(|e| self.attach_err(e)),
+            AttachTarget::Btf { .. } => p.attach_btf().map_err(|e| self.attach_err(e)),
             AttachTarget::Kprobe { function, offset, ret } => {
                 let mut t = KprobeTarget::function(function.clone()).offset(*offset);
                 if *ret {
@@ -121,7 +114,7 @@ impl LoadedProgram {
                 }
                 let what = if *ret { "kretprobe" } else { "kprobe" };
                 p.attach_kprobe(&t)
-                    .map(ObjectLink::Probe)
+                    
                     .map_err(|e| self.attach_err(format!("{what} on '{function}'+{offset}: {e}")))
             }
             AttachTarget::Uprobe { binary: Some(binary), symbol: Some(symbol), ret } => {
@@ -146,8 +139,8 @@ impl LoadedProgram {
     }
 
     /// Attach a uprobe program to `target`.
-    pub fn attach_uprobe(&self, target: &UprobeTarget) -> Result<ObjectLink, ObjectError> {
-        self.program.attach_uprobe(target).map(ObjectLink::Probe).map_err(|e| self.attach_err(e))
+    pub fn attach_uprobe(&self, target: &UprobeTarget) -> Result<Link, ObjectError> {
+        self.program.attach_uprobe(target).map_err(|e| self.attach_err(e))
     }
 
     /// Attach a tc program to interface `ifindex` (in the calling thread's network namespace):

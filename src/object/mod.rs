@@ -65,7 +65,7 @@ mod struct_ops;
 pub mod section;
 
 pub use global::GlobalVar;
-pub use load::{LoadedObject, LoadedProgram, ObjectLink};
+pub use load::{LoadedObject, LoadedProgram};
 pub use maps::{MapDef, MapOrigin, Pinning};
 pub use section::{parse_section, AttachTarget, SectionSpec};
 pub use struct_ops::StructOps;

@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bpfkit::object::{LoadedObject, ObjectLink};
+use bpfkit::attach::Link;
+use bpfkit::object::LoadedObject;
 
 use crate::error::CliError;
 use crate::io::write_output;
@@ -113,7 +114,7 @@ fn attach_until_interrupted(loaded: &LoadedObject, pin_dir: Option<&std::path::P
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .map_err(|e| CliError::Setup(format!("cannot handle Ctrl-C, so --attach could not detach on exit: {e}")))?;
-    let mut links: Vec<(String, ObjectLink)> = Vec::new();
+    let mut links: Vec<(String, Link)> = Vec::new();
     let mut out = String::new();
     for p in loaded.programs() {
         if !p.spec.attaches_by_section() {
@@ -121,13 +122,13 @@ fn attach_until_interrupted(loaded: &LoadedObject, pin_dir: Option<&std::path::P
             continue;
         }
         let link = p.attach().map_err(|source| CliError::Object { file: file.to_string(), source: Box::new(source) })?;
-        let id = link_of(&link).info().map(|i| format!(" (link id {})", i.id)).unwrap_or_default();
-        let _ = writeln!(out, "attached: {} → {}{id}", p.name, link_of(&link).describe());
+        let id = link.info().map(|i| format!(" (link id {})", i.id)).unwrap_or_default();
+        let _ = writeln!(out, "attached: {} → {}{id}", p.name, link.describe());
         if let Some(dir) = pin_dir {
             let links_dir = dir.join("links");
             std::fs::create_dir_all(&links_dir).map_err(|source| CliError::Write { target: links_dir.display().to_string(), source })?;
             let path = links_dir.join(&p.name);
-            link_of(&link).pin(&path).map_err(CliError::Link)?;
+            link.pin(&path).map_err(CliError::Link)?;
             let _ = writeln!(out, "pinned link of {} at {}", p.name, path.display());
         }
         links.push((p.name.clone(), link));
@@ -140,11 +141,4 @@ fn attach_until_interrupted(loaded: &LoadedObject, pin_dir: Option<&std::path::P
     let n = links.len();
     drop(links);
     write_output(None, stdout, format!("interrupted: {n} link(s) released\n").as_bytes())
-}
-
-fn link_of(link: &ObjectLink) -> &bpfkit::attach::Link {
-    match link {
-        ObjectLink::Link(l) => l,
-        ObjectLink::Probe(p) => p,
-    }
 }

@@ -20,7 +20,7 @@ use bpfkit::prog::AttachType;
 
 use super::render::number;
 use crate::error::CliError;
-use super::session::{say, seconds, Held, Outcome, Session, SessionLink, SessionMap};
+use super::session::{say, seconds, Outcome, Session, SessionLink, SessionMap};
 
 const USAGE: &str = "usage: :attach NAME (a program of an :open object) | :attach NAME tracepoint CAT/EVENT | raw_tp EVENT | tp_btf | fentry | fexit | fmod_ret | lsm | kprobe FUNC | kretprobe FUNC | uprobe BIN:SYM | uretprobe BIN:SYM | usdt BIN:PROVIDER:NAME [PID] | perf_event EVENT [HZ] [CPU] | iter [MAP] | xdp IFACE | tc IFACE ingress|egress | cls_bpf IFACE ingress|egress | cgroup PATH HOOK";
 
@@ -29,7 +29,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     // A program of an object (`:open`) with no KIND: where its section says.
     if let [name] = args {
         let held = super::objects::attach_by_section(s, name)?;
-        let what = held.link().map(|l| l.describe().to_owned()).unwrap_or_default();
+        let what = held.describe().to_owned();
         return push_link(s, name, what, held, None, out);
     }
     let [name, kind, rest @ ..] = args else {
@@ -64,17 +64,17 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             let (cat, ev) = event
                 .split_once('/')
                 .ok_or_else(|| format!("`{event}`: a tracepoint is CATEGORY/EVENT (syscalls/sys_enter_getpid)"))?;
-            Held::Link(prog.attach_tracepoint(cat, ev).map_err(|e| err(&e))?)
+            prog.attach_tracepoint(cat, ev).map_err(|e| err(&e))?
         }
         // The target was chosen at `:load` (`:load p fentry do_unlinkat`).
-        ("tp_btf" | "fentry" | "fexit" | "fmod_ret" | "lsm", []) => Held::Link(prog.attach_btf().map_err(|e| err(&e))?),
-        ("raw_tp" | "raw_tracepoint", [event]) => Held::Link(prog.attach_raw_tracepoint(event).map_err(|e| err(&e))?),
+        ("tp_btf" | "fentry" | "fexit" | "fmod_ret" | "lsm", []) => prog.attach_btf().map_err(|e| err(&e))?,
+        ("raw_tp" | "raw_tracepoint", [event]) => prog.attach_raw_tracepoint(event).map_err(|e| err(&e))?,
         ("kprobe" | "kretprobe", [func]) => {
             let mut t = KprobeTarget::function(*func);
             if *kind == "kretprobe" {
                 t = t.retprobe();
             }
-            Held::Probe(prog.attach_kprobe(&t).map_err(|e| err(&e))?)
+            prog.attach_kprobe(&t).map_err(|e| err(&e))?
         }
         ("uprobe" | "uretprobe", [target]) => {
             let (bin, sym) = target
@@ -84,7 +84,7 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             if *kind == "uretprobe" {
                 t = t.retprobe();
             }
-            Held::Probe(prog.attach_uprobe(&t).map_err(|e| err(&e))?)
+            prog.attach_uprobe(&t).map_err(|e| err(&e))?
         }
         ("usdt", [target, pid @ ..]) if pid.len() <= 1 => {
             let mut parts = target.rsplitn(3, ':');
@@ -100,17 +100,14 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                         .map_err(|_| format!("`{pid}` is not a process id"))?,
                 );
             }
-            Held::Usdt(
-                prog.attach_usdt(&t, s.map(usdt::SPEC_MAP_NAME)?)
-                    .map_err(|e| err(&e))?,
-            )
+            prog.attach_usdt(&t, s.map(usdt::SPEC_MAP_NAME)?).map_err(|e| err(&e))?
         }
         ("perf_event", [event, more @ ..]) if more.len() <= 2 => {
             let config = software_event(event)?;
             let hz = more.first().map(|h| h.parse::<u64>().ok().filter(|h| *h > 0).ok_or_else(|| format!("`{h}` is not a sampling frequency in Hz"))).transpose()?;
             let cpu = more.get(1).map(|c| c.parse::<i32>().ok().filter(|c| *c >= 0).ok_or_else(|| format!("`{c}` is not a CPU number"))).transpose()?;
             let target = PerfEventTarget::software_freq(config, hz.unwrap_or(1000), cpu.unwrap_or(0));
-            Held::Link(prog.attach_perf_event(&target).map_err(|e| err(&e))?)
+            prog.attach_perf_event(&target).map_err(|e| err(&e))?
         }
         ("iter", scope @ ([] | [_])) => {
             let map = scope.first().map(|m| s.map(m)).transpose()?;
@@ -120,11 +117,11 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             };
             let link = prog.attach_iter(&scope).map_err(|e| err(&e))?;
             shown = Some(iter::read_to_end(&link).map_err(|e| err(&e))?);
-            Held::Link(link)
+            link
         }
         ("xdp", [iface]) => {
             let idx = ifindex(iface).map_err(|e| err(&e))?;
-            Held::Link(prog.attach_xdp(idx, XdpMode::Auto).map_err(|e| err(&e))?)
+            prog.attach_xdp(idx, XdpMode::Auto).map_err(|e| err(&e))?
         }
         ("tc" | "cls_bpf", [iface, dir]) => {
             let idx = ifindex(iface).map_err(|e| err(&e))?;
@@ -134,12 +131,12 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 other => return Err(crate::error::CliError::from(format!("`{other}`: tc attaches on ingress or egress"))),
             };
             let path = if *kind == "tc" { AttachPath::BpfLink } else { AttachPath::Netlink };
-            Held::Link(prog.attach_tc_via(idx, dir, path).map_err(|e| err(&e))?)
+            prog.attach_tc_via(idx, dir, path).map_err(|e| err(&e))?
         }
         ("cgroup", [path, hook]) => {
             let hook: AttachType = hook.parse()?;
             let dir = std::fs::File::open(path).map_err(|e| format!("cgroup {path}: {e}"))?;
-            Held::Link(prog.attach_cgroup(&dir, hook).map_err(|e| err(&e))?)
+            prog.attach_cgroup(&dir, hook).map_err(|e| err(&e))?
         }
         _ => return Err(USAGE.into()),
     };
@@ -148,10 +145,10 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
 }
 
 /// Number a new attachment, say so, and keep it in the session.
-fn push_link(s: &mut Session, name: &str, what: String, held: Held, shown: Option<Vec<u8>>, out: &mut dyn Write) -> Outcome {
+fn push_link(s: &mut Session, name: &str, what: String, held: Link, shown: Option<Vec<u8>>, out: &mut dyn Write) -> Outcome {
     let number = s.next_link;
     s.next_link += 1;
-    say!(out, "link {number}: {name} → {what}{}", kernel_id(s, held.link()));
+    say!(out, "link {number}: {name} → {what}{}", kernel_id(s, Some(&held)));
     if let Some(bytes) = shown {
         show_iter_output(&bytes, out)?;
     }
@@ -209,7 +206,7 @@ pub fn links(s: &mut Session, _: &[&str], out: &mut dyn Write) -> Outcome {
         say!(out, "no links");
     }
     for l in &s.links {
-        say!(out, "{}: {} → {}{}", l.number, l.prog, l.what, kernel_id(s, l.link.link()));
+        say!(out, "{}: {} → {}{}", l.number, l.prog, l.what, kernel_id(s, Some(&l.link)));
     }
     Ok(())
 }

@@ -9,10 +9,11 @@ use std::io::Write;
 use std::os::fd::AsFd;
 
 use bpfkit::maps::Map;
-use bpfkit::object::{LoadedProgram, Object, ObjectLink};
+use bpfkit::attach::Link;
+use bpfkit::object::{LoadedProgram, Object};
 use bpfkit::prog::Program;
 
-use super::session::{say, Held, Loaded, MapTypes, Outcome, ProgEntry, Session, SessionMap};
+use super::session::{say, Loaded, MapTypes, Outcome, ProgEntry, Session, SessionMap};
 
 const USAGE: &str = "usage: :open NAME FILE.o [VAR=VALUE …] (e.g. :open tgt prog.o target_tgid=$pid)";
 
@@ -90,7 +91,7 @@ pub fn open(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
 }
 
 /// Attach session program `prog_name` (from an object) where its section says.
-pub fn attach_by_section(s: &Session, prog_name: &str) -> Result<Held, String> {
+pub fn attach_by_section(s: &Session, prog_name: &str) -> Result<Link, String> {
     let entry = s.program(prog_name)?;
     let Some(object) = &entry.object else {
         return Err(format!(
@@ -106,8 +107,5 @@ pub fn attach_by_section(s: &Session, prog_name: &str) -> Result<Held, String> {
             p.section_name
         ));
     }
-    match p.attach().map_err(|e| e.to_string())? {
-        ObjectLink::Link(l) => Ok(Held::Link(l)),
-        ObjectLink::Probe(l) => Ok(Held::Probe(l)),
-    }
+    p.attach().map_err(|e| e.to_string())
 }

@@ -11,8 +11,6 @@ use std::sync::Arc;
 
 use bpfkit::insn::{parse_program_with, AssembleError, Assembled, Item, ParseOptions, Program};
 
-use bpfkit::attach::kprobe::ProbeLink;
-use bpfkit::attach::usdt::UsdtLink;
 use bpfkit::attach::Link;
 use bpfkit::core_btf::{Btf, TypeId};
 use bpfkit::events::PerfBuffer;
@@ -155,27 +153,9 @@ pub struct SessionLink {
     pub number: usize,
     pub prog: String,
     pub what: String,
-    pub link: Held,
+    pub link: Link,
 }
 
-/// The owners of an attachment bpfkit hands out.
-pub enum Held {
-    Link(Link),
-    Probe(ProbeLink),
-    /// A uprobe per location of the USDT probe (and its argument specs).
-    Usdt(UsdtLink),
-}
-
-impl Held {
-    /// The (first) link, for its kernel id.
-    pub fn link(&self) -> Option<&Link> {
-        match self {
-            Held::Link(l) => Some(l),
-            Held::Probe(p) => Some(p),
-            Held::Usdt(u) => u.links().first().map(|p| &**p),
-        }
-    }
-}
 
 /// A number of seconds typed as a command argument (`1`, `0.5`).
 pub fn seconds(arg: &str) -> Result<Duration, String> {
