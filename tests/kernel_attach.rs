@@ -7,7 +7,7 @@ use support::cgroup::ChildCgroup;
 
 use std::os::fd::AsFd;
 
-use bpfkit::attach::{AttachPath, Link, PerfEventTarget};
+use bpfkit::attach::{AttachPath, Link, PerfEventTarget, TracepointOptions};
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::maps::{Map, MapSpec, MapType};
@@ -62,7 +62,7 @@ fn tracepoint_counts_exactly_and_detaches_on_drop() {
         let prog = counting_prog(&hits, ProgType::Tracepoint, LoadOptions::new("tp_getpid", ProgType::Tracepoint), os::gettid(), None);
         let link = match path {
             AttachPath::BpfLink => prog.attach_tracepoint("syscalls", "sys_enter_getpid").unwrap(),
-            _ => prog.attach_tracepoint_ioctl("syscalls", "sys_enter_getpid").unwrap(),
+            _ => prog.attach_tracepoint_with("syscalls", "sys_enter_getpid", &TracepointOptions::new().ioctl()).unwrap(),
         };
         assert_eq!(link.path(), path);
         getpid_n(100);

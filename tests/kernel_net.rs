@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bpfkit::attach::{
-    cls_bpf_filters, xdp_state, AttachPath, ClsBpfOptions, LinkError, LinkType, NetfilterHook, NfFamily, NfHook, TcDirection,
+    cls_bpf_filters, xdp_state, AttachPath, LinkError, LinkType, NetfilterHook, NfFamily, NfHook, TcDirection, TcOptions,
     XdpMode,
 };
 use bpfkit::bpf_asm;
@@ -318,8 +318,8 @@ fn tc_tcx_links_and_cls_bpf_filters_count_exactly() {
     }
 
     // A direct-action cls_bpf filter on vb's clsact, at a chosen priority and handle.
-    let opts = ClsBpfOptions { priority: 7, handle: 3 };
-    let link = net.b.run(|| prog.attach_cls_bpf(net.ifb, TcDirection::Ingress, opts)).unwrap().unwrap();
+    let opts = TcOptions::new().priority(7).handle(3);
+    let link = net.b.run(|| prog.attach_tc_with(net.ifb, TcDirection::Ingress, &opts)).unwrap().unwrap();
     assert_eq!(link.path(), AttachPath::Netlink);
     assert!(link.describe().contains("pref 7 handle 0x3 on \"vb\""), "{}", link.describe());
     let filters = net.b.run(|| cls_bpf_filters(net.ifb, TcDirection::Ingress)).unwrap().unwrap();
@@ -351,7 +351,8 @@ fn tc_tcx_links_and_cls_bpf_filters_count_exactly() {
     for path in [AttachPath::BpfLink, AttachPath::Netlink] {
         let shots = counts();
         let shoot = udp_port_prog(&shots, ProgType::SchedCls, TC_ACT_SHOT, TC_ACT_OK);
-        let link = net.a.run(|| shoot.attach_tc_via(net.ifa, TcDirection::Egress, path)).unwrap().unwrap();
+        let opts = if path == AttachPath::Netlink { TcOptions::new().cls_bpf() } else { TcOptions::new() };
+        let link = net.a.run(|| shoot.attach_tc_with(net.ifa, TcDirection::Egress, &opts)).unwrap().unwrap();
         assert_eq!(link.path(), linked(path), "{path:?}");
         send(&tx, N);
         assert_eq!(settle(&shots, N as u64).0, N as u64, "{path:?}");

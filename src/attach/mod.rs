@@ -23,8 +23,8 @@ mod xdp;
 
 pub use link::{AttachPath, Link, LinkError, LinkInfo, LinkType};
 pub use socket::{NetfilterHook, NfFamily, NfHook};
-pub use tc::{cls_bpf_filters, ClsBpfOptions, TcDirection};
+pub use tc::{cls_bpf_filters, TcDirection, TcOptions};
 pub use tracepoint_format::{TracepointField, TracepointFormat};
-pub use tracing::{tracepoint_id, PerfEventTarget};
+pub use tracing::{tracepoint_id, PerfEventTarget, TracepointOptions};
 pub use xdp::{ifindex, xdp_state, XdpMode};
 pub use crate::sys::netlink::{ClsBpfFilter, XdpState};

@@ -6,7 +6,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use super::link::{AttachPath, Link, LinkError};
+use super::link::{Link, LinkError};
 use super::xdp::{check_target, describe_ifindex, link_attr, open_netlink};
 use crate::prog::{AttachType, ProgType, Program};
 use crate::sys::netlink::{self, ClsBpfFilter, FilterId, NetlinkAttachment};
@@ -41,13 +41,39 @@ impl TcDirection {
     }
 }
 
-/// Where a cls_bpf filter goes in its direction's filter list. 0 lets the kernel choose (it
-/// picks a priority below the existing ones, and handle 1 or the next free one).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClsBpfOptions {
-    /// Lower runs first.
-    pub priority: u16,
-    pub handle: u32,
+/// How [`Program::attach_tc_with`] attaches: a tcx link (the default; a cls_bpf filter on
+/// kernels without tcx), or a direct-action cls_bpf filter over netlink at a chosen place in its
+/// direction's filter list (priority and handle 0 let the kernel choose: a priority below the
+/// existing ones, handle 1 or the next free one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcOptions {
+    cls_bpf: bool,
+    priority: u16,
+    handle: u32,
+}
+
+impl TcOptions {
+    /// A tcx link (falling back to a cls_bpf filter where the kernel has no tcx).
+    pub fn new() -> TcOptions {
+        TcOptions::default()
+    }
+    /// A cls_bpf filter on the clsact qdisc (created if missing), like `tc filter add dev X
+    /// ingress bpf direct-action`, even where tcx exists.
+    pub fn cls_bpf(mut self) -> TcOptions {
+        self.cls_bpf = true;
+        self
+    }
+    /// The cls_bpf filter's priority (lower runs first); implies [`cls_bpf`](Self::cls_bpf).
+    pub fn priority(mut self, priority: u16) -> TcOptions {
+        self.priority = priority;
+        self.cls_bpf()
+    }
+    /// The cls_bpf filter's handle; implies [`cls_bpf`](Self::cls_bpf).
+    pub fn handle(mut self, handle: u32) -> TcOptions {
+        self.handle = handle;
+        self.cls_bpf()
+    }
 }
 
 /// The program types tc runs (`sched_cls`; `sched_act` only as a cls_bpf filter's action,
@@ -58,36 +84,27 @@ impl Program {
     /// Attach this `sched_cls` program to interface `ifindex` with a tcx link (as a cls_bpf
     /// filter over netlink on kernels without tcx; [`Link::path`] says which).
     pub fn attach_tc(&self, ifindex: u32, direction: TcDirection) -> Result<Link, LinkError> {
-        self.attach_tc_via(ifindex, direction, AttachPath::BpfLink)
+        self.attach_tc_with(ifindex, direction, &TcOptions::new())
     }
 
-    /// Attach with a chosen mechanism: `BpfLink` (tcx, falling back to cls_bpf when the kernel
-    /// refuses tcx with EINVAL) or `Netlink` (a cls_bpf filter where the kernel chooses priority
-    /// and handle).
-    pub fn attach_tc_via(&self, ifindex: u32, direction: TcDirection, path: AttachPath) -> Result<Link, LinkError> {
-        match path {
-            AttachPath::BpfLink => {
-                let what = format!("tcx {} on {} ← {}", direction.name(), describe_ifindex(ifindex), self.describe());
-                check_target(self, TC_PROGS, ifindex, &what)?;
-                match sys::bpf_fd(Cmd::LinkCreate, &mut link_attr(self, ifindex, direction.tcx_attach_type(), 0)) {
-                    Ok(fd) => Ok(Link::from_link_fd(fd, what)),
-                    // No tcx before 6.6: a cls_bpf filter does the same job.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.attach_cls_bpf(ifindex, direction, ClsBpfOptions::default()),
-                    Err(source) => Err(SysError::new(format!("link_create({what})"), source).into()),
-                }
-            }
-            AttachPath::Netlink => self.attach_cls_bpf(ifindex, direction, ClsBpfOptions::default()),
-            other => {
-                let what = format!("tc {} on {} ← {}", direction.name(), describe_ifindex(ifindex), self.describe());
-                Err(LinkError::Target { what, message: format!("tc attaches with a tcx link or over netlink, not {other:?}") })
-            }
+    /// Attach as `opts` says: a tcx link (falling back to a cls_bpf filter when the kernel
+    /// refuses tcx with EINVAL), or a direct-action cls_bpf filter over netlink. The program's
+    /// return value is the verdict (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2, …).
+    pub fn attach_tc_with(&self, ifindex: u32, direction: TcDirection, opts: &TcOptions) -> Result<Link, LinkError> {
+        if opts.cls_bpf {
+            return self.attach_cls_bpf(ifindex, direction, opts);
+        }
+        let what = format!("tcx {} on {} ← {}", direction.name(), describe_ifindex(ifindex), self.describe());
+        check_target(self, TC_PROGS, ifindex, &what)?;
+        match sys::bpf_fd(Cmd::LinkCreate, &mut link_attr(self, ifindex, direction.tcx_attach_type(), 0)) {
+            Ok(fd) => Ok(Link::from_link_fd(fd, what)),
+            // No tcx before 6.6: a cls_bpf filter does the same job.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.attach_cls_bpf(ifindex, direction, opts),
+            Err(source) => Err(SysError::new(format!("link_create({what})"), source).into()),
         }
     }
 
-    /// Attach as a direct-action cls_bpf filter on the clsact qdisc of `ifindex` (created if
-    /// missing), like `tc filter add dev X ingress bpf direct-action`. The program's return
-    /// value is the verdict (`TC_ACT_OK` 0, `TC_ACT_SHOT` 2, …).
-    pub fn attach_cls_bpf(&self, ifindex: u32, direction: TcDirection, opts: ClsBpfOptions) -> Result<Link, LinkError> {
+    fn attach_cls_bpf(&self, ifindex: u32, direction: TcDirection, opts: &TcOptions) -> Result<Link, LinkError> {
         let dev = describe_ifindex(ifindex);
         let mut what = format!("cls_bpf {} on {dev} ← {}", direction.name(), self.describe());
         check_target(self, TC_PROGS, ifindex, &what)?;

@@ -11,6 +11,26 @@ use super::link::{AttachPath, Link, LinkError};
 use crate::prog::Program;
 use crate::sys::{self, Cmd, LinkCreateAttr, PerfEventAttr, PerfEventLink, RawTracepointOpenAttr, SysError};
 
+/// How [`Program::attach_tracepoint_with`] attaches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TracepointOptions {
+    ioctl: bool,
+}
+
+impl TracepointOptions {
+    /// A bpf_link on the tracepoint's perf event (an ioctl where the kernel has no perf links).
+    pub fn new() -> TracepointOptions {
+        TracepointOptions::default()
+    }
+    /// `PERF_EVENT_IOC_SET_BPF` on the perf event instead of a bpf_link (the pre-5.15 way; no
+    /// bpf_cookie, no link id).
+    pub fn ioctl(mut self) -> TracepointOptions {
+        self.ioctl = true;
+        self
+    }
+}
+
 /// `BPF_PERF_EVENT` attach type.
 const ATTACH_PERF_EVENT: u32 = 41;
 
@@ -77,10 +97,13 @@ impl Program {
         self.attach_perf_fd(event, format!("tracepoint {category}/{name}"), AttachPath::BpfLink, 0)
     }
 
-    /// Attach to a tracepoint the pre-5.15 way (`PERF_EVENT_IOC_SET_BPF`), as older kernels need.
-    pub fn attach_tracepoint_ioctl(&self, category: &str, name: &str) -> Result<Link, LinkError> {
+    /// Attach to a tracepoint as `opts` says: a bpf_link (the default, falling back to the
+    /// ioctl before 5.15), or `PERF_EVENT_IOC_SET_BPF` on the perf event, as kernels before 5.15
+    /// do it.
+    pub fn attach_tracepoint_with(&self, category: &str, name: &str, opts: &TracepointOptions) -> Result<Link, LinkError> {
         let event = self.open_tracepoint(category, name)?;
-        self.attach_perf_fd(event, format!("tracepoint {category}/{name}"), AttachPath::PerfEventIoctl, 0)
+        let path = if opts.ioctl { AttachPath::PerfEventIoctl } else { AttachPath::BpfLink };
+        self.attach_perf_fd(event, format!("tracepoint {category}/{name}"), path, 0)
     }
 
     fn open_tracepoint(&self, category: &str, name: &str) -> Result<OwnedFd, LinkError> {

@@ -14,7 +14,7 @@ use bpfkit::attach::iter::{self, IterScope};
 use bpfkit::attach::kprobe::KprobeTarget;
 use bpfkit::attach::uprobe::UprobeTarget;
 use bpfkit::attach::usdt::{self, UsdtTarget};
-use bpfkit::attach::{ifindex, AttachPath, Link, PerfEventTarget, TcDirection, XdpMode};
+use bpfkit::attach::{ifindex, Link, PerfEventTarget, TcDirection, TcOptions, XdpMode};
 use bpfkit::os::perf::{PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK, PERF_COUNT_SW_PAGE_FAULTS, PERF_COUNT_SW_TASK_CLOCK};
 use bpfkit::prog::AttachType;
 
@@ -130,8 +130,8 @@ pub fn attach(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
                 "egress" => TcDirection::Egress,
                 other => return Err(crate::error::CliError::from(format!("`{other}`: tc attaches on ingress or egress"))),
             };
-            let path = if *kind == "tc" { AttachPath::BpfLink } else { AttachPath::Netlink };
-            prog.attach_tc_via(idx, dir, path).map_err(|e| err(&e))?
+            let opts = if *kind == "tc" { TcOptions::new() } else { TcOptions::new().cls_bpf() };
+            prog.attach_tc_with(idx, dir, &opts).map_err(|e| err(&e))?
         }
         ("cgroup", [path, hook]) => {
             let hook: AttachType = hook.parse()?;
