@@ -218,8 +218,7 @@ fn bpftool_prog_loadall_loads_the_written_object() {
     if !support::kernel_or_skip("ObjectWriter + bpftool") {
         return;
     }
-    if Command::new("bpftool").arg("version").output().is_err() {
-        support::skip("bpftool is not installed (scripts/setup.sh installs it)");
+    if !support::bpftool::bpftool_or_skip("ObjectWriter + bpftool") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -115,21 +115,6 @@ fn cli_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cli").join(name)
 }
 
-/// Every bpf_link bpftool lists, as (link id, program id) pairs.
-fn bpftool_links() -> Vec<(u32, u32)> {
-    let out = Command::new("bpftool").args(["-j", "link", "list"]).output().expect("bpftool runs (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "bpftool link list: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    // Each link object begins `{"id":N,"type":…,"prog_id":M`.
-    text.split("{\"id\":")
-        .skip(1)
-        .filter_map(|rest| {
-            let id = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
-            let prog = rest.split("\"prog_id\":").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
-            Some((id, prog))
-        })
-        .collect()
-}
 
 /// `bpfkit load FILE.o --set … --attach`: the globals are written by their BTF types, the
 /// program attaches by its section, counts exactly this test's getpid calls (its tgid was set
@@ -141,8 +126,7 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
     if !support::kernel_or_skip("load --set --attach") {
         return;
     }
-    if Command::new("bpftool").arg("version").output().is_err() {
-        support::skip("load --set --attach: bpftool is not installed (scripts/setup.sh installs it)");
+    if !support::bpftool::bpftool_or_skip("load --set --attach") {
         return;
     }
     // The traced process: a bpfkit REPL waiting on its stdin, which makes exactly the getpid
@@ -195,7 +179,7 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
         panic!("bpfkit load --attach did not report its ids:\n{all}");
     };
     assert!(all.contains("1 link(s); Ctrl-C detaches"), "{all}");
-    assert!(bpftool_links().contains(&(link_id, prog_id)), "bpftool lists the link while attached");
+    assert!(support::bpftool::links().contains(&(link_id, prog_id)), "bpftool lists the link while attached");
 
     // Only the target's getpid calls count: 25 of them, each adding `step` (3) to `hits`.
     {
@@ -223,7 +207,7 @@ fn load_set_attach_counts_and_detaches_on_sigint() {
     assert!(rest.iter().any(|l| l == "interrupted: 1 link(s) released"), "{rest:?}");
     drop(counts);
     let start = std::time::Instant::now();
-    while bpftool_links().iter().any(|&(l, p)| l == link_id || p == prog_id) {
+    while support::bpftool::links().iter().any(|&(l, p)| l == link_id || p == prog_id) {
         assert!(start.elapsed() < std::time::Duration::from_secs(5), "link {link_id} still listed by bpftool 5 s after SIGINT");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

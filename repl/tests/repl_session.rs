@@ -240,28 +240,10 @@ fn interactive_session_in_a_pty() {
     assert!(home.path().join(".bpfkit_history").exists(), "history is saved");
 }
 
-/// Every bpf_link the kernel has, as `bpftool -j link list` reports them: (link id, program id).
-fn bpftool_links() -> Vec<(u32, u32)> {
-    let out = Command::new("bpftool").args(["-j", "link", "list"]).output().expect("bpftool runs");
-    assert!(out.status.success(), "bpftool link list: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("UTF-8");
-    let number = |obj: &str, key: &str| -> Option<u32> {
-        let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
-        obj[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-    };
-    // `[{"id":12,"type":"perf_event","prog_id":34},…]`: each link's object starts with its id.
-    text.split("{\"id\":")
-        .skip(1)
-        .map(|obj| {
-            let obj = format!("{{\"id\":{obj}");
-            (number(&obj, "id").expect("link id"), number(&obj, "prog_id").expect("prog_id"))
-        })
-        .collect()
-}
 
 /// The links bpftool lists for the programs `progs`, by link id, sorted.
 fn links_of(progs: &[u32]) -> Vec<u32> {
-    let mut ids: Vec<u32> = bpftool_links().into_iter().filter(|(_, p)| progs.contains(p)).map(|(l, _)| l).collect();
+    let mut ids: Vec<u32> = support::bpftool::links().into_iter().filter(|(_, p)| progs.contains(p)).map(|(l, _)| l).collect();
     ids.sort();
     ids
 }
@@ -284,8 +266,7 @@ fn ctrl_c_during_watch_leaves_nothing_attached() {
     if !support::kernel_or_skip("ctrl_c_during_watch_leaves_nothing_attached") {
         return;
     }
-    if Command::new("bpftool").arg("version").output().is_err() {
-        support::skip("ctrl_c_during_watch_leaves_nothing_attached: bpftool is not installed (scripts/setup.sh installs it)");
+    if !support::bpftool::bpftool_or_skip("ctrl_c_during_watch_leaves_nothing_attached") {
         return;
     }
     let before = Link::all_ids().expect("link ids");

@@ -38,3 +38,32 @@ pub fn assert_cgroup_progs(dir: &std::path::Path, n: usize) {
         assert_eq!(listed, n, "bpftool cgroup show {}", dir.display());
     }
 }
+
+/// Whether bpftool runs here; when it does not, `test` skips saying so ([`super::skip`]: a
+/// failure in CI, where `scripts/setup.sh` installs it).
+pub fn bpftool_or_skip(test: &str) -> bool {
+    if Command::new("bpftool").arg("version").output().is_ok() {
+        return true;
+    }
+    super::skip(&format!("{test}: bpftool is not installed (scripts/setup.sh installs it)"));
+    false
+}
+
+/// Every bpf_link the kernel has, as `bpftool -j link list` reports them: (link id, program id).
+pub fn links() -> Vec<(u32, u32)> {
+    let out = Command::new("bpftool").args(["-j", "link", "list"]).output().expect("bpftool runs");
+    assert!(out.status.success(), "bpftool link list: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let number = |obj: &str, key: &str| -> Option<u32> {
+        let at = obj.find(&format!("\"{key}\":"))? + key.len() + 3;
+        obj[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    // `[{"id":12,"type":"perf_event","prog_id":34},…]`: each link's object starts with its id.
+    text.split("{\"id\":")
+        .skip(1)
+        .map(|obj| {
+            let obj = format!("{{\"id\":{obj}");
+            (number(&obj, "id").expect("link id"), number(&obj, "prog_id").expect("prog_id"))
+        })
+        .collect()
+}
