@@ -123,7 +123,7 @@ impl BtfTarget {
     pub fn load(&self, asm: &Assembled, maps: &[&Map], name: &str) -> Result<Program, ProbeError> {
         match Program::load(asm, maps, &self.load_options(name)) {
             Ok(p) => Ok(p),
-            Err(LoadError::Sys(source)) if source.errno() == Some(libc::EPERM) && bpf_works() => {
+            Err(LoadError::Sys(source) | LoadError::Refused { source, .. }) if source.errno() == Some(libc::EPERM) && bpf_works() => {
                 Err(ProbeError::TracingRefused { what: self.describe(), source })
             }
             Err(e) => Err(e.into()),

@@ -82,6 +82,9 @@ fn load(asm: &Assembled, opts: &LoadOptions) -> Loaded {
             Loaded::No { errno: rejection.errno.raw_os_error().unwrap_or(0), reason: rejection.reason, log: rejection.log }
         }
         Err(LoadError::Sys(e)) => Loaded::No { errno: e.errno().unwrap_or(0), reason: String::new(), log: String::new() },
+        // Refused for a reason the verifier does not give (ENOTSUPP for a type that needs more
+        // than a plain load): the errno decides, the log's last lines come along.
+        Err(LoadError::Refused { source, log_tail, .. }) => Loaded::No { errno: source.errno().unwrap_or(0), reason: String::new(), log: log_tail },
         Err(other) => Loaded::No { errno: 0, reason: other.to_string(), log: String::new() },
     }
 }
