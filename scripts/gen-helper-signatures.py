@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates src/helpers/signatures.rs: every helper's C prototype from the uapi header's
+"""Regenerates src/helpers/prototypes.rs: every helper's C prototype from the uapi header's
 documentation (libbpf-sys's vendored include/uapi/linux/bpf.h, the same text bpf_helper_defs.h
 is generated from), split into return type and typed, named arguments, each classified into an
 argument kind. Run after `cargo fetch`; commit the result."""
@@ -47,7 +47,7 @@ for m in proto.finditer(text):
 out = ["//! Helper signatures: each helper's C prototype from the uapi header's documentation, generated",
        "//! by `scripts/gen-helper-signatures.py` from libbpf-sys's vendored `bpf.h`. Do not edit by hand.",
        "",
-       "use super::signature::{ArgKind, HelperSig, Param, RetKind};",
+       "use super::helper::{ArgKind, HelperSig, Param, RetKind};",
        "",
        "/// Every documented helper's signature, by name.",
        "pub const SIGNATURES: &[HelperSig] = &["]
@@ -55,5 +55,5 @@ for name, (ret, rk, params) in seen.items():
     ps = ", ".join(f'Param {{ ty: "{t}", name: "{n}", kind: ArgKind::{k} }}' for t, n, k in params)
     out.append(f'    HelperSig {{ name: "{name}", ret: "{ret}", ret_kind: RetKind::{rk}, params: &[{ps}] }},')
 out.append("];")
-open("src/helpers/signatures.rs", "w").write("\n".join(out) + "\n")
-print(f"wrote src/helpers/signatures.rs: {len(seen)} signatures")
+open("src/helpers/prototypes.rs", "w").write("\n".join(out) + "\n")
+print(f"wrote src/helpers/prototypes.rs: {len(seen)} signatures")

@@ -60,6 +60,7 @@ mod tests {
         let _ = crate::insn::EncodeError::errno;
         let _ = crate::insn::DecodeError::errno;
         let _ = crate::insn::AssembleError::errno;
+        let _ = crate::object::ObjectError::errno;
         // An errno found through the source chain of a wrapping error.
         let e = crate::maps::MapError::Sys(crate::sys::SysError::new("map_create".into(), std::io::Error::from_raw_os_error(libc::EPERM)));
         let wrapped = crate::events::EventError::Map(e);

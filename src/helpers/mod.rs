@@ -6,10 +6,10 @@
 pub mod core_read;
 pub mod patterns;
 pub mod ids;
-mod signature;
-mod signatures;
+mod helper;
+mod prototypes;
 
-pub use signature::{all, by_id, by_name, ArgKind, Helper, HelperSig, Param, RetKind};
-pub use signatures::SIGNATURES;
+pub use helper::{all, by_id, by_name, ArgKind, Helper, HelperSig, Param, RetKind};
+pub use prototypes::SIGNATURES;
 
 pub use crate::insn::grammar::{helper_id, helper_name};

@@ -4,7 +4,7 @@
 
 use super::maps::{MapDef, MapOrigin, Pinning};
 use super::section::{AttachTarget, SectionSpec};
-use super::{link, prog_btf};
+use super::{linker, prog_btf};
 use super::{Object, ObjectError};
 use crate::attach::kprobe::KprobeTarget;
 use crate::attach::uprobe::UprobeTarget;
@@ -374,7 +374,7 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
             set_slot(def, map, *slot, maps[inner].as_fd())?;
         }
     }
-    let rel = link::relocate(&obj.elf, &obj.maps, &obj.externs, obj.btf.as_ref(), obj.ext.as_ref(), vmlinux.as_ref())?;
+    let rel = linker::relocate(&obj.elf, &obj.maps, &obj.externs, obj.btf.as_ref(), obj.ext.as_ref(), vmlinux.as_ref())?;
     let map_refs: Vec<&Map> = maps.iter().collect();
     let raw_lines = obj.elf.btf_ext().and_then(prog_btf::raw_line_info).unwrap_or_default();
     let mut programs = Vec::new();
@@ -403,7 +403,7 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
             });
         }
         let (slots, placed) = rel.link(&obj.elf, &p.func, vmlinux.as_ref())?;
-        let insns = link::decode(&p.name, &slots, &obj.maps)?;
+        let insns = linker::decode(&p.name, &slots, &obj.maps)?;
         let mut opts = LoadOptions::new(p.name.clone(), spec.prog_type)
             .license(obj.license.clone())
             .kern_version(obj.kern_version)

@@ -56,7 +56,7 @@ mod btf_fix;
 mod externs;
 mod global;
 mod global_text;
-mod link;
+mod linker;
 mod load;
 pub mod maps;
 mod prog_btf;
@@ -346,12 +346,12 @@ impl Object {
             }
             None => None,
         };
-        let rel = link::relocate(&self.elf, &self.maps, &self.externs, self.btf.as_ref(), self.ext.as_ref(), vmlinux)?;
+        let rel = linker::relocate(&self.elf, &self.maps, &self.externs, self.btf.as_ref(), self.ext.as_ref(), vmlinux)?;
         self.programs
             .iter()
             .map(|p| {
                 let (slots, _) = rel.link(&self.elf, &p.func, vmlinux)?;
-                Ok((p.name.clone(), link::decode(&p.name, &slots, &self.maps)?))
+                Ok((p.name.clone(), linker::decode(&p.name, &slots, &self.maps)?))
             })
             .collect()
     }
@@ -411,3 +411,5 @@ fn locate_global<'a>(
     }
     Err(err("not found in any global data section"))
 }
+
+crate::error::errno_from_sources!(ObjectError);

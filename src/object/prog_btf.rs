@@ -8,7 +8,7 @@
 //! `.BTF.ext` here (the parsed [`BtfExt`] resolves them to strings); sections come in the same
 //! order in both.
 
-use super::link::Placement;
+use super::linker::Placement;
 use crate::core_btf::ext::BtfExt;
 use std::collections::HashMap;
 

@@ -1,6 +1,6 @@
 //! Kfunc calls by name (`call kfunc[bpf_task_from_pid]`, `Call::Kfunc { func: KfuncRef::Name }`):
 //! at load each name becomes the BTF id of the `FUNC` of that name in the running kernel's
-//! vmlinux BTF, as libbpf does for `__ksym` externs and as `object::link` does for clang's
+//! vmlinux BTF, as libbpf does for `__ksym` externs and as `object::linker` does for clang's
 //! relocations. The id is always the running kernel's (never a CO-RE target's): the verifier
 //! checks it against its own BTF and its kfunc sets for the program type.
 
@@ -27,7 +27,7 @@ pub(crate) fn resolve(insn: &Insn) -> Option<Result<Insn, (String, KfuncError)>>
         if *btf_index != 0 {
             return Err(KfuncError::Module(*btf_index));
         }
-        let btf = super::core::vmlinux()?;
+        let btf = super::core_relo::vmlinux()?;
         btf.find_by_name_kind(name, Kind::Func).ok_or(KfuncError::NotFound)
     })();
     Some(match id {

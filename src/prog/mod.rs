@@ -3,7 +3,7 @@
 //! and pins live in `info.rs`, PROG_TEST_RUN in `test_run.rs`.
 
 pub(crate) mod btf_info;
-mod core;
+mod core_relo;
 mod info;
 mod kfunc;
 mod test_run;
@@ -170,7 +170,7 @@ pub enum LoadError {
     #[error(transparent)]
     Pin(#[from] sys::PinError),
     #[error("program \"{prog}\": CO-RE: {source}")]
-    Core { prog: String, source: core::CoreError },
+    Core { prog: String, source: core_relo::CoreError },
     #[error("program \"{prog}\": kfunc `{name}`{at}: {source}")]
     Kfunc { prog: String, name: String, at: String, source: Box<KfuncError> },
     #[error("program \"{prog}\": building its BTF func info: {source}")]
@@ -206,7 +206,7 @@ impl Program {
         // are copied, to bind the name to the map's fd.
         let mut slots = Vec::with_capacity(asm.slot_count());
         let mut uses_fd_array = false;
-        let mut resolver: Option<core::CoreResolver> = None;
+        let mut resolver: Option<core_relo::CoreResolver> = None;
         // Slots poisoned because a CO-RE relocation found no match, and which relocation.
         let mut poisoned: Vec<(usize, String)> = Vec::new();
         let core_err = |source| LoadError::Core { prog: opts.name.clone(), source };
@@ -222,7 +222,7 @@ impl Program {
             let encoded = match insn {
                 Insn::Core { dst, access } => {
                     if resolver.is_none() {
-                        resolver = Some(core::CoreResolver::new(opts.core_btf.as_ref()).map_err(core_err)?);
+                        resolver = Some(core_relo::CoreResolver::new(opts.core_btf.as_ref()).map_err(core_err)?);
                     }
                     let resolved = resolver.as_ref().map(|r| r.resolve(*dst, access)).transpose().map_err(core_err)?;
                     let Some(resolved) = resolved else { continue };

@@ -1,7 +1,7 @@
 //! Helper signatures: each helper's C prototype from the uapi header's documentation, generated
 //! by `scripts/gen-helper-signatures.py` from libbpf-sys's vendored `bpf.h`. Do not edit by hand.
 
-use super::signature::{ArgKind, HelperSig, Param, RetKind};
+use super::helper::{ArgKind, HelperSig, Param, RetKind};
 
 /// Every documented helper's signature, by name.
 pub const SIGNATURES: &[HelperSig] = &[

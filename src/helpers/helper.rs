@@ -1,11 +1,11 @@
 //! The helper table's types: a helper's signature (return and argument C types, each with a
 //! kind the patterns and the REPL reason about) and [`Helper`], which joins the id from
-//! [`super::ids`], the signature from [`super::signatures`] and the kernel version the helper
+//! [`super::ids`], the signature from [`super::prototypes`] and the kernel version the helper
 //! appeared in. Which program types may call a helper is a question for the running kernel:
 //! [`crate::features::Features::helper`] probes it by loading.
 
 use super::ids::HELPER_IDS;
-use super::signatures::SIGNATURES;
+use super::prototypes::SIGNATURES;
 use crate::features::KernelVersion;
 
 /// What kind of value an argument takes, as the verifier checks it.
