@@ -136,20 +136,8 @@ impl BtfError {
 
 /// `EINVAL`, `E2BIG`, … for the errnos BPF_BTF_LOAD returns; `errno N` for others.
 pub(crate) fn errno_name(e: &io::Error) -> String {
-    let name = match e.raw_os_error() {
-        Some(libc::EPERM) => "EPERM",
-        Some(libc::ENOENT) => "ENOENT",
-        Some(libc::E2BIG) => "E2BIG",
-        Some(libc::EBADF) => "EBADF",
-        Some(libc::ENOMEM) => "ENOMEM",
-        Some(libc::EACCES) => "EACCES",
-        Some(libc::EFAULT) => "EFAULT",
-        Some(libc::EINVAL) => "EINVAL",
-        Some(libc::ENOSPC) => "ENOSPC",
-        Some(libc::ENOTSUP) => "EOPNOTSUPP",
-        Some(524) => "ENOTSUPP",
-        Some(n) => return format!("errno {n}"),
-        None => return e.to_string(),
-    };
-    name.to_string()
+    match e.raw_os_error() {
+        Some(n) => crate::sys::errno_name(n).map_or_else(|| format!("errno {n}"), str::to_string),
+        None => e.to_string(),
+    }
 }

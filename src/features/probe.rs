@@ -31,28 +31,9 @@ fn returning(value: i32) -> Assembled {
     Assembled::from_insns(vec![mov64(Reg::R0, value), exit()])
 }
 
-/// An errno as its symbolic name, for verdict details.
+/// An errno as its symbolic name, for verdict details (`errno N` for one without a name).
 pub(super) fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::E2BIG => "E2BIG",
-        libc::EBADF => "EBADF",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EFAULT => "EFAULT",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::ENODEV => "ENODEV",
-        libc::EINVAL => "EINVAL",
-        libc::ENOSPC => "ENOSPC",
-        libc::ENOTSOCK => "ENOTSOCK",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        ENOTSUPP => "ENOTSUPP",
-        _ => return format!("errno {errno}"),
-    };
-    name.to_string()
+    crate::sys::errno_name(errno).map_or_else(|| format!("errno {errno}"), str::to_string)
 }
 
 fn yes(method: Method, detail: impl Into<String>) -> Verdict {

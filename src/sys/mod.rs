@@ -135,11 +135,10 @@ pub struct SysError {
     pub missing_capabilities: Option<MissingCapabilities>,
 }
 
-/// `EINVAL (Invalid argument)`: the errno's name, which is what kernel sources and logs use,
-/// then libc's text. Kernel-internal errnos libc does not know (ENOTSUPP 524) get their name too.
-pub fn describe_io_error(e: &io::Error) -> String {
-    let Some(code) = e.raw_os_error() else { return e.to_string() };
-    let name = match code {
+/// The symbolic name of an errno (`EINVAL`), as kernel sources and logs say it; the one table
+/// of them in bpfkit. Kernel-internal errnos libc does not know (ENOTSUPP 524) have theirs too.
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
         libc::EPERM => "EPERM",
         libc::ENOENT => "ENOENT",
         libc::ESRCH => "ESRCH",
@@ -160,14 +159,27 @@ pub fn describe_io_error(e: &io::Error) -> String {
         libc::ERANGE => "ERANGE",
         libc::ENOSYS => "ENOSYS",
         libc::ELOOP => "ELOOP",
+        libc::ENOTSOCK => "ENOTSOCK",
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::EPROTO => "EPROTO",
-        524 => return "ENOTSUPP (operation not supported by the kernel for this object)".to_string(),
-        _ => return e.to_string(),
-    };
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    format!("{name} ({text})")
+        524 => "ENOTSUPP",
+        _ => return None,
+    })
+}
+
+/// `EINVAL (Invalid argument)`: the errno's name then libc's text (for ENOTSUPP, which libc
+/// does not know, what it means for BPF).
+pub fn describe_io_error(e: &io::Error) -> String {
+    let Some(code) = e.raw_os_error() else { return e.to_string() };
+    match (errno_name(code), code) {
+        (Some(name), 524) => format!("{name} (operation not supported by the kernel for this object)"),
+        (Some(name), _) => {
+            let text = e.to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+            format!("{name} ({text})")
+        }
+        (None, _) => e.to_string(),
+    }
 }
 
 impl SysError {
