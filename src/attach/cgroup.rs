@@ -36,7 +36,7 @@ impl Program {
                 Err(_) => {} // no cgroup links: fall back to PROG_ATTACH
             }
         }
-        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|source| SysError::new(format!("dup({what})"), source));
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| crate::sys::dup(fd, &what);
         sys::prog_attach(self.as_fd(), cgroup.as_fd(), attach_type.raw(), ALLOW_MULTI)
             .map_err(|source| SysError::new(format!("prog_attach({what})"), source))?;
         Ok(Link::from_prog_attach(dup(cgroup.as_fd())?, dup(self.as_fd())?, attach_type.raw(), what))

@@ -66,10 +66,9 @@ impl Program {
         let what = format!("socket fd {} ← {}", sock.as_fd().as_raw_fd(), self.describe());
         check_prog_type(self, &[ProgType::SocketFilter], &what)?;
         sys::netlink::socket_attach_bpf(sock.as_fd(), self.as_fd()).map_err(|source| SysError::new(format!("setsockopt(SO_ATTACH_BPF, {what})"), source))?;
-        let dup = sock.as_fd().try_clone_to_owned().map_err(|source| {
+        let dup = sys::dup(sock.as_fd(), &what).inspect_err(|_| {
             // Without an fd to detach through, leave nothing behind.
             let _ = sys::netlink::socket_detach_bpf(sock.as_fd());
-            SysError::new(format!("dup({what})"), source)
         })?;
         Ok(Link::from_socket_filter(dup, what))
     }
@@ -105,7 +104,7 @@ impl Program {
             return Err(LinkError::Target { what, message: format!("a sockmap attaches with a bpf_link or BPF_PROG_ATTACH, not {path:?}") });
         }
         sys::prog_attach(self.as_fd(), map.as_fd(), attach_type.raw(), 0).map_err(|source| SysError::new(format!("prog_attach({what})"), source))?;
-        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(|source| SysError::new(format!("dup({what})"), source));
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| crate::sys::dup(fd, &what);
         let (target, prog) = match (dup(map.as_fd()), dup(self.as_fd())) {
             (Ok(t), Ok(p)) => (t, p),
             (Err(e), _) | (_, Err(e)) => {

@@ -52,7 +52,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::kprobe::{sys_error, ProbeError};
+use super::kprobe::ProbeError;
 use super::Link;
 use super::symbols::{self, ElfBinary};
 use super::uprobe::{pt_regs_offset, UprobeTarget};
@@ -457,7 +457,7 @@ impl Program {
             return Err(usdt_err(&binary, format!("no USDT probe {}:{} in .note.stapsdt", target.provider, target.name)));
         }
         let kernel_semaphores = sys::probe_pmu(ProbeKind::Uprobe).ok().flatten().is_some_and(|p| p.ref_ctr_offset.is_some());
-        let dup = specs.as_fd().try_clone_to_owned().map_err(|source| sys_error(format!("dup(spec map of {what})"), source))?;
+        let dup = sys::dup(specs.as_fd(), &format!("spec map of {what}")).map_err(|e| ProbeError::Link(e.into()))?;
         let mut setup = UsdtSetup { specs: Map::from_fd(dup)?, spec_ids: Vec::new(), semaphores: Vec::new() };
         let mut members = Vec::with_capacity(found.len());
         let mut used: HashSet<u32> = HashSet::new();

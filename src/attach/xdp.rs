@@ -129,7 +129,7 @@ impl Program {
 
     fn attach_xdp_netlink(&self, ifindex: u32, mode: XdpMode, what: String) -> Result<Link, LinkError> {
         let nl = open_netlink(&what)?;
-        let prog = self.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup({what})"), source))?;
+        let prog = crate::sys::dup(self.as_fd(), &what)?;
         nl.set_xdp(&what, ifindex, prog.as_raw_fd(), mode.flags() | netlink::XDP_FLAGS_UPDATE_IF_NOEXIST, None)?;
         Ok(Link::from_netlink(NetlinkAttachment::xdp(nl, what.clone(), ifindex, prog, mode.flags()), what))
     }

@@ -94,7 +94,7 @@ impl RingBuf {
         let size = map.max_entries() as usize;
         let consumer = sys::mmap_shared(map.as_fd(), 0, page).map_err(|e| mmap_err(map, "consumer page", e))?;
         let producer = sys::mmap_shared_ro(map.as_fd(), page as u64, page + 2 * size).map_err(|e| mmap_err(map, "producer pages", e))?;
-        let fd = map.as_fd().try_clone_to_owned().map_err(|e| EventError::Sys(SysError::new(format!("dup({})", map.describe()), e)))?;
+        let fd = crate::sys::dup(map.as_fd(), &map.describe()).map_err(EventError::Sys)?;
         Ok(RingBuf { fd, consumer, producer, page, mask: size - 1, name: map.name().to_string() })
     }
 

@@ -89,7 +89,7 @@ impl MapSpec {
     }
     /// Key and value types from loaded BTF (`btf` is any fd of a BTF object).
     pub fn btf(mut self, btf: impl AsFd, key_type_id: u32, value_type_id: u32) -> Result<Self, MapError> {
-        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup(btf for map \"{}\")", self.name), source))?;
+        let fd = sys::dup(btf.as_fd(), &format!("btf for map \"{}\"", self.name))?;
         self.btf = Some(MapBtf { btf_fd: Arc::new(fd), key_type_id, value_type_id });
         Ok(self)
     }

@@ -110,13 +110,13 @@ impl LoadOptions {
     }
     /// The BTF object (e.g. a module's) holding `attach_btf_id`.
     pub fn attach_btf_obj(mut self, btf: impl AsFd) -> Result<Self, SysError> {
-        let fd = btf.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup(attach btf of \"{}\")", self.name), source))?;
+        let fd = sys::dup(btf.as_fd(), &format!("attach btf of \"{}\"", self.name))?;
         self.attach_btf_obj_fd = Some(std::sync::Arc::new(fd));
         Ok(self)
     }
     /// The BPF program this one attaches to (freplace, fentry/fexit on BPF).
     pub fn attach_prog(mut self, prog: impl AsFd) -> Result<Self, SysError> {
-        let fd = prog.as_fd().try_clone_to_owned().map_err(|source| SysError::new(format!("dup(attach prog of \"{}\")", self.name), source))?;
+        let fd = sys::dup(prog.as_fd(), &format!("attach prog of \"{}\"", self.name))?;
         self.attach_prog_fd = Some(std::sync::Arc::new(fd));
         Ok(self)
     }

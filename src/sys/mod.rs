@@ -225,6 +225,12 @@ pub fn bpf<T: BpfAttr>(cmd: Cmd, attr: &mut T) -> io::Result<i64> {
     }
 }
 
+/// A second fd of `fd` (to keep a map, program or socket open beside its owner), the failure
+/// named as `dup(what)`.
+pub fn dup(fd: std::os::fd::BorrowedFd<'_>, what: &str) -> Result<OwnedFd, SysError> {
+    fd.try_clone_to_owned().map_err(|source| SysError::new(format!("dup({what})"), source))
+}
+
 /// bpf(2) for commands that return a new file descriptor.
 pub fn bpf_fd<T: BpfAttr>(cmd: Cmd, attr: &mut T) -> io::Result<OwnedFd> {
     let fd = bpf(cmd, attr)? as RawFd;
