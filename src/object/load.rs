@@ -434,10 +434,8 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
             _ => None,
         };
         if let Some((b, (funcs, lines))) = records {
-            let fd = std::os::fd::AsFd::as_fd(b).try_clone_to_owned().map_err(|e| ObjectError::Program {
-                program: p.name.clone(),
-                reason: format!("dup of the object's BTF fd: {e}"),
-            })?;
+            let fd = crate::sys::dup(std::os::fd::AsFd::as_fd(b), "the object's BTF")
+                .map_err(|e| ObjectError::Program { program: p.name.clone(), reason: e.to_string() })?;
             opts = opts.program_btf(crate::prog::btf_info::ProgBtf { btf: std::sync::Arc::new(fd), funcs, lines });
         }
         // The one load path (prog::Program::load): a rejection is loaded again with a log,
