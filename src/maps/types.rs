@@ -19,6 +19,7 @@ macro_rules! kernel_enum {
             }
 
             /// The variant for a kernel number, if bpfkit knows it.
+            #[allow(dead_code)] // (the crate-private `sys::Cmd` never decodes one)
             pub fn from_raw(raw: u32) -> Option<$name> {
                 match raw { $($raw => Some($name::$var),)* _ => None }
             }

@@ -284,7 +284,7 @@ fn command_numbers_match_libbpf_sys() {
         (Cmd::ProgBindMap, lb::BPF_PROG_BIND_MAP),
     ];
     for (ours, theirs) in pairs {
-        assert_eq!(ours as u32, theirs, "{ours:?}");
+        assert_eq!(ours.raw(), theirs, "{ours:?}");
     }
 }
 

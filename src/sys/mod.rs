@@ -30,91 +30,47 @@ use crate::caps::{Capabilities, Capability, MissingCapabilities};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-/// bpf(2) command numbers (`enum bpf_cmd`): all of them, as the uapi lists them, whether
-/// bpfkit issues each yet or not (the layout tests compare the whole list with libbpf-sys's).
-#[allow(dead_code)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Cmd {
-    MapCreate = 0,
-    MapLookupElem = 1,
-    MapUpdateElem = 2,
-    MapDeleteElem = 3,
-    MapGetNextKey = 4,
-    ProgLoad = 5,
-    ObjPin = 6,
-    ObjGet = 7,
-    ProgAttach = 8,
-    ProgDetach = 9,
-    ProgTestRun = 10,
-    ProgGetNextId = 11,
-    MapGetNextId = 12,
-    ProgGetFdById = 13,
-    MapGetFdById = 14,
-    ObjGetInfoByFd = 15,
-    ProgQuery = 16,
-    RawTracepointOpen = 17,
-    BtfLoad = 18,
-    BtfGetFdById = 19,
-    TaskFdQuery = 20,
-    MapLookupAndDeleteElem = 21,
-    MapFreeze = 22,
-    BtfGetNextId = 23,
-    MapLookupBatch = 24,
-    MapLookupAndDeleteBatch = 25,
-    MapUpdateBatch = 26,
-    MapDeleteBatch = 27,
-    LinkCreate = 28,
-    LinkUpdate = 29,
-    LinkGetFdById = 30,
-    LinkGetNextId = 31,
-    EnableStats = 32,
-    IterCreate = 33,
-    LinkDetach = 34,
-    ProgBindMap = 35,
-}
-
-impl Cmd {
-    /// The command's name in messages (`map_create`, `prog_load`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Cmd::MapCreate => "map_create",
-            Cmd::MapLookupElem => "map_lookup_elem",
-            Cmd::MapUpdateElem => "map_update_elem",
-            Cmd::MapDeleteElem => "map_delete_elem",
-            Cmd::MapGetNextKey => "map_get_next_key",
-            Cmd::ProgLoad => "prog_load",
-            Cmd::ObjPin => "obj_pin",
-            Cmd::ObjGet => "obj_get",
-            Cmd::ProgAttach => "prog_attach",
-            Cmd::ProgDetach => "prog_detach",
-            Cmd::ProgTestRun => "prog_test_run",
-            Cmd::ProgGetNextId => "prog_get_next_id",
-            Cmd::MapGetNextId => "map_get_next_id",
-            Cmd::ProgGetFdById => "prog_get_fd_by_id",
-            Cmd::MapGetFdById => "map_get_fd_by_id",
-            Cmd::ObjGetInfoByFd => "obj_get_info_by_fd",
-            Cmd::ProgQuery => "prog_query",
-            Cmd::RawTracepointOpen => "raw_tracepoint_open",
-            Cmd::BtfLoad => "btf_load",
-            Cmd::BtfGetFdById => "btf_get_fd_by_id",
-            Cmd::TaskFdQuery => "task_fd_query",
-            Cmd::MapLookupAndDeleteElem => "map_lookup_and_delete_elem",
-            Cmd::MapFreeze => "map_freeze",
-            Cmd::BtfGetNextId => "btf_get_next_id",
-            Cmd::MapLookupBatch => "map_lookup_batch",
-            Cmd::MapLookupAndDeleteBatch => "map_lookup_and_delete_batch",
-            Cmd::MapUpdateBatch => "map_update_batch",
-            Cmd::MapDeleteBatch => "map_delete_batch",
-            Cmd::LinkCreate => "link_create",
-            Cmd::LinkUpdate => "link_update",
-            Cmd::LinkGetFdById => "link_get_fd_by_id",
-            Cmd::LinkGetNextId => "link_get_next_id",
-            Cmd::EnableStats => "enable_stats",
-            Cmd::IterCreate => "iter_create",
-            Cmd::LinkDetach => "link_detach",
-            Cmd::ProgBindMap => "prog_bind_map",
-        }
+crate::maps::kernel_enum! {
+    /// bpf(2) command numbers (`enum bpf_cmd`) and their names in messages (`map_create`,
+    /// `prog_load`, …): all of them, whether bpfkit issues each yet or not (the layout tests
+    /// compare the whole list with libbpf-sys's).
+    Cmd {
+        MapCreate = 0, "map_create";
+        MapLookupElem = 1, "map_lookup_elem";
+        MapUpdateElem = 2, "map_update_elem";
+        MapDeleteElem = 3, "map_delete_elem";
+        MapGetNextKey = 4, "map_get_next_key";
+        ProgLoad = 5, "prog_load";
+        ObjPin = 6, "obj_pin";
+        ObjGet = 7, "obj_get";
+        ProgAttach = 8, "prog_attach";
+        ProgDetach = 9, "prog_detach";
+        ProgTestRun = 10, "prog_test_run";
+        ProgGetNextId = 11, "prog_get_next_id";
+        MapGetNextId = 12, "map_get_next_id";
+        ProgGetFdById = 13, "prog_get_fd_by_id";
+        MapGetFdById = 14, "map_get_fd_by_id";
+        ObjGetInfoByFd = 15, "obj_get_info_by_fd";
+        ProgQuery = 16, "prog_query";
+        RawTracepointOpen = 17, "raw_tracepoint_open";
+        BtfLoad = 18, "btf_load";
+        BtfGetFdById = 19, "btf_get_fd_by_id";
+        TaskFdQuery = 20, "task_fd_query";
+        MapLookupAndDeleteElem = 21, "map_lookup_and_delete_elem";
+        MapFreeze = 22, "map_freeze";
+        BtfGetNextId = 23, "btf_get_next_id";
+        MapLookupBatch = 24, "map_lookup_batch";
+        MapLookupAndDeleteBatch = 25, "map_lookup_and_delete_batch";
+        MapUpdateBatch = 26, "map_update_batch";
+        MapDeleteBatch = 27, "map_delete_batch";
+        LinkCreate = 28, "link_create";
+        LinkUpdate = 29, "link_update";
+        LinkGetFdById = 30, "link_get_fd_by_id";
+        LinkGetNextId = 31, "link_get_next_id";
+        EnableStats = 32, "enable_stats";
+        IterCreate = 33, "iter_create";
+        LinkDetach = 34, "link_detach";
+        ProgBindMap = 35, "prog_bind_map";
     }
 }
 
@@ -216,7 +172,7 @@ pub fn bpf<T: BpfAttr>(cmd: Cmd, attr: &mut T) -> io::Result<i64> {
     // layout matches the kernel's bpf_attr member for `cmd`; every pointer inside it was set by the
     // caller to memory that outlives this call. The kernel reads/writes at most `size` bytes.
     let ret = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd as u32 as libc::c_long, attr as *mut T as *mut c_void, std::mem::size_of::<T>() as libc::c_long)
+        libc::syscall(libc::SYS_bpf, cmd.raw() as libc::c_long, attr as *mut T as *mut c_void, std::mem::size_of::<T>() as libc::c_long)
     };
     if ret < 0 {
         Err(io::Error::last_os_error())
