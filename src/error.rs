@@ -55,7 +55,6 @@ mod tests {
         let _ = crate::elf::ElfError::errno;
         let _ = crate::elf::WriteError::errno;
         let _ = crate::helpers::patterns::PatternError::errno;
-        let _ = crate::helpers::core_read::PatternError::errno;
         let _ = crate::insn::ParseError::errno;
         let _ = crate::insn::EncodeError::errno;
         let _ = crate::insn::DecodeError::errno;

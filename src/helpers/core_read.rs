@@ -37,19 +37,13 @@ impl<'a> Hop<'a> {
     }
 }
 
-/// Why a pattern's parameters are unusable.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PatternError {
-    #[error("core_read: {0}")]
-    CoreRead(String),
-}
+pub use super::patterns::PatternError;
 
 /// Read `src->hop[0]->…->hop[n-1]` (`size` bytes of the last field, zero-extended) into `dst`.
 /// `scratch` is a negative, 8-byte-aligned stack offset with 8 free bytes; `tmp` holds the
 /// relocated offsets and must not be r1–r5 or r10.
 pub fn core_read(dst: Reg, src: Reg, hops: &[Hop<'_>], size: Size, scratch: i16, tmp: Reg) -> Result<Program, PatternError> {
-    let bad = |m: &str| Err(PatternError::CoreRead(m.to_string()));
+    let bad = |m: &str| super::patterns::invalid("core_read", m);
     if hops.is_empty() {
         return bad("at least one hop is needed");
     }
@@ -106,5 +100,3 @@ mod tests {
         assert!(core_read(Reg::R0, Reg::R6, &[Hop::new("a", "b")], Size::W, -4, Reg::R7).is_err());
     }
 }
-
-crate::error::errno_from_sources!(PatternError);
