@@ -149,7 +149,7 @@ fn every_map_type_is_created_and_reported_back() {
         let m = Map::create(&spec).unwrap_or_else(|e| panic!("{ty}: {e}"));
         let info = m.info().unwrap();
         assert_eq!(info.map_type, Some(ty));
-        assert_eq!((info.key_size, info.value_size), (spec.key_size, spec.value_size), "{ty}");
+        assert_eq!((info.key_size, info.value_size), (spec.get_key_size(), spec.get_value_size()), "{ty}");
         let again = Map::from_id(info.id).unwrap();
         assert_eq!(again.map_type(), ty);
     }

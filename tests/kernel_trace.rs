@@ -510,7 +510,7 @@ fn fentry_fexit_fmod_ret_and_lsm_are_refused_here_saying_why() {
         assert_eq!(Some(t.btf_id), vmlinux.find_by_name_kind(func, Kind::Func).map(|id| id.get()));
         assert_eq!(vmlinux.name_of(bpfkit::core_btf::TypeId(t.btf_id)).unwrap(), func);
         let opts = t.load_options("traced");
-        assert_eq!((opts.prog_type, opts.expected_attach_type, opts.attach_btf_id), (prog_type, Some(attach_type), t.btf_id));
+        assert_eq!((opts.get_prog_type(), opts.get_expected_attach_type(), opts.get_attach_btf_id()), (prog_type, Some(attach_type), t.btf_id));
         match t.load(&asm, &[], "traced") {
             Err(e @ ProbeError::TracingRefused { .. }) => {
                 let msg = e.to_string();
@@ -569,7 +569,7 @@ fn task_iterator_output_lists_this_process() {
         exit
     };
     let opts = iter::load_options("dump_tasks", "task").unwrap();
-    assert_eq!(opts.attach_btf_id, vmlinux.find_by_name_kind("bpf_iter_task", Kind::Func).unwrap().get());
+    assert_eq!(opts.get_attach_btf_id(), vmlinux.find_by_name_kind("bpf_iter_task", Kind::Func).unwrap().get());
     let prog = Program::load(&asm.assemble().unwrap(), &[&fmt_map], &opts).unwrap();
     let link = prog.attach_iter(&IterScope::All).unwrap();
     assert_eq!(link.info().unwrap().link_type, Some(bpfkit::attach::LinkType::Iter));

@@ -543,8 +543,7 @@ fn perf_event_program_counts_this_threads_page_faults() {
     // PERF_COUNT_SW_PAGE_FAULTS_MIN (5) of this thread, every event: the kernel counts exactly
     // the faults it adds to the thread's min_flt.
     const PAGES: usize = 64;
-    let mut target = PerfEventTarget::software(5, 1, -1);
-    target.pid = tid;
+    let target = PerfEventTarget::software(5, 1, -1).for_pid(tid);
     let before = minor_faults();
     let link = prog.attach_perf_event(&target).unwrap();
     // A fresh anonymous mapping: each first write faults (heap memory may be touched already).
@@ -560,8 +559,7 @@ fn perf_event_program_counts_this_threads_page_faults() {
     assert_eq!(counted, faults, "one run per minor fault of this thread");
 
     // cpu-clock of this thread, a sample per millisecond of its CPU time.
-    let mut target = PerfEventTarget::software(bpfkit::os::perf::PERF_COUNT_SW_CPU_CLOCK, 1_000_000, -1);
-    target.pid = tid;
+    let target = PerfEventTarget::software(bpfkit::os::perf::PERF_COUNT_SW_CPU_CLOCK, 1_000_000, -1).for_pid(tid);
     let start = hits.get();
     let link = prog.attach_perf_event(&target).unwrap();
     let t0 = std::time::Instant::now();

@@ -50,11 +50,11 @@ pub fn tracepoint_id(category: &str, name: &str) -> Result<u64, LinkError> {
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct PerfEventTarget {
-    pub attr: PerfEventAttr,
+    pub(crate) attr: PerfEventAttr,
     /// -1: every process (then `cpu` must be ≥ 0).
-    pub pid: i32,
+    pub(crate) pid: i32,
     /// -1: every CPU (then `pid` must be ≥ 0).
-    pub cpu: i32,
+    pub(crate) cpu: i32,
 }
 
 impl PerfEventTarget {

@@ -350,11 +350,11 @@ fn format_mnemonic(insn: &Insn) -> String {
 #[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
 pub struct DisasmOptions {
-    pub syntax: Syntax,
+    syntax: Syntax,
     /// Prefix each line with its slot number.
-    pub slot_numbers: bool,
+    slot_numbers: bool,
     /// Prefix each line with its encoded bytes.
-    pub bytes: bool,
+    bytes: bool,
 }
 
 impl DisasmOptions {

@@ -34,22 +34,45 @@ pub struct MapBtf {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct MapSpec {
-    pub name: String,
-    pub map_type: MapType,
-    pub key_size: u32,
-    pub value_size: u32,
-    pub max_entries: u32,
-    pub flags: MapFlags,
+    pub(crate) name: String,
+    pub(crate) map_type: MapType,
+    pub(crate) key_size: u32,
+    pub(crate) value_size: u32,
+    pub(crate) max_entries: u32,
+    pub(crate) flags: MapFlags,
     /// Bloom filter: number of hash functions; arena: the fixed user address.
-    pub map_extra: u64,
-    pub numa_node: Option<u32>,
+    pub(crate) map_extra: u64,
+    pub(crate) numa_node: Option<u32>,
     /// Map-in-map: the inner map template.
-    pub inner_map: Option<Arc<OwnedFd>>,
-    pub btf: Option<MapBtf>,
+    pub(crate) inner_map: Option<Arc<OwnedFd>>,
+    pub(crate) btf: Option<MapBtf>,
     /// struct_ops: the id of `bpf_struct_ops_<name>` in vmlinux (or module) BTF.
-    pub btf_vmlinux_value_type_id: u32,
+    pub(crate) btf_vmlinux_value_type_id: u32,
     /// Offload/XDP device maps: the device.
-    pub ifindex: u32,
+    pub(crate) ifindex: u32,
+}
+
+/// What the spec says; fields are set with [`MapSpec::new`] and the setters only (getters are
+/// `get_*`, as `std::process::Command`'s, since the setters have the plain names).
+impl MapSpec {
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+    pub fn get_map_type(&self) -> MapType {
+        self.map_type
+    }
+    pub fn get_key_size(&self) -> u32 {
+        self.key_size
+    }
+    pub fn get_value_size(&self) -> u32 {
+        self.value_size
+    }
+    pub fn get_max_entries(&self) -> u32 {
+        self.max_entries
+    }
+    pub fn get_flags(&self) -> MapFlags {
+        self.flags
+    }
 }
 
 impl MapSpec {

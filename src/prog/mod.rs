@@ -28,34 +28,60 @@ use crate::sys::{self, Cmd, ProgLoadAttr, SysError};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LoadOptions {
-    pub name: String,
-    pub prog_type: ProgType,
-    pub license: String,
+    pub(crate) name: String,
+    pub(crate) prog_type: ProgType,
+    pub(crate) license: String,
     /// 0: log only on failure (retried at level 1 to get the reason); 1: verbose; 2: per-insn
     /// state; 4: statistics only. Levels combine as bits, as the kernel takes them.
-    pub log_level: u32,
+    pub(crate) log_level: u32,
     /// Initial verifier log buffer size (grown ×4 on ENOSPC up to 16 MiB).
-    pub log_size: usize,
-    pub expected_attach_type: Option<AttachType>,
+    pub(crate) log_size: usize,
+    pub(crate) expected_attach_type: Option<AttachType>,
     /// struct_ops: the index of the member of the kernel's ops struct the program implements,
     /// which the kernel takes in `expected_attach_type` (in place of an attach type).
-    pub struct_ops_member: Option<u32>,
+    pub(crate) struct_ops_member: Option<u32>,
     /// BTF id of the attach target (tracing, LSM, struct_ops, ext).
-    pub attach_btf_id: u32,
+    pub(crate) attach_btf_id: u32,
     /// BTF object the attach id is in (0: vmlinux) — `attach_btf_obj_fd`.
-    pub attach_btf_obj_fd: Option<std::sync::Arc<OwnedFd>>,
+    pub(crate) attach_btf_obj_fd: Option<std::sync::Arc<OwnedFd>>,
     /// Program to attach to (freplace/ext, fentry on a BPF program) — `attach_prog_fd`.
-    pub attach_prog_fd: Option<std::sync::Arc<OwnedFd>>,
-    pub flags: ProgFlags,
+    pub(crate) attach_prog_fd: Option<std::sync::Arc<OwnedFd>>,
+    pub(crate) flags: ProgFlags,
     /// `kern_version` (only checked for kprobes by kernels before 5.0).
-    pub kern_version: u32,
+    pub(crate) kern_version: u32,
     /// Device for offloaded or device-bound XDP programs.
-    pub ifindex: u32,
+    pub(crate) ifindex: u32,
     /// The BTF CO-RE instructions are resolved against (default: the running kernel's).
-    pub core_btf: Option<std::sync::Arc<crate::core_btf::Btf>>,
+    pub(crate) core_btf: Option<std::sync::Arc<crate::core_btf::Btf>>,
     /// Program BTF with its func and line info, given by the caller (an object's `.BTF` and
     /// `.BTF.ext`, as libbpf loads it) instead of built from the instructions' source locations.
     pub(crate) program_btf: Option<btf_info::ProgBtf>,
+}
+
+/// What the options say; fields are set with [`LoadOptions::new`] and the setters only (getters
+/// are `get_*`, as `std::process::Command`'s, since the setters have the plain names).
+impl LoadOptions {
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+    pub fn get_prog_type(&self) -> ProgType {
+        self.prog_type
+    }
+    pub fn get_expected_attach_type(&self) -> Option<AttachType> {
+        self.expected_attach_type
+    }
+    pub fn get_attach_btf_id(&self) -> u32 {
+        self.attach_btf_id
+    }
+    pub fn get_log_level(&self) -> u32 {
+        self.log_level
+    }
+    pub fn get_log_size(&self) -> usize {
+        self.log_size
+    }
+    pub fn get_flags(&self) -> ProgFlags {
+        self.flags
+    }
 }
 
 impl LoadOptions {

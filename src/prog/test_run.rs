@@ -11,19 +11,19 @@ use crate::sys::{self, Cmd, SysError, TestRunAttr};
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct TestRun {
-    pub data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
     /// The context struct passed in (`struct __sk_buff`, `struct xdp_md`, raw_tp args, …).
-    pub ctx: Option<Vec<u8>>,
+    pub(crate) ctx: Option<Vec<u8>>,
     /// Room for output context (defaults to the input context's size).
-    pub ctx_out_size: Option<usize>,
-    pub repeat: u32,
+    pub(crate) ctx_out_size: Option<usize>,
+    pub(crate) repeat: u32,
     /// Room for the program to grow the packet (e.g. `bpf_xdp_adjust_tail`).
-    pub data_out_extra: usize,
+    pub(crate) data_out_extra: usize,
     /// `BPF_F_TEST_RUN_ON_CPU` etc.
-    pub flags: u32,
-    pub cpu: u32,
+    pub(crate) flags: u32,
+    pub(crate) cpu: u32,
     /// XDP live-frames batch size.
-    pub batch_size: u32,
+    pub(crate) batch_size: u32,
 }
 
 impl TestRun {

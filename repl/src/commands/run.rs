@@ -237,7 +237,7 @@ fn check_maps_declared(
     text: &str,
 ) -> Result<(), CliError> {
     for (i, name) in asm.map_references() {
-        if !maps.iter().any(|m| m.name == name) {
+        if !maps.iter().any(|m| m.get_name() == name) {
             let loc = asm.loc(i);
             return Err(CliError::UndeclaredMap {
                 name: name.to_owned(),

@@ -128,7 +128,7 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             load_options_for(t.parse()?, attach, 0, name.to_owned())
         }
     };
-    let prog_type = opts.prog_type;
+    let prog_type = opts.get_prog_type();
     let entry = s.program(name)?;
     if let Some(object) = &entry.object {
         return Err(crate::error::CliError::from(format!("program {name} was loaded from object {object} by `:open`; it is not typed here")));

@@ -246,11 +246,11 @@ fn parse_statement_inner(text: &str, dialect: Dialect, holes: &Holes) -> Result<
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ParseOptions {
-    pub dialect: Dialect,
+    dialect: Dialect,
     /// Named in errors and source locations: a file path, `<repl>`, `<stdin>`.
-    pub origin: Arc<str>,
+    origin: Arc<str>,
     /// The line number of the text's first line (for text embedded in a larger file).
-    pub first_line: u32,
+    first_line: u32,
 }
 
 impl Default for ParseOptions {
