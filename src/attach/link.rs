@@ -270,7 +270,7 @@ impl Drop for Link {
                 let _ = attachment.detach();
             }
             Inner::SocketFilter { sock } => {
-                let _ = sys::netlink::socket_detach_bpf(sock.as_fd());
+                let _ = sys::socket_detach_bpf(sock.as_fd());
             }
             // The members detach as they drop (with the field, before the guards).
             Inner::Group(_) => {}

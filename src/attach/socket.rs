@@ -65,10 +65,10 @@ impl Program {
     pub fn attach_socket_filter(&self, sock: impl AsFd) -> Result<Link, LinkError> {
         let what = format!("socket fd {} ← {}", sock.as_fd().as_raw_fd(), self.describe());
         check_prog_type(self, &[ProgType::SocketFilter], &what)?;
-        sys::netlink::socket_attach_bpf(sock.as_fd(), self.as_fd()).map_err(|source| SysError::new(format!("setsockopt(SO_ATTACH_BPF, {what})"), source))?;
+        sys::socket_attach_bpf(sock.as_fd(), self.as_fd()).map_err(|source| SysError::new(format!("setsockopt(SO_ATTACH_BPF, {what})"), source))?;
         let dup = sys::dup(sock.as_fd(), &what).inspect_err(|_| {
             // Without an fd to detach through, leave nothing behind.
-            let _ = sys::netlink::socket_detach_bpf(sock.as_fd());
+            let _ = sys::socket_detach_bpf(sock.as_fd());
         })?;
         Ok(Link::from_socket_filter(dup, what))
     }

@@ -253,7 +253,7 @@ impl Netlink {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         for opt in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
             // Older kernels lack these options; requests still work, only with plainer errors.
-            let _ = setsockopt_int(fd.as_fd(), libc::SOL_NETLINK, opt, 1);
+            let _ = super::socket::setsockopt_int(fd.as_fd(), libc::SOL_NETLINK, opt, 1);
         }
         let tv = libc::timeval { tv_sec: REPLY_TIMEOUT_SECS, tv_usec: 0 };
         // SAFETY: `tv` is a live `struct timeval` of the size passed.
@@ -593,27 +593,6 @@ impl NetlinkAttachment {
         self.done = true;
         Ok(())
     }
-}
-
-fn setsockopt_int(sock: BorrowedFd<'_>, level: i32, opt: i32, value: i32) -> io::Result<()> {
-    // SAFETY: `value` is a live int of the size passed.
-    let ret = unsafe {
-        libc::setsockopt(sock.as_raw_fd(), level, opt, &value as *const i32 as *const libc::c_void, std::mem::size_of::<i32>() as libc::socklen_t)
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `SO_ATTACH_BPF`: run socket filter `prog` on what `sock` receives (replacing any filter).
-pub fn socket_attach_bpf(sock: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_ATTACH_BPF, prog.as_raw_fd())
-}
-
-/// `SO_DETACH_BPF`: remove the socket's filter.
-pub fn socket_detach_bpf(sock: BorrowedFd<'_>) -> io::Result<()> {
-    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_DETACH_BPF, 0)
 }
 
 /// The index of interface `name` in this thread's network namespace.

@@ -1,6 +1,6 @@
 //! Object-level commands shared by maps, programs, links and BTF: info by fd, id iteration,
 //! fd by id, pinning on bpffs (with the mount checks), run-time stats, and memory mappings of
-//! maps. Safe wrappers; the `unsafe` they need is here, each with a `// SAFETY:` line.
+//! maps, BPF_PROG_ATTACH/DETACH. Safe wrappers; the `unsafe` they need is here, each with a `// SAFETY:` line.
 
 use std::ffi::CString;
 use std::io;
@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{bpf, bpf_fd, ptr, BpfAttr, Cmd, EnableStatsAttr, GetIdAttr, InfoByFdAttr, ObjPinAttr};
+use super::{bpf, bpf_fd, ptr, BpfAttr, Cmd, EnableStatsAttr, GetIdAttr, InfoByFdAttr, ObjPinAttr, ProgAttachAttr};
 
 /// `BPF_FS_MAGIC` from `linux/magic.h`.
 pub const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -190,4 +190,22 @@ pub fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n > 0 { n as usize } else { 4096 }
+}
+
+/// `BPF_PROG_ATTACH` of `prog` to `target` (a cgroup, a sockmap, a netns …) as `attach_type`.
+pub fn prog_attach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u32, flags: u32) -> io::Result<()> {
+    let mut attr = ProgAttachAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        attach_flags: flags,
+        ..Default::default()
+    };
+    bpf(Cmd::ProgAttach, &mut attr).map(|_| ())
+}
+
+/// `BPF_PROG_DETACH` of `prog` from `target`.
+pub fn prog_detach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u32) -> io::Result<()> {
+    let mut attr = ProgAttachAttr { target_fd: target.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type, ..Default::default() };
+    bpf(Cmd::ProgDetach, &mut attr).map(|_| ())
 }

@@ -1,11 +1,8 @@
-//! The few non-bpf(2) system calls bpfkit needs around maps and programs: perf_event_open(2)
-//! (perf event arrays, perf_event programs), pidfd_open(2) (task storage keys), the socket
-//! cookie (what sockmaps report for a socket), and BPF_PROG_ATTACH/DETACH.
+//! perf_event_open(2) and the perf event ioctls: perf event arrays, perf_event programs, and
+//! tracepoint, kprobe and uprobe events that programs attach to.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-use super::{bpf, Cmd, ProgAttachAttr};
 
 /// `struct perf_event_attr` (`PERF_ATTR_SIZE_VER8`, 136 bytes). Bit flags of the C bitfield
 /// word are in [`PerfEventAttr::flags`] (`disabled` = bit 0, `inherit` = 1, `exclude_kernel` = 5,
@@ -70,49 +67,6 @@ pub fn perf_event_open(attr: &PerfEventAttr, pid: i32, cpu: i32, group_fd: i32, 
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// pidfd_open(2): an fd for process `pid` (the key of task storage maps).
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain integer arguments.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// The socket's cookie (`SO_COOKIE`): what sockmaps and reuseport arrays return for it.
-pub fn socket_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut cookie: u64 = 0;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: `cookie` and `len` are live and correctly sized for SO_COOKIE's u64 result.
-    let ret = unsafe {
-        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, &mut cookie as *mut u64 as *mut libc::c_void, &mut len)
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cookie)
-}
-
-/// `BPF_PROG_ATTACH` of `prog` to `target` (a cgroup, a sockmap, a netns …) as `attach_type`.
-pub fn prog_attach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u32, flags: u32) -> io::Result<()> {
-    let mut attr = ProgAttachAttr {
-        target_fd: target.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type,
-        attach_flags: flags,
-        ..Default::default()
-    };
-    bpf(Cmd::ProgAttach, &mut attr).map(|_| ())
-}
-
-/// `BPF_PROG_DETACH` of `prog` from `target`.
-pub fn prog_detach(prog: BorrowedFd<'_>, target: BorrowedFd<'_>, attach_type: u32) -> io::Result<()> {
-    let mut attr = ProgAttachAttr { target_fd: target.as_raw_fd() as u32, attach_bpf_fd: prog.as_raw_fd() as u32, attach_type, ..Default::default() };
-    bpf(Cmd::ProgDetach, &mut attr).map(|_| ())
-}
-
 const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
@@ -141,29 +95,3 @@ pub fn perf_event_disable(perf: BorrowedFd<'_>) -> io::Result<()> {
     perf_ioctl(perf, PERF_EVENT_IOC_DISABLE, 0)
 }
 
-/// Where tracefs is mounted: `/sys/kernel/tracing`, else the old `/sys/kernel/debug/tracing`;
-/// when neither is mounted, tracefs is mounted at `/sys/kernel/tracing` (needs CAP_SYS_ADMIN).
-pub fn tracefs_dir() -> io::Result<std::path::PathBuf> {
-    const TRACEFS_MAGIC: i64 = 0x7472_6163;
-    let primary = std::path::Path::new("/sys/kernel/tracing");
-    for dir in [primary, std::path::Path::new("/sys/kernel/debug/tracing")] {
-        if super::fs_magic(dir).ok() == Some(TRACEFS_MAGIC) {
-            return Ok(dir.to_path_buf());
-        }
-    }
-    let target = c"/sys/kernel/tracing";
-    let fstype = c"tracefs";
-    // SAFETY: NUL-terminated static strings; no data argument.
-    let ret = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
-    if ret != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {e}")));
-    }
-    Ok(primary.to_path_buf())
-}
-
-/// The calling thread's id (what `bpf_get_current_pid_tgid()` returns in its low 32 bits).
-pub fn gettid() -> i32 {
-    // SAFETY: gettid(2) has no arguments and cannot fail.
-    unsafe { libc::gettid() }
-}
