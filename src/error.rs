@@ -44,7 +44,7 @@ mod tests {
         let _ = crate::prog::LoadError::errno;
         let _ = crate::prog::KfuncError::errno;
         let _ = crate::attach::LinkError::errno;
-        let _ = crate::attach::kprobe::ProbeError::errno;
+        let _ = crate::attach::ProbeError::errno;
         let _ = crate::attach::symbols::SymbolError::errno;
         let _ = crate::events::EventError::errno;
         let _ = crate::events::StackError::errno;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use bpfkit::attach::fentry::{BtfTarget, TracingHook};
 use bpfkit::attach::iter::{self, IterScope};
-use bpfkit::attach::kprobe::{KprobeTarget, ProbeError};
+use bpfkit::attach::kprobe::KprobeTarget;
+use bpfkit::attach::ProbeError;
 use bpfkit::attach::symbols::{self, ElfBinary};
 use bpfkit::attach::uprobe::{self, UprobeMulti, UprobeTarget};
 use bpfkit::attach::usdt::{self, UsdtTarget};

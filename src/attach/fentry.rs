@@ -17,10 +17,10 @@
 //! let target = BtfTarget::find(TracingHook::Lsm, "file_open")?;
 //! assert_eq!(target.function, "bpf_lsm_file_open");
 //! let opts = target.load_options("deny_open"); // ProgType::Lsm, AttachType::LsmMac, the BTF id
-//! # Ok::<(), bpfkit::attach::kprobe::ProbeError>(())
+//! # Ok::<(), bpfkit::attach::ProbeError>(())
 //! ```
 
-use super::kprobe::ProbeError;
+use super::probe::ProbeError;
 use crate::core_btf::{Btf, Kind};
 use crate::insn::Assembled;
 use crate::maps::{Map, MapSpec, MapType};

@@ -11,7 +11,7 @@
 //! 3. Open a reader: [`open`] (`BPF_ITER_CREATE`), a [`File`] whose `read` runs the program.
 //!
 //! ```no_run
-//! # fn f(asm: &bpfkit::insn::Assembled) -> Result<(), bpfkit::attach::kprobe::ProbeError> {
+//! # fn f(asm: &bpfkit::insn::Assembled) -> Result<(), bpfkit::attach::ProbeError> {
 //! use bpfkit::attach::iter::{self, IterScope};
 //! use bpfkit::prog::Program;
 //! let prog = Program::load(asm, &[], &iter::load_options("dump_tasks", "task")?)?;
@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use super::kprobe::{sys_error, ProbeError};
+use super::probe::{sys_error, ProbeError};
 use super::link::{Link, LinkError};
 use crate::core_btf::{Btf, Kind};
 use crate::prog::{AttachType, LoadOptions, ProgType, Program};

@@ -12,6 +12,7 @@ pub mod fentry;
 pub mod iter;
 pub mod kprobe;
 mod link;
+mod probe;
 mod socket;
 pub mod symbols;
 mod tc;
@@ -22,6 +23,7 @@ pub mod usdt;
 mod xdp;
 
 pub use link::{AttachPath, Link, LinkError, LinkInfo, LinkType};
+pub use probe::{ProbeError, TRACEFS_GROUP};
 pub use socket::{NetfilterHook, NfFamily, NfHook};
 pub use tc::{cls_bpf_filters, TcDirection, TcOptions};
 pub use tracepoint_format::{TracepointField, TracepointFormat};

@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! # use bpfkit::prog::Program;
-//! # fn f(prog: &Program) -> Result<(), bpfkit::attach::kprobe::ProbeError> {
+//! # fn f(prog: &Program) -> Result<(), bpfkit::attach::ProbeError> {
 //! use bpfkit::attach::uprobe::UprobeTarget;
 //! let entry = prog.attach_uprobe(&UprobeTarget::symbol("libc.so.6", "getpid").pid(1234))?;
 //! let inner = prog.attach_uprobe(&UprobeTarget::symbol("/usr/bin/bash", "main").at(4))?;
@@ -32,7 +32,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use super::kprobe::{attach_probe, sys_error, ProbeError, ProbeRequest};
+use super::probe::{attach_probe, sys_error, ProbeError, ProbeRequest};
 use super::link::Link;
 use super::symbols::{self, ElfBinary, SymbolError};
 use crate::core_btf::{Btf, Kind};

@@ -52,7 +52,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::kprobe::ProbeError;
+use super::probe::ProbeError;
 use super::Link;
 use super::symbols::{self, ElfBinary};
 use super::uprobe::{pt_regs_offset, UprobeTarget};

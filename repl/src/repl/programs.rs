@@ -5,7 +5,7 @@ use std::io::Write;
 
 use bpfkit::attach::fentry::{BtfTarget, TracingHook};
 use bpfkit::attach::iter;
-use bpfkit::attach::kprobe::ProbeError;
+use bpfkit::attach::ProbeError;
 use bpfkit::maps::Map;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgType, Program, TestRun};
