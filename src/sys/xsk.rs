@@ -21,13 +21,13 @@ const DESC_SIZE: usize = std::mem::size_of::<libc::xdp_desc>();
 #[non_exhaustive]
 pub struct XskConfig {
     /// Number of UMEM frames.
-    pub frames: u32,
+    pub(crate) frames: u32,
     /// Bytes per frame (a power of two from 2048 to the page size).
-    pub frame_size: u32,
+    pub(crate) frame_size: u32,
     /// Entries of each ring.
-    pub ring_size: u32,
+    pub(crate) ring_size: u32,
     /// The interface queue to bind to.
-    pub queue_id: u32,
+    pub(crate) queue_id: u32,
 }
 
 impl Default for XskConfig {
