@@ -13,16 +13,27 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Reg {
+    /// `r0`: return value of calls and of the program.
     R0 = 0,
+    /// `r1`: first argument; holds the context pointer on program entry.
     R1,
+    /// `r2`: second argument.
     R2,
+    /// `r3`: third argument.
     R3,
+    /// `r4`: fourth argument.
     R4,
+    /// `r5`: fifth argument.
     R5,
+    /// `r6`: callee-saved.
     R6,
+    /// `r7`: callee-saved.
     R7,
+    /// `r8`: callee-saved.
     R8,
+    /// `r9`: callee-saved.
     R9,
+    /// `r10`: read-only frame pointer (top of the 512-byte stack).
     R10,
 }
 
@@ -63,7 +74,9 @@ impl fmt::Display for Reg {
 /// `W64` is the ALU64/JMP class (`r` registers), `W32` the ALU/JMP32 class (`w`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Width {
+    /// 32-bit operands (`BPF_ALU` / `BPF_JMP32` class, `w` registers); ALU results are zero-extended.
     W32,
+    /// 64-bit operands (`BPF_ALU64` / `BPF_JMP` class, `r` registers).
     W64,
 }
 
@@ -100,7 +113,9 @@ impl Size {
 /// The second operand of ALU and jump instructions: a register or a 32-bit immediate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operand {
+    /// A register (`BPF_X` source).
     Reg(Reg),
+    /// A 32-bit immediate (`BPF_K` source), sign-extended at 64-bit width.
     Imm(i32),
 }
 
@@ -119,8 +134,11 @@ impl From<i32> for Operand {
 /// Binary ALU operations (both widths). `neg`, `movsx` and byte swaps are their own variants of [`Insn`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AluOp {
+    /// `BPF_ADD`: `dst += src`.
     Add,
+    /// `BPF_SUB`: `dst -= src`.
     Sub,
+    /// `BPF_MUL`: `dst *= src`.
     Mul,
     /// Unsigned division.
     Div,
@@ -130,18 +148,24 @@ pub enum AluOp {
     Mod,
     /// Signed modulo (cpu v4; offset field 1).
     SMod,
+    /// `BPF_OR`: `dst |= src`.
     Or,
+    /// `BPF_AND`: `dst &= src`.
     And,
+    /// `BPF_XOR`: `dst ^= src`.
     Xor,
+    /// `BPF_LSH`: `dst <<= src`.
     Lsh,
     /// Logical right shift.
     Rsh,
     /// Arithmetic right shift.
     Arsh,
+    /// `BPF_MOV`: `dst = src`.
     Mov,
 }
 
 impl AluOp {
+    /// Every operation, in declaration order.
     pub const ALL: [AluOp; 14] = [
         AluOp::Add,
         AluOp::Sub,
@@ -163,23 +187,32 @@ impl AluOp {
 /// Conditions of conditional jumps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JmpCond {
+    /// `BPF_JEQ`: jump if equal (`if r1 == r2 goto`).
     Eq,
+    /// `BPF_JNE`: jump if not equal (`if r1 != r2 goto`).
     Ne,
     /// Unsigned `>`.
     Gt,
+    /// `BPF_JGE`: jump if unsigned greater or equal (`if r1 >= r2 goto`).
     Ge,
+    /// `BPF_JLT`: jump if unsigned less (`if r1 < r2 goto`).
     Lt,
+    /// `BPF_JLE`: jump if unsigned less or equal (`if r1 <= r2 goto`).
     Le,
     /// Jump if `dst & src != 0`.
     Set,
     /// Signed `>`.
     SGt,
+    /// `BPF_JSGE`: jump if signed greater or equal (`if r1 s>= r2 goto`).
     SGe,
+    /// `BPF_JSLT`: jump if signed less (`if r1 s< r2 goto`).
     SLt,
+    /// `BPF_JSLE`: jump if signed less or equal (`if r1 s<= r2 goto`).
     SLe,
 }
 
 impl JmpCond {
+    /// Every condition, in declaration order.
     pub const ALL: [JmpCond; 11] = [
         JmpCond::Eq,
         JmpCond::Ne,
@@ -209,14 +242,21 @@ pub enum ByteOrder {
 /// Atomic read-modify-write operations (`BPF_STX | BPF_ATOMIC`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AtomicOp {
+    /// `BPF_ADD`: `lock *(size *)(dst + off) += src`.
     Add,
+    /// `BPF_OR`: `lock *(size *)(dst + off) |= src`.
     Or,
+    /// `BPF_AND`: `lock *(size *)(dst + off) &= src`.
     And,
+    /// `BPF_XOR`: `lock *(size *)(dst + off) ^= src`.
     Xor,
     /// `add` returning the old value in the source register.
     FetchAdd,
+    /// `BPF_OR | BPF_FETCH`: `or` returning the old value in the source register.
     FetchOr,
+    /// `BPF_AND | BPF_FETCH`: `and` returning the old value in the source register.
     FetchAnd,
+    /// `BPF_XOR | BPF_FETCH`: `xor` returning the old value in the source register.
     FetchXor,
     /// Exchange: the old value lands in the source register.
     Xchg,
@@ -225,6 +265,7 @@ pub enum AtomicOp {
 }
 
 impl AtomicOp {
+    /// Every operation, in declaration order.
     pub const ALL: [AtomicOp; 10] = [
         AtomicOp::Add,
         AtomicOp::Or,
@@ -275,7 +316,9 @@ impl From<i16> for Target {
 /// How an instruction names a map: by a file descriptor, or by a name bound when the program is loaded.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MapRef {
+    /// A map file descriptor already open in this process.
     Fd(i32),
+    /// A map name, replaced by the map's fd when the program is loaded.
     Name(String),
 }
 
@@ -294,7 +337,9 @@ impl From<String> for MapRef {
 /// A kfunc: by BTF id, or by name looked up in vmlinux BTF when loading.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KfuncRef {
+    /// A BTF type id (of a `BTF_KIND_FUNC`) in vmlinux or the module BTF chosen by `btf_index`.
     Id(i32),
+    /// A function name, resolved to its BTF id in vmlinux BTF at load time.
     Name(String),
 }
 
@@ -387,20 +432,32 @@ pub enum Insn {
 /// What a CO-RE instruction asks of the target BTF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoreKind {
+    /// `BPF_CORE_FIELD_BYTE_OFFSET`: the field's byte offset.
     FieldOffset,
+    /// `BPF_CORE_FIELD_BYTE_SIZE`: the field's size in bytes.
     FieldSize,
+    /// `BPF_CORE_FIELD_EXISTS`: 1 if the field exists in the target, else 0.
     FieldExists,
+    /// `BPF_CORE_FIELD_SIGNED`: 1 if the field is signed.
     FieldSigned,
+    /// `BPF_CORE_FIELD_LSHIFT_U64`: left shift that puts a bitfield at the top of a `u64`.
     FieldLshift,
+    /// `BPF_CORE_FIELD_RSHIFT_U64`: right shift that then extracts the bitfield.
     FieldRshift,
+    /// `BPF_CORE_TYPE_EXISTS`: 1 if the type exists in the target.
     TypeExists,
+    /// `BPF_CORE_TYPE_SIZE`: the type's size in bytes.
     TypeSize,
+    /// `BPF_CORE_TYPE_ID_TARGET`: the type's id in the target BTF.
     TypeId,
+    /// `BPF_CORE_ENUMVAL_EXISTS`: 1 if the enumerator exists in the target.
     EnumExists,
+    /// `BPF_CORE_ENUMVAL_VALUE`: the enumerator's value in the target.
     EnumValue,
 }
 
 impl CoreKind {
+    /// Every kind, in declaration order.
     pub const ALL: [CoreKind; 11] = [
         CoreKind::FieldOffset,
         CoreKind::FieldSize,
@@ -432,6 +489,7 @@ impl CoreKind {
         }
     }
 
+    /// The kind whose grammar name ([`CoreKind::name`]) is `name`.
     pub fn from_name(name: &str) -> Option<CoreKind> {
         CoreKind::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -447,8 +505,11 @@ impl CoreKind {
 /// enum kinds, a path (`real_parent.tgid`, `arr[2].x`) or an enumerator name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CoreAccess {
+    /// What is asked (offset, size, existence, …).
     pub kind: CoreKind,
+    /// The local type's name, possibly with a `___flavor` suffix.
     pub type_name: String,
+    /// The field path or enumerator name; unused by the type kinds.
     pub path: String,
 }
 
