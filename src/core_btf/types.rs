@@ -39,25 +39,45 @@ impl fmt::Display for TypeId {
 /// The kind of a BTF type (`BTF_KIND_*`). [`Kind::Void`] is id 0 only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
+    /// Not a record kind: the type of id 0, `void`.
     Void = 0,
+    /// `BTF_KIND_INT`: an integer (or char/bool) type.
     Int = 1,
+    /// `BTF_KIND_PTR`: a pointer.
     Ptr = 2,
+    /// `BTF_KIND_ARRAY`: an array (`struct btf_array` follows).
     Array = 3,
+    /// `BTF_KIND_STRUCT`: a struct (`struct btf_member` entries follow).
     Struct = 4,
+    /// `BTF_KIND_UNION`: a union (`struct btf_member` entries follow).
     Union = 5,
+    /// `BTF_KIND_ENUM`: an enum of 32-bit values (`struct btf_enum` entries follow).
     Enum = 6,
+    /// `BTF_KIND_FWD`: a forward declaration of a struct or union.
     Fwd = 7,
+    /// `BTF_KIND_TYPEDEF`: a typedef.
     Typedef = 8,
+    /// `BTF_KIND_VOLATILE`: the `volatile` modifier.
     Volatile = 9,
+    /// `BTF_KIND_CONST`: the `const` modifier.
     Const = 10,
+    /// `BTF_KIND_RESTRICT`: the `restrict` modifier.
     Restrict = 11,
+    /// `BTF_KIND_FUNC`: a function, pointing at its FUNC_PROTO.
     Func = 12,
+    /// `BTF_KIND_FUNC_PROTO`: a function signature (`struct btf_param` entries follow).
     FuncProto = 13,
+    /// `BTF_KIND_VAR`: a variable (`struct btf_var` follows).
     Var = 14,
+    /// `BTF_KIND_DATASEC`: an ELF section of variables (`struct btf_var_secinfo` entries follow).
     Datasec = 15,
+    /// `BTF_KIND_FLOAT`: a floating-point type.
     Float = 16,
+    /// `BTF_KIND_DECL_TAG`: a `btf_decl_tag` on a type, member, parameter, function or variable.
     DeclTag = 17,
+    /// `BTF_KIND_TYPE_TAG`: a `btf_type_tag` on a pointee type (e.g. `__user`, `__rcu`).
     TypeTag = 18,
+    /// `BTF_KIND_ENUM64`: an enum of 64-bit values (`struct btf_enum64` entries follow).
     Enum64 = 19,
 }
 
@@ -161,9 +181,13 @@ impl fmt::Display for Kind {
 /// most one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IntEncoding {
+    /// No encoding bits: an unsigned integer.
     Unsigned,
+    /// `BTF_INT_SIGNED`.
     Signed,
+    /// `BTF_INT_CHAR`: a `char` (printing hint only).
     Char,
+    /// `BTF_INT_BOOL`: a `bool`.
     Bool,
 }
 
@@ -192,8 +216,11 @@ impl IntEncoding {
 /// `BTF_VAR_GLOBAL_ALLOCATED`, `BTF_VAR_GLOBAL_EXTERN`); both number them 0, 1, 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Linkage {
+    /// `BTF_FUNC_STATIC` / `BTF_VAR_STATIC` (0).
     Static,
+    /// `BTF_FUNC_GLOBAL` / `BTF_VAR_GLOBAL_ALLOCATED` (1).
     Global,
+    /// `BTF_FUNC_EXTERN` / `BTF_VAR_GLOBAL_EXTERN` (2): defined elsewhere (resolved at load or link).
     Extern,
 }
 
@@ -224,8 +251,11 @@ impl Linkage {
 pub struct Member<'a> {
     /// Empty for an anonymous member (an embedded anonymous struct or union).
     pub name: &'a str,
+    /// The member's type.
     pub ty: TypeId,
+    /// Offset from the start of the struct or union, in bits.
     pub bit_offset: u32,
+    /// Width of a bitfield in bits; 0 for an ordinary member.
     pub bitfield_size: u8,
 }
 
@@ -245,11 +275,14 @@ impl<'a> Member<'a> {
 /// exactly: the reader sign-extends when the enum's kind_flag (signed) is set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EnumValue<'a> {
+    /// The enumerator's name.
     pub name: &'a str,
+    /// The enumerator's value, widened to `i128` so both signednesses fit.
     pub value: i128,
 }
 
 impl<'a> EnumValue<'a> {
+    /// An enumerator `name` with `value`.
     pub fn new(name: &'a str, value: impl Into<i128>) -> EnumValue<'a> {
         EnumValue { name, value: value.into() }
     }
@@ -258,11 +291,14 @@ impl<'a> EnumValue<'a> {
 /// A FUNC_PROTO parameter. A trailing `Param { name: "", ty: TypeId::VOID }` means `...`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Param<'a> {
+    /// The parameter's name; empty when unnamed (and for a trailing `...`).
     pub name: &'a str,
+    /// The parameter's type; `VOID` together with an empty name means `...`.
     pub ty: TypeId,
 }
 
 impl<'a> Param<'a> {
+    /// A parameter `name` of type `ty`.
     pub fn new(name: &'a str, ty: TypeId) -> Param<'a> {
         Param { name, ty }
     }
@@ -271,8 +307,11 @@ impl<'a> Param<'a> {
 /// A DATASEC entry (`struct btf_var_secinfo`): a VAR (or FUNC) at `offset` in the section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VarSecinfo {
+    /// The VAR (or FUNC) this entry places.
     pub ty: TypeId,
+    /// Byte offset of the variable in the section.
     pub offset: u32,
+    /// Size of the variable in bytes.
     pub size: u32,
 }
 
@@ -280,8 +319,11 @@ pub struct VarSecinfo {
 /// borrow from the [`Btf`](super::Btf) it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Type<'a> {
+    /// The type's id.
     pub id: TypeId,
+    /// The type's name; empty when anonymous.
     pub name: &'a str,
+    /// The kind-specific part.
     pub detail: TypeDetail<'a>,
 }
 
@@ -293,83 +335,134 @@ pub enum TypeDetail<'a> {
     /// `size` bytes; the value is `bits` wide starting at bit `offset` (both from the INT's
     /// trailing word).
     Int {
+        /// Size of the type in bytes.
         size: u32,
+        /// Signedness, char or bool (`BTF_INT_ENCODING`).
         encoding: IntEncoding,
+        /// Bit offset of the value within the type (`BTF_INT_OFFSET`; 0 in practice).
         offset: u8,
+        /// Number of value bits (`BTF_INT_BITS`).
         bits: u8,
     },
+    /// `BTF_KIND_PTR`: a pointer.
     Ptr {
+        /// The pointee type.
         target: TypeId,
     },
+    /// `BTF_KIND_ARRAY` (`struct btf_array`).
     Array {
+        /// The element type.
         elem: TypeId,
+        /// The index type (an INT; informational).
         index: TypeId,
+        /// Number of elements.
         len: u32,
     },
+    /// `BTF_KIND_STRUCT`.
     Struct {
+        /// Size of the struct in bytes.
         size: u32,
+        /// The members, in declaration order.
         members: Vec<Member<'a>>,
     },
+    /// `BTF_KIND_UNION`.
     Union {
+        /// Size of the union in bytes.
         size: u32,
+        /// The members, in declaration order.
         members: Vec<Member<'a>>,
     },
     /// `signed` is the kind_flag.
     Enum {
+        /// Size of the enum in bytes (1, 2, 4 or 8).
         size: u32,
+        /// Whether the values are signed.
         signed: bool,
+        /// The enumerators.
         values: Vec<EnumValue<'a>>,
     },
+    /// `BTF_KIND_ENUM64`; `signed` is the kind_flag.
     Enum64 {
+        /// Size of the enum in bytes.
         size: u32,
+        /// Whether the values are signed.
         signed: bool,
+        /// The enumerators.
         values: Vec<EnumValue<'a>>,
     },
     /// `union` is the kind_flag (`union foo;` rather than `struct foo;`).
     Fwd {
+        /// Whether the declaration is of a union rather than a struct.
         union: bool,
     },
+    /// `BTF_KIND_TYPEDEF`.
     Typedef {
+        /// The aliased type.
         target: TypeId,
     },
+    /// `BTF_KIND_VOLATILE`.
     Volatile {
+        /// The qualified type.
         target: TypeId,
     },
+    /// `BTF_KIND_CONST`.
     Const {
+        /// The qualified type.
         target: TypeId,
     },
+    /// `BTF_KIND_RESTRICT`.
     Restrict {
+        /// The qualified type.
         target: TypeId,
     },
+    /// `BTF_KIND_FUNC`.
     Func {
+        /// The function's FUNC_PROTO.
         proto: TypeId,
+        /// `BTF_FUNC_STATIC`, `GLOBAL` or `EXTERN` (the record's vlen).
         linkage: Linkage,
     },
+    /// `BTF_KIND_FUNC_PROTO`: a function signature.
     FuncProto {
+        /// The return type (`VOID` for `void`).
         ret: TypeId,
+        /// The parameters (`struct btf_param`), in order.
         params: Vec<Param<'a>>,
     },
+    /// `BTF_KIND_VAR`.
     Var {
+        /// The variable's type.
         ty: TypeId,
+        /// `BTF_VAR_STATIC`, `GLOBAL_ALLOCATED` or `GLOBAL_EXTERN` (`struct btf_var`'s linkage).
         linkage: Linkage,
     },
+    /// `BTF_KIND_DATASEC`: an ELF section (`.data`, `.bss`, `.maps`, …) of variables.
     Datasec {
+        /// Size of the section in bytes.
         size: u32,
+        /// The section's variables (`struct btf_var_secinfo`).
         vars: Vec<VarSecinfo>,
     },
+    /// `BTF_KIND_FLOAT`.
     Float {
+        /// Size in bytes (2, 4, 8, 12 or 16).
         size: u32,
     },
     /// `component_idx` is -1 for the tagged type itself, else the member/parameter index.
     /// `attr` is the kind_flag (the tag is an `__attribute__` rather than `btf_decl_tag`).
     DeclTag {
+        /// The tagged type, function or variable.
         target: TypeId,
+        /// -1 for the tagged item itself, else the member or parameter index.
         component_idx: i32,
+        /// Whether the tag is a plain attribute (the kind_flag).
         attr: bool,
     },
     /// `attr` as for [`TypeDetail::DeclTag`].
     TypeTag {
+        /// The type the tag applies to.
         target: TypeId,
+        /// Whether the tag is a plain attribute (the kind_flag).
         attr: bool,
     },
 }
