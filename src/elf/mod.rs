@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 /// `R_BPF_*` relocation types (llvm `ELFRelocs/BPF.def`).
 pub mod reloc_type {
+    /// No relocation.
     pub const R_BPF_NONE: u32 = 0;
     /// `ld_imm64` of a map or global variable address (two slots).
     pub const R_BPF_64_64: u32 = 1;
@@ -56,9 +57,12 @@ pub mod reloc_type {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ElfError {
+    /// Reading the object file failed.
     #[error("reading {path}: {source}")]
     Io {
+        /// The file that was read.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -114,7 +118,9 @@ pub enum SectionKind {
 pub struct Section {
     /// Index in the section header table (what symbols' `st_shndx` and `sh_info` refer to).
     pub index: usize,
+    /// The section's name (from `.shstrtab`).
     pub name: String,
+    /// What the section holds.
     pub kind: SectionKind,
     /// `sh_type` (`SHT_*`).
     pub sh_type: u32,
@@ -122,6 +128,7 @@ pub struct Section {
     pub flags: u64,
     /// `sh_size`: bytes of content (for `SHT_NOBITS`, the size in memory).
     pub size: u64,
+    /// `sh_addralign`: required alignment in bytes.
     pub align: u64,
     /// The content's byte range in the file; `None` for `SHT_NOBITS`.
     file_range: Option<Range<usize>>,
@@ -130,20 +137,30 @@ pub struct Section {
 /// `STT_*` of a symbol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SymbolKind {
+    /// `STT_NOTYPE`.
     NoType,
+    /// `STT_OBJECT`: a data object (a map definition or a global variable).
     Object,
+    /// `STT_FUNC`: a function (a program or subprogram).
     Func,
+    /// `STT_SECTION`: the section itself.
     Section,
+    /// `STT_FILE`: the source file name.
     File,
+    /// Any other `STT_*` value, as stored.
     Other(u8),
 }
 
 /// `STB_*` of a symbol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SymbolBinding {
+    /// `STB_LOCAL`: visible within the object only.
     Local,
+    /// `STB_GLOBAL`.
     Global,
+    /// `STB_WEAK`: global, but may be overridden.
     Weak,
+    /// Any other `STB_*` value, as stored.
     Other(u8),
 }
 
@@ -152,13 +169,17 @@ pub enum SymbolBinding {
 pub struct Symbol {
     /// Index in the symbol table (what relocations' `r_sym` refers to).
     pub index: usize,
+    /// The symbol's name (from `.strtab`); empty for unnamed symbols.
     pub name: String,
+    /// `STT_*` type.
     pub kind: SymbolKind,
+    /// `STB_*` binding.
     pub binding: SymbolBinding,
     /// The defining section's index; `None` for undefined (extern), absolute and common symbols.
     pub section: Option<usize>,
     /// `st_value`: for symbols in a section, the byte offset in it.
     pub value: u64,
+    /// `st_size`: size in bytes (of a function, of a data object).
     pub size: u64,
     /// `STV_HIDDEN` or `STV_INTERNAL` (`__attribute__((visibility("hidden")))`): a global
     /// function libbpf has the verifier check as a static one.
@@ -180,13 +201,17 @@ pub struct Relocation {
 /// section) or a subprogram (usually in `.text`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElfProgram {
+    /// The function's symbol name.
     pub name: String,
+    /// Index of the section that holds it.
     pub section: usize,
+    /// That section's name (e.g. `kprobe/do_sys_open`, `.text`).
     pub section_name: String,
     /// First slot in the section (`st_value / 8`).
     pub first_slot: usize,
     /// Number of slots (`st_size / 8`).
     pub slots: usize,
+    /// The symbol's binding (`STB_GLOBAL` for programs, often `STB_LOCAL` for static subprograms).
     pub binding: SymbolBinding,
 }
 

@@ -31,10 +31,12 @@ pub struct SourceLoc {
 pub struct SourceText {
     /// A file path, `<repl>`, `<stdin>`, …
     pub origin: Arc<str>,
+    /// The whole text.
     pub text: Box<str>,
 }
 
 impl SourceText {
+    /// The text `text` read from `origin`, shared by the locations that point into it.
     pub fn new(origin: Arc<str>, text: impl Into<Box<str>>) -> Arc<SourceText> {
         Arc::new(SourceText { origin, text: text.into() })
     }
@@ -95,7 +97,9 @@ impl fmt::Display for SourceLoc {
 /// An element of a [`Program`]: an instruction or a label definition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
+    /// A label definition (`name:`), with where it was written.
     Label { name: String, loc: Option<SourceLoc> },
+    /// An instruction, with where it was written.
     Insn { insn: Insn, loc: Option<SourceLoc> },
 }
 
@@ -109,10 +113,13 @@ pub struct Program {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AssembleError {
+    /// A jump or call names a label that is never defined.
     #[error("{}undefined label `{name}`", at(.loc))]
     UndefinedLabel { name: String, loc: Option<SourceLoc> },
+    /// A label is defined twice; `first` is the first definition.
     #[error("{}duplicate label `{name}` (first defined{})", at(.loc), first.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
     DuplicateLabel { name: String, loc: Option<SourceLoc>, first: Option<SourceLoc> },
+    /// A 16-bit jump's target is `distance` slots away, beyond the offset field's range.
     #[error("{}jump to `{name}` is {distance} slots away, outside the 16-bit offset range (-32768..=32767){}", at(.loc),
         if *.can_use_gotol { "; use `gotol` (a 32-bit unconditional jump) or restructure" } else { "; invert the condition around a `gotol`" })]
     JumpOutOfRange { name: String, distance: i64, loc: Option<SourceLoc>, can_use_gotol: bool },
@@ -123,6 +130,7 @@ fn at(loc: &Option<SourceLoc>) -> String {
 }
 
 impl Program {
+    /// An empty program.
     pub fn new() -> Self {
         Program::default()
     }
@@ -187,6 +195,7 @@ impl Program {
         }
     }
 
+    /// The instructions and labels, in order.
     pub fn items(&self) -> &[Item] {
         &self.items
     }
@@ -199,6 +208,7 @@ impl Program {
         })
     }
 
+    /// Whether the program has no instructions (labels alone do not count).
     pub fn is_empty(&self) -> bool {
         self.insns().next().is_none()
     }
@@ -341,10 +351,12 @@ impl Assembled {
         Assembled { insns, locs, slot_of, slots: slot, labels: HashMap::new() }
     }
 
+    /// The assembled instructions, in order.
     pub fn insns(&self) -> &[Insn] {
         &self.insns
     }
 
+    /// Mutable access to the assembled instructions (e.g. to patch immediates).
     pub fn insns_mut(&mut self) -> &mut [Insn] {
         &mut self.insns
     }
