@@ -80,9 +80,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BtfError {
+    /// Reading a BTF file (e.g. `/sys/kernel/btf/vmlinux`) failed.
     #[error("reading BTF from {path}: {source}")]
     Io {
+        /// The file that was read.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: io::Error,
     },
@@ -113,12 +116,15 @@ pub enum BtfError {
     /// The kernel refused the blob; `decisive` is the kernel log's last meaningful line(s).
     #[error("btf_load: {}: {decisive}", errno_name(.source))]
     Rejected {
+        /// The kernel log's last meaningful line(s).
         decisive: String,
         /// The whole BTF verifier log.
         log: String,
+        /// The `BPF_BTF_LOAD` error.
         #[source]
         source: io::Error,
     },
+    /// A system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
 }
