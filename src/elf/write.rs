@@ -32,18 +32,25 @@ use crate::prog::btf_info::{self, FuncInfoRecord, LineInfoRecord};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
+    /// A program names a map the writer was not given.
     #[error("program \"{prog}\" refers to map \"{map}\", which the object does not define (add it with `ObjectWriter::map`)")]
     UnknownMap { prog: String, map: String },
+    /// An instruction (at `index` in program `prog`) has no ELF form, e.g. a map bound by fd.
     #[error("program \"{prog}\": instruction {index} `{what}` cannot be written to an object: {why}")]
     Unsupported { prog: String, index: usize, what: String, why: &'static str },
+    /// Two programs or maps have the same name.
     #[error("two {what} are named \"{name}\"")]
     Duplicate { what: &'static str, name: String },
+    /// Encoding a program's instructions failed.
     #[error("program \"{prog}\": {source}")]
     Encode { prog: String, source: crate::insn::EncodeError },
+    /// Building the object's `.BTF` failed.
     #[error("BTF for the object: {0}")]
     Btf(#[from] BtfError),
+    /// The `object` crate could not write the ELF file.
     #[error("ELF: {0}")]
     Elf(String),
+    /// Writing the file at `path` failed.
     #[error("write {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }

@@ -12,23 +12,30 @@ use super::opcode::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
 pub struct RawInsn {
+    /// The opcode: class, size/mode or operation, and source bits.
     pub code: u8,
     /// `dst_reg` in the low nibble, `src_reg` in the high nibble.
     pub regs: u8,
+    /// The offset field: memory offset or jump offset in slots.
     pub off: i16,
+    /// The immediate field.
     pub imm: i32,
 }
 
 impl RawInsn {
+    /// A slot with registers `dst` and `src` (each masked to 4 bits) packed into `regs`.
     pub fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
         RawInsn { code, regs: (dst & 0xf) | (src << 4), off, imm }
     }
+    /// The destination register number (`dst_reg`).
     pub fn dst(&self) -> u8 {
         self.regs & 0xf
     }
+    /// The source register number (`src_reg`).
     pub fn src(&self) -> u8 {
         self.regs >> 4
     }
+    /// The slot's 8 bytes as the kernel reads them (little-endian).
     pub fn to_bytes(self) -> [u8; 8] {
         let mut b = [0u8; 8];
         b[0] = self.code;
@@ -37,6 +44,7 @@ impl RawInsn {
         b[4..8].copy_from_slice(&self.imm.to_le_bytes());
         b
     }
+    /// A slot from its 8 little-endian bytes.
     pub fn from_bytes(b: [u8; 8]) -> Self {
         RawInsn {
             code: b[0],
@@ -49,6 +57,7 @@ impl RawInsn {
     pub fn to_u64(self) -> u64 {
         u64::from_le_bytes(self.to_bytes())
     }
+    /// A slot from its little-endian u64 form ([`RawInsn::to_u64`]).
     pub fn from_u64(v: u64) -> Self {
         RawInsn::from_bytes(v.to_le_bytes())
     }
@@ -58,16 +67,22 @@ impl RawInsn {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
+    /// A jump or call still names a label.
     #[error("label `{0}` is not resolved: assemble the program first")]
     UnresolvedLabel(String),
+    /// A map is still referred to by name.
     #[error("map `{0}` is not bound to a file descriptor: load the program with its maps")]
     UnresolvedMap(String),
+    /// A kfunc is still referred to by name.
     #[error("kfunc `{0}` is not resolved to a BTF id")]
     UnresolvedKfunc(String),
+    /// A jump offset does not fit the instruction's 16-bit offset field.
     #[error("offset {0} does not fit the 16-bit offset field of this jump")]
     OffsetOutOfRange(i32),
+    /// An operand combination the wire format cannot express.
     #[error("invalid operand: {0}")]
     Invalid(&'static str),
+    /// A CO-RE instruction, which only the loader can resolve.
     #[error("CO-RE relocation `{0}` is resolved against the kernel's BTF when the program is loaded")]
     UnresolvedCore(String),
 }
@@ -77,9 +92,11 @@ pub enum EncodeError {
 #[error("slot {slot} ({raw:016x}): {reason}")]
 #[non_exhaustive]
 pub struct DecodeError {
+    /// Index of the offending slot.
     pub slot: usize,
     /// The slot as a little-endian u64.
     pub raw: u64,
+    /// What is wrong with it.
     pub reason: String,
 }
 
