@@ -29,7 +29,9 @@ pub enum Dialect {
     /// Either, decided per statement.
     #[default]
     Auto,
+    /// Only the mnemonic dialect ([`mnemonic`]: `mov r0, 0`, `ldxw r1, [r2+4]`).
     Mnemonic,
+    /// Only the LLVM / verifier-log dialect ([`llvm`]: `r0 = 0`, `r1 = *(u32 *)(r2 + 4)`).
     Llvm,
 }
 
@@ -38,9 +40,13 @@ pub enum Dialect {
 #[error("{origin}:{line}:{column}: {message}")]
 #[non_exhaustive]
 pub struct ParseError {
+    /// Where the text came from: a file path, `<repl>`, `<stdin>`, …
     pub origin: Arc<str>,
+    /// 1-based line of the error.
     pub line: u32,
+    /// 1-based column of the error, in characters.
     pub column: u32,
+    /// What went wrong and what was expected.
     pub message: String,
     /// The offending statement's text, for display with a caret.
     pub source_line: String,
@@ -70,7 +76,9 @@ pub enum HoleKind {
 /// The value of a `{hole}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HoleValue {
+    /// An integer (for the immediate and offset kinds; range-checked when used).
     Int(i128),
+    /// A map handle.
     Map(MapRef),
 }
 
@@ -260,17 +268,21 @@ impl Default for ParseOptions {
 }
 
 impl ParseOptions {
+    /// The defaults: [`Dialect::Auto`], origin `<input>`, first line 1.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Which dialect(s) to accept.
     pub fn dialect(mut self, d: Dialect) -> Self {
         self.dialect = d;
         self
     }
+    /// The name errors and source locations give the text (a file path, `<repl>`, …).
     pub fn origin(mut self, o: impl Into<Arc<str>>) -> Self {
         self.origin = o.into();
         self
     }
+    /// The line number of the text's first line (for text embedded in a larger file).
     pub fn first_line(mut self, l: u32) -> Self {
         self.first_line = l;
         self
@@ -326,8 +338,11 @@ fn push_statement(prog: &mut Program, s: Statement, source: &Arc<SourceText>, li
 /// One statement of a `bpf_asm!` invocation: its text and where it starts in the Rust file.
 #[derive(Clone, Copy, Debug)]
 pub struct MacroStatement {
+    /// The statement's text.
     pub text: &'static str,
+    /// 1-based line where it starts in the Rust file.
     pub line: u32,
+    /// 1-based column where it starts in the Rust file.
     pub column: u32,
 }
 
