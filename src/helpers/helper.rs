@@ -34,24 +34,33 @@ pub enum ArgKind {
 pub enum RetKind {
     /// A pointer that may be NULL: check it before use.
     PtrOrNull,
+    /// A number.
     Scalar,
+    /// Returns nothing (`void`).
     Void,
 }
 
 /// One argument: its C type, name and kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Param {
+    /// The C type, as written in the prototype (`const void *`).
     pub ty: &'static str,
+    /// The parameter's name in the prototype.
     pub name: &'static str,
+    /// What kind of value the argument takes.
     pub kind: ArgKind,
 }
 
 /// A helper's C prototype, split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HelperSig {
+    /// The helper's C name (`bpf_map_lookup_elem`).
     pub name: &'static str,
+    /// The C return type, as written in the prototype (`void *`, `long`).
     pub ret: &'static str,
+    /// What the return value is.
     pub ret_kind: RetKind,
+    /// The parameters, in order.
     pub params: &'static [Param],
 }
 
@@ -67,9 +76,13 @@ impl HelperSig {
 /// A helper: id, name, signature (when documented) and the kernel version it appeared in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Helper {
+    /// The `enum bpf_func_id` number.
     pub id: u32,
+    /// The helper's name.
     pub name: &'static str,
+    /// The C prototype, when known.
     pub sig: Option<&'static HelperSig>,
+    /// The kernel version that added the helper, when known.
     pub since: Option<KernelVersion>,
 }
 
