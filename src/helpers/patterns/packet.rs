@@ -128,19 +128,30 @@ pub enum PacketCtx {
 /// What [`parse_ports`] writes (16 bytes, native endian, ports in host order).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketInfo {
+    /// The Ethernet header's EtherType in host order (0x0800 IPv4, 0x86dd IPv6).
     pub ethertype: u16,
+    /// The IP protocol number of the L4 header (6 TCP, 17 UDP).
     pub l4_proto: u8,
+    /// TCP/UDP source port, in host order.
     pub sport: u16,
+    /// TCP/UDP destination port, in host order.
     pub dport: u16,
+    /// Byte offset of the TCP/UDP header from the start of the packet (`data`).
     pub l4_offset: u16,
 }
 
 impl PacketInfo {
+    /// Size of the struct on the stack, in bytes.
     pub const SIZE: usize = 16;
+    /// Byte offset of `ethertype` in the struct (for `stx`/`ldx` off the stack slot).
     pub const ETHERTYPE: i16 = 0;
+    /// Byte offset of `l4_proto` in the struct.
     pub const L4_PROTO: i16 = 2;
+    /// Byte offset of `sport` in the struct.
     pub const SPORT: i16 = 4;
+    /// Byte offset of `dport` in the struct.
     pub const DPORT: i16 = 6;
+    /// Byte offset of `l4_offset` in the struct.
     pub const L4_OFFSET: i16 = 8;
 
     /// Decode the bytes a program copied out (`None` if fewer than 16).

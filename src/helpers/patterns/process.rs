@@ -51,20 +51,30 @@ use crate::insn::{AluOp, JmpCond, Program, Reg, Size};
 /// The struct [`process_info`] writes (32 bytes, native endian).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcInfo {
+    /// Process id (thread group id): the high 32 bits of `bpf_get_current_pid_tgid`.
     pub tgid: u32,
+    /// Thread id: the low 32 bits of `bpf_get_current_pid_tgid`.
     pub tid: u32,
+    /// User id: the low 32 bits of `bpf_get_current_uid_gid`.
     pub uid: u32,
+    /// Group id: the high 32 bits of `bpf_get_current_uid_gid`.
     pub gid: u32,
+    /// The task's command name from `bpf_get_current_comm`, NUL-padded.
     pub comm: [u8; 16],
 }
 
 impl ProcInfo {
     /// Its size on the stack.
     pub const SIZE: usize = 32;
+    /// Byte offset of `tgid` in the struct (for `stx`/`ldx` off the stack slot).
     pub const TGID: i16 = 0;
+    /// Byte offset of `tid` in the struct.
     pub const TID: i16 = 4;
+    /// Byte offset of `uid` in the struct.
     pub const UID: i16 = 8;
+    /// Byte offset of `gid` in the struct.
     pub const GID: i16 = 12;
+    /// Byte offset of `comm` in the struct.
     pub const COMM: i16 = 16;
 
     /// Decode the bytes a program copied out (`None` if fewer than 32).
