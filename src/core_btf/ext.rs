@@ -24,7 +24,9 @@ use super::Btf;
 #[error(".BTF.ext at byte {offset}: {reason}")]
 #[non_exhaustive]
 pub struct BtfExtError {
+    /// Byte offset in the `.BTF.ext` section of the malformed part.
     pub offset: usize,
+    /// What is wrong there.
     pub reason: String,
 }
 
@@ -33,6 +35,7 @@ pub struct BtfExtError {
 pub struct FuncInfo {
     /// Byte offset of the function's first instruction in its section.
     pub insn_off: u32,
+    /// The function's `BTF_KIND_FUNC` in the object's `.BTF`.
     pub type_id: TypeId,
 }
 
@@ -41,10 +44,13 @@ pub struct FuncInfo {
 pub struct LineInfo {
     /// Byte offset of the instruction in its section.
     pub insn_off: u32,
+    /// The source file's name (from the `.BTF` string section).
     pub file_name: String,
     /// The source line's text.
     pub line: String,
+    /// 1-based source line number (`line_col >> 10`).
     pub line_num: u32,
+    /// Source column (`line_col & 0x3ff`).
     pub column: u32,
 }
 
@@ -53,14 +59,18 @@ pub struct LineInfo {
 pub struct ExtSection<T> {
     /// The ELF section's name (`tracepoint/syscalls/sys_enter_openat`, `.text`, …).
     pub name: String,
+    /// The section's records, in `.BTF.ext` order.
     pub records: Vec<T>,
 }
 
 /// A parsed `.BTF.ext`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BtfExt {
+    /// Function info (`struct bpf_func_info`) per program section.
     pub func_info: Vec<ExtSection<FuncInfo>>,
+    /// Line info (`struct bpf_line_info`) per program section.
     pub line_info: Vec<ExtSection<LineInfo>>,
+    /// CO-RE relocations (`struct bpf_core_relo`) per program section.
     pub core_relos: Vec<ExtSection<CoreRelo>>,
 }
 

@@ -23,10 +23,12 @@ pub struct CoreTarget<'a> {
 }
 
 impl<'a> CoreTarget<'a> {
+    /// A target for `btf`; the indexes are built on first use.
     pub fn new(btf: &'a Btf) -> CoreTarget<'a> {
         CoreTarget { btf, flavored: OnceLock::new() }
     }
 
+    /// The target's BTF.
     pub fn btf(&self) -> &'a Btf {
         self.btf
     }
@@ -76,12 +78,15 @@ pub struct Relocator<'a> {
 /// What happened to one relocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
+    /// Where the relocated instruction is.
     pub site: RelocSite,
+    /// What the relocation asks for (`BPF_CORE_FIELD_BYTE_OFFSET`, …).
     pub kind: RelocKind,
     /// The local access, as libbpf prints a spec.
     pub spec: String,
     /// The matched target access (`None` when no candidate matched).
     pub target: Option<String>,
+    /// Patched or poisoned.
     pub outcome: Outcome,
 }
 
@@ -97,6 +102,7 @@ pub enum Outcome {
 }
 
 impl Applied {
+    /// Whether no candidate matched and the instruction was poisoned.
     pub fn is_poisoned(&self) -> bool {
         self.outcome == Outcome::Poisoned
     }
@@ -112,10 +118,12 @@ pub fn find_poisoned<'r>(applied: &'r [Applied], section: &str, slot: usize) -> 
 }
 
 impl<'a> Relocator<'a> {
+    /// A relocator for the object whose BTF is `local`, against `target`.
     pub fn new(local: &'a Btf, target: &'a CoreTarget<'a>) -> Relocator<'a> {
         Relocator { local, target, cands: HashMap::new() }
     }
 
+    /// The target this relocator resolves against.
     pub fn target(&self) -> &'a CoreTarget<'a> {
         self.target
     }
