@@ -206,6 +206,7 @@ pub struct CoreRelo {
     /// The access string: `"0:1:2"` (root index, then member / array indexes) for field
     /// relocations, `"0"` for type relocations, the enumerator index for enum relocations.
     pub access: String,
+    /// What is asked (`bpf_core_relo_kind`: field offset, type size, enum value, …).
     pub kind: RelocKind,
 }
 
@@ -242,8 +243,11 @@ pub enum Cause {
 /// and the slot of the instruction it patches.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RelocSite {
+    /// The ELF section's name.
     pub section: String,
+    /// Index among that section's `.BTF.ext` CO-RE records.
     pub index: usize,
+    /// Slot of the patched instruction in the section (`insn_off / 8`).
     pub slot: usize,
 }
 
@@ -252,12 +256,16 @@ pub struct RelocSite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RelocError {
+    /// Where it is; `None` for a name-based request ([`resolve_named`]).
     pub site: Option<RelocSite>,
+    /// What the relocation asks for.
     pub kind: RelocKind,
     /// The access, as libbpf prints a spec: `<byte_off> [12] struct task_struct.real_parent
     /// (0:61 @ offset 2480)`.
     pub spec: String,
+    /// The class of failure.
     pub cause: Cause,
+    /// The failure in words.
     pub reason: String,
 }
 
