@@ -115,6 +115,7 @@ impl BtfBuilder {
         self.push(name, Kind::Int, false, 0, size, &[encoding.raw() << 24 | bits])
     }
 
+    /// A pointer to `target` (`BTF_KIND_PTR`).
     pub fn add_ptr(&mut self, target: TypeId) -> Result<TypeId, BtfError> {
         self.push("", Kind::Ptr, false, 0, target.0, &[])
     }
@@ -200,18 +201,22 @@ impl BtfBuilder {
         self.push(name, Kind::Fwd, union, 0, 0, &[])
     }
 
+    /// `typedef target name;` (`BTF_KIND_TYPEDEF`).
     pub fn add_typedef(&mut self, name: &str, target: TypeId) -> Result<TypeId, BtfError> {
         self.push(name, Kind::Typedef, false, 0, target.0, &[])
     }
 
+    /// `const target` (`BTF_KIND_CONST`).
     pub fn add_const(&mut self, target: TypeId) -> Result<TypeId, BtfError> {
         self.push("", Kind::Const, false, 0, target.0, &[])
     }
 
+    /// `volatile target` (`BTF_KIND_VOLATILE`).
     pub fn add_volatile(&mut self, target: TypeId) -> Result<TypeId, BtfError> {
         self.push("", Kind::Volatile, false, 0, target.0, &[])
     }
 
+    /// `restrict target` (`BTF_KIND_RESTRICT`).
     pub fn add_restrict(&mut self, target: TypeId) -> Result<TypeId, BtfError> {
         self.push("", Kind::Restrict, false, 0, target.0, &[])
     }
@@ -241,6 +246,7 @@ impl BtfBuilder {
         self.push(name, Kind::Datasec, false, vars.len(), size, &trailer)
     }
 
+    /// A floating-point type of `size` bytes (`BTF_KIND_FLOAT`; `double`: 8).
     pub fn add_float(&mut self, name: &str, size: u32) -> Result<TypeId, BtfError> {
         self.push(name, Kind::Float, false, 0, size, &[])
     }
