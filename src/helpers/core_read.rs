@@ -27,11 +27,14 @@ const PROBE_READ_KERNEL: u32 = 113;
 /// One hop: a member path inside a struct type.
 #[derive(Clone, Copy, Debug)]
 pub struct Hop<'a> {
+    /// The struct type the hop reads from (`task_struct`; flavors allowed).
     pub type_name: &'a str,
+    /// The member path in it whose CO-RE offset is added (`real_parent`, `a.b`).
     pub path: &'a str,
 }
 
 impl<'a> Hop<'a> {
+    /// A hop through `path` of `type_name`.
     pub fn new(type_name: &'a str, path: &'a str) -> Hop<'a> {
         Hop { type_name, path }
     }

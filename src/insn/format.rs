@@ -358,13 +358,16 @@ pub struct DisasmOptions {
 }
 
 impl DisasmOptions {
+    /// Options for `syntax`, without slot numbers or bytes.
     pub fn new(syntax: Syntax) -> Self {
         DisasmOptions { syntax, ..Default::default() }
     }
+    /// Whether to prefix each line with its slot number.
     pub fn slot_numbers(mut self, on: bool) -> Self {
         self.slot_numbers = on;
         self
     }
+    /// Whether to prefix each line with its encoded bytes.
     pub fn bytes(mut self, on: bool) -> Self {
         self.bytes = on;
         self

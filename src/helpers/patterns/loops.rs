@@ -39,7 +39,9 @@ use crate::insn::{Insn, JmpCond, Program, Reg, Size};
 /// the program's last `exit` (subprograms follow the main program).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WithSubprog {
+    /// The instructions that go where the pattern is used.
     pub body: Program,
+    /// The subprogram, to append after the program's last `exit`.
     pub subprog: Program,
 }
 

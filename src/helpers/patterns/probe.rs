@@ -22,7 +22,9 @@ use crate::insn::{Program, Reg};
 /// Which address space the pointer lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Space {
+    /// Kernel memory: read with `bpf_probe_read_kernel(_str)`.
     Kernel,
+    /// User memory: read with `bpf_probe_read_user(_str)`.
     User,
 }
 
