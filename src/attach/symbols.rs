@@ -35,32 +35,32 @@ const PF_X: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SymbolError {
-    #[error("{}: {source}", path.display())]
     /// Reading the file at `path` failed.
+    #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("{}: not a readable ELF file: {message}", path.display())]
     /// The file at `path` is not an ELF file bpfkit can read; `message` says why.
+    #[error("{}: not a readable ELF file: {message}", path.display())]
     Elf { path: PathBuf, message: String },
-    #[error("{}: no function symbol `{symbol}` in .symtab or .dynsym", path.display())]
     /// No function symbol named `symbol` in the binary's `.symtab` or `.dynsym`.
+    #[error("{}: no function symbol `{symbol}` in .symtab or .dynsym", path.display())]
     NotFound { path: PathBuf, symbol: String },
-    #[error("{}: function symbol `{symbol}` is ambiguous: {candidates}", path.display())]
     /// More than one function symbol matches `symbol`, at different addresses; `candidates` lists them.
+    #[error("{}: function symbol `{symbol}` is ambiguous: {candidates}", path.display())]
     Ambiguous { path: PathBuf, symbol: String, candidates: String },
-    #[error("{}: `{symbol}` is an IFUNC (STT_GNU_IFUNC) resolver, not the function it selects; probe the implementation's symbol (e.g. `__memcpy_avx_unaligned`) or its offset", path.display())]
     /// `symbol` is a GNU IFUNC resolver (`STT_GNU_IFUNC`), not a function to probe.
+    #[error("{}: `{symbol}` is an IFUNC (STT_GNU_IFUNC) resolver, not the function it selects; probe the implementation's symbol (e.g. `__memcpy_avx_unaligned`) or its offset", path.display())]
     Ifunc { path: PathBuf, symbol: String },
-    #[error("{}: offset {offset:#x} is past the end of `{symbol}` ({size} bytes)", path.display())]
     /// The offset asked for lies past the end of the function `symbol` (`size` bytes long).
+    #[error("{}: offset {offset:#x} is past the end of `{symbol}` ({size} bytes)", path.display())]
     OutsideFunction { path: PathBuf, symbol: String, offset: u64, size: u64 },
-    #[error("{}: address {vaddr:#x} is in no loadable segment{}", path.display(), if *.exec_only { " with code" } else { "" })]
     /// The address `vaddr` lies in no `PT_LOAD` segment (with `exec_only`: in no executable one).
+    #[error("{}: address {vaddr:#x} is in no loadable segment{}", path.display(), if *.exec_only { " with code" } else { "" })]
     NoSegment { path: PathBuf, vaddr: u64, exec_only: bool },
-    #[error("cannot find binary `{name}`: {looked}")]
     /// A binary given by `name` was not found; `looked` says where it was looked for.
+    #[error("cannot find binary `{name}`: {looked}")]
     NoBinary { name: String, looked: String },
-    #[error("/proc/{pid}/maps: {message}")]
     /// `/proc/<pid>/maps` could not be read or parsed.
+    #[error("/proc/{pid}/maps: {message}")]
     Maps { pid: String, message: String },
 }
 

@@ -146,29 +146,29 @@ impl MapSpec {
 /// Errors of map operations.
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
-    #[error(transparent)]
     /// A bpf(2) or other system call failed.
-    Sys(#[from] SysError),
-    #[error("map \"{map}\": {what} is {got} bytes, the map's {what} size is {want}")]
-    /// A key or value buffer has the wrong size for the map; names the map, which (`what`) and both sizes.
-    WrongSize { map: String, what: &'static str, got: usize, want: usize },
-    #[error("map \"{map}\" ({map_type}): {message}")]
-    /// The map type does not support the operation (e.g. lookup on a program array); names the map.
-    Unsupported { map: String, map_type: String, message: String },
     #[error(transparent)]
+    Sys(#[from] SysError),
+    /// A key or value buffer has the wrong size for the map; names the map, which (`what`) and both sizes.
+    #[error("map \"{map}\": {what} is {got} bytes, the map's {what} size is {want}")]
+    WrongSize { map: String, what: &'static str, got: usize, want: usize },
+    /// The map type does not support the operation (e.g. lookup on a program array); names the map.
+    #[error("map \"{map}\" ({map_type}): {message}")]
+    Unsupported { map: String, map_type: String, message: String },
     /// Pinning or unpinning failed.
+    #[error(transparent)]
     Pin(#[from] PinError),
-    #[error("map \"{map}\": {size} bytes at index {index} are outside the mapping ({len} elements)")]
     /// Memory-mapped access: an element index beyond the mapping; names the map, index and sizes.
+    #[error("map \"{map}\": {size} bytes at index {index} are outside the mapping ({len} elements)")]
     OutOfRange { map: String, index: usize, size: usize, len: usize },
-    #[error("the fd is not a map ({what})")]
     /// The fd given to [`Map::from_fd`] does not refer to a map; `what` describes the fd.
+    #[error("the fd is not a map ({what})")]
     NotAMap { what: String },
-    #[error("map id {id} has type {raw}, which bpfkit does not know")]
     /// The kernel reports a map type this library does not know; `id` is the map's, `raw` the type.
+    #[error("map id {id} has type {raw}, which bpfkit does not know")]
     UnknownType { id: u32, raw: u32 },
-    #[error("map \"{map}\": iteration did not finish after {steps} steps (the map changed faster than it could be walked)")]
     /// Walking the keys did not finish after `steps` steps, because the map kept changing.
+    #[error("map \"{map}\": iteration did not finish after {steps} steps (the map changed faster than it could be walked)")]
     IterationAborted { map: String, steps: usize },
 }
 

@@ -84,29 +84,29 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ObjectError {
-    #[error(transparent)]
     /// The ELF file could not be parsed.
+    #[error(transparent)]
     Elf(#[from] ElfError),
-    #[error("object BTF: {reason}")]
     /// The object's `.BTF` or `.BTF.ext` could not be read or made kernel-ready.
+    #[error("object BTF: {reason}")]
     Btf { reason: String },
-    #[error("map '{map}': {reason}")]
     /// A map definition (in `.maps` or a data section) is invalid; names the map.
+    #[error("map '{map}': {reason}")]
     Map { map: String, reason: String },
-    #[error("relocation in section '{section}' at insn {slot}: {reason}")]
     /// A relocation could not be applied; names the section and the instruction slot.
+    #[error("relocation in section '{section}' at insn {slot}: {reason}")]
     Relocation { section: String, slot: usize, reason: String },
-    #[error("CO-RE: {reason}")]
     /// A CO-RE relocation could not be resolved against the kernel's BTF.
+    #[error("CO-RE: {reason}")]
     Core { reason: String },
-    #[error("program '{program}': {reason}")]
     /// A program in the object is invalid or could not be prepared; names the program.
+    #[error("program '{program}': {reason}")]
     Program { program: String, reason: String },
-    #[error("global variable '{name}': {reason}")]
     /// A global variable could not be read or set; names it.
+    #[error("global variable '{name}': {reason}")]
     Global { name: String, reason: String },
-    #[error("creating map '{map}': {source}")]
     /// The kernel refused to create one of the object's maps.
+    #[error("creating map '{map}': {source}")]
     MapCreate {
         /// The map's name in the object.
         map: String,
@@ -114,8 +114,8 @@ pub enum ObjectError {
         #[source]
         source: crate::maps::MapError,
     },
-    #[error("loading program '{program}' (section '{section}'): {source}")]
     /// The kernel (or the verifier) refused one of the object's programs.
+    #[error("loading program '{program}' (section '{section}'): {source}")]
     Load {
         /// The program's name.
         program: String,
@@ -129,11 +129,11 @@ pub enum ObjectError {
     /// attach type not allowed here, a kernel symbol without an address, …).
     #[error("loading program '{program}' (section '{section}'): {reason}")]
     Refused { program: String, section: String, reason: String },
-    #[error("attaching program '{program}': {reason}")]
     /// A program could not be attached; names the program.
+    #[error("attaching program '{program}': {reason}")]
     Attach { program: String, reason: String },
-    #[error("extern '{name}': {reason}")]
     /// An `extern` (kconfig value, ksym) could not be resolved; names it.
+    #[error("extern '{name}': {reason}")]
     Extern { name: String, reason: String },
 }
 

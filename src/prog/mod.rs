@@ -199,43 +199,43 @@ impl LoadOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    #[error("program \"{prog}\": map `{map}` is referenced but not provided")]
     /// The program references a map that was not given; names the program and the map.
+    #[error("program \"{prog}\": map `{map}` is referenced but not provided")]
     UnboundMap { prog: String, map: String },
-    #[error("program \"{prog}\": {source}")]
     /// The instructions could not be encoded; names the program.
+    #[error("program \"{prog}\": {source}")]
     Encode { prog: String, source: EncodeError },
-    #[error("program \"{prog}\" rejected by the verifier: {0}", .rejection)]
     /// The verifier rejected the program; the rejection holds its analysis of the log.
+    #[error("program \"{prog}\" rejected by the verifier: {0}", .rejection)]
     Verifier { prog: String, rejection: Box<VerifierRejection> },
-    #[error(transparent)]
     /// A bpf(2) or other system call failed.
+    #[error(transparent)]
     Sys(#[from] SysError),
     /// The kernel refused the program for a reason the verifier's analysis does not give (a
     /// kernel symbol without an address, an attach type not allowed here, …); the log's last
     /// lines say what it saw.
     #[error("{source}; the verifier log ends: {log_tail}")]
     Refused { prog: String, source: SysError, log_tail: String },
-    #[error(transparent)]
     /// Pinning or unpinning failed.
+    #[error(transparent)]
     Pin(#[from] sys::PinError),
-    #[error("program \"{prog}\": CO-RE: {source}")]
     /// A CO-RE relocation could not be resolved against the kernel's BTF.
+    #[error("program \"{prog}\": CO-RE: {source}")]
     Core { prog: String, source: core_relo::CoreError },
-    #[error("program \"{prog}\": kfunc `{name}`{at}: {source}")]
     /// A kfunc call could not be resolved; `at` says where in the program it is called.
+    #[error("program \"{prog}\": kfunc `{name}`{at}: {source}")]
     Kfunc { prog: String, name: String, at: String, source: Box<KfuncError> },
-    #[error("program \"{prog}\": building its BTF func info: {source}")]
     /// The BTF func info for the program could not be built.
+    #[error("program \"{prog}\": building its BTF func info: {source}")]
     FuncInfo { prog: String, source: crate::core_btf::BtfError },
-    #[error("the fd is not a program ({what})")]
     /// The fd given to [`Program::from_fd`] does not refer to a program; `what` describes the fd.
+    #[error("the fd is not a program ({what})")]
     NotAProgram { what: String },
-    #[error("program id {id} has type {raw}, which bpfkit does not know")]
     /// The kernel reports a program type this library does not know; `id` is the program's, `raw` the type.
+    #[error("program id {id} has type {raw}, which bpfkit does not know")]
     UnknownType { id: u32, raw: u32 },
-    #[error("program \"{prog}\": the kernel's xlated instructions do not decode: {message}")]
     /// The kernel's translated (xlated) instructions could not be decoded; names the program.
+    #[error("program \"{prog}\": the kernel's xlated instructions do not decode: {message}")]
     Xlated { prog: String, message: String },
 }
 
