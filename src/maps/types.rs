@@ -140,26 +140,46 @@ impl MapType {
 pub struct MapFlags(pub u32);
 
 impl MapFlags {
+    /// `BPF_F_NO_PREALLOC`: allocate hash elements on update instead of all at creation.
     pub const NO_PREALLOC: MapFlags = MapFlags(1 << 0);
+    /// `BPF_F_NO_COMMON_LRU`: LRU hash maps keep a free list per CPU instead of one shared list.
     pub const NO_COMMON_LRU: MapFlags = MapFlags(1 << 1);
+    /// `BPF_F_NUMA_NODE`: `numa_node` is valid (set by [`MapSpec::numa_node`](super::MapSpec::numa_node)).
     pub const NUMA_NODE: MapFlags = MapFlags(1 << 2);
+    /// `BPF_F_RDONLY`: user space may only read the map (through this fd).
     pub const RDONLY: MapFlags = MapFlags(1 << 3);
+    /// `BPF_F_WRONLY`: user space may only write the map (through this fd).
     pub const WRONLY: MapFlags = MapFlags(1 << 4);
+    /// `BPF_F_STACK_BUILD_ID`: stack trace maps store build id and offset instead of addresses.
     pub const STACK_BUILD_ID: MapFlags = MapFlags(1 << 5);
+    /// `BPF_F_ZERO_SEED`: hash with a zero seed, for reproducible tests (needs `CAP_SYS_ADMIN`).
     pub const ZERO_SEED: MapFlags = MapFlags(1 << 6);
+    /// `BPF_F_RDONLY_PROG`: programs may only read the map.
     pub const RDONLY_PROG: MapFlags = MapFlags(1 << 7);
+    /// `BPF_F_WRONLY_PROG`: programs may only write the map.
     pub const WRONLY_PROG: MapFlags = MapFlags(1 << 8);
+    /// `BPF_F_CLONE`: socket local storage is cloned to child sockets.
     pub const CLONE: MapFlags = MapFlags(1 << 9);
+    /// `BPF_F_MMAPABLE`: array (and arena) maps that user space can mmap(2).
     pub const MMAPABLE: MapFlags = MapFlags(1 << 10);
+    /// `BPF_F_PRESERVE_ELEMS`: perf event arrays keep their events when the map's fd is closed.
     pub const PRESERVE_ELEMS: MapFlags = MapFlags(1 << 11);
+    /// `BPF_F_INNER_MAP`: inner array maps whose `max_entries` may differ from the template's.
     pub const INNER_MAP: MapFlags = MapFlags(1 << 12);
+    /// `BPF_F_LINK`: create a link (for struct_ops maps that are attached through a link).
     pub const LINK: MapFlags = MapFlags(1 << 13);
+    /// `BPF_F_PATH_FD`: for BPF_OBJ_PIN/GET, `path_fd` is set (not a map creation flag).
     pub const PATH_FD: MapFlags = MapFlags(1 << 14);
+    /// `BPF_F_VTYPE_BTF_OBJ_FD`: `value_type_btf_obj_fd` is set (struct_ops from a module).
     pub const VTYPE_BTF_OBJ_FD: MapFlags = MapFlags(1 << 15);
+    /// `BPF_F_TOKEN_FD`: `map_token_fd` is set (BPF token, kernel 6.9+).
     pub const TOKEN_FD: MapFlags = MapFlags(1 << 16);
+    /// `BPF_F_SEGV_ON_FAULT`: arenas: user-space faults on unallocated pages raise SIGSEGV.
     pub const SEGV_ON_FAULT: MapFlags = MapFlags(1 << 17);
+    /// `BPF_F_NO_USER_CONV`: arenas: do not convert pointers between kernel and user addresses.
     pub const NO_USER_CONV: MapFlags = MapFlags(1 << 18);
 
+    /// Whether every flag of `other` is set.
     pub fn contains(self, other: MapFlags) -> bool {
         self.0 & other.0 == other.0
     }
@@ -186,6 +206,7 @@ pub enum UpdateFlags {
 }
 
 impl UpdateFlags {
+    /// The `flags` value of BPF_MAP_UPDATE_ELEM.
     pub fn raw(self) -> u64 {
         match self {
             UpdateFlags::Any => 0,
