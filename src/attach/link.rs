@@ -51,12 +51,16 @@ pub enum AttachPath {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
+    /// A bpf(2) or other system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// Pinning or unpinning the link failed.
     #[error(transparent)]
     Pin(#[from] PinError),
+    /// A netlink request (XDP or tc without bpf_link) failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    /// The attach target does not fit (no such interface, a program of the wrong type, …); names it.
     #[error("{what}: {message}")]
     Target { what: String, message: String },
     /// Info or a pin was asked of an attachment that is not a bpf_link.
@@ -107,9 +111,13 @@ impl std::fmt::Debug for Link {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LinkInfo {
+    /// `id`: the link's kernel id.
     pub id: u32,
+    /// The link type, `None` when bpfkit does not know `raw_type`.
     pub link_type: Option<LinkType>,
+    /// `type`, as the kernel reports it.
     pub raw_type: u32,
+    /// `prog_id`: the id of the linked program.
     pub prog_id: u32,
 }
 
