@@ -128,17 +128,25 @@ kernel_enum! {
 pub struct ProgFlags(pub u32);
 
 impl ProgFlags {
+    /// `BPF_F_STRICT_ALIGNMENT`: the verifier checks alignment as if the arch required it.
     pub const STRICT_ALIGNMENT: ProgFlags = ProgFlags(1 << 0);
+    /// `BPF_F_ANY_ALIGNMENT`: the verifier skips alignment checks (testing only).
     pub const ANY_ALIGNMENT: ProgFlags = ProgFlags(1 << 1);
+    /// `BPF_F_TEST_RND_HI32`: the verifier fills the upper halves of 32-bit subregisters with random
+    /// values (testing its zero-extension).
     pub const TEST_RND_HI32: ProgFlags = ProgFlags(1 << 2);
+    /// `BPF_F_TEST_STATE_FREQ`: the verifier checkpoints states more often (testing only).
     pub const TEST_STATE_FREQ: ProgFlags = ProgFlags(1 << 3);
     /// Tracing, LSM and struct_ops programs that may sleep (call sleepable helpers/kfuncs).
     pub const SLEEPABLE: ProgFlags = ProgFlags(1 << 4);
     /// XDP programs that handle multi-buffer (fragmented) packets.
     pub const XDP_HAS_FRAGS: ProgFlags = ProgFlags(1 << 5);
+    /// `BPF_F_XDP_DEV_BOUND_ONLY`: an XDP program bound to the device of `prog_ifindex` (kernel 6.3+).
     pub const XDP_DEV_BOUND_ONLY: ProgFlags = ProgFlags(1 << 6);
+    /// `BPF_F_TEST_REG_INVARIANTS`: the verifier checks its register bounds invariants (testing only).
     pub const TEST_REG_INVARIANTS: ProgFlags = ProgFlags(1 << 7);
 
+    /// Whether every flag of `other` is set.
     pub fn contains(self, other: ProgFlags) -> bool {
         self.0 & other.0 == other.0
     }
