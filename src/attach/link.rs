@@ -14,19 +14,33 @@ use crate::sys::{self, Cmd, LinkInfoRaw, NetlinkError, PinError, SysError};
 kernel_enum! {
     /// `enum bpf_link_type` as of Linux 6.18.
     LinkType {
+        /// `BPF_LINK_TYPE_RAW_TRACEPOINT`: raw tracepoints and tp_btf.
         RawTracepoint = 1, "raw_tracepoint";
+        /// `BPF_LINK_TYPE_TRACING`: fentry, fexit, fmod_ret, LSM (trampolines).
         Tracing = 2, "tracing";
+        /// `BPF_LINK_TYPE_CGROUP`: cgroup programs.
         Cgroup = 3, "cgroup";
+        /// `BPF_LINK_TYPE_ITER`: BPF iterators.
         Iter = 4, "iter";
+        /// `BPF_LINK_TYPE_NETNS`: network namespace programs (flow dissector, sk_lookup).
         Netns = 5, "netns";
+        /// `BPF_LINK_TYPE_XDP`: XDP.
         Xdp = 6, "xdp";
+        /// `BPF_LINK_TYPE_PERF_EVENT`: perf events, kprobes, uprobes, tracepoints.
         PerfEvent = 7, "perf_event";
+        /// `BPF_LINK_TYPE_KPROBE_MULTI`: kprobe.multi.
         KprobeMulti = 8, "kprobe_multi";
+        /// `BPF_LINK_TYPE_STRUCT_OPS`: struct_ops maps.
         StructOps = 9, "struct_ops";
+        /// `BPF_LINK_TYPE_NETFILTER`: netfilter hooks.
         Netfilter = 10, "netfilter";
+        /// `BPF_LINK_TYPE_TCX`: tcx (6.6+).
         Tcx = 11, "tcx";
+        /// `BPF_LINK_TYPE_UPROBE_MULTI`: uprobe.multi (6.6+).
         UprobeMulti = 12, "uprobe_multi";
+        /// `BPF_LINK_TYPE_NETKIT`: netkit devices (6.7+).
         Netkit = 13, "netkit";
+        /// `BPF_LINK_TYPE_SOCKMAP`: sockmap and sockhash programs (6.10+).
         Sockmap = 14, "sockmap";
     }
 }

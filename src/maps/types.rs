@@ -54,38 +54,71 @@ pub(crate) use kernel_enum;
 kernel_enum! {
     /// `enum bpf_map_type` as of Linux 6.18.
     MapType {
+        /// `BPF_MAP_TYPE_HASH`: a hash table.
         Hash = 1, "hash";
+        /// `BPF_MAP_TYPE_ARRAY`: an array indexed by u32 (preallocated, elements never deleted).
         Array = 2, "array";
+        /// `BPF_MAP_TYPE_PROG_ARRAY`: program slots for tail calls (`bpf_tail_call`).
         ProgArray = 3, "prog_array";
+        /// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`: per-CPU perf event fds that `bpf_perf_event_output` writes to.
         PerfEventArray = 4, "perf_event_array";
+        /// `BPF_MAP_TYPE_PERCPU_HASH`: a hash table with a value per CPU.
         PercpuHash = 5, "percpu_hash";
+        /// `BPF_MAP_TYPE_PERCPU_ARRAY`: an array with a value per CPU.
         PercpuArray = 6, "percpu_array";
+        /// `BPF_MAP_TYPE_STACK_TRACE`: stack traces stored by `bpf_get_stackid`.
         StackTrace = 7, "stack_trace";
+        /// `BPF_MAP_TYPE_CGROUP_ARRAY`: cgroup fds, for `bpf_skb_under_cgroup`.
         CgroupArray = 8, "cgroup_array";
+        /// `BPF_MAP_TYPE_LRU_HASH`: a hash table that evicts the least recently used elements when full.
         LruHash = 9, "lru_hash";
+        /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`: an LRU hash table with a value per CPU.
         LruPercpuHash = 10, "lru_percpu_hash";
+        /// `BPF_MAP_TYPE_LPM_TRIE`: longest-prefix-match lookups (IP prefixes).
         LpmTrie = 11, "lpm_trie";
+        /// `BPF_MAP_TYPE_ARRAY_OF_MAPS`: an array whose values are maps.
         ArrayOfMaps = 12, "array_of_maps";
+        /// `BPF_MAP_TYPE_HASH_OF_MAPS`: a hash table whose values are maps.
         HashOfMaps = 13, "hash_of_maps";
+        /// `BPF_MAP_TYPE_DEVMAP`: network devices, for XDP redirect.
         Devmap = 14, "devmap";
+        /// `BPF_MAP_TYPE_SOCKMAP`: sockets by index, for sk_msg/sk_skb redirect.
         Sockmap = 15, "sockmap";
+        /// `BPF_MAP_TYPE_CPUMAP`: CPUs, for XDP redirect to another CPU.
         Cpumap = 16, "cpumap";
+        /// `BPF_MAP_TYPE_XSKMAP`: AF_XDP sockets, for XDP redirect.
         Xskmap = 17, "xskmap";
+        /// `BPF_MAP_TYPE_SOCKHASH`: sockets by key, for sk_msg/sk_skb redirect.
         Sockhash = 18, "sockhash";
+        /// `BPF_MAP_TYPE_CGROUP_STORAGE`: per-cgroup storage of cgroup programs (deprecated by cgrp_storage).
         CgroupStorage = 19, "cgroup_storage";
+        /// `BPF_MAP_TYPE_REUSEPORT_SOCKARRAY`: sockets of a SO_REUSEPORT group, for sk_reuseport programs.
         ReuseportSockarray = 20, "reuseport_sockarray";
+        /// `BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE`: per-cgroup storage with a value per CPU.
         PercpuCgroupStorage = 21, "percpu_cgroup_storage";
+        /// `BPF_MAP_TYPE_QUEUE`: a FIFO queue (no keys).
         Queue = 22, "queue";
+        /// `BPF_MAP_TYPE_STACK`: a LIFO stack (no keys).
         Stack = 23, "stack";
+        /// `BPF_MAP_TYPE_SK_STORAGE`: storage attached to sockets.
         SkStorage = 24, "sk_storage";
+        /// `BPF_MAP_TYPE_DEVMAP_HASH`: network devices by key, for XDP redirect.
         DevmapHash = 25, "devmap_hash";
+        /// `BPF_MAP_TYPE_STRUCT_OPS`: a kernel ops struct implemented by BPF programs.
         StructOps = 26, "struct_ops";
+        /// `BPF_MAP_TYPE_RINGBUF`: a ring buffer shared by all CPUs, read by user space (5.8+).
         RingBuf = 27, "ringbuf";
+        /// `BPF_MAP_TYPE_INODE_STORAGE`: storage attached to inodes (LSM programs).
         InodeStorage = 28, "inode_storage";
+        /// `BPF_MAP_TYPE_TASK_STORAGE`: storage attached to tasks.
         TaskStorage = 29, "task_storage";
+        /// `BPF_MAP_TYPE_BLOOM_FILTER`: a bloom filter (5.16+).
         BloomFilter = 30, "bloom_filter";
+        /// `BPF_MAP_TYPE_USER_RINGBUF`: a ring buffer written by user space, drained by programs (6.1+).
         UserRingBuf = 31, "user_ringbuf";
+        /// `BPF_MAP_TYPE_CGRP_STORAGE`: storage attached to cgroups (6.2+).
         CgrpStorage = 32, "cgrp_storage";
+        /// `BPF_MAP_TYPE_ARENA`: memory shared by programs and user space, mapped page by page (6.9+).
         Arena = 33, "arena";
     }
 }
