@@ -175,7 +175,7 @@ pub struct MapFlags(pub u32);
 impl MapFlags {
     /// `BPF_F_NO_PREALLOC`: allocate hash elements on update instead of all at creation.
     pub const NO_PREALLOC: MapFlags = MapFlags(1 << 0);
-    /// `BPF_F_NO_COMMON_LRU`: LRU hash maps keep a free list per CPU instead of one shared list.
+    /// `BPF_F_NO_COMMON_LRU`: LRU hash maps keep an LRU list per CPU instead of one shared list.
     pub const NO_COMMON_LRU: MapFlags = MapFlags(1 << 1);
     /// `BPF_F_NUMA_NODE`: `numa_node` is valid (set by [`MapSpec::numa_node`](super::MapSpec::numa_node)).
     pub const NUMA_NODE: MapFlags = MapFlags(1 << 2);
