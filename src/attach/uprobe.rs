@@ -68,7 +68,7 @@ pub struct UprobeTarget {
 /// A uprobe target resolved to what the kernel takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedUprobe {
-    /// The binary's path (as found on `PATH` or in the library directories when given by name).
+    /// The binary's path (a bare name is looked up in the process's mappings, `$PATH`, library dirs).
     pub binary: PathBuf,
     /// The probe's offset in the file.
     pub file_offset: u64,

@@ -68,7 +68,7 @@ pub enum PinError {
     /// The pin's directory `dir` does not exist.
     #[error("{path}: directory {dir} does not exist")]
     NoDir { path: PathBuf, dir: PathBuf },
-    /// A system call (`op`: statfs, obj_pin, obj_get, unlink, …) on `path` failed.
+    /// A system call (`op`: statfs, obj_pin, obj_get or unpin) on `path` failed.
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: io::Error },
 }

@@ -64,17 +64,17 @@ pub const PERF_TYPE_HARDWARE: u32 = 0;
 pub const PERF_TYPE_SOFTWARE: u32 = 1;
 /// `PERF_TYPE_TRACEPOINT`: a tracepoint; `config` is its id from tracefs.
 pub const PERF_TYPE_TRACEPOINT: u32 = 2;
-/// `PERF_COUNT_HW_CPU_CYCLES`.
+/// `PERF_COUNT_HW_CPU_CYCLES`: CPU cycles.
 pub const PERF_COUNT_HW_CPU_CYCLES: u64 = 0;
-/// `PERF_COUNT_HW_INSTRUCTIONS`.
+/// `PERF_COUNT_HW_INSTRUCTIONS`: retired instructions.
 pub const PERF_COUNT_HW_INSTRUCTIONS: u64 = 1;
-/// `PERF_COUNT_SW_CPU_CLOCK`.
+/// `PERF_COUNT_SW_CPU_CLOCK`: a per-CPU high-resolution timer (sampling without hardware PMU).
 pub const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
-/// `PERF_COUNT_SW_TASK_CLOCK`.
+/// `PERF_COUNT_SW_TASK_CLOCK`: a timer that runs while the task runs.
 pub const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
-/// `PERF_COUNT_SW_PAGE_FAULTS`.
+/// `PERF_COUNT_SW_PAGE_FAULTS`: page faults.
 pub const PERF_COUNT_SW_PAGE_FAULTS: u64 = 2;
-/// `PERF_COUNT_SW_CONTEXT_SWITCHES`.
+/// `PERF_COUNT_SW_CONTEXT_SWITCHES`: context switches.
 pub const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
 /// `PERF_COUNT_SW_BPF_OUTPUT`: the software event a perf event array's `bpf_perf_event_output` writes.
 pub const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
