@@ -152,7 +152,7 @@ pub enum MapError {
     /// A key or value buffer has the wrong size for the map; names the map, which (`what`) and both sizes.
     #[error("map \"{map}\": {what} is {got} bytes, the map's {what} size is {want}")]
     WrongSize { map: String, what: &'static str, got: usize, want: usize },
-    /// The map type does not support the operation (e.g. lookup on a program array); names the map.
+    /// The map type does not support the operation (e.g. keys of a queue, fds of a hash); names the map.
     #[error("map \"{map}\" ({map_type}): {message}")]
     Unsupported { map: String, map_type: String, message: String },
     /// Pinning or unpinning failed.

@@ -43,7 +43,7 @@ pub struct ProgInfo {
     pub attach_btf_id: u32,
     /// `attach_btf_obj_id`: the id of the BTF object `attach_btf_id` is in (kernel 5.18+).
     pub attach_btf_obj_id: u32,
-    /// `run_cnt`, `run_time_ns` and `recursion_misses`.
+    /// Run statistics: `run_cnt`, `run_time_ns` and `recursion_misses`.
     pub stats: RunStats,
 }
 
