@@ -198,9 +198,9 @@ pub enum AttachTarget {
     /// A type in vmlinux BTF (`btf_trace_sys_enter`, `bpf_lsm_file_open`, `bpf_iter_task`, a
     /// kernel function for fentry), resolved to `attach_btf_id` at load.
     Btf {
-        /// The name in BTF, with the section's prefix (`btf_trace_`, `bpf_lsm_`, …); empty when none is given.
+        /// The name in BTF, with the section's prefix (`btf_trace_`, `bpf_lsm_`, …); empty if none given.
         name: String,
-        /// `name` is a BTF `FUNC` (fentry, fexit, fmod_ret, LSM, iter), not a typedef (tp_btf's `btf_trace_*`).
+        /// `name` is a BTF `FUNC` (fentry, fexit, fmod_ret, LSM, iter), not tp_btf's `btf_trace_*` typedef.
         func: bool,
     },
 }
