@@ -25,6 +25,7 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// Every capability bpfkit checks for.
     pub const ALL: [Capability; 4] = [Capability::SysAdmin, Capability::NetAdmin, Capability::Perfmon, Capability::Bpf];
 
     /// The bit in the capability sets (`include/uapi/linux/capability.h`).
@@ -37,6 +38,7 @@ impl Capability {
         }
     }
 
+    /// The capability's name, as `include/uapi/linux/capability.h` spells it (`CAP_BPF`).
     pub fn name(self) -> &'static str {
         match self {
             Capability::SysAdmin => "CAP_SYS_ADMIN",
@@ -58,6 +60,7 @@ impl fmt::Display for Capability {
 pub struct Capabilities(pub u64);
 
 impl Capabilities {
+    /// Whether `cap` is in the set.
     pub fn has(self, cap: Capability) -> bool {
         self.0 & (1u64 << cap.bit()) != 0
     }

@@ -83,6 +83,7 @@ impl TracingHook {
 /// A kernel function (or LSM hook) found in BTF, ready to load a program for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BtfTarget {
+    /// What kind of program the target is for (fentry, fexit, fmod_ret, LSM, …).
     pub hook: TracingHook,
     /// The BTF `FUNC`'s name (`do_unlinkat`, `bpf_lsm_file_open`).
     pub function: String,

@@ -14,19 +14,33 @@ use crate::sys::{self, Cmd, LinkInfoRaw, NetlinkError, PinError, SysError};
 kernel_enum! {
     /// `enum bpf_link_type` as of Linux 6.18.
     LinkType {
+        /// `BPF_LINK_TYPE_RAW_TRACEPOINT`: raw tracepoints and tp_btf.
         RawTracepoint = 1, "raw_tracepoint";
+        /// `BPF_LINK_TYPE_TRACING`: fentry, fexit, fmod_ret, LSM (trampolines).
         Tracing = 2, "tracing";
+        /// `BPF_LINK_TYPE_CGROUP`: cgroup programs.
         Cgroup = 3, "cgroup";
+        /// `BPF_LINK_TYPE_ITER`: BPF iterators.
         Iter = 4, "iter";
+        /// `BPF_LINK_TYPE_NETNS`: network namespace programs (flow dissector, sk_lookup).
         Netns = 5, "netns";
+        /// `BPF_LINK_TYPE_XDP`: XDP.
         Xdp = 6, "xdp";
+        /// `BPF_LINK_TYPE_PERF_EVENT`: perf events, kprobes, uprobes, tracepoints.
         PerfEvent = 7, "perf_event";
+        /// `BPF_LINK_TYPE_KPROBE_MULTI`: kprobe.multi.
         KprobeMulti = 8, "kprobe_multi";
+        /// `BPF_LINK_TYPE_STRUCT_OPS`: struct_ops maps.
         StructOps = 9, "struct_ops";
+        /// `BPF_LINK_TYPE_NETFILTER`: netfilter hooks.
         Netfilter = 10, "netfilter";
+        /// `BPF_LINK_TYPE_TCX`: tcx (6.6+).
         Tcx = 11, "tcx";
+        /// `BPF_LINK_TYPE_UPROBE_MULTI`: uprobe.multi (6.6+).
         UprobeMulti = 12, "uprobe_multi";
+        /// `BPF_LINK_TYPE_NETKIT`: netkit devices (6.7+).
         Netkit = 13, "netkit";
+        /// `BPF_LINK_TYPE_SOCKMAP`: sockmap and sockhash programs (6.10+).
         Sockmap = 14, "sockmap";
     }
 }
@@ -51,12 +65,16 @@ pub enum AttachPath {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
+    /// A bpf(2) or other system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// Pinning or unpinning the link failed.
     #[error(transparent)]
     Pin(#[from] PinError),
+    /// A netlink request (XDP or tc without bpf_link) failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    /// The attach target does not fit (no such interface, a program of the wrong type, …); names it.
     #[error("{what}: {message}")]
     Target { what: String, message: String },
     /// Info or a pin was asked of an attachment that is not a bpf_link.
@@ -107,9 +125,13 @@ impl std::fmt::Debug for Link {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LinkInfo {
+    /// `id`: the link's kernel id.
     pub id: u32,
+    /// The link type, `None` when bpfkit does not know `raw_type`.
     pub link_type: Option<LinkType>,
+    /// `type`, as the kernel reports it.
     pub raw_type: u32,
+    /// `prog_id`: the id of the linked program.
     pub prog_id: u32,
 }
 

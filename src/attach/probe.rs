@@ -30,14 +30,19 @@ pub const TRACEFS_GROUP: &str = "bpfkit";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeError {
+    /// Creating or using the link failed.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// The target binary or symbol could not be resolved.
     #[error(transparent)]
     Symbol(#[from] SymbolError),
+    /// A map operation failed (e.g. filling the USDT spec map).
     #[error(transparent)]
     Map(#[from] MapError),
+    /// Loading a program failed.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Reading or searching BTF failed (for fentry, LSM or iterator targets); `what` says for what.
     #[error("{what}: {source}")]
     Btf { what: String, source: BtfError },
     /// Neither the probe PMU nor the tracefs probe-events file exists.

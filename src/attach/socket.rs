@@ -17,17 +17,24 @@ use crate::sys::{self, Cmd, NetfilterLink, SysError};
 /// The protocol family of a netfilter hook (`NFPROTO_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NfFamily {
+    /// `NFPROTO_IPV4`.
     Ipv4 = 2,
+    /// `NFPROTO_IPV6`.
     Ipv6 = 10,
 }
 
 /// A netfilter hook (`NF_INET_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NfHook {
+    /// `NF_INET_PRE_ROUTING`: packets as they arrive, before routing.
     PreRouting = 0,
+    /// `NF_INET_LOCAL_IN`: packets routed to this host.
     LocalIn = 1,
+    /// `NF_INET_FORWARD`: packets routed through this host.
     Forward = 2,
+    /// `NF_INET_LOCAL_OUT`: packets this host sends.
     LocalOut = 3,
+    /// `NF_INET_POST_ROUTING`: packets about to leave, after routing.
     PostRouting = 4,
 }
 
@@ -36,8 +43,11 @@ pub enum NfHook {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NetfilterHook {
+    /// The protocol family (`pf` of the netfilter link).
     pub family: NfFamily,
+    /// The hook (`hooknum`).
     pub hook: NfHook,
+    /// The priority (`priority`); lower runs first.
     pub priority: i32,
     /// `BPF_F_NETFILTER_IP_DEFRAG`: see reassembled packets (priority must then be above
     /// `NF_IP_PRI_CONNTRACK_DEFRAG`, -400).
@@ -45,9 +55,11 @@ pub struct NetfilterHook {
 }
 
 impl NetfilterHook {
+    /// A hook at `family`, `hook` and `priority`, without defragmentation.
     pub fn new(family: NfFamily, hook: NfHook, priority: i32) -> NetfilterHook {
         NetfilterHook { family, hook, priority, defrag: false }
     }
+    /// Set `BPF_F_NETFILTER_IP_DEFRAG` (kernel 6.6+): the program sees reassembled packets.
     pub fn defrag(mut self, yes: bool) -> NetfilterHook {
         self.defrag = yes;
         self

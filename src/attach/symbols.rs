@@ -35,22 +35,31 @@ const PF_X: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SymbolError {
+    /// Reading the file at `path` failed.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// The file at `path` is not an ELF file bpfkit can read; `message` says why.
     #[error("{}: not a readable ELF file: {message}", path.display())]
     Elf { path: PathBuf, message: String },
+    /// No function symbol named `symbol` in the binary's `.symtab` or `.dynsym`.
     #[error("{}: no function symbol `{symbol}` in .symtab or .dynsym", path.display())]
     NotFound { path: PathBuf, symbol: String },
+    /// More than one function symbol matches `symbol`, at different addresses; `candidates` lists them.
     #[error("{}: function symbol `{symbol}` is ambiguous: {candidates}", path.display())]
     Ambiguous { path: PathBuf, symbol: String, candidates: String },
+    /// `symbol` is a GNU IFUNC resolver (`STT_GNU_IFUNC`), not a function to probe.
     #[error("{}: `{symbol}` is an IFUNC (STT_GNU_IFUNC) resolver, not the function it selects; probe the implementation's symbol (e.g. `__memcpy_avx_unaligned`) or its offset", path.display())]
     Ifunc { path: PathBuf, symbol: String },
+    /// The offset asked for lies past the end of the function `symbol` (`size` bytes long).
     #[error("{}: offset {offset:#x} is past the end of `{symbol}` ({size} bytes)", path.display())]
     OutsideFunction { path: PathBuf, symbol: String, offset: u64, size: u64 },
+    /// The address `vaddr` lies in no `PT_LOAD` segment (with `exec_only`: in no executable one).
     #[error("{}: address {vaddr:#x} is in no loadable segment{}", path.display(), if *.exec_only { " with code" } else { "" })]
     NoSegment { path: PathBuf, vaddr: u64, exec_only: bool },
+    /// A binary given by `name` was not found; `looked` says where it was looked for.
     #[error("cannot find binary `{name}`: {looked}")]
     NoBinary { name: String, looked: String },
+    /// `/proc/<pid>/maps` could not be read or parsed.
     #[error("/proc/{pid}/maps: {message}")]
     Maps { pid: String, message: String },
 }
@@ -58,6 +67,7 @@ pub enum SymbolError {
 /// A function symbol, located.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SymbolLocation {
+    /// The symbol's name.
     pub name: String,
     /// The symbol's value: its virtual address in the ELF's address space.
     pub vaddr: u64,
@@ -70,19 +80,28 @@ pub struct SymbolLocation {
 /// One `PT_LOAD` segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
+    /// `p_vaddr`: the segment's virtual address.
     pub vaddr: u64,
+    /// `p_memsz`: the segment's size in memory.
     pub memsz: u64,
+    /// `p_offset`: where the segment starts in the file.
     pub offset: u64,
+    /// `p_filesz`: the segment's size in the file.
     pub filesz: u64,
+    /// Whether the segment is executable (`PF_X`).
     pub executable: bool,
 }
 
 /// One section's placement (for notes and `.stapsdt.base`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SectionInfo {
+    /// The section's name.
     pub name: String,
+    /// `sh_addr`: the section's virtual address.
     pub address: u64,
+    /// `sh_offset`: where the section starts in the file.
     pub offset: u64,
+    /// `sh_size`: the section's size in bytes.
     pub size: u64,
 }
 
@@ -231,12 +250,15 @@ impl ElfBinary {
 /// One line of `/proc/<pid>/maps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
+    /// Start address of the mapping.
     pub start: u64,
+    /// End address of the mapping (exclusive).
     pub end: u64,
     /// `rwxp`-style permissions.
     pub perms: String,
     /// Offset in the mapped file.
     pub offset: u64,
+    /// Inode of the mapped file (0 for anonymous memory).
     pub inode: u64,
     /// The mapped file (or `[heap]`, `[stack]`, …); `None` for anonymous memory.
     pub path: Option<PathBuf>,

@@ -15,11 +15,14 @@ use crate::sys::{self, Cmd, SysError};
 /// Which way the packets go through the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TcDirection {
+    /// Packets the device receives.
     Ingress,
+    /// Packets the device sends.
     Egress,
 }
 
 impl TcDirection {
+    /// `ingress` or `egress`.
     pub fn name(self) -> &'static str {
         match self {
             TcDirection::Ingress => "ingress",

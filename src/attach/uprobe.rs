@@ -45,7 +45,9 @@ const UPROBE_MULTI_RETURN: u32 = 1;
 /// Where in a binary: a function symbol or a file offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UprobeLocation {
+    /// A function symbol in the binary's `.symtab` or `.dynsym`.
     Symbol(String),
+    /// An offset in the file (what the kernel's uprobe takes directly).
     FileOffset(u64),
 }
 
@@ -66,7 +68,9 @@ pub struct UprobeTarget {
 /// A uprobe target resolved to what the kernel takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedUprobe {
+    /// The binary's path (a bare name is looked up in the process's mappings, `$PATH`, library dirs).
     pub binary: PathBuf,
+    /// The probe's offset in the file.
     pub file_offset: u64,
 }
 

@@ -93,14 +93,18 @@ pub enum ArgLocation {
 pub struct UsdtArg {
     /// Size in bytes (1, 2, 4 or 8).
     pub size: u8,
+    /// Whether the value is signed (the size is negative in the note's argument spec).
     pub signed: bool,
+    /// Where the value is.
     pub location: ArgLocation,
 }
 
 /// One USDT probe location, from a `.note.stapsdt` note.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsdtProbe {
+    /// The probe's provider (the first name in `DTRACE_PROBE(provider, name)`).
     pub provider: String,
+    /// The probe's name.
     pub name: String,
     /// The probe's address as the note gives it.
     pub address: u64,

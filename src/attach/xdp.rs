@@ -39,6 +39,7 @@ impl XdpMode {
         }
     }
 
+    /// The mode's short name (`auto`, `generic`, `native`, `offload`).
     pub fn name(self) -> &'static str {
         match self {
             XdpMode::Auto => "auto",

@@ -28,14 +28,19 @@ use crate::sys::SysError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {
+    /// A bpf(2), mmap(2), epoll or other system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// A map operation failed.
     #[error(transparent)]
     Map(#[from] MapError),
+    /// The map is of the wrong type for this stream; `want` is the type it should be.
     #[error("{map} is not a {want} map")]
     WrongMap { map: String, want: &'static str },
+    /// A user ring buffer has no room for a record of `size` bytes until the program drains it.
     #[error("user ring buffer \"{map}\" has no room for a {size}-byte record (the program has not drained it)")]
     Full { map: String, size: usize },
+    /// A size argument is invalid; `what` says which and what it must be, `got` is the value given.
     #[error("{what}: {got}")]
     BadSize { what: &'static str, got: usize },
 }

@@ -13,6 +13,7 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// A poller with no ring buffers yet (creates its epoll instance).
     pub fn new() -> Result<Poller, EventError> {
         Ok(Poller { epoll: Epoll::new().map_err(|source| SysError::new("epoll_create1".into(), source))?, rings: Vec::new() })
     }

@@ -98,6 +98,7 @@ impl RingBuf {
         Ok(RingBuf { fd, consumer, producer, page, mask: size - 1, name: map.name().to_string() })
     }
 
+    /// The ring buffer map's name.
     pub fn name(&self) -> &str {
         &self.name
     }

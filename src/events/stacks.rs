@@ -25,14 +25,19 @@ use crate::maps::{Map, MapError, MapFlags, MapType};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StackError {
+    /// Reading the stack map failed.
     #[error(transparent)]
     Map(#[from] MapError),
+    /// The map is not a `BPF_MAP_TYPE_STACK_TRACE` map; names it and its type.
     #[error("{map} is a {map_type} map, not a stack_trace map")]
     WrongMap { map: String, map_type: MapType },
+    /// The map stores build ids and offsets (`BPF_F_STACK_BUILD_ID`), not addresses.
     #[error("{map}: holds build-id stacks (BPF_F_STACK_BUILD_ID), not addresses")]
     BuildId { map: String },
+    /// The map has no stack with this id (never stored, or overwritten or deleted since).
     #[error("{map}: no stack with id {id}")]
     NoStack { map: String, id: u32 },
+    /// Symbolizing addresses failed; `what` names the addresses' process or the kernel.
     #[error("symbolizing {what}: {message}")]
     Symbolize { what: String, message: String },
 }
@@ -40,6 +45,7 @@ pub enum StackError {
 /// One frame of a symbolized stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackFrame {
+    /// The instruction address.
     pub addr: u64,
     /// The function containing `addr` (demangled), if known.
     pub symbol: Option<String>,
@@ -95,6 +101,7 @@ impl fmt::Debug for Symbolizer {
 }
 
 impl Symbolizer {
+    /// A symbolizer with blazesym's defaults.
     pub fn new() -> Symbolizer {
         Symbolizer { inner: blazesym::symbolize::Symbolizer::new() }
     }

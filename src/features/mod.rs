@@ -54,6 +54,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method's short name, as reports print it (`load`, `map_create`, …).
     pub fn name(self) -> &'static str {
         match self {
             Method::Load => "load",
@@ -78,6 +79,7 @@ impl fmt::Display for Method {
 pub struct Verdict {
     /// `None`: not probed, or the kernel would not say (e.g. EPERM on a query).
     pub supported: Option<bool>,
+    /// How the kernel was asked.
     pub method: Method,
     /// What the kernel said: `loaded`, `EINVAL: attach_btf_id 1 is not a typedef as expected`,
     /// the verifier's line for a helper, …
@@ -87,6 +89,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether the kernel said yes (`false` for no and for unknown).
     pub fn is_supported(&self) -> bool {
         self.supported == Some(true)
     }
@@ -105,6 +108,7 @@ impl Verdict {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FeatureError {
+    /// bpf(2) itself fails for this process (EPERM, or ENOSYS without BPF); `errno` is what it gave.
     #[error("bpf(2) is not usable by this process ({}); feature probes need root, or CAP_BPF with CAP_PERFMON and CAP_NET_ADMIN", std::io::Error::from_raw_os_error(*.errno))]
     NoAccess { errno: i32 },
 }
@@ -136,6 +140,7 @@ pub struct Features {
 }
 
 impl Features {
+    /// An empty cache (helpers that write to the kernel log are not probed).
     pub fn new() -> Features {
         Features::default()
     }

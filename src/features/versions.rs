@@ -16,12 +16,16 @@ use crate::maps::MapType;
 /// as "at least 5.8".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KernelVersion {
+    /// The major version (the 6 of 6.8.0).
     pub major: u32,
+    /// The minor version (the 8 of 6.8.0).
     pub minor: u32,
+    /// The patch level (the 0 of 6.8.0; distribution kernels may not bump it).
     pub patch: u32,
 }
 
 impl KernelVersion {
+    /// The version `major.minor.patch`.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         KernelVersion { major, minor, patch }
     }

@@ -23,10 +23,12 @@ impl Default for BatchOptions {
 }
 
 impl BatchOptions {
+    /// Elements per batch call (`count` of the batch command); at least 1, default 1024.
     pub fn chunk(mut self, n: u32) -> Self {
         self.chunk = n.max(1);
         self
     }
+    /// Use `BPF_F_LOCK`: copy values under their `bpf_spin_lock` (default off).
     pub fn lock(mut self, lock: bool) -> Self {
         self.lock = lock;
         self
@@ -39,17 +41,22 @@ impl BatchOptions {
 /// Elements returned by a batch lookup: `keys` and `values` are flat, `len()` entries each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchEntries {
+    /// Bytes per key.
     pub key_size: usize,
     /// Bytes per value as the kernel returns it (per-CPU maps: all CPUs' slots).
     pub value_size: usize,
+    /// The keys, `len()` × `key_size` bytes.
     pub keys: Vec<u8>,
+    /// The values, `len()` × `value_size` bytes.
     pub values: Vec<u8>,
 }
 
 impl BatchEntries {
+    /// The number of entries.
     pub fn len(&self) -> usize {
         if self.key_size == 0 { 0 } else { self.keys.len() / self.key_size }
     }
+    /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

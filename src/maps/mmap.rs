@@ -45,6 +45,7 @@ impl MappedMap {
     pub fn as_bytes(&self) -> &[u8] {
         &self.mem
     }
+    /// The whole mapping, writable (writes go straight to the map).
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
         &mut self.mem
     }
@@ -52,6 +53,7 @@ impl MappedMap {
     pub fn len(&self) -> usize {
         self.entries
     }
+    /// Whether the mapping holds no elements.
     pub fn is_empty(&self) -> bool {
         self.entries == 0
     }

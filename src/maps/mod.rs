@@ -25,8 +25,11 @@ use crate::sys::{self, Cmd, MapCreateAttr, MapInfoRaw, PinError, SysError};
 /// BTF type ids describing a map's key and value (needed for spin locks, timers, local storage).
 #[derive(Clone, Debug)]
 pub struct MapBtf {
+    /// The loaded BTF object the type ids refer to (`btf_fd` of BPF_MAP_CREATE).
     pub btf_fd: Arc<OwnedFd>,
+    /// BTF type id of the key (`btf_key_type_id`).
     pub key_type_id: u32,
+    /// BTF type id of the value (`btf_value_type_id`).
     pub value_type_id: u32,
 }
 
@@ -55,27 +58,34 @@ pub struct MapSpec {
 /// What the spec says; fields are set with [`MapSpec::new`] and the setters only (getters are
 /// `get_*`, as `std::process::Command`'s, since the setters have the plain names).
 impl MapSpec {
+    /// The map's name (the kernel keeps the first 15 bytes).
     pub fn get_name(&self) -> &str {
         &self.name
     }
+    /// The map type.
     pub fn get_map_type(&self) -> MapType {
         self.map_type
     }
+    /// The key size in bytes.
     pub fn get_key_size(&self) -> u32 {
         self.key_size
     }
+    /// The value size in bytes.
     pub fn get_value_size(&self) -> u32 {
         self.value_size
     }
+    /// The maximum number of entries.
     pub fn get_max_entries(&self) -> u32 {
         self.max_entries
     }
+    /// The `map_flags` of BPF_MAP_CREATE.
     pub fn get_flags(&self) -> MapFlags {
         self.flags
     }
 }
 
 impl MapSpec {
+    /// A spec for a map of `map_type` named `name` with these sizes; the rest is zero or unset.
     pub fn new(name: impl Into<String>, map_type: MapType, key_size: u32, value_size: u32, max_entries: u32) -> Self {
         MapSpec {
             name: name.into(),
@@ -92,14 +102,18 @@ impl MapSpec {
             ifindex: 0,
         }
     }
+    /// `map_flags` of BPF_MAP_CREATE (replaces any flags set before).
     pub fn flags(mut self, flags: MapFlags) -> Self {
         self.flags = flags;
         self
     }
+    /// `map_extra` of BPF_MAP_CREATE: the number of hash functions for bloom filters (default 5 in the
+    /// kernel when 0), the user-space address for arenas; ignored by other types (kernel 5.16+).
     pub fn map_extra(mut self, extra: u64) -> Self {
         self.map_extra = extra;
         self
     }
+    /// `numa_node` of BPF_MAP_CREATE: allocate the map on this NUMA node (sets `MapFlags::NUMA_NODE`).
     pub fn numa_node(mut self, node: u32) -> Self {
         self.numa_node = Some(node);
         self
@@ -122,6 +136,7 @@ impl MapSpec {
         self.btf_vmlinux_value_type_id = id;
         self
     }
+    /// `map_ifindex` of BPF_MAP_CREATE: the device for offloaded maps; 0 (the default) for none.
     pub fn ifindex(mut self, ifindex: u32) -> Self {
         self.ifindex = ifindex;
         self
@@ -131,20 +146,28 @@ impl MapSpec {
 /// Errors of map operations.
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
+    /// A bpf(2) or other system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
+    /// A key or value buffer has the wrong size for the map; names the map, which (`what`) and both sizes.
     #[error("map \"{map}\": {what} is {got} bytes, the map's {what} size is {want}")]
     WrongSize { map: String, what: &'static str, got: usize, want: usize },
+    /// The map type does not support the operation (e.g. keys of a queue, fds of a hash); names the map.
     #[error("map \"{map}\" ({map_type}): {message}")]
     Unsupported { map: String, map_type: String, message: String },
+    /// Pinning or unpinning failed.
     #[error(transparent)]
     Pin(#[from] PinError),
+    /// Memory-mapped access: an element index beyond the mapping; names the map, index and sizes.
     #[error("map \"{map}\": {size} bytes at index {index} are outside the mapping ({len} elements)")]
     OutOfRange { map: String, index: usize, size: usize, len: usize },
+    /// The fd given to [`Map::from_fd`] does not refer to a map; `what` describes the fd.
     #[error("the fd is not a map ({what})")]
     NotAMap { what: String },
+    /// The kernel reports a map type this library does not know; `id` is the map's, `raw` the type.
     #[error("map id {id} has type {raw}, which bpfkit does not know")]
     UnknownType { id: u32, raw: u32 },
+    /// Walking the keys did not finish after `steps` steps, because the map kept changing.
     #[error("map \"{map}\": iteration did not finish after {steps} steps (the map changed faster than it could be walked)")]
     IterationAborted { map: String, steps: usize },
 }
@@ -165,19 +188,33 @@ impl MapError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MapInfo {
+    /// The map's kernel id (`id` of `struct bpf_map_info`).
     pub id: u32,
+    /// The map type, `None` when bpfkit does not know `raw_type`.
     pub map_type: Option<MapType>,
+    /// The map type as the kernel reports it (`type`).
     pub raw_type: u32,
+    /// The map's name (`name`, at most 15 bytes).
     pub name: String,
+    /// `key_size`, in bytes.
     pub key_size: u32,
+    /// `value_size`, in bytes.
     pub value_size: u32,
+    /// `max_entries`.
     pub max_entries: u32,
+    /// `map_flags`.
     pub flags: MapFlags,
+    /// `map_extra` (bloom filter hash count, arena address; kernel 5.16+).
     pub map_extra: u64,
+    /// `ifindex`: the device of an offloaded map, 0 for none.
     pub ifindex: u32,
+    /// `btf_id`: the id of the BTF object with the key and value types, 0 for none.
     pub btf_id: u32,
+    /// `btf_key_type_id`: the key's type in that BTF.
     pub btf_key_type_id: u32,
+    /// `btf_value_type_id`: the value's type in that BTF.
     pub btf_value_type_id: u32,
+    /// `btf_vmlinux_value_type_id`: the kernel value type of a struct_ops map, 0 otherwise.
     pub btf_vmlinux_value_type_id: u32,
 }
 
@@ -327,12 +364,15 @@ impl Map {
         Ok(())
     }
 
+    /// The map's name as created (or as the kernel reports it for opened maps).
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// The map type.
     pub fn map_type(&self) -> MapType {
         self.map_type
     }
+    /// The key size in bytes.
     pub fn key_size(&self) -> u32 {
         self.key_size
     }
@@ -340,9 +380,11 @@ impl Map {
     pub fn value_size(&self) -> u32 {
         self.value_size
     }
+    /// The maximum number of entries.
     pub fn max_entries(&self) -> u32 {
         self.max_entries
     }
+    /// The map's `map_flags`.
     pub fn flags(&self) -> MapFlags {
         self.flags
     }

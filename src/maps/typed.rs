@@ -43,13 +43,16 @@ impl Map {
 }
 
 impl<K: Pod, V: Pod> Typed<'_, K, V> {
+    /// The value at `key`, `None` if the key is absent.
     pub fn get(&self, key: &K) -> Result<Option<V>, MapError> {
         let mut v = V::zeroed();
         Ok(self.map.lookup_into(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut v))?.then_some(v))
     }
+    /// Set the value at `key` (`flags` say whether it may create or replace).
     pub fn insert(&self, key: &K, value: &V, flags: UpdateFlags) -> Result<(), MapError> {
         self.map.update(bytemuck::bytes_of(key), bytemuck::bytes_of(value), flags)
     }
+    /// Delete `key`; `false` if it was absent.
     pub fn remove(&self, key: &K) -> Result<bool, MapError> {
         self.map.delete(bytemuck::bytes_of(key))
     }
@@ -57,9 +60,11 @@ impl<K: Pod, V: Pod> Typed<'_, K, V> {
     pub fn iter(&self) -> impl Iterator<Item = Result<(K, V), MapError>> + '_ {
         self.map.iter().map(|r| r.map(|(k, v)| (bytemuck::pod_read_unaligned(&k), bytemuck::pod_read_unaligned(&v))))
     }
+    /// The keys, surviving concurrent deletes like [`Map::keys`].
     pub fn keys(&self) -> impl Iterator<Item = Result<K, MapError>> + '_ {
         self.map.keys().map(|r| r.map(|k| bytemuck::pod_read_unaligned(&k)))
     }
+    /// The underlying map.
     pub fn map(&self) -> &Map {
         self.map
     }
@@ -82,9 +87,11 @@ impl<K: Pod, V: Pod> PerCpu<'_, K, V> {
         let cpus = crate::sys::possible_cpus().map_err(|e| self.map.sys_err(crate::sys::Cmd::MapUpdateElem, e))?;
         self.insert(key, &vec![*value; cpus], flags)
     }
+    /// Delete `key`; `false` if it was absent.
     pub fn remove(&self, key: &K) -> Result<bool, MapError> {
         self.map.delete(bytemuck::bytes_of(key))
     }
+    /// The underlying map.
     pub fn map(&self) -> &Map {
         self.map
     }

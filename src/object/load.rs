@@ -30,13 +30,17 @@ pub struct LoadedObject {
 /// A loaded program and what its section said about it.
 #[derive(Debug)]
 pub struct LoadedProgram {
+    /// The program's name (its function symbol).
     pub name: String,
+    /// The ELF section it came from.
     pub section_name: String,
+    /// What the section name says about it (type, attach type, target).
     pub spec: SectionSpec,
     program: Program,
 }
 
 impl LoadedObject {
+    /// The object's name (the file name up to its first `.`, or the name given to `open_bytes`).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -51,10 +55,12 @@ impl LoadedObject {
         self.maps.iter().map(|(d, m)| (d, m))
     }
 
+    /// The loaded program named `name`, if it was loaded.
     pub fn program(&self, name: &str) -> Option<&LoadedProgram> {
         self.programs.iter().find(|p| p.name == name)
     }
 
+    /// Every loaded program, in section order.
     pub fn programs(&self) -> &[LoadedProgram] {
         &self.programs
     }

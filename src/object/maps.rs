@@ -25,6 +25,7 @@ pub enum MapOrigin {
 /// `LIBBPF_PIN_*`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Pinning {
+    /// `LIBBPF_PIN_NONE`: not pinned.
     #[default]
     None,
     /// `LIBBPF_PIN_BY_NAME`: pinned under the pin root by its name.
@@ -39,19 +40,29 @@ pub struct MapDef {
     pub name: String,
     /// The name given to the kernel (libbpf's: `objname.rodata` for global data).
     pub kernel_name: String,
+    /// Where the definition came from.
     pub origin: MapOrigin,
     /// The defining section's index.
     pub section: usize,
+    /// The map type.
     pub map_type: MapType,
+    /// The key size in bytes.
     pub key_size: u32,
+    /// The value size in bytes.
     pub value_size: u32,
+    /// The maximum number of entries.
     pub max_entries: u32,
+    /// The `map_flags`.
     pub flags: MapFlags,
+    /// `map_extra` (bloom filter hash count, arena address).
     pub map_extra: u64,
+    /// The NUMA node to allocate on, if any.
     pub numa_node: Option<u32>,
+    /// Whether and how the map is pinned at load.
     pub pinning: Pinning,
     /// BTF ids (in the object's `.BTF`) of the key and value types, when defined by type.
     pub key_type_id: Option<TypeId>,
+    /// BTF id of the value type (see `key_type_id`).
     pub value_type_id: Option<TypeId>,
     /// Map-in-map: the inner map template.
     pub inner: Option<Box<MapDef>>,

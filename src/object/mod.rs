@@ -84,30 +84,44 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ObjectError {
+    /// The ELF file could not be parsed.
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// The object's `.BTF` or `.BTF.ext` could not be read or made kernel-ready.
     #[error("object BTF: {reason}")]
     Btf { reason: String },
+    /// A map definition (in `.maps` or a data section) is invalid; names the map.
     #[error("map '{map}': {reason}")]
     Map { map: String, reason: String },
+    /// A relocation could not be applied; names the section and the instruction slot.
     #[error("relocation in section '{section}' at insn {slot}: {reason}")]
     Relocation { section: String, slot: usize, reason: String },
+    /// A CO-RE relocation could not be resolved against the kernel's BTF.
     #[error("CO-RE: {reason}")]
     Core { reason: String },
+    /// A program in the object is invalid or could not be prepared; names the program.
     #[error("program '{program}': {reason}")]
     Program { program: String, reason: String },
+    /// A global variable could not be read or set; names it.
     #[error("global variable '{name}': {reason}")]
     Global { name: String, reason: String },
+    /// The kernel refused to create one of the object's maps.
     #[error("creating map '{map}': {source}")]
     MapCreate {
+        /// The map's name in the object.
         map: String,
+        /// Why the map was not created.
         #[source]
         source: crate::maps::MapError,
     },
+    /// The kernel (or the verifier) refused one of the object's programs.
     #[error("loading program '{program}' (section '{section}'): {source}")]
     Load {
+        /// The program's name.
         program: String,
+        /// The ELF section the program is in.
         section: String,
+        /// Why the program did not load.
         #[source]
         source: Box<crate::prog::LoadError>,
     },
@@ -115,8 +129,10 @@ pub enum ObjectError {
     /// attach type not allowed here, a kernel symbol without an address, …).
     #[error("loading program '{program}' (section '{section}'): {reason}")]
     Refused { program: String, section: String, reason: String },
+    /// A program could not be attached; names the program.
     #[error("attaching program '{program}': {reason}")]
     Attach { program: String, reason: String },
+    /// An `extern` (kconfig value, ksym) could not be resolved; names it.
     #[error("extern '{name}': {reason}")]
     Extern { name: String, reason: String },
 }
@@ -125,7 +141,9 @@ pub enum ObjectError {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ProgramDef {
+    /// The program's name (its function symbol).
     pub name: String,
+    /// The ELF section the program is in (its name says the program type and attach point).
     pub section_name: String,
     /// What the section name means; `None` when libbpf would not know it (loading it fails,
     /// naming the section: set `autoload` to false to leave it out).
@@ -272,10 +290,12 @@ impl Object {
         self.btf.as_ref()
     }
 
+    /// The object's programs, in section order.
     pub fn programs(&self) -> &[ProgramDef] {
         &self.programs
     }
 
+    /// The program named `name`, if any.
     pub fn program(&self, name: &str) -> Option<&ProgramDef> {
         self.programs.iter().find(|p| p.name == name)
     }
@@ -285,6 +305,7 @@ impl Object {
         self.programs.iter_mut().find(|p| p.name == name)
     }
 
+    /// The object's maps, including the `.data`/`.rodata`/`.bss` maps of global variables.
     pub fn maps(&self) -> &[MapDef] {
         &self.maps
     }

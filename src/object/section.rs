@@ -165,28 +165,42 @@ static SECTION_DEFS: &[SecDef] = &[
 pub enum AttachTarget {
     /// Nothing in the name: the caller says where (an interface, a cgroup, a socket, …).
     None,
+    /// `tp/<category>/<name>` or `tracepoint/<category>/<name>`: a tracefs tracepoint.
     Tracepoint {
+        /// The tracepoint's category (its directory in tracefs, e.g. `syscalls`).
         category: String,
+        /// The tracepoint's name (e.g. `sys_enter_openat`).
         name: String,
     },
+    /// `raw_tp/<name>` or `raw_tracepoint/<name>`: a raw tracepoint.
     RawTracepoint {
+        /// The tracepoint's name (e.g. `sys_enter`).
         name: String,
     },
+    /// `kprobe/<function>[+<offset>]` or `kretprobe/<function>`.
     Kprobe {
+        /// The kernel function to probe.
         function: String,
+        /// The offset into the function (0 for its entry).
         offset: u64,
+        /// A return probe (`kretprobe`).
         ret: bool,
     },
     /// `binary` and `symbol` are `None` for a bare `uprobe` section.
     Uprobe {
+        /// The binary's path or name.
         binary: Option<String>,
+        /// The symbol in the binary, possibly with `+<offset>`.
         symbol: Option<String>,
+        /// A return probe (`uretprobe`).
         ret: bool,
     },
     /// A type in vmlinux BTF (`btf_trace_sys_enter`, `bpf_lsm_file_open`, `bpf_iter_task`, a
     /// kernel function for fentry), resolved to `attach_btf_id` at load.
     Btf {
+        /// The name in BTF, with the section's prefix (`btf_trace_`, `bpf_lsm_`, …); empty if none given.
         name: String,
+        /// `name` is a BTF `FUNC` (fentry, fexit, fmod_ret, LSM, iter), not tp_btf's `btf_trace_*` typedef.
         func: bool,
     },
 }
@@ -194,9 +208,13 @@ pub enum AttachTarget {
 /// What a program section's name means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SectionSpec {
+    /// The program type the section name implies.
     pub prog_type: ProgType,
+    /// The `expected_attach_type` it implies, if any.
     pub expected_attach_type: Option<AttachType>,
+    /// The `prog_flags` it implies (e.g. sleepable for `.s` sections, XDP frags for `xdp.frags`).
     pub flags: ProgFlags,
+    /// Where the program attaches, as far as the name says.
     pub target: AttachTarget,
     /// The section started with `?`: the program is not loaded unless asked for.
     pub optional: bool,

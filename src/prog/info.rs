@@ -13,31 +13,48 @@ use crate::sys::{self, Cmd, ProgInfoRaw, SysError};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProgInfo {
+    /// `id`: the program's kernel id.
     pub id: u32,
+    /// The program type, `None` when bpfkit does not know `raw_type`.
     pub prog_type: Option<ProgType>,
+    /// `type`, as the kernel reports it.
     pub raw_type: u32,
+    /// `name` (at most 15 bytes).
     pub name: String,
     /// The program's tag (a hash of its instructions), as bpftool prints it.
     pub tag: [u8; 8],
+    /// `xlated_len`: size in bytes of the instructions after the verifier's rewrites.
     pub xlated_len: u32,
+    /// `jited_len`: size in bytes of the JIT-compiled code (0 without the JIT).
     pub jited_len: u32,
     /// Boot-time nanoseconds at load.
     pub load_time_ns: u64,
+    /// `created_by_uid`: the uid of the process that loaded the program.
     pub created_by_uid: u32,
+    /// `map_ids`: the ids of the maps the program uses.
     pub map_ids: Vec<u32>,
+    /// `btf_id`: the id of the program's BTF object, 0 for none.
     pub btf_id: u32,
+    /// `gpl_compatible`: whether the license is GPL-compatible.
     pub gpl_compatible: bool,
+    /// `verified_insns`: instructions the verifier processed (kernel 5.16+).
     pub verified_insns: u32,
+    /// `attach_btf_id`: the BTF id of the attach target (tracing, LSM, struct_ops, ext).
     pub attach_btf_id: u32,
+    /// `attach_btf_obj_id`: the id of the BTF object `attach_btf_id` is in (kernel 5.18+).
     pub attach_btf_obj_id: u32,
+    /// Run statistics: `run_cnt`, `run_time_ns` and `recursion_misses`.
     pub stats: RunStats,
 }
 
 /// Run statistics (counted only while `BPF_ENABLE_STATS` is on, see [`Program::enable_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunStats {
+    /// `run_cnt`: how many times the program ran.
     pub run_count: u64,
+    /// `run_time_ns`: total time it ran, in nanoseconds.
     pub run_time_ns: u64,
+    /// `recursion_misses`: runs skipped because the program was already running on that CPU.
     pub recursion_misses: u64,
 }
 

@@ -11,10 +11,13 @@ use crate::insn::{Call, Insn, KfuncRef};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KfuncError {
+    /// vmlinux BTF could not be read.
     #[error("reading vmlinux BTF to look it up: {0}")]
     Btf(#[from] BtfError),
+    /// vmlinux BTF has no function (`FUNC`) of that name.
     #[error("vmlinux BTF has no function of that name")]
     NotFound,
+    /// The call names a module's BTF (`btf_index` given); such kfuncs are not looked up by name.
     #[error("module BTF (btf_index {0}) is not searched by name; give the BTF id")]
     Module(i16),
 }

@@ -61,30 +61,38 @@ pub struct LoadOptions {
 /// What the options say; fields are set with [`LoadOptions::new`] and the setters only (getters
 /// are `get_*`, as `std::process::Command`'s, since the setters have the plain names).
 impl LoadOptions {
+    /// The program's name (the kernel keeps the first 15 bytes).
     pub fn get_name(&self) -> &str {
         &self.name
     }
+    /// The program type.
     pub fn get_prog_type(&self) -> ProgType {
         self.prog_type
     }
+    /// The `expected_attach_type` set with [`LoadOptions::expected_attach_type`], if any.
     pub fn get_expected_attach_type(&self) -> Option<AttachType> {
         self.expected_attach_type
     }
+    /// The `attach_btf_id` (0 when unset).
     pub fn get_attach_btf_id(&self) -> u32 {
         self.attach_btf_id
     }
+    /// The verifier log level (0: log only on failure).
     pub fn get_log_level(&self) -> u32 {
         self.log_level
     }
+    /// The initial verifier log buffer size in bytes.
     pub fn get_log_size(&self) -> usize {
         self.log_size
     }
+    /// The `prog_flags` of BPF_PROG_LOAD.
     pub fn get_flags(&self) -> ProgFlags {
         self.flags
     }
 }
 
 impl LoadOptions {
+    /// Options to load a program of `prog_type` named `name`: license "GPL", log level 0, the rest unset.
     pub fn new(name: impl Into<String>, prog_type: ProgType) -> Self {
         LoadOptions {
             name: name.into(),
@@ -104,18 +112,24 @@ impl LoadOptions {
             program_btf: None,
         }
     }
+    /// `license` of BPF_PROG_LOAD (default "GPL"); GPL-only helpers and kfuncs need a GPL-compatible one.
     pub fn license(mut self, l: impl Into<String>) -> Self {
         self.license = l.into();
         self
     }
+    /// `log_level` of BPF_PROG_LOAD: 1 verbose, 2 per-instruction state, 4 statistics (bits combine);
+    /// 0 logs only on failure.
     pub fn log_level(mut self, l: u32) -> Self {
         self.log_level = l;
         self
     }
+    /// Initial verifier log buffer size in bytes, clamped to 128 bytes..16 MiB (grown on ENOSPC).
     pub fn log_size(mut self, bytes: usize) -> Self {
         self.log_size = bytes.clamp(128, LOG_MAX);
         self
     }
+    /// `expected_attach_type` of BPF_PROG_LOAD: the hook the program will attach to; needed by
+    /// cgroup sock_addr/sockopt, tracing (fentry, fexit, LSM, iter) and some other types.
     pub fn expected_attach_type(mut self, t: AttachType) -> Self {
         self.expected_attach_type = Some(t);
         self
@@ -130,6 +144,8 @@ impl LoadOptions {
     pub fn raw_expected_attach_type(&self) -> u32 {
         self.struct_ops_member.or(self.expected_attach_type.map(AttachType::raw)).unwrap_or(0)
     }
+    /// `attach_btf_id` of BPF_PROG_LOAD: the BTF id of the attach target (the function of
+    /// fentry/fexit/LSM/tp_btf, the ops struct of struct_ops, the function an ext program replaces).
     pub fn attach_btf_id(mut self, id: u32) -> Self {
         self.attach_btf_id = id;
         self
@@ -146,14 +162,17 @@ impl LoadOptions {
         self.attach_prog_fd = Some(std::sync::Arc::new(fd));
         Ok(self)
     }
+    /// `prog_flags` of BPF_PROG_LOAD (e.g. sleepable, XDP frags).
     pub fn flags(mut self, f: ProgFlags) -> Self {
         self.flags = f;
         self
     }
+    /// `kern_version` of BPF_PROG_LOAD; only kernels before 5.0 check it, and only for kprobes.
     pub fn kern_version(mut self, v: u32) -> Self {
         self.kern_version = v;
         self
     }
+    /// `prog_ifindex` of BPF_PROG_LOAD: the device of an offloaded or device-bound XDP program.
     pub fn ifindex(mut self, ifindex: u32) -> Self {
         self.ifindex = ifindex;
         self
@@ -180,12 +199,16 @@ impl LoadOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    /// The program references a map that was not given; names the program and the map.
     #[error("program \"{prog}\": map `{map}` is referenced but not provided")]
     UnboundMap { prog: String, map: String },
+    /// The instructions could not be encoded; names the program.
     #[error("program \"{prog}\": {source}")]
     Encode { prog: String, source: EncodeError },
+    /// The verifier rejected the program; the rejection holds its analysis of the log.
     #[error("program \"{prog}\" rejected by the verifier: {0}", .rejection)]
     Verifier { prog: String, rejection: Box<VerifierRejection> },
+    /// A bpf(2) or other system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
     /// The kernel refused the program for a reason the verifier's analysis does not give (a
@@ -193,18 +216,25 @@ pub enum LoadError {
     /// lines say what it saw.
     #[error("{source}; the verifier log ends: {log_tail}")]
     Refused { prog: String, source: SysError, log_tail: String },
+    /// Pinning or unpinning failed.
     #[error(transparent)]
     Pin(#[from] sys::PinError),
+    /// A CO-RE relocation could not be resolved against the kernel's BTF.
     #[error("program \"{prog}\": CO-RE: {source}")]
     Core { prog: String, source: core_relo::CoreError },
+    /// A kfunc call could not be resolved; `at` says where in the program it is called.
     #[error("program \"{prog}\": kfunc `{name}`{at}: {source}")]
     Kfunc { prog: String, name: String, at: String, source: Box<KfuncError> },
+    /// The BTF func info for the program could not be built.
     #[error("program \"{prog}\": building its BTF func info: {source}")]
     FuncInfo { prog: String, source: crate::core_btf::BtfError },
+    /// The fd given to [`Program::from_fd`] does not refer to a program; `what` describes the fd.
     #[error("the fd is not a program ({what})")]
     NotAProgram { what: String },
+    /// The kernel reports a program type this library does not know; `id` is the program's, `raw` the type.
     #[error("program id {id} has type {raw}, which bpfkit does not know")]
     UnknownType { id: u32, raw: u32 },
+    /// The kernel's translated (xlated) instructions could not be decoded; names the program.
     #[error("program \"{prog}\": the kernel's xlated instructions do not decode: {message}")]
     Xlated { prog: String, message: String },
 }
@@ -369,10 +399,12 @@ impl Program {
         }
     }
 
+    /// The program's name as loaded (or as the kernel reports it for opened programs).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The program type.
     pub fn prog_type(&self) -> ProgType {
         self.prog_type
     }

@@ -27,25 +27,31 @@ pub struct TestRun {
 }
 
 impl TestRun {
+    /// A test run on packet `data`, run once.
     pub fn with_data(data: impl Into<Vec<u8>>) -> Self {
         TestRun { data: data.into(), repeat: 1, ..Default::default() }
     }
+    /// The packet data the program runs on (`data_in` of BPF_PROG_TEST_RUN).
     pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.data = data.into();
         self
     }
+    /// The context struct to pass in (`ctx_in`), e.g. a `struct __sk_buff` or `struct xdp_md`.
     pub fn ctx(mut self, ctx: impl Into<Vec<u8>>) -> Self {
         self.ctx = Some(ctx.into());
         self
     }
+    /// Room in bytes for the context after the run (`ctx_size_out`); defaults to the input's size.
     pub fn ctx_out_size(mut self, n: usize) -> Self {
         self.ctx_out_size = Some(n);
         self
     }
+    /// How many times to run (`repeat`); the reported duration is the mean per run.
     pub fn repeat(mut self, n: u32) -> Self {
         self.repeat = n;
         self
     }
+    /// Extra bytes of output room beyond the input, for programs that grow the packet.
     pub fn data_out_extra(mut self, n: usize) -> Self {
         self.data_out_extra = n;
         self
@@ -65,6 +71,7 @@ pub struct TestRunResult {
     pub retval: u32,
     /// Mean run time per repetition, as the kernel measured it.
     pub duration_ns: u32,
+    /// The packet data after the run (`data_out`).
     pub data_out: Vec<u8>,
     /// The context after the run (empty when none was passed or the type returns none; for
     /// syscall programs, the context as the program left it).

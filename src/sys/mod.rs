@@ -88,6 +88,7 @@ crate::maps::kernel_enum! {
 pub struct SysError {
     /// What was attempted, naming the object: `map_create(hash "counts", key 4, value 8)`.
     pub op: String,
+    /// The errno of the failed call.
     #[source]
     pub source: io::Error,
     /// For an EPERM: the capabilities the operation needs that this process lacks (see
@@ -160,6 +161,7 @@ impl SysError {
         self
     }
 
+    /// The errno the call failed with, if any.
     pub fn errno(&self) -> Option<i32> {
         self.source.raw_os_error()
     }

@@ -108,6 +108,7 @@ const REPLY_TIMEOUT_SECS: libc::time_t = 10;
 pub struct NetlinkError {
     /// The request, naming its object: `RTM_SETLINK xdp (ifindex 4 "veth1", native)`.
     pub op: String,
+    /// The errno of the failed send, receive or `NLMSG_ERROR` reply.
     #[source]
     pub source: io::Error,
     /// `NLMSGERR_ATTR_MSG`: the kernel's explanation, e.g. `XDP program already attached`.
@@ -115,6 +116,7 @@ pub struct NetlinkError {
 }
 
 impl NetlinkError {
+    /// The errno the kernel answered with, if the error carries one.
     pub fn errno(&self) -> Option<i32> {
         self.source.raw_os_error()
     }
@@ -508,8 +510,11 @@ pub struct XdpState {
     pub attached: u8,
     /// The program's id when exactly one mode has one.
     pub prog_id: u32,
+    /// `IFLA_XDP_DRV_PROG_ID`: the program attached in native (driver) mode, 0 for none.
     pub drv_prog_id: u32,
+    /// `IFLA_XDP_SKB_PROG_ID`: the program attached in generic (skb) mode, 0 for none.
     pub skb_prog_id: u32,
+    /// `IFLA_XDP_HW_PROG_ID`: the program offloaded to the device, 0 for none.
     pub hw_prog_id: u32,
 }
 
@@ -525,9 +530,13 @@ impl XdpState {
 /// What `RTM_GETLINK` reports about an interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkState {
+    /// The interface index.
     pub ifindex: u32,
+    /// `IFLA_IFNAME`: the interface's name.
     pub name: String,
+    /// Whether the interface is administratively up (`IFF_UP`).
     pub up: bool,
+    /// The XDP programs attached to it.
     pub xdp: XdpState,
 }
 
@@ -544,10 +553,15 @@ pub struct FilterId {
 /// A cls_bpf filter as a filter dump reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClsBpfFilter {
+    /// The filter's priority (the high half of `tcm_info`).
     pub priority: u16,
+    /// The filter's handle.
     pub handle: u32,
+    /// `TCA_BPF_ID`: the id of the filter's program.
     pub prog_id: u32,
+    /// `TCA_BPF_NAME`: the name the filter was given.
     pub name: String,
+    /// Whether the filter runs in direct-action mode (`TCA_BPF_FLAG_ACT_DIRECT`).
     pub direct_action: bool,
 }
 

@@ -62,10 +62,13 @@ pub fn bpf_object_kind(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PinError {
+    /// The pin's directory `dir` is not on a bpffs; `magic` is the filesystem's `f_type`.
     #[error("{path}: not on a bpffs (its directory {dir} is on a filesystem with magic {magic:#x}); mount one with `mount -t bpf bpf {dir}`")]
     NotBpffs { path: PathBuf, dir: PathBuf, magic: i64 },
+    /// The pin's directory `dir` does not exist.
     #[error("{path}: directory {dir} does not exist")]
     NoDir { path: PathBuf, dir: PathBuf },
+    /// A system call (`op`: statfs, obj_pin, obj_get or unpin) on `path` failed.
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: io::Error },
 }

@@ -10,43 +10,75 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PerfEventAttr {
+    /// `type`: the event type (`PERF_TYPE_*`).
     pub type_: u32,
+    /// `size`: the size of this struct, for the kernel's versioning.
     pub size: u32,
+    /// `config`: the event within the type (`PERF_COUNT_*`, a tracepoint id, …).
     pub config: u64,
     /// `sample_period` or `sample_freq` (with the `freq` flag).
     pub sample_period: u64,
+    /// `sample_type`: what each sample records (`PERF_SAMPLE_*`).
     pub sample_type: u64,
+    /// `read_format`: what read(2) of the event returns.
     pub read_format: u64,
+    /// The bitfield word (`disabled`, `inherit`, …, `freq`, `watermark`, …).
     pub flags: u64,
     /// `wakeup_events` or `wakeup_watermark`.
     pub wakeup_events: u32,
+    /// `bp_type`: breakpoint type, for hardware breakpoints.
     pub bp_type: u32,
+    /// `config1` (also `bp_addr`, `kprobe_func`, `uprobe_path`).
     pub config1: u64,
+    /// `config2` (also `bp_len`, `kprobe_addr`, `probe_offset`).
     pub config2: u64,
+    /// `branch_sample_type`.
     pub branch_sample_type: u64,
+    /// `sample_regs_user`.
     pub sample_regs_user: u64,
+    /// `sample_stack_user`.
     pub sample_stack_user: u32,
+    /// `clockid`, used with the `use_clockid` flag.
     pub clockid: i32,
+    /// `sample_regs_intr`.
     pub sample_regs_intr: u64,
+    /// `aux_watermark`.
     pub aux_watermark: u32,
+    /// `sample_max_stack`.
     pub sample_max_stack: u16,
+    /// Reserved, zero.
     pub _reserved_2: u16,
+    /// `aux_sample_size`.
     pub aux_sample_size: u32,
+    /// Reserved, zero.
     pub _reserved_3: u32,
+    /// `sig_data`, passed to the signal handler with `sigtrap`.
     pub sig_data: u64,
+    /// `config3` (kernel 6.3+).
     pub config3: u64,
 }
 
+/// `PERF_TYPE_HARDWARE`: a hardware event; `config` is a `PERF_COUNT_HW_*`.
 pub const PERF_TYPE_HARDWARE: u32 = 0;
+/// `PERF_TYPE_SOFTWARE`: a software event; `config` is a `PERF_COUNT_SW_*`.
 pub const PERF_TYPE_SOFTWARE: u32 = 1;
+/// `PERF_TYPE_TRACEPOINT`: a tracepoint; `config` is its id from tracefs.
 pub const PERF_TYPE_TRACEPOINT: u32 = 2;
+/// `PERF_COUNT_HW_CPU_CYCLES`: CPU cycles.
 pub const PERF_COUNT_HW_CPU_CYCLES: u64 = 0;
+/// `PERF_COUNT_HW_INSTRUCTIONS`: retired instructions.
 pub const PERF_COUNT_HW_INSTRUCTIONS: u64 = 1;
+/// `PERF_COUNT_SW_CPU_CLOCK`: a per-CPU high-resolution timer (sampling without hardware PMU).
 pub const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
+/// `PERF_COUNT_SW_TASK_CLOCK`: a timer that runs while the task runs.
 pub const PERF_COUNT_SW_TASK_CLOCK: u64 = 1;
+/// `PERF_COUNT_SW_PAGE_FAULTS`: page faults.
 pub const PERF_COUNT_SW_PAGE_FAULTS: u64 = 2;
+/// `PERF_COUNT_SW_CONTEXT_SWITCHES`: context switches.
 pub const PERF_COUNT_SW_CONTEXT_SWITCHES: u64 = 3;
+/// `PERF_COUNT_SW_BPF_OUTPUT`: the software event a perf event array's `bpf_perf_event_output` writes.
 pub const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
+/// `PERF_SAMPLE_RAW`: samples carry raw data (what BPF programs output).
 pub const PERF_SAMPLE_RAW: u64 = 1 << 10;
 
 /// `PERF_FLAG_FD_CLOEXEC`, always added: bpfkit's fds never leak into exec'd children.

@@ -68,6 +68,7 @@ impl PmuField {
 /// A probe PMU as sysfs describes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbePmu {
+    /// Which probe PMU (kprobe or uprobe).
     pub kind: ProbeKind,
     /// The PMU's perf event `type`.
     pub type_: u32,

@@ -37,18 +37,22 @@ impl Default for XskConfig {
 }
 
 impl XskConfig {
+    /// Number of UMEM frames (default 64).
     pub fn frames(mut self, n: u32) -> XskConfig {
         self.frames = n;
         self
     }
+    /// Bytes per UMEM frame: a power of two from 2048 to the page size (default 4096).
     pub fn frame_size(mut self, n: u32) -> XskConfig {
         self.frame_size = n;
         self
     }
+    /// Entries of each ring (fill, completion, RX, TX); a power of two (default 64).
     pub fn ring_size(mut self, n: u32) -> XskConfig {
         self.ring_size = n;
         self
     }
+    /// The interface queue to bind to (default 0).
     pub fn queue_id(mut self, q: u32) -> XskConfig {
         self.queue_id = q;
         self
@@ -266,6 +270,7 @@ impl XskSocket {
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
+    /// The interface queue this socket is bound to.
     pub fn queue_id(&self) -> u32 {
         self.cfg.queue_id
     }
