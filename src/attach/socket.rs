@@ -128,7 +128,7 @@ impl Program {
     }
 
     /// Attach an sk_lookup (`SkLookup`) or flow dissector (`FlowDissector`) program to the
-    /// network namespace open as `netns` (e.g. [`sys::NetNs`], `/proc/self/ns/net`) with a netns
+    /// network namespace open as `netns` (e.g. [`crate::net::NetNs`], `/proc/self/ns/net`) with a netns
     /// bpf_link (kernel ≥ 5.8 / 5.9).
     pub fn attach_netns(&self, netns: impl AsFd, attach_type: AttachType) -> Result<Link, LinkError> {
         let what = format!("netns fd {} {attach_type} ← {}", netns.as_fd().as_raw_fd(), self.describe());

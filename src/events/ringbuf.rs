@@ -197,7 +197,7 @@ impl RingBuf {
     /// Call `f` on every available record in order; returns how many were read.
     ///
     /// The consumer position is published after each run of same-length records (at most
-    /// [`RUN`]): if `f` panics, the records of its run stay in the ring and the next read
+    /// 256): if `f` panics, the records of its run stay in the ring and the next read
     /// delivers them again.
     ///
     /// When it returns, the ring has no readable record, and the consumer position it published
