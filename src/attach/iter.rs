@@ -45,7 +45,12 @@ pub enum IterScope<'a> {
     ProcessFd(BorrowedFd<'a>),
     /// A cgroup by fd, walked in `order` (`BPF_CGROUP_ITER_*`: 1 self only, 2 descendants
     /// pre-order, 3 post-order, 4 ancestors up).
-    Cgroup { fd: BorrowedFd<'a>, order: u32 },
+    Cgroup {
+        /// The cgroup's fd.
+        fd: BorrowedFd<'a>,
+        /// The walk order, a `BPF_CGROUP_ITER_*` value (1 to 4).
+        order: u32,
+    },
 }
 
 /// `union bpf_iter_link_info`, the member a scope uses.

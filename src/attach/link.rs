@@ -76,10 +76,22 @@ pub enum LinkError {
     Netlink(#[from] NetlinkError),
     /// The attach target does not fit (no such interface, a program of the wrong type, …); names it.
     #[error("{what}: {message}")]
-    Target { what: String, message: String },
+    Target {
+        /// The target that does not fit.
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Info or a pin was asked of an attachment that is not a bpf_link.
     #[error("{what} has no {asked}: only bpf_links do, and this attachment took the {path:?} path")]
-    NotABpfLink { what: String, path: AttachPath, asked: &'static str },
+    NotABpfLink {
+        /// The attachment asked.
+        what: String,
+        /// The way the attachment was made.
+        path: AttachPath,
+        /// What was asked of it (`info` or `a pin`).
+        asked: &'static str,
+    },
 }
 
 enum Inner {

@@ -44,20 +44,43 @@ pub enum ProbeError {
     Load(#[from] LoadError),
     /// Reading or searching BTF failed (for fentry, LSM or iterator targets); `what` says for what.
     #[error("{what}: {source}")]
-    Btf { what: String, source: BtfError },
+    Btf {
+        /// What the BTF was read or searched for.
+        what: String,
+        /// The BTF error.
+        source: BtfError,
+    },
     /// Neither the probe PMU nor the tracefs probe-events file exists.
     #[error("no {kind} support in this kernel: /sys/bus/event_source/devices/{kind} missing and tracefs has no {kind}_events")]
-    NoProbeSupport { kind: &'static str },
+    NoProbeSupport {
+        /// The probe kind (`kprobe` or `uprobe`).
+        kind: &'static str,
+    },
     /// PROG_LOAD of a trampoline-based program (fentry, fexit, fmod_ret, LSM) gave EPERM although
     /// bpf(2) works otherwise.
     #[error("{what}: tracing programs are refused with EPERM by this kernel ({source})")]
-    TracingRefused { what: String, source: SysError },
+    TracingRefused {
+        /// The attach target (hook, function, BTF id, attach type).
+        what: String,
+        /// The EPERM error bpf(2) gave.
+        source: SysError,
+    },
     /// A USDT note or argument that cannot be used.
     #[error("{}: {message}", binary.display())]
-    Usdt { binary: PathBuf, message: String },
+    Usdt {
+        /// The binary holding the USDT note.
+        binary: PathBuf,
+        /// What is wrong with the note or argument.
+        message: String,
+    },
     /// A request that cannot work as given (offset on a return probe, empty list, …).
     #[error("{what}: {message}")]
-    Invalid { what: String, message: String },
+    Invalid {
+        /// The request.
+        what: String,
+        /// Why it cannot work.
+        message: String,
+    },
 }
 
 impl ProbeError {

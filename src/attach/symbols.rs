@@ -37,31 +37,84 @@ const PF_X: u32 = 1;
 pub enum SymbolError {
     /// Reading the file at `path` failed.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
     /// The file at `path` is not an ELF file bpfkit can read; `message` says why.
     #[error("{}: not a readable ELF file: {message}", path.display())]
-    Elf { path: PathBuf, message: String },
+    Elf {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be read as ELF.
+        message: String,
+    },
     /// No function symbol named `symbol` in the binary's `.symtab` or `.dynsym`.
     #[error("{}: no function symbol `{symbol}` in .symtab or .dynsym", path.display())]
-    NotFound { path: PathBuf, symbol: String },
+    NotFound {
+        /// The binary searched.
+        path: PathBuf,
+        /// The symbol name asked for.
+        symbol: String,
+    },
     /// More than one function symbol matches `symbol`, at different addresses; `candidates` lists them.
     #[error("{}: function symbol `{symbol}` is ambiguous: {candidates}", path.display())]
-    Ambiguous { path: PathBuf, symbol: String, candidates: String },
+    Ambiguous {
+        /// The binary searched.
+        path: PathBuf,
+        /// The symbol name asked for.
+        symbol: String,
+        /// The matching symbols and their addresses.
+        candidates: String,
+    },
     /// `symbol` is a GNU IFUNC resolver (`STT_GNU_IFUNC`), not a function to probe.
     #[error("{}: `{symbol}` is an IFUNC (STT_GNU_IFUNC) resolver, not the function it selects; probe the implementation's symbol (e.g. `__memcpy_avx_unaligned`) or its offset", path.display())]
-    Ifunc { path: PathBuf, symbol: String },
+    Ifunc {
+        /// The binary searched.
+        path: PathBuf,
+        /// The IFUNC resolver's symbol name.
+        symbol: String,
+    },
     /// The offset asked for lies past the end of the function `symbol` (`size` bytes long).
     #[error("{}: offset {offset:#x} is past the end of `{symbol}` ({size} bytes)", path.display())]
-    OutsideFunction { path: PathBuf, symbol: String, offset: u64, size: u64 },
+    OutsideFunction {
+        /// The binary searched.
+        path: PathBuf,
+        /// The function's symbol name.
+        symbol: String,
+        /// The offset asked for, in bytes from the function's start.
+        offset: u64,
+        /// The function's size in bytes (`st_size`).
+        size: u64,
+    },
     /// The address `vaddr` lies in no `PT_LOAD` segment (with `exec_only`: in no executable one).
     #[error("{}: address {vaddr:#x} is in no loadable segment{}", path.display(), if *.exec_only { " with code" } else { "" })]
-    NoSegment { path: PathBuf, vaddr: u64, exec_only: bool },
+    NoSegment {
+        /// The binary searched.
+        path: PathBuf,
+        /// The virtual address looked up.
+        vaddr: u64,
+        /// Whether only executable segments were searched.
+        exec_only: bool,
+    },
     /// A binary given by `name` was not found; `looked` says where it was looked for.
     #[error("cannot find binary `{name}`: {looked}")]
-    NoBinary { name: String, looked: String },
+    NoBinary {
+        /// The name given.
+        name: String,
+        /// Where it was looked for.
+        looked: String,
+    },
     /// `/proc/<pid>/maps` could not be read or parsed.
     #[error("/proc/{pid}/maps: {message}")]
-    Maps { pid: String, message: String },
+    Maps {
+        /// The process, as in `/proc/<pid>`.
+        pid: String,
+        /// Why the file could not be read or parsed.
+        message: String,
+    },
 }
 
 /// A function symbol, located.

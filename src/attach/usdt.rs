@@ -85,7 +85,12 @@ pub enum ArgLocation {
     /// A register, named as its `struct pt_regs` member (`di`, `ax`, `r8`).
     Reg(String),
     /// Memory at a register plus an offset (`-16(%rbp)`).
-    Deref { reg: String, offset: i64 },
+    Deref {
+        /// The base register, named as its `struct pt_regs` member.
+        reg: String,
+        /// Bytes added to the register's value.
+        offset: i64,
+    },
 }
 
 /// One argument of a USDT probe.

@@ -94,22 +94,56 @@ pub enum BtfError {
     Header(String),
     /// A type record is malformed (truncated, unknown kind, bad field).
     #[error("BTF type [{id}] at byte {offset}: {reason}")]
-    BadType { id: u32, offset: usize, reason: String },
+    BadType {
+        /// The type's id.
+        id: u32,
+        /// Byte offset of the record in the type section.
+        offset: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A name offset points outside the string section or at invalid UTF-8.
     #[error("BTF string at offset {offset}: {reason}")]
-    BadString { offset: u32, reason: &'static str },
+    BadString {
+        /// Byte offset of the name in the string section.
+        offset: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// No type has this id.
     #[error("no BTF type [{id}] (this BTF has ids up to {last})")]
-    NoSuchId { id: u32, last: u32 },
+    NoSuchId {
+        /// The id asked for.
+        id: u32,
+        /// The highest type id in this BTF.
+        last: u32,
+    },
     /// No type has this name (and kind).
     #[error("no BTF {what} named \"{name}\"")]
-    NotFound { what: &'static str, name: String },
+    NotFound {
+        /// The kind of type looked for.
+        what: &'static str,
+        /// The name looked for.
+        name: String,
+    },
     /// A type is not what an operation needs (`STRUCT` without the member, `FUNC` has no size, …).
     #[error("BTF type [{id}] {kind} '{name}': {what}")]
-    Unexpected { id: u32, kind: Kind, name: String, what: String },
+    Unexpected {
+        /// The type's id.
+        id: u32,
+        /// The type's kind.
+        kind: Kind,
+        /// The type's name (empty if anonymous).
+        name: String,
+        /// What the operation needed and did not find.
+        what: String,
+    },
     /// A chain of typedefs, modifiers or arrays longer than 32: a loop in malformed BTF.
     #[error("BTF type [{id}]: chain of referenced types deeper than 32 (a loop?)")]
-    TooDeep { id: u32 },
+    TooDeep {
+        /// The id the chain starts from.
+        id: u32,
+    },
     /// A builder argument that cannot be encoded (too many members, offset out of range, …).
     #[error("BTF builder: {0}")]
     Build(String),

@@ -74,7 +74,14 @@ pub enum ElfError {
     NotBpf(String),
     /// A section's content does not fit its kind (instructions not a multiple of 8 bytes, …).
     #[error("ELF section [{index}] '{name}': {reason}")]
-    BadSection { index: usize, name: String, reason: String },
+    BadSection {
+        /// The section's index in the section header table.
+        index: usize,
+        /// The section's name.
+        name: String,
+        /// What is wrong with its content.
+        reason: String,
+    },
 }
 
 impl From<object::read::Error> for ElfError {
@@ -104,7 +111,10 @@ pub enum SectionKind {
     /// `.BTF.ext`.
     BtfExt,
     /// `SHT_REL` relocations of section `target` (`.rel<name of target>`).
-    Relocations { target: usize },
+    Relocations {
+        /// Index of the section the relocations apply to.
+        target: usize,
+    },
     /// `SHT_SYMTAB`.
     SymbolTable,
     /// `SHT_STRTAB`.

@@ -34,16 +34,40 @@ use crate::prog::btf_info::{self, FuncInfoRecord, LineInfoRecord};
 pub enum WriteError {
     /// A program names a map the writer was not given.
     #[error("program \"{prog}\" refers to map \"{map}\", which the object does not define (add it with `ObjectWriter::map`)")]
-    UnknownMap { prog: String, map: String },
+    UnknownMap {
+        /// The program's name.
+        prog: String,
+        /// The map name it refers to.
+        map: String,
+    },
     /// An instruction (at `index` in program `prog`) has no ELF form, e.g. a map bound by fd.
     #[error("program \"{prog}\": instruction {index} `{what}` cannot be written to an object: {why}")]
-    Unsupported { prog: String, index: usize, what: String, why: &'static str },
+    Unsupported {
+        /// The program's name.
+        prog: String,
+        /// The instruction's index in the program.
+        index: usize,
+        /// The instruction, as text.
+        what: String,
+        /// Why it has no ELF form.
+        why: &'static str,
+    },
     /// Two programs or maps have the same name.
     #[error("two {what} are named \"{name}\"")]
-    Duplicate { what: &'static str, name: String },
+    Duplicate {
+        /// `programs`, `program sections` or `maps`.
+        what: &'static str,
+        /// The name they share.
+        name: String,
+    },
     /// Encoding a program's instructions failed.
     #[error("program \"{prog}\": {source}")]
-    Encode { prog: String, source: crate::insn::EncodeError },
+    Encode {
+        /// The program's name.
+        prog: String,
+        /// The encoding error.
+        source: crate::insn::EncodeError,
+    },
     /// Building the object's `.BTF` failed.
     #[error("BTF for the object: {0}")]
     Btf(#[from] BtfError),
@@ -52,7 +76,12 @@ pub enum WriteError {
     Elf(String),
     /// Writing the file at `path` failed.
     #[error("write {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file being written.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 const CALL: u8 = 0x85;

@@ -36,13 +36,28 @@ pub enum EventError {
     Map(#[from] MapError),
     /// The map is of the wrong type for this stream; `want` is the type it should be.
     #[error("{map} is not a {want} map")]
-    WrongMap { map: String, want: &'static str },
+    WrongMap {
+        /// The map's name.
+        map: String,
+        /// The map type the stream needs.
+        want: &'static str,
+    },
     /// A user ring buffer has no room for a record of `size` bytes until the program drains it.
     #[error("user ring buffer \"{map}\" has no room for a {size}-byte record (the program has not drained it)")]
-    Full { map: String, size: usize },
+    Full {
+        /// The map's name.
+        map: String,
+        /// The record's size in bytes.
+        size: usize,
+    },
     /// A size argument is invalid; `what` says which and what it must be, `got` is the value given.
     #[error("{what}: {got}")]
-    BadSize { what: &'static str, got: usize },
+    BadSize {
+        /// Which size, and what it must be.
+        what: &'static str,
+        /// The value given.
+        got: usize,
+    },
 }
 
 crate::error::errno_from_sources!(EventError);

@@ -30,16 +30,34 @@ pub enum StackError {
     Map(#[from] MapError),
     /// The map is not a `BPF_MAP_TYPE_STACK_TRACE` map; names it and its type.
     #[error("{map} is a {map_type} map, not a stack_trace map")]
-    WrongMap { map: String, map_type: MapType },
+    WrongMap {
+        /// The map's name.
+        map: String,
+        /// The map's type.
+        map_type: MapType,
+    },
     /// The map stores build ids and offsets (`BPF_F_STACK_BUILD_ID`), not addresses.
     #[error("{map}: holds build-id stacks (BPF_F_STACK_BUILD_ID), not addresses")]
-    BuildId { map: String },
+    BuildId {
+        /// The map's name.
+        map: String,
+    },
     /// The map has no stack with this id (never stored, or overwritten or deleted since).
     #[error("{map}: no stack with id {id}")]
-    NoStack { map: String, id: u32 },
+    NoStack {
+        /// The map's name.
+        map: String,
+        /// The stack id asked for.
+        id: u32,
+    },
     /// Symbolizing addresses failed; `what` names the addresses' process or the kernel.
     #[error("symbolizing {what}: {message}")]
-    Symbolize { what: String, message: String },
+    Symbolize {
+        /// The process whose addresses were symbolized, or the kernel.
+        what: String,
+        /// Why symbolizing failed.
+        message: String,
+    },
 }
 
 /// One frame of a symbolized stack.

@@ -110,7 +110,10 @@ impl Verdict {
 pub enum FeatureError {
     /// bpf(2) itself fails for this process (EPERM, or ENOSYS without BPF); `errno` is what it gave.
     #[error("bpf(2) is not usable by this process ({}); feature probes need root, or CAP_BPF with CAP_PERFMON and CAP_NET_ADMIN", std::io::Error::from_raw_os_error(*.errno))]
-    NoAccess { errno: i32 },
+    NoAccess {
+        /// The errno bpf(2) gave.
+        errno: i32,
+    },
 }
 
 /// Helpers whose mere loading writes to the kernel log (trace_printk's banner, probe_write_user's

@@ -352,15 +352,30 @@ pub enum Imm64 {
     /// `BPF_PSEUDO_MAP_FD` (1): the map itself.
     Map(MapRef),
     /// `BPF_PSEUDO_MAP_VALUE` (2): address of the value at `offset` in a single-element array map.
-    MapValue { map: MapRef, offset: u32 },
+    MapValue {
+        /// The map.
+        map: MapRef,
+        /// Byte offset into the value.
+        offset: u32,
+    },
     /// `BPF_PSEUDO_BTF_ID` (3): a kernel variable by BTF id (`btf_fd` 0 is vmlinux).
-    BtfId { id: i32, btf_fd: i32 },
+    BtfId {
+        /// The variable's BTF type id.
+        id: i32,
+        /// Fd of the BTF holding it (0 for vmlinux).
+        btf_fd: i32,
+    },
     /// `BPF_PSEUDO_FUNC` (4): address of a subprogram.
     Func(Target),
     /// `BPF_PSEUDO_MAP_IDX` (5): the map at this index of the load's `fd_array`.
     MapIdx(u32),
     /// `BPF_PSEUDO_MAP_IDX_VALUE` (6).
-    MapIdxValue { index: u32, offset: u32 },
+    MapIdxValue {
+        /// Index of the map in the load's `fd_array`.
+        index: u32,
+        /// Byte offset into the value.
+        offset: u32,
+    },
 }
 
 /// What a `call` instruction calls.
@@ -371,7 +386,12 @@ pub enum Call {
     /// A bpf-to-bpf call (`src_reg = BPF_PSEUDO_CALL`).
     Local(Target),
     /// A kfunc (`src_reg = BPF_PSEUDO_KFUNC_CALL`); `btf_index` selects a module BTF in `fd_array` (0 = vmlinux).
-    Kfunc { func: KfuncRef, btf_index: i16 },
+    Kfunc {
+        /// The kfunc, by BTF id or name.
+        func: KfuncRef,
+        /// Index of the module BTF in `fd_array` (0 for vmlinux).
+        btf_index: i16,
+    },
     /// An indirect call through a register (`callx`, opcode 0x8d): LLVM emits it, the Linux verifier refuses it.
     Reg(Reg),
 }
@@ -380,44 +400,185 @@ pub enum Call {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Insn {
     /// `dst = dst <op> src` (`Mov`: `dst = src`).
-    Alu { op: AluOp, width: Width, dst: Reg, src: Operand },
+    Alu {
+        /// The operation.
+        op: AluOp,
+        /// 32- or 64-bit.
+        width: Width,
+        /// Destination register.
+        dst: Reg,
+        /// Source register or immediate.
+        src: Operand,
+    },
     /// `dst = -dst`.
-    Neg { width: Width, dst: Reg },
+    Neg {
+        /// 32- or 64-bit.
+        width: Width,
+        /// Destination register.
+        dst: Reg,
+    },
     /// Sign-extending move (cpu v4): `dst = (s8|s16|s32) src`. `from` is B, H or W (W only at 64-bit width).
-    MovSx { width: Width, dst: Reg, src: Reg, from: Size },
+    MovSx {
+        /// 32- or 64-bit.
+        width: Width,
+        /// Destination register.
+        dst: Reg,
+        /// Source register.
+        src: Reg,
+        /// The size sign-extended from (B, H or W).
+        from: Size,
+    },
     /// `dst = addr_space_cast(src, dst_as, src_as)`: convert a pointer between address spaces
     /// (BPF arena, Linux 6.9+; `BPF_ALU64 | BPF_MOV | BPF_X` with offset 1).
-    AddrSpaceCast { dst: Reg, src: Reg, dst_as: u16, src_as: u16 },
+    AddrSpaceCast {
+        /// Destination register.
+        dst: Reg,
+        /// Source register.
+        src: Reg,
+        /// Address space converted to.
+        dst_as: u16,
+        /// Address space converted from.
+        src_as: u16,
+    },
     /// Byte-order conversion or swap of the low `bits` (16, 32 or 64) of `dst`.
-    Endian { order: ByteOrder, bits: u32, dst: Reg },
+    Endian {
+        /// Convert to little or big endian, or swap unconditionally.
+        order: ByteOrder,
+        /// How many low bits: 16, 32 or 64.
+        bits: u32,
+        /// Destination register.
+        dst: Reg,
+    },
     /// `dst = *(size *)(src + off)`, zero-extending.
-    Load { size: Size, dst: Reg, src: Reg, off: i16 },
+    Load {
+        /// Access size.
+        size: Size,
+        /// Destination register.
+        dst: Reg,
+        /// Base register of the address.
+        src: Reg,
+        /// Byte offset from the base.
+        off: i16,
+    },
     /// `dst = *(s8|s16|s32 *)(src + off)`, sign-extending (cpu v4). Size B, H or W.
-    LoadSx { size: Size, dst: Reg, src: Reg, off: i16 },
+    LoadSx {
+        /// Access size (B, H or W).
+        size: Size,
+        /// Destination register.
+        dst: Reg,
+        /// Base register of the address.
+        src: Reg,
+        /// Byte offset from the base.
+        off: i16,
+    },
     /// `*(size *)(dst + off) = src`.
-    Store { size: Size, dst: Reg, off: i16, src: Reg },
+    Store {
+        /// Access size.
+        size: Size,
+        /// Base register of the address.
+        dst: Reg,
+        /// Byte offset from the base.
+        off: i16,
+        /// Register holding the value stored.
+        src: Reg,
+    },
     /// `*(size *)(dst + off) = imm`.
-    StoreImm { size: Size, dst: Reg, off: i16, imm: i32 },
+    StoreImm {
+        /// Access size.
+        size: Size,
+        /// Base register of the address.
+        dst: Reg,
+        /// Byte offset from the base.
+        off: i16,
+        /// The value stored.
+        imm: i32,
+    },
     /// Legacy packet access: `r0 = *(size *)skb[imm]` (socket filters).
-    LoadAbs { size: Size, imm: i32 },
+    LoadAbs {
+        /// Access size.
+        size: Size,
+        /// Byte offset into the packet.
+        imm: i32,
+    },
     /// Legacy packet access: `r0 = *(size *)skb[src + imm]`.
-    LoadInd { size: Size, src: Reg, imm: i32 },
+    LoadInd {
+        /// Access size.
+        size: Size,
+        /// Register holding the base offset into the packet.
+        src: Reg,
+        /// Byte offset added to `src`.
+        imm: i32,
+    },
     /// Atomic operation on `*(size *)(dst + off)` with `src`; size W or DW.
-    Atomic { op: AtomicOp, size: Size, dst: Reg, off: i16, src: Reg },
+    Atomic {
+        /// The atomic operation.
+        op: AtomicOp,
+        /// Access size (W or DW).
+        size: Size,
+        /// Base register of the address.
+        dst: Reg,
+        /// Byte offset from the base.
+        off: i16,
+        /// Source register: the operand; fetching ops and `Xchg` put the old value in it.
+        src: Reg,
+    },
     /// `dst = load_acquire((size *)(src + off))` (Linux 6.15+).
-    LoadAcquire { size: Size, dst: Reg, src: Reg, off: i16 },
+    LoadAcquire {
+        /// Access size.
+        size: Size,
+        /// Destination register.
+        dst: Reg,
+        /// Base register of the address.
+        src: Reg,
+        /// Byte offset from the base.
+        off: i16,
+    },
     /// `store_release((size *)(dst + off), src)` (Linux 6.15+).
-    StoreRelease { size: Size, dst: Reg, off: i16, src: Reg },
+    StoreRelease {
+        /// Access size.
+        size: Size,
+        /// Base register of the address.
+        dst: Reg,
+        /// Byte offset from the base.
+        off: i16,
+        /// Register holding the value stored.
+        src: Reg,
+    },
     /// `dst = imm64` in one of its forms; two slots on the wire.
-    LdImm64 { dst: Reg, value: Imm64 },
+    LdImm64 {
+        /// Destination register.
+        dst: Reg,
+        /// The 64-bit value, or what the loader resolves it to.
+        value: Imm64,
+    },
     /// Unconditional jump with a 16-bit offset (`goto`, `ja`).
-    Ja { target: Target },
+    Ja {
+        /// Jump offset or label.
+        target: Target,
+    },
     /// Unconditional jump with a 32-bit offset (`gotol`, cpu v4).
-    Gotol { target: Target },
+    Gotol {
+        /// Jump offset or label.
+        target: Target,
+    },
     /// Conditional jump.
-    JmpIf { cond: JmpCond, width: Width, dst: Reg, src: Operand, target: Target },
+    JmpIf {
+        /// The comparison.
+        cond: JmpCond,
+        /// 32- or 64-bit comparison.
+        width: Width,
+        /// Left-hand register.
+        dst: Reg,
+        /// Right-hand register or immediate.
+        src: Operand,
+        /// Jump offset or label.
+        target: Target,
+    },
     /// `may_goto`: a jump the verifier may take to bound loops (Linux 6.9+).
-    MayGoto { target: Target },
+    MayGoto {
+        /// Jump offset or label.
+        target: Target,
+    },
     /// A call.
     Call(Call),
     /// Return `r0`.
@@ -426,7 +587,12 @@ pub enum Insn {
     /// an enum value, resolved against the target kernel's BTF when the program is loaded and
     /// encoded as `mov64 dst, value` (or poisoned as libbpf does when nothing matches). Written
     /// `core_field_offset(r1, "task_struct", "real_parent.tgid")`.
-    Core { dst: Reg, access: CoreAccess },
+    Core {
+        /// Destination register.
+        dst: Reg,
+        /// The type, field or enum value asked about, and what of it.
+        access: CoreAccess,
+    },
 }
 
 /// What a CO-RE instruction asks of the target BTF.

@@ -98,9 +98,19 @@ impl fmt::Display for SourceLoc {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
     /// A label definition (`name:`), with where it was written.
-    Label { name: String, loc: Option<SourceLoc> },
+    Label {
+        /// The label's name.
+        name: String,
+        /// Where it was written, if known.
+        loc: Option<SourceLoc>,
+    },
     /// An instruction, with where it was written.
-    Insn { insn: Insn, loc: Option<SourceLoc> },
+    Insn {
+        /// The instruction.
+        insn: Insn,
+        /// Where it was written, if known.
+        loc: Option<SourceLoc>,
+    },
 }
 
 /// A sequence of instructions and labels, as written; [`Program::assemble`] resolves the labels.
@@ -115,14 +125,35 @@ pub struct Program {
 pub enum AssembleError {
     /// A jump or call names a label that is never defined.
     #[error("{}undefined label `{name}`", at(.loc))]
-    UndefinedLabel { name: String, loc: Option<SourceLoc> },
+    UndefinedLabel {
+        /// The label's name.
+        name: String,
+        /// Where the jump or call is, if known.
+        loc: Option<SourceLoc>,
+    },
     /// A label is defined twice; `first` is the first definition.
     #[error("{}duplicate label `{name}` (first defined{})", at(.loc), first.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
-    DuplicateLabel { name: String, loc: Option<SourceLoc>, first: Option<SourceLoc> },
+    DuplicateLabel {
+        /// The label's name.
+        name: String,
+        /// Where the second definition is, if known.
+        loc: Option<SourceLoc>,
+        /// Where the first definition is, if known.
+        first: Option<SourceLoc>,
+    },
     /// A 16-bit jump's target is `distance` slots away, beyond the offset field's range.
     #[error("{}jump to `{name}` is {distance} slots away, outside the 16-bit offset range (-32768..=32767){}", at(.loc),
         if *.can_use_gotol { "; use `gotol` (a 32-bit unconditional jump) or restructure" } else { "; invert the condition around a `gotol`" })]
-    JumpOutOfRange { name: String, distance: i64, loc: Option<SourceLoc>, can_use_gotol: bool },
+    JumpOutOfRange {
+        /// The target label's name.
+        name: String,
+        /// Slots from the jump to its target.
+        distance: i64,
+        /// Where the jump is, if known.
+        loc: Option<SourceLoc>,
+        /// Whether the jump is unconditional, so `gotol` can replace it.
+        can_use_gotol: bool,
+    },
 }
 
 fn at(loc: &Option<SourceLoc>) -> String {

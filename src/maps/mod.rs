@@ -151,25 +151,63 @@ pub enum MapError {
     Sys(#[from] SysError),
     /// A key or value buffer has the wrong size for the map; names the map, which (`what`) and both sizes.
     #[error("map \"{map}\": {what} is {got} bytes, the map's {what} size is {want}")]
-    WrongSize { map: String, what: &'static str, got: usize, want: usize },
+    WrongSize {
+        /// The map's name.
+        map: String,
+        /// Which buffer: `key`, `value`, …
+        what: &'static str,
+        /// Bytes given.
+        got: usize,
+        /// The size the map was created with.
+        want: usize,
+    },
     /// The map type does not support the operation (e.g. keys of a queue, fds of a hash); names the map.
     #[error("map \"{map}\" ({map_type}): {message}")]
-    Unsupported { map: String, map_type: String, message: String },
+    Unsupported {
+        /// The map's name.
+        map: String,
+        /// The map's type.
+        map_type: String,
+        /// What is not supported.
+        message: String,
+    },
     /// Pinning or unpinning failed.
     #[error(transparent)]
     Pin(#[from] PinError),
     /// Memory-mapped access: an element index beyond the mapping; names the map, index and sizes.
     #[error("map \"{map}\": {size} bytes at index {index} are outside the mapping ({len} elements)")]
-    OutOfRange { map: String, index: usize, size: usize, len: usize },
+    OutOfRange {
+        /// The map's name.
+        map: String,
+        /// The element index asked for.
+        index: usize,
+        /// Bytes asked for at that index.
+        size: usize,
+        /// Elements in the mapping.
+        len: usize,
+    },
     /// The fd given to [`Map::from_fd`] does not refer to a map; `what` describes the fd.
     #[error("the fd is not a map ({what})")]
-    NotAMap { what: String },
+    NotAMap {
+        /// What the fd refers to.
+        what: String,
+    },
     /// The kernel reports a map type this library does not know; `id` is the map's, `raw` the type.
     #[error("map id {id} has type {raw}, which bpfkit does not know")]
-    UnknownType { id: u32, raw: u32 },
+    UnknownType {
+        /// The map's id.
+        id: u32,
+        /// The map type number the kernel reports.
+        raw: u32,
+    },
     /// Walking the keys did not finish after `steps` steps, because the map kept changing.
     #[error("map \"{map}\": iteration did not finish after {steps} steps (the map changed faster than it could be walked)")]
-    IterationAborted { map: String, steps: usize },
+    IterationAborted {
+        /// The map's name.
+        map: String,
+        /// Steps taken before giving up.
+        steps: usize,
+    },
 }
 
 impl MapError {

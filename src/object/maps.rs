@@ -11,15 +11,27 @@ use crate::maps::{MapFlags, MapType};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MapOrigin {
     /// A variable in `.maps` (`SEC(".maps")`), at `offset` in that section.
-    Btf { offset: u64 },
+    Btf {
+        /// Byte offset of the variable in `.maps`.
+        offset: u64,
+    },
     /// A `struct bpf_map_def` in the legacy `maps` section, at `offset`.
-    Legacy { offset: u64 },
+    Legacy {
+        /// Byte offset of the definition in `maps`.
+        offset: u64,
+    },
     /// A global data section (`.data`, `.rodata.str1.1`, `.bss`, …); `readonly` for `.rodata*`.
-    Data { readonly: bool },
+    Data {
+        /// Whether the section is read-only (`.rodata*`).
+        readonly: bool,
+    },
     /// The inner map template of a map-in-map.
     Inner,
     /// A variable of a `.struct_ops`/`.struct_ops.link` section, at `offset` in it.
-    StructOps { offset: u64 },
+    StructOps {
+        /// Byte offset of the variable in its section.
+        offset: u64,
+    },
 }
 
 /// `LIBBPF_PIN_*`.

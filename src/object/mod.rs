@@ -89,22 +89,50 @@ pub enum ObjectError {
     Elf(#[from] ElfError),
     /// The object's `.BTF` or `.BTF.ext` could not be read or made kernel-ready.
     #[error("object BTF: {reason}")]
-    Btf { reason: String },
+    Btf {
+        /// Why it could not be read or made kernel-ready.
+        reason: String,
+    },
     /// A map definition (in `.maps` or a data section) is invalid; names the map.
     #[error("map '{map}': {reason}")]
-    Map { map: String, reason: String },
+    Map {
+        /// The map's name.
+        map: String,
+        /// What is wrong with the definition.
+        reason: String,
+    },
     /// A relocation could not be applied; names the section and the instruction slot.
     #[error("relocation in section '{section}' at insn {slot}: {reason}")]
-    Relocation { section: String, slot: usize, reason: String },
+    Relocation {
+        /// The section holding the instruction.
+        section: String,
+        /// The instruction's slot in the section.
+        slot: usize,
+        /// Why the relocation could not be applied.
+        reason: String,
+    },
     /// A CO-RE relocation could not be resolved against the kernel's BTF.
     #[error("CO-RE: {reason}")]
-    Core { reason: String },
+    Core {
+        /// Why the relocation could not be resolved.
+        reason: String,
+    },
     /// A program in the object is invalid or could not be prepared; names the program.
     #[error("program '{program}': {reason}")]
-    Program { program: String, reason: String },
+    Program {
+        /// The program's name.
+        program: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A global variable could not be read or set; names it.
     #[error("global variable '{name}': {reason}")]
-    Global { name: String, reason: String },
+    Global {
+        /// The variable's name.
+        name: String,
+        /// Why it could not be read or set.
+        reason: String,
+    },
     /// The kernel refused to create one of the object's maps.
     #[error("creating map '{map}': {source}")]
     MapCreate {
@@ -128,13 +156,30 @@ pub enum ObjectError {
     /// The kernel refused the program for a reason other than the verifier's analysis (an
     /// attach type not allowed here, a kernel symbol without an address, …).
     #[error("loading program '{program}' (section '{section}'): {reason}")]
-    Refused { program: String, section: String, reason: String },
+    Refused {
+        /// The program's name.
+        program: String,
+        /// The program's ELF section.
+        section: String,
+        /// What the kernel said.
+        reason: String,
+    },
     /// A program could not be attached; names the program.
     #[error("attaching program '{program}': {reason}")]
-    Attach { program: String, reason: String },
+    Attach {
+        /// The program's name.
+        program: String,
+        /// Why it could not be attached.
+        reason: String,
+    },
     /// An `extern` (kconfig value, ksym) could not be resolved; names it.
     #[error("extern '{name}': {reason}")]
-    Extern { name: String, reason: String },
+    Extern {
+        /// The extern's name.
+        name: String,
+        /// Why it could not be resolved.
+        reason: String,
+    },
 }
 
 /// One program of the object, before load.

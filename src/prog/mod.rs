@@ -201,13 +201,28 @@ impl LoadOptions {
 pub enum LoadError {
     /// The program references a map that was not given; names the program and the map.
     #[error("program \"{prog}\": map `{map}` is referenced but not provided")]
-    UnboundMap { prog: String, map: String },
+    UnboundMap {
+        /// The program's name.
+        prog: String,
+        /// The map's name.
+        map: String,
+    },
     /// The instructions could not be encoded; names the program.
     #[error("program \"{prog}\": {source}")]
-    Encode { prog: String, source: EncodeError },
+    Encode {
+        /// The program's name.
+        prog: String,
+        /// The encoding error.
+        source: EncodeError,
+    },
     /// The verifier rejected the program; the rejection holds its analysis of the log.
     #[error("program \"{prog}\" rejected by the verifier: {0}", .rejection)]
-    Verifier { prog: String, rejection: Box<VerifierRejection> },
+    Verifier {
+        /// The program's name.
+        prog: String,
+        /// The verifier's log and its analysis.
+        rejection: Box<VerifierRejection>,
+    },
     /// A bpf(2) or other system call failed.
     #[error(transparent)]
     Sys(#[from] SysError),
@@ -215,28 +230,67 @@ pub enum LoadError {
     /// kernel symbol without an address, an attach type not allowed here, …); the log's last
     /// lines say what it saw.
     #[error("{source}; the verifier log ends: {log_tail}")]
-    Refused { prog: String, source: SysError, log_tail: String },
+    Refused {
+        /// The program's name.
+        prog: String,
+        /// The error PROG_LOAD gave.
+        source: SysError,
+        /// The last lines of the verifier log.
+        log_tail: String,
+    },
     /// Pinning or unpinning failed.
     #[error(transparent)]
     Pin(#[from] sys::PinError),
     /// A CO-RE relocation could not be resolved against the kernel's BTF.
     #[error("program \"{prog}\": CO-RE: {source}")]
-    Core { prog: String, source: core_relo::CoreError },
+    Core {
+        /// The program's name.
+        prog: String,
+        /// The CO-RE error.
+        source: core_relo::CoreError,
+    },
     /// A kfunc call could not be resolved; `at` says where in the program it is called.
     #[error("program \"{prog}\": kfunc `{name}`{at}: {source}")]
-    Kfunc { prog: String, name: String, at: String, source: Box<KfuncError> },
+    Kfunc {
+        /// The program's name.
+        prog: String,
+        /// The kfunc's name.
+        name: String,
+        /// Where in the program it is called.
+        at: String,
+        /// Why it could not be resolved.
+        source: Box<KfuncError>,
+    },
     /// The BTF func info for the program could not be built.
     #[error("program \"{prog}\": building its BTF func info: {source}")]
-    FuncInfo { prog: String, source: crate::core_btf::BtfError },
+    FuncInfo {
+        /// The program's name.
+        prog: String,
+        /// The BTF error.
+        source: crate::core_btf::BtfError,
+    },
     /// The fd given to [`Program::from_fd`] does not refer to a program; `what` describes the fd.
     #[error("the fd is not a program ({what})")]
-    NotAProgram { what: String },
+    NotAProgram {
+        /// What the fd refers to.
+        what: String,
+    },
     /// The kernel reports a program type this library does not know; `id` is the program's, `raw` the type.
     #[error("program id {id} has type {raw}, which bpfkit does not know")]
-    UnknownType { id: u32, raw: u32 },
+    UnknownType {
+        /// The program's id.
+        id: u32,
+        /// The program type number the kernel reports.
+        raw: u32,
+    },
     /// The kernel's translated (xlated) instructions could not be decoded; names the program.
     #[error("program \"{prog}\": the kernel's xlated instructions do not decode: {message}")]
-    Xlated { prog: String, message: String },
+    Xlated {
+        /// The program's name.
+        prog: String,
+        /// Why the instructions do not decode.
+        message: String,
+    },
 }
 
 /// A loaded program; dropping it closes its fd.

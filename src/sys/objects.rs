@@ -64,13 +64,32 @@ pub fn bpf_object_kind(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
 pub enum PinError {
     /// The pin's directory `dir` is not on a bpffs; `magic` is the filesystem's `f_type`.
     #[error("{path}: not on a bpffs (its directory {dir} is on a filesystem with magic {magic:#x}); mount one with `mount -t bpf bpf {dir}`")]
-    NotBpffs { path: PathBuf, dir: PathBuf, magic: i64 },
+    NotBpffs {
+        /// The pin path.
+        path: PathBuf,
+        /// The pin's directory.
+        dir: PathBuf,
+        /// The directory's filesystem magic (`f_type`).
+        magic: i64,
+    },
     /// The pin's directory `dir` does not exist.
     #[error("{path}: directory {dir} does not exist")]
-    NoDir { path: PathBuf, dir: PathBuf },
+    NoDir {
+        /// The pin path.
+        path: PathBuf,
+        /// The missing directory.
+        dir: PathBuf,
+    },
     /// A system call (`op`: statfs, obj_pin, obj_get or unpin) on `path` failed.
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        /// The call: `statfs`, `obj_pin`, `obj_get` or `unpin`.
+        op: &'static str,
+        /// The path it was made on.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
 }
 
 impl PinError {

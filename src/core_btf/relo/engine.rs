@@ -95,7 +95,14 @@ pub struct Applied {
 pub enum Outcome {
     /// The immediate, offset or 64-bit value went from `old` (what the compiler emitted for
     /// the local BTF) to `new`; `size` is `(old, new)` bytes when a load/store was resized.
-    Patched { old: u64, new: u64, size: Option<(u32, u32)> },
+    Patched {
+        /// The value the compiler emitted for the local BTF.
+        old: u64,
+        /// The value for the target kernel's BTF.
+        new: u64,
+        /// The load/store size `(old, new)` in bytes, when it was resized.
+        size: Option<(u32, u32)>,
+    },
     /// No candidate matched (or the field changed size unsafely): the instruction is now
     /// `call 0xbad2310` ([`super::POISON_CALL_IMM`]).
     Poisoned,

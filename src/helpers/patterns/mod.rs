@@ -39,10 +39,20 @@ pub use ringbuf::{ringbuf_emit, ringbuf_fill_from_stack, ringbuf_output, ringbuf
 pub enum PatternError {
     /// A parameter is out of range or conflicts with the registers the pattern uses.
     #[error("{pattern}: {reason}")]
-    Invalid { pattern: &'static str, reason: String },
+    Invalid {
+        /// The pattern's name.
+        pattern: &'static str,
+        /// What is out of range or conflicts.
+        reason: String,
+    },
     /// vmlinux BTF lacks what the pattern looks up (or could not be read).
     #[error("{pattern}: {reason}")]
-    Btf { pattern: &'static str, reason: String },
+    Btf {
+        /// The pattern's name.
+        pattern: &'static str,
+        /// What is missing, or why the BTF could not be read.
+        reason: String,
+    },
 }
 
 pub(crate) fn invalid<T>(pattern: &'static str, reason: impl Into<String>) -> Result<T, PatternError> {
