@@ -33,6 +33,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod attach;
 pub mod caps;

@@ -97,7 +97,7 @@ pub enum BtfError {
     BadType {
         /// The type's id.
         id: u32,
-        /// Byte offset of the record in the type section.
+        /// Byte offset of the record in the BTF blob.
         offset: usize,
         /// What is wrong with it.
         reason: String,
@@ -133,7 +133,7 @@ pub enum BtfError {
         id: u32,
         /// The type's kind.
         kind: Kind,
-        /// The type's name (empty if anonymous).
+        /// The type's name.
         name: String,
         /// What the operation needed and did not find.
         what: String,

@@ -161,7 +161,7 @@ pub enum ObjectError {
         program: String,
         /// The program's ELF section.
         section: String,
-        /// What the kernel said.
+        /// Why the kernel refused it.
         reason: String,
     },
     /// A program could not be attached; names the program.
