@@ -8,8 +8,6 @@
 //! triggered here are attached and triggered, and their maps read back.
 
 mod support;
-#[path = "support/libbpf_btf.rs"]
-mod libbpf_btf;
 #[path = "support/libbpf_obj.rs"]
 mod libbpf_obj;
 
@@ -48,7 +46,7 @@ fn kfuncs_missing_here(path: &Path) -> Vec<String> {
     let elf = bpfkit::elf::ElfObject::from_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let Some(section) = elf.section_by_name(".BTF") else { return Vec::new() };
     let btf = bpfkit::core_btf::Btf::from_bytes(elf.section_data(section).to_vec()).unwrap();
-    let vmlinux = libbpf_btf::VmlinuxBtf::load();
+    let vmlinux = support::libbpf_btf::VmlinuxBtf::load();
     let mut missing = Vec::new();
     for id in btf.ids() {
         let t = btf.type_by_id(id).unwrap();

@@ -12,6 +12,7 @@
 //! # Ok::<(), bpfkit::features::FeatureError>(())
 //! ```
 
+pub(crate) mod load_probes;
 mod probe;
 mod system;
 mod versions;

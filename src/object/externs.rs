@@ -9,7 +9,7 @@
 //! Unlike libbpf, a missing kernel config file is not an error by itself: `__weak` `CONFIG_*`
 //! externs are then 0 and only strong ones fail (naming the files looked for).
 //! `LINUX_HAS_BPF_COOKIE` and `LINUX_HAS_SYSCALL_WRAPPER` are probed as libbpf probes them
-//! (`object::probes`), so an object sees the values libbpf would give it.
+//! (`features::load_probes`), so an object sees the values libbpf would give it.
 
 use super::ObjectError;
 use crate::core_btf::{Btf, IntEncoding, Kind, TypeDetail, TypeId};
@@ -193,8 +193,8 @@ pub(crate) fn fill_kconfig(externs: &[Extern], data: &mut [u8]) -> Result<(), Ob
             "LINUX_KERNEL_VERSION" => crate::features::KernelVersion::parse(release)
                 .map(|v| u64::from(v.code()))
                 .ok_or_else(|| ext_err(&e.name, format!("kernel release '{release}' has no version number")))?,
-            "LINUX_HAS_BPF_COOKIE" => u64::from(super::probes::has_bpf_cookie()),
-            "LINUX_HAS_SYSCALL_WRAPPER" => u64::from(super::probes::has_syscall_wrapper()),
+            "LINUX_HAS_BPF_COOKIE" => u64::from(crate::features::load_probes::has_bpf_cookie()),
+            "LINUX_HAS_SYSCALL_WRAPPER" => u64::from(crate::features::load_probes::has_syscall_wrapper()),
             _ if e.name.starts_with("LINUX_") && e.weak => continue,
             _ => return Err(ext_err(&e.name, "(kconfig) unrecognized virtual extern (only CONFIG_* and LINUX_*)")),
         };

@@ -12,7 +12,6 @@
 //!
 //! Anything else (structs, pointers, floats, arrays of other types) is refused, naming the type.
 
-use super::maps::MapOrigin;
 use super::{Object, ObjectError};
 use crate::core_btf::{Btf, IntEncoding, TypeDetail, TypeId};
 
@@ -44,7 +43,7 @@ impl Object {
     /// [`set_global_text`](Self::set_global_text) accepts.
     pub fn global_names(&self) -> Vec<String> {
         let Some(btf) = self.btf.as_ref() else { return Vec::new() };
-        data_vars(btf, &self.maps).filter_map(|id| btf.name_of(id).ok().map(str::to_string)).collect()
+        var_ids(btf, &self.maps).filter_map(|id| btf.name_of(id).ok().map(str::to_string)).collect()
     }
 }
 
@@ -53,22 +52,15 @@ fn global_err(name: &str, reason: String) -> ObjectError {
 }
 
 /// The VAR type ids of every variable of every global data section.
-fn data_vars<'a>(btf: &'a Btf, maps: &'a [super::MapDef]) -> impl Iterator<Item = TypeId> + 'a {
-    maps.iter()
-        .filter(|m| matches!(m.origin, MapOrigin::Data { .. }))
-        .filter_map(|m| m.value_type_id)
-        .filter_map(|id| match btf.type_by_id(id).ok()?.detail {
-            TypeDetail::Datasec { vars, .. } => Some(vars.into_iter().map(|v| v.ty).collect::<Vec<_>>()),
-            _ => None,
-        })
-        .flatten()
+fn var_ids<'a>(btf: &'a Btf, maps: &'a [super::MapDef]) -> impl Iterator<Item = TypeId> + 'a {
+    super::data_vars(btf, maps).map(|(_, v)| v.ty)
 }
 
 fn find_var(btf: &Btf, maps: &[super::MapDef], name: &str) -> Result<TypeId, ObjectError> {
-    if let Some(id) = data_vars(btf, maps).find(|&id| btf.name_of(id).is_ok_and(|n| n == name)) {
+    if let Some(id) = var_ids(btf, maps).find(|&id| btf.name_of(id).is_ok_and(|n| n == name)) {
         return Ok(id);
     }
-    let known: Vec<String> = data_vars(btf, maps).filter_map(|id| btf.name_of(id).ok().map(str::to_string)).collect();
+    let known: Vec<String> = var_ids(btf, maps).filter_map(|id| btf.name_of(id).ok().map(str::to_string)).collect();
     let known = if known.is_empty() { "the object has none".to_string() } else { format!("the object has {}", known.join(", ")) };
     Err(global_err(name, format!("no such global variable ({known})")))
 }

@@ -120,7 +120,6 @@ impl LoadedProgram {
                 }
                 let what = if *ret { "kretprobe" } else { "kprobe" };
                 p.attach_kprobe(&t)
-                    
                     .map_err(|e| self.attach_err(format!("{what} on '{function}'+{offset}: {e}")))
             }
             AttachTarget::Uprobe { binary: Some(binary), symbol: Some(symbol), ret } => {
@@ -430,7 +429,7 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         }
         // libbpf loads USDT programs for uprobe_multi links where the kernel has them
         // (`libbpf_prepare_prog_load`); some helpers (bpf_get_attach_cookie) differ by it.
-        if matches!(p.section_name.split('/').next(), Some("usdt" | "usdt.s")) && super::probes::has_uprobe_multi_link() {
+        if matches!(p.section_name.split('/').next(), Some("usdt" | "usdt.s")) && crate::features::load_probes::has_uprobe_multi_link() {
             opts = opts.expected_attach_type(crate::prog::AttachType::TraceUprobeMulti);
         }
         // With the object's BTF, func and line info as libbpf loads it; without only when the
@@ -464,14 +463,14 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
                 return Err(ObjectError::Refused {
                     program: p.name.clone(),
                     section: p.section_name.clone(),
-                    reason: format!("the kernel refused it: {}; the verifier log ends: {log_tail}", describe_errno(&source)),
+                    reason: format!("the kernel refused it: {}; the verifier log ends: {log_tail}", source.cause()),
                 })
             }
             Err(crate::prog::LoadError::Sys(source)) => {
                 return Err(ObjectError::Refused {
                     program: p.name.clone(),
                     section: p.section_name.clone(),
-                    reason: format!("the kernel refused it: {}", describe_errno(&source)),
+                    reason: format!("the kernel refused it: {}", source.cause()),
                 })
             }
             Err(source) => {
@@ -496,11 +495,4 @@ pub(super) fn load(mut obj: Object) -> Result<LoadedObject, ObjectError> {
         _btf: btf,
         local_btf: obj.btf,
     })
-}
-
-/// The errno of a refused load as libbpf users read it (`EPERM (Operation not permitted)`), with
-/// the capabilities this process lacks when they explain it.
-fn describe_errno(e: &crate::sys::SysError) -> String {
-    let caps = e.missing_capabilities.as_ref().map(|m| format!(" — {m}")).unwrap_or_default();
-    format!("{}{caps}", crate::sys::describe_io_error(&e.source))
 }

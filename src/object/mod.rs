@@ -60,7 +60,6 @@ mod linker;
 mod load;
 pub mod maps;
 mod prog_btf;
-mod probes;
 mod struct_ops;
 pub mod section;
 
@@ -458,24 +457,38 @@ impl Object {
 }
 
 /// Where global variable `name` lives: (map index, byte offset, size), from the DATASEC BTF.
-fn locate_global<'a>(
-    btf: Option<&Btf>,
-    maps: impl IntoIterator<Item = &'a MapDef>,
+/// Every variable of every global data section: the index of its section's map, and where the
+/// DATASEC places it (its VAR, offset and size).
+fn data_vars<'a, I>(btf: &'a Btf, maps: I) -> impl Iterator<Item = (usize, crate::core_btf::VarSecinfo)> + 'a
+where
+    I: IntoIterator<Item = &'a MapDef>,
+    I::IntoIter: 'a,
+{
+    maps.into_iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m.origin, MapOrigin::Data { .. }))
+        .filter_map(|(index, m)| match btf.type_by_id(m.value_type_id?).ok()?.detail {
+            TypeDetail::Datasec { vars, .. } => Some(vars.into_iter().map(move |v| (index, v))),
+            _ => None,
+        })
+        .flatten()
+}
+
+fn locate_global<'a, I>(
+    btf: Option<&'a Btf>,
+    maps: I,
     name: &str,
-) -> Result<(usize, usize, usize), ObjectError> {
+) -> Result<(usize, usize, usize), ObjectError>
+where
+    I: IntoIterator<Item = &'a MapDef>,
+    I::IntoIter: 'a,
+{
     let err = |reason: &str| ObjectError::Global { name: name.to_string(), reason: reason.to_string() };
     let btf = btf.ok_or_else(|| err("the object has no BTF"))?;
-    for (index, m) in maps.into_iter().enumerate() {
-        let Some(id) = m.value_type_id.filter(|_| matches!(m.origin, MapOrigin::Data { .. })) else { continue };
-        let Ok(t) = btf.type_by_id(id) else { continue };
-        let TypeDetail::Datasec { vars, .. } = t.detail else { continue };
-        for v in vars {
-            if btf.name_of(v.ty).is_ok_and(|n| n == name) {
-                return Ok((index, v.offset as usize, v.size as usize));
-            }
-        }
-    }
-    Err(err("not found in any global data section"))
+    data_vars(btf, maps)
+        .find(|(_, v)| btf.name_of(v.ty).is_ok_and(|n| n == name))
+        .map(|(index, v)| (index, v.offset as usize, v.size as usize))
+        .ok_or_else(|| err("not found in any global data section"))
 }
 
 crate::error::errno_from_sources!(ObjectError);

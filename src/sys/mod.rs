@@ -83,7 +83,7 @@ crate::maps::kernel_enum! {
 /// An EPERM explained by a missing capability says so: `prog_load(xdp "p"): EPERM (Operation not
 /// permitted) — needs CAP_BPF and CAP_NET_ADMIN; this process has neither`.
 #[derive(Debug, thiserror::Error)]
-#[error("{op}: {}{}", describe_io_error(.source), .missing_capabilities.as_ref().map(|m| format!(" — {m}")).unwrap_or_default())]
+#[error("{op}: {}", self.cause())]
 #[non_exhaustive]
 pub struct SysError {
     /// What was attempted, naming the object: `map_create(hash "counts", key 4, value 8)`.
@@ -164,6 +164,13 @@ impl SysError {
     /// The errno the call failed with, if any.
     pub fn errno(&self) -> Option<i32> {
         self.source.raw_os_error()
+    }
+
+    /// What went wrong without the operation: the errno by name and, when they explain an
+    /// EPERM, the missing capabilities (`EPERM (Operation not permitted) — needs CAP_BPF; …`).
+    pub fn cause(&self) -> String {
+        let caps = self.missing_capabilities.as_ref().map(|m| format!(" — {m}")).unwrap_or_default();
+        format!("{}{caps}", describe_io_error(&self.source))
     }
 }
 

@@ -43,22 +43,6 @@ pub fn kernel_enum_has(enum_name: &str, value: &str) -> Witness {
     }
 }
 
-/// Whether tracefs lists event `category:name` (read straight from the kernel's tracefs).
-pub fn tracefs_event(category: &str, name: &str) -> Witness {
-    let dir = format!("/sys/kernel/tracing/events/{category}/{name}");
-    match std::fs::metadata(&dir) {
-        Ok(_) => Witness::Contradicts(format!("{dir} exists")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
-                Witness::Confirms(format!("tracefs has no {dir}"))
-            } else {
-                Witness::Absent("tracefs is not mounted at /sys/kernel/tracing".into())
-            }
-        }
-        Err(e) => Witness::Absent(format!("{dir}: {e}")),
-    }
-}
-
 /// libbpf's own load of the same object failed too (`libbpf`: its error, or that it loaded).
 pub fn libbpf_refused<T>(libbpf: &Result<T, String>) -> Witness {
     match libbpf {

@@ -1,6 +1,7 @@
 //! The kernel features libbpf 1.7 probes while loading an object (`features.c`,
 //! `kernel_supports`) and lets change what it hands the kernel: each probed the way libbpf probes
-//! it, so that bpfkit decides as libbpf does on the same kernel, once per process.
+//! it, so that bpfkit decides as libbpf does on the same kernel, once per process. They live
+//! with the other feature probes; the object loader (`object::externs`, `object::load`) asks them.
 
 use crate::insn::{build, Assembled, Reg};
 use crate::prog::{AttachType, LoadOptions, ProgType, Program};
