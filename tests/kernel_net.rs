@@ -357,7 +357,13 @@ fn tc_tcx_links_and_cls_bpf_filters_count_exactly() {
         send(&tx, N);
         assert_eq!(settle(&shots, N as u64).0, N as u64, "{path:?}");
         assert_eq!(received(&rx, 0), 0, "{path:?}: TC_ACT_SHOT on egress drops every datagram");
+        // A tcx bpf_link is released when its last fd closes, which a concurrent test's link
+        // listing may delay a moment: wait for it to be gone before checking the traffic.
+        let link_id = link.info().ok().map(|i| i.id);
         drop(link);
+        if let Some(id) = link_id {
+            support::assert_link_gone(id);
+        }
         send(&tx, N);
         assert_eq!(received(&rx, N), N, "{path:?}: detached");
     }
