@@ -53,6 +53,14 @@ PLAN=(
   "helpers_table --skip table_is_the_kernels_enum_exactly"
   "features"                # bpftool is not in the initramfs: its comparison skips itself; libbpf's runs
 )
+# Tutorial labs that need what the host lacks (kprobes, trampolines, LSM): the example binaries
+# themselves (`cargo run --example NAME` on the host shows their clear error there). One line
+# per lab: name, then its command-line arguments.
+LABS=(
+  "lab_5_1"                 # kprobe call tracer (do_sys_openat2, decoded from BTF)
+  "lab_5_2"                 # tcp_v4_connect entry/return + tcp_set_state, and the tracepoint variant
+  "lab_5_3"                 # mutex_lock entry/return by lock and stack, and the tracepoint variant
+)
 # (Not in the plan: fd_hygiene, whose 10,000 load/run/drop cycles take ~80 s under TCG, as long as
 # the rest of the new binaries together, for a property that does not depend on the kernel.)
 # Reasons for the skips above (printed with the summary):
@@ -65,13 +73,14 @@ SKIP_REASONS=(
 )
 
 if [ $# -gt 0 ]; then
-  selected=()
+  selected=() labs=()
   for want in "$@"; do
     found=
     for line in "${PLAN[@]}"; do [ "${line%% *}" = "$want" ] && { selected+=("$line"); found=1; }; done
-    [ -n "$found" ] || { echo "kernel2: no binary \`$want\` in the plan (${PLAN[*]%% *})" >&2; exit 2; }
+    for line in "${LABS[@]}"; do [ "${line%% *}" = "$want" ] && { labs+=("$line"); found=1; }; done
+    [ -n "$found" ] || { echo "kernel2: no binary or lab \`$want\` in the plan (${PLAN[*]%% *} ${LABS[*]%% *})" >&2; exit 2; }
   done
-  PLAN=("${selected[@]}")
+  PLAN=("${selected[@]}") LABS=("${labs[@]}")
 fi
 
 # ---- 1. qemu, busybox, the kernel ----
@@ -121,13 +130,25 @@ t0=$(now)
 cargo_args=()
 for line in "${PLAN[@]}"; do cargo_args+=(--test "${line%% *}"); done
 # (With the `tokio` feature, as the host's test runs build the library: one build, not two.)
-json=$(cargo test --workspace --features bpfkit/tokio --no-run --message-format=json "${cargo_args[@]}")
+json=
+[ ${#cargo_args[@]} -eq 0 ] || json=$(cargo test --workspace --features bpfkit/tokio --no-run --message-format=json "${cargo_args[@]}")
 declare -A EXE
 while IFS=$'\t' read -r name exe; do EXE[$name]=$exe; done < <(
   jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .target.kind == ["test"]) | "\(.target.name)\t\(.executable)"' <<<"$json")
 for line in "${PLAN[@]}"; do
   [ -n "${EXE[${line%% *}]:-}" ] || { echo "kernel2: cargo built no test binary for ${line%% *}" >&2; exit 1; }
 done
+declare -A LAB_EXE
+if [ ${#LABS[@]} -gt 0 ]; then
+  lab_args=()
+  for line in "${LABS[@]}"; do lab_args+=(--example "${line%% *}"); done
+  while IFS=$'\t' read -r name exe; do LAB_EXE[$name]=$exe; done < <(
+    cargo build -p bpfkit --features tokio --message-format=json "${lab_args[@]}" |
+      jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["example"] and .executable != null) | "\(.target.name)\t\(.executable)"')
+  for line in "${LABS[@]}"; do
+    [ -n "${LAB_EXE[${line%% *}]:-}" ] || { echo "kernel2: cargo built no example for ${line%% *}" >&2; exit 1; }
+  done
+fi
 # The `bpfkit` command, for `bpfkit features` in both kernels side by side.
 BPFKIT_BIN=$(cargo build -p bpfkit-cli --features bpfkit/tokio --bin bpfkit --message-format=json |
   jq -r 'select(.reason == "compiler-artifact" and .target.name == "bpfkit" and .executable != null) | .executable' | tail -1)
@@ -167,6 +188,11 @@ for line in "${PLAN[@]}"; do
   strip --strip-debug -o "$IR/kernel2/bin/$name" "${EXE[$name]}"
   copy_libs "${EXE[$name]}"
 done
+for line in "${LABS[@]}"; do
+  name=${line%% *}
+  strip --strip-debug -o "$IR/kernel2/bin/$name" "${LAB_EXE[$name]}"
+  copy_libs "${LAB_EXE[$name]}"
+done
 # tests/fixtures at the repository's own path: env!("CARGO_MANIFEST_DIR") is compiled in.
 mkdir -p "$IR$ROOT/tests"
 cp -a tests/fixtures "$IR$ROOT/tests/"
@@ -180,6 +206,7 @@ for m in net/sched/sch_ingress.ko net/sched/cls_bpf.ko drivers/net/veth.ko drive
   cp "$MODDIR/$m" "$IR/kernel2/modules/"
 done
 printf '%s\n' "${PLAN[@]}" >"$IR/kernel2/plan"
+printf '%s\n' "${LABS[@]}" >"$IR/kernel2/labs"
 cat >"$IR/init" <<EOF
 #!/bin/sh
 export PATH=/bin:/sbin HOME=/root
@@ -208,10 +235,17 @@ fi
 export BPFKIT_REQUIRE_KERNEL=1 BPFKIT_KERNEL2=1 CARGO_MANIFEST_DIR=$ROOT RUST_BACKTRACE=1
 cd /tmp
 while read -r name args; do
+  [ -n "\$name" ] || continue
   echo "KERNEL2-BEGIN \$name \$(cut -d' ' -f1 /proc/uptime)"
   /kernel2/bin/\$name --test-threads=1 --show-output \$args
   echo "KERNEL2-RESULT \$name \$? \$(cut -d' ' -f1 /proc/uptime)"
 done </kernel2/plan
+while read -r name args; do
+  [ -n "\$name" ] || continue
+  echo "KERNEL2-LAB-BEGIN \$name \$(cut -d' ' -f1 /proc/uptime)"
+  /kernel2/bin/\$name \$args
+  echo "KERNEL2-LAB-RESULT \$name \$? \$(cut -d' ' -f1 /proc/uptime)"
+done </kernel2/labs
 echo "KERNEL2-DONE"
 poweroff -f
 EOF
@@ -264,6 +298,17 @@ for line in "${PLAN[@]}"; do
     echo "  $name: ok ($counts)"
   else
     echo "  $name: FAILED, exit $r ($counts)"; failed=1
+  fi
+done
+for line in "${LABS[@]}"; do
+  name=${line%% *}
+  r=$(grep "^KERNEL2-LAB-RESULT $name " "$LOG" | tail -1 | cut -d' ' -f3)
+  if [ -z "$r" ]; then
+    echo "  $name (tutorial lab): NO RESULT (VM died or timed out)"; failed=1
+  elif [ "$r" = 0 ]; then
+    echo "  $name (tutorial lab): ok"
+  else
+    echo "  $name (tutorial lab): FAILED, exit $r"; failed=1
   fi
 done
 # Totals over the binaries that reported (`filtered out` = the skips named below).

@@ -18,6 +18,7 @@
 
 use super::link::Link;
 use super::probe::{attach_probe, ProbeError, ProbeRequest};
+use super::symbols::SymbolError;
 use crate::prog::Program;
 use crate::sys::ProbeKind;
 
@@ -110,6 +111,71 @@ impl Program {
     }
 }
 
+/// One line of `/proc/kallsyms`: a kernel (or module) symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSymbol {
+    /// Its address; 0 for every symbol when `kptr_restrict` hides addresses from this process.
+    pub address: u64,
+    /// The `nm` type letter: `T`/`t` for text (functions; lower case: not exported), `D`/`d`,
+    /// `B`/`b`, `R`/`r` for data.
+    pub kind: char,
+    /// The symbol's name (for a compiler-made copy, with its suffix: `foo.isra.0`, `foo.cold`).
+    pub name: String,
+    /// The module it belongs to, `None` for vmlinux.
+    pub module: Option<String>,
+}
+
+impl KernelSymbol {
+    /// A function (text symbol): what a kprobe can name.
+    pub fn is_function(&self) -> bool {
+        matches!(self.kind, 'T' | 't' | 'W' | 'w')
+    }
+}
+
+/// Every symbol of the running kernel and its loaded modules, in `/proc/kallsyms` order
+/// (ascending addresses within vmlinux). The one reader of that file in bpfkit.
+pub fn kernel_symbols() -> Result<Vec<KernelSymbol>, SymbolError> {
+    let path = "/proc/kallsyms";
+    let text = std::fs::read_to_string(path).map_err(|source| SymbolError::Io { path: path.into(), source })?;
+    Ok(text.lines().filter_map(parse_kallsyms_line).collect())
+}
+
+/// `ffffffff81234560 T do_sys_openat2` or `ffffffffc0123450 t veth_xmit\t[veth]`.
+fn parse_kallsyms_line(line: &str) -> Option<KernelSymbol> {
+    let mut parts = line.split_ascii_whitespace();
+    let address = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let kind = parts.next()?.chars().next()?;
+    let name = parts.next()?.to_string();
+    let module = parts.next().map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
+    Some(KernelSymbol { address, kind, name, module })
+}
+
+/// The kernel function named `name` (exactly), if the running kernel has one: what decides
+/// whether [`KprobeTarget::function`] can work on this kernel before trying. A function the
+/// compiler inlined everywhere has no symbol; one it copied has a suffixed name
+/// (`tcp_v4_connect.cold`) — [`kernel_symbols`] lists those.
+pub fn kernel_function(name: &str) -> Result<Option<KernelSymbol>, SymbolError> {
+    Ok(kernel_symbols()?.into_iter().find(|s| s.name == name && s.is_function()))
+}
+
+/// Whether ftrace can trace `name`: it is listed in tracefs' `available_filter_functions`
+/// (kprobes on a function entry use ftrace; `notrace` functions and those the kernel
+/// blacklists for probing are not there). `None` when this cannot be told: tracefs has no
+/// such file (no `CONFIG_FUNCTION_TRACER`, tracefs not mounted) or refuses to show it (EPERM:
+/// some sandboxed kernels restrict ftrace even for root).
+pub fn is_traceable(name: &str) -> Result<Option<bool>, SymbolError> {
+    for path in ["/sys/kernel/tracing/available_filter_functions", "/sys/kernel/debug/tracing/available_filter_functions"] {
+        match std::fs::read_to_string(path) {
+            // Lines are `name` or `name [module]`.
+            Ok(text) => return Ok(Some(text.lines().any(|l| l.split_ascii_whitespace().next() == Some(name)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+            Err(source) => return Err(SymbolError::Io { path: path.into(), source }),
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +203,26 @@ mod tests {
         assert_eq!(u.tracefs_definition("u"), "p:bpfkit/u /bin/true:0x1234(0x40)");
         let name = u.event_name();
         assert!(name.starts_with("up_true_1234_") && name.len() < 64, "{name}");
+    }
+
+    #[test]
+    fn kallsyms_lines_parse_with_and_without_a_module() {
+        let s = parse_kallsyms_line("ffffffff82087900 T tcp_v4_connect").unwrap();
+        assert_eq!((s.address, s.kind, s.name.as_str(), s.module.as_deref()), (0xffff_ffff_8208_7900, 'T', "tcp_v4_connect", None));
+        assert!(s.is_function());
+        let m = parse_kallsyms_line("ffffffffc0123450 d veth_ops\t[veth]").unwrap();
+        assert_eq!((m.kind, m.module.as_deref()), ('d', Some("veth")));
+        assert!(!m.is_function());
+        assert_eq!(parse_kallsyms_line("not a line"), None);
+    }
+
+    #[test]
+    fn this_kernel_has_its_own_entry_points() {
+        // Every kernel has these (the syscall entry), kprobes or not; never a made-up name.
+        let syms = kernel_symbols().unwrap();
+        assert!(syms.len() > 1000, "{} symbols", syms.len());
+        assert!(kernel_function("do_sys_openat2").unwrap().is_some());
+        assert!(kernel_function("bpfkit_no_such_function").unwrap().is_none());
     }
 }
 

@@ -356,19 +356,12 @@ pub(crate) fn kallsyms(externs: &[Extern]) -> Result<HashMap<String, u64>, Objec
     if wanted.is_empty() {
         return Ok(out);
     }
-    let text = std::fs::read_to_string("/proc/kallsyms")
-        .map_err(|e| ext_err(wanted[0], format!("(ksym) reading /proc/kallsyms: {e}")))?;
-    for line in text.lines() {
-        let mut parts = line.split_ascii_whitespace();
-        let (Some(addr), Some(_), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
+    let symbols = crate::attach::kprobe::kernel_symbols().map_err(|e| ext_err(wanted[0], format!("(ksym) {e}")))?;
+    for sym in symbols {
+        let (name, addr) = (sym.name.as_str(), sym.address);
         if !wanted.contains(&name) {
             continue;
         }
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            continue;
-        };
         if let Some(&prev) = out.get(name) {
             if prev != addr {
                 return Err(ext_err(name, format!("(ksym) resolution is ambiguous: 0x{prev:x} or 0x{addr:x}")));

@@ -29,7 +29,7 @@ pub use ctx::{ctx_field, return_code, tc_action, xdp_action};
 pub use loops::{bounded_loop, bpf_loop, zero_stack, WithSubprog};
 pub use maps::{counter_add, counter_increment, map_lookup, spin_locked_add};
 pub use packet::{ipv4_checksum, ipv4_l4_checksum, parse_ports, PacketCtx, PacketInfo, L4_CHECKSUM_MAX_LEN};
-pub use probe::{probe_read, probe_read_str, Space};
+pub use probe::{probe_arg, probe_read, probe_read_str, probe_ret, Space};
 pub use process::{process_info, sample_one_in, tgid_filter, tid_filter, timestamp_delta, timestamp_store, uid_filter, ProcInfo};
 pub use ringbuf::{ringbuf_emit, ringbuf_fill_from_stack, ringbuf_output, ringbuf_reserve, ringbuf_submit};
 

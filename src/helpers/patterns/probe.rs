@@ -71,6 +71,36 @@ pub fn probe_read_str(space: Space, dst_off: i16, max: u32, src: Reg) -> Result<
     read("probe_read_str", name, dst_off, max, src)
 }
 
+/// `dst = ` integer argument `n` (0-based) of the function a kprobe or uprobe stopped at: a
+/// load from the `pt_regs` the program's context register `ctx` points to. On x86-64 the
+/// first six arguments are in di, si, dx, cx, r8, r9 (the System V calling convention); their
+/// offsets in `pt_regs` come from vmlinux BTF, so nothing is hard-coded. Only valid at the
+/// entry: by the return the registers hold other things.
+pub fn probe_arg(dst: Reg, ctx: Reg, n: usize) -> Result<Program, PatternError> {
+    let Some(reg) = crate::attach::uprobe::arg_reg(n) else {
+        return invalid("probe_arg", format!("argument {n}: only the first 6 are passed in registers (the rest are on the stack)"));
+    };
+    pt_regs_load("probe_arg", dst, ctx, reg)
+}
+
+/// `dst = ` the return value at a kretprobe or uretprobe (`ax` on x86-64).
+pub fn probe_ret(dst: Reg, ctx: Reg) -> Result<Program, PatternError> {
+    pt_regs_load("probe_ret", dst, ctx, crate::attach::uprobe::RET_REG)
+}
+
+fn pt_regs_load(pattern: &'static str, dst: Reg, ctx: Reg, member: &str) -> Result<Program, PatternError> {
+    if dst == Reg::R10 || ctx == Reg::R10 {
+        return invalid(pattern, "r10 is the read-only frame pointer");
+    }
+    let off = match crate::attach::uprobe::pt_regs_offset(member) {
+        Ok(off) => off,
+        Err(e) => return invalid(pattern, format!("pt_regs.{member}: {e}")),
+    };
+    let mut p = Program::new();
+    p.push(crate::insn::build::ldx(crate::insn::Size::DW, dst, ctx, off));
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +112,15 @@ mod tests {
         assert!(probe_read(Space::User, -520, 8, Reg::R6).is_err(), "below the stack");
         assert!(probe_read_str(Space::Kernel, -8, 8, Reg::R10).is_err());
         assert_eq!(probe_read(Space::User, -16, 16, Reg::R6).unwrap().insns().count(), 5);
+    }
+
+    #[test]
+    fn arguments_are_pt_regs_loads() {
+        // r6 = *(u64 *)(r1 + offsetof(struct pt_regs, si)): argument 1 on x86-64.
+        let si = crate::attach::uprobe::pt_regs_offset("si").unwrap();
+        let p = probe_arg(Reg::R6, Reg::R1, 1).unwrap();
+        assert_eq!(p.insns().collect::<Vec<_>>(), [&crate::insn::build::ldx(crate::insn::Size::DW, Reg::R6, Reg::R1, si)]);
+        assert!(probe_arg(Reg::R6, Reg::R1, 6).is_err(), "the seventh is on the stack");
+        assert!(probe_ret(Reg::R10, Reg::R1).is_err());
     }
 }
