@@ -74,6 +74,11 @@ pub struct TutorialChapter03;
 #[doc = include_str!("../tutorial/ch04-helpers.md")]
 pub struct TutorialChapter04;
 
+/// Tutorial chapter 5: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch05-kprobes.md")]
+pub struct TutorialChapter05;
+
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
