@@ -49,6 +49,7 @@ pub mod net;
 pub mod object;
 pub mod os;
 pub mod prog;
+pub mod refs;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 

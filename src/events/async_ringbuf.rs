@@ -77,6 +77,24 @@ impl AsyncRingBuf {
         Ok(out)
     }
 
+    /// The polling form of [`readable_drain`](Self::readable_drain), for `Stream`
+    /// implementations: `Ready` with the number of records read (at least 1), or `Pending` with
+    /// the task registered for the next wake-up.
+    pub fn poll_drain(&mut self, cx: &mut std::task::Context<'_>, mut f: impl FnMut(&[u8])) -> std::task::Poll<Result<usize, EventError>> {
+        loop {
+            let mut guard = match self.fd.poll_read_ready_mut(cx) {
+                std::task::Poll::Ready(Ok(guard)) => guard,
+                std::task::Poll::Ready(Err(source)) => return std::task::Poll::Ready(Err(self.wait_err(source))),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            };
+            let n = guard.get_inner_mut().0.drain(&mut f);
+            guard.clear_ready();
+            if n > 0 {
+                return std::task::Poll::Ready(Ok(n));
+            }
+        }
+    }
+
     /// Read the records available now without waiting (see [`RingBuf::drain`]).
     pub fn try_drain(&mut self, f: impl FnMut(&[u8])) -> usize {
         self.fd.get_mut().0.drain(f)

@@ -1,6 +1,8 @@
 //! Memory-mapped maps: `BPF_F_MMAPABLE` arrays (elements at `index × round_up(value_size, 8)`)
 //! and arenas (`max_entries` pages), read and written in place from user space.
 
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
 use bytemuck::Pod;
 
 use super::elem::per_cpu_stride;
@@ -53,6 +55,10 @@ impl MappedMap {
     pub fn len(&self) -> usize {
         self.entries
     }
+    /// Bytes of one element (arrays: the value size; arenas: the whole mapping).
+    pub fn value_size(&self) -> usize {
+        self.value_size
+    }
     /// Whether the mapping holds no elements.
     pub fn is_empty(&self) -> bool {
         self.entries == 0
@@ -75,6 +81,24 @@ impl MappedMap {
     pub fn get<T: Pod>(&self, index: usize) -> Result<T, MapError> {
         let off = self.slot(index, std::mem::size_of::<T>())?;
         Ok(bytemuck::pod_read_unaligned(&self.mem[off..off + std::mem::size_of::<T>()]))
+    }
+
+    /// Element `index` (arrays) or the word at byte offset `index` (arenas) as an `AtomicU64`:
+    /// CPU atomics on the memory BPF programs update with their own atomic instructions, so a
+    /// `fetch_add` or `compare_exchange` here never loses a program's update, nor the reverse.
+    pub fn atomic_u64(&self, index: usize) -> Result<&AtomicU64, MapError> {
+        let off = self.slot(index, 8)?;
+        sys::shared_mem::atomic_u64_at(&self.mem, off).ok_or_else(|| self.misaligned(index))
+    }
+
+    /// As [`MappedMap::atomic_u64`], for a 4-byte element.
+    pub fn atomic_u32(&self, index: usize) -> Result<&AtomicU32, MapError> {
+        let off = self.slot(index, 4)?;
+        sys::shared_mem::atomic_u32_at(&self.mem, off).ok_or_else(|| self.misaligned(index))
+    }
+
+    fn misaligned(&self, index: usize) -> MapError {
+        MapError::Unsupported { map: self.name.clone(), map_type: "mmap".into(), message: format!("element {index} is not aligned for an atomic access") }
     }
 
     /// Write element `index` (arrays), or the `T` at byte offset `index` (arenas).

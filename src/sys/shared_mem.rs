@@ -44,6 +44,24 @@ pub fn store_release_u32(mem: &mut [u8], off: usize, v: u32) -> bool {
     true
 }
 
+/// The u64 at `off` as an atomic, for read-modify-write shared with BPF programs (an mmapable
+/// array's value); `None` if out of bounds or misaligned.
+pub fn atomic_u64_at(mem: &[u8], off: usize) -> Option<&AtomicU64> {
+    let p = aligned_ptr(mem, off, 8)?;
+    // SAFETY: in bounds of `mem` for 8 bytes and 8-aligned (checked above); the reference lives
+    // no longer than the borrow of `mem`; `AtomicU64` has the size and alignment of `u64`; the
+    // memory is a shared mapping that programs update only with atomic instructions or plain
+    // stores of whole words, never through a Rust `&mut` while this borrow lives.
+    Some(unsafe { AtomicU64::from_ptr(p as *mut u64) })
+}
+
+/// The u32 at `off` as an atomic (as [`atomic_u64_at`]); `None` if out of bounds or misaligned.
+pub fn atomic_u32_at(mem: &[u8], off: usize) -> Option<&AtomicU32> {
+    let p = aligned_ptr(mem, off, 4)?;
+    // SAFETY: as in `atomic_u64_at`, for a 4-byte aligned word.
+    Some(unsafe { AtomicU32::from_ptr(p as *mut u32) })
+}
+
 /// `mem` as the 32-bit words the kernel writes atomically (ring buffer record headers), for
 /// acquire loads without a bounds-and-alignment check per load; `None` unless `mem` starts
 /// 4-aligned. A trailing partial word is left out.
