@@ -54,9 +54,10 @@ pub enum RefError {
     /// A map operation failed.
     #[error(transparent)]
     Map(#[from] MapError),
-    /// Loading the in-kernel compare-and-swap program failed.
+    /// Loading the in-kernel compare-and-swap program failed (boxed: a load error carries the
+    /// verifier's log, and every `Result` of this module would otherwise be as large).
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(Box<LoadError>),
     /// Reading a ring buffer failed.
     #[error(transparent)]
     Event(#[from] EventError),
@@ -116,6 +117,12 @@ pub enum RefError {
 }
 
 crate::error::errno_from_sources!(RefError);
+
+impl From<LoadError> for RefError {
+    fn from(e: LoadError) -> RefError {
+        RefError::Load(Box::new(e))
+    }
+}
 
 /// How the polling waits (queue and stack maps, watches) wait: the kernel has no notification
 /// for a map element appearing or changing, so they look, sleep, and look again — 50 µs at
