@@ -40,7 +40,7 @@ pub use entry::{Atomicity, Entry, Word};
 #[cfg(feature = "tokio")]
 pub use stream::AsyncRingStream;
 pub use stream::{PopStream, RingStream};
-pub use watch::Watch;
+pub use watch::{BytesWatch, Watch};
 
 use crate::events::EventError;
 use crate::maps::MapError;

@@ -11,7 +11,9 @@ use bytemuck::Pod;
 use super::{decode, dup_map, Backoff, RefError};
 use crate::maps::Map;
 
-/// A watch on one key of a map (any map with lookups: hash, array, LRU, …).
+/// A watch on one key of a map (any map with lookups: hash, array, LRU, …), values decoded
+/// as `V`. [`BytesWatch`] is the same on raw bytes, for keys and values whose shape is known
+/// only at run time.
 ///
 /// ```no_run
 /// # use bpfkit::maps::{Map, MapSpec, MapType};
@@ -25,32 +27,66 @@ use crate::maps::Map;
 /// # Ok(()) }
 /// ```
 pub struct Watch<K: Pod, V: Pod> {
-    map: Map,
-    key: K,
-    _v: std::marker::PhantomData<fn() -> V>,
+    raw: BytesWatch,
+    _kv: std::marker::PhantomData<fn(K) -> V>,
 }
 
 impl<K: Pod, V: Pod> Watch<K, V> {
     /// Watch `key` of `map`; holds its own descriptor of the map.
     pub fn new(map: &Map, key: K) -> Result<Watch<K, V>, RefError> {
-        for (what, got, want) in [("key", std::mem::size_of::<K>(), map.key_size()), ("value", std::mem::size_of::<V>(), map.value_size())] {
-            if got != want as usize {
-                return Err(crate::maps::MapError::WrongSize { map: map.name().to_string(), what, got, want: want as usize }.into());
-            }
+        if std::mem::size_of::<V>() != map.value_size() as usize {
+            let (got, want) = (std::mem::size_of::<V>(), map.value_size() as usize);
+            return Err(crate::maps::MapError::WrongSize { map: map.name().to_string(), what: "value", got, want }.into());
         }
-        Ok(Watch { map: dup_map(map)?, key, _v: std::marker::PhantomData })
+        Ok(Watch { raw: BytesWatch::new(map, bytemuck::bytes_of(&key))?, _kv: std::marker::PhantomData })
     }
 
     /// The value now (`None`: absent).
     pub fn get(&self) -> Result<Option<V>, RefError> {
-        match self.map.lookup(bytemuck::bytes_of(&self.key))? {
-            Some(bytes) => Ok(Some(decode(self.map.name(), &bytes)?)),
-            None => Ok(None),
-        }
+        self.raw.get()?.map(|b| decode(self.raw.map.name(), &b)).transpose()
     }
 
     /// Wait until the key exists and return its value (at once if it exists already).
     pub fn wait_present(&self, timeout: Option<Duration>) -> Result<V, RefError> {
+        decode(self.raw.map.name(), &self.raw.wait_present(timeout)?)
+    }
+
+    /// Wait until the value differs from `from` (`None`: absent) and return the new one
+    /// (`None` when the key was deleted).
+    pub fn wait_change(&self, from: Option<V>, timeout: Option<Duration>) -> Result<Option<V>, RefError> {
+        let from = from.map(|v| bytemuck::bytes_of(&v).to_vec());
+        self.raw.wait_change(from.as_deref(), timeout)?.map(|b| decode(self.raw.map.name(), &b)).transpose()
+    }
+
+    /// The successive values as they change, starting from the current one; ends when no
+    /// change comes within `idle`.
+    pub fn changes(&self, idle: Duration) -> impl Iterator<Item = Result<Option<V>, RefError>> + '_ {
+        self.raw.changes(idle).map(|r| r.and_then(|v| v.map(|b| decode(self.raw.map.name(), &b)).transpose()))
+    }
+}
+
+/// [`Watch`] on raw bytes: the key as bytes, values as `Vec<u8>`.
+pub struct BytesWatch {
+    map: Map,
+    key: Vec<u8>,
+}
+
+impl BytesWatch {
+    /// Watch `key` (the map's key size) of `map`; holds its own descriptor of the map.
+    pub fn new(map: &Map, key: &[u8]) -> Result<BytesWatch, RefError> {
+        if key.len() != map.key_size() as usize {
+            return Err(crate::maps::MapError::WrongSize { map: map.name().to_string(), what: "key", got: key.len(), want: map.key_size() as usize }.into());
+        }
+        Ok(BytesWatch { map: dup_map(map)?, key: key.to_vec() })
+    }
+
+    /// The value now (`None`: absent).
+    pub fn get(&self) -> Result<Option<Vec<u8>>, RefError> {
+        Ok(self.map.lookup(&self.key)?)
+    }
+
+    /// Wait until the key exists and return its value.
+    pub fn wait_present(&self, timeout: Option<Duration>) -> Result<Vec<u8>, RefError> {
         let mut backoff = Backoff::new(timeout);
         loop {
             if let Some(v) = self.get()? {
@@ -62,14 +98,13 @@ impl<K: Pod, V: Pod> Watch<K, V> {
         }
     }
 
-    /// Wait until the value differs from `from` (`None`: absent) and return the new one
-    /// (`None` when the key was deleted).
-    pub fn wait_change(&self, from: Option<V>, timeout: Option<Duration>) -> Result<Option<V>, RefError> {
-        let from = from.map(|v| bytemuck::bytes_of(&v).to_vec());
+    /// Wait until the value differs from `from` (`None`: absent); the new value, `None` when
+    /// the key was deleted.
+    pub fn wait_change(&self, from: Option<&[u8]>, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, RefError> {
         let mut backoff = Backoff::new(timeout);
         loop {
             let now = self.get()?;
-            if now.map(|v| bytemuck::bytes_of(&v).to_vec()) != from {
+            if now.as_deref() != from {
                 return Ok(now);
             }
             if !backoff.wait() {
@@ -80,18 +115,18 @@ impl<K: Pod, V: Pod> Watch<K, V> {
 
     /// The successive values as they change, starting from the current one; ends when no
     /// change comes within `idle`.
-    pub fn changes(&self, idle: Duration) -> impl Iterator<Item = Result<Option<V>, RefError>> + '_ {
-        let mut last: Option<Option<V>> = None;
+    pub fn changes(&self, idle: Duration) -> impl Iterator<Item = Result<Option<Vec<u8>>, RefError>> + '_ {
+        let mut last: Option<Option<Vec<u8>>> = None;
         std::iter::from_fn(move || {
-            let next = match last {
+            let next = match &last {
                 None => self.get(),
-                Some(prev) => match self.wait_change(prev, Some(idle)) {
+                Some(prev) => match self.wait_change(prev.as_deref(), Some(idle)) {
                     Err(RefError::Timeout { .. }) => return None,
                     other => other,
                 },
             };
             if let Ok(v) = &next {
-                last = Some(*v);
+                last = Some(v.clone());
             }
             Some(next)
         })
