@@ -433,3 +433,66 @@ fn open_attaches_by_section_counts_and_watches() {
     assert!(xdp[0].starts_with("error: "), "{out}");
     assert_eq!(code, Some(1), "the refused lines make the script fail");
 }
+
+#[test]
+fn push_pop_and_peek_on_queue_and_stack_maps() {
+    if !support::kernel_or_skip("push_pop_and_peek_on_queue_and_stack_maps") {
+        return;
+    }
+    let (code, out) = script(
+        ":map create q queue 0 8 2\n:push q u64:1\n:push q u64:2\n:push q u64:3\n:peek q\n:pop q\n:push q u64:3\n:push q u64:4 force\n:pop q\n:pop q\n:pop q 0.2\n\
+         :map create s stack 0 4 4\n:push s u32:7\n:push s u32:8\n:pop s\n:map create h hash 4 8 4\n:push h u64:1\n",
+    );
+    assert_eq!(code, Some(1), "a script with failed commands exits 1: {out}");
+    assert_eq!(after(&out, ":push q u64:1"), ["pushed to q"]);
+    let full = after(&out, ":push q u64:3").join("\n");
+    assert!(full.contains("map q is full (2 entries)") && full.contains("force"), "{out}");
+    assert_eq!(after(&out, ":peek q"), ["01 00 00 00 00 00 00 00  (u64 1)"]);
+    assert_eq!(after_nth(&out, ":pop q", 0), ["01 00 00 00 00 00 00 00  (u64 1)"], "first in, first out");
+    // `force` dropped the oldest (2): 3 and 4 remain.
+    assert_eq!(after_nth(&out, ":pop q", 1), ["03 00 00 00 00 00 00 00  (u64 3)"]);
+    assert_eq!(after_nth(&out, ":pop q", 2), ["04 00 00 00 00 00 00 00  (u64 4)"]);
+    assert_eq!(after(&out, ":pop q 0.2"), ["q is empty"]);
+    assert_eq!(after(&out, ":pop s"), ["08 00 00 00  (u32 8)"], "last in, first out");
+    assert!(after(&out, ":push h u64:1").join("\n").contains("map h is a hash; `:push`, `:pop` and `:peek` take a queue or stack map"), "{out}");
+}
+
+#[test]
+fn watch_a_key_prints_each_change() {
+    if !support::kernel_or_skip("watch_a_key_prints_each_change") {
+        return;
+    }
+    use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
+    // The map lives in this process and is pinned; the REPL opens the pin and watches key 1
+    // while this process changes it twice, then deletes it.
+    let map = Map::create(&MapSpec::new("watched", MapType::Hash, 4, 8, 4)).unwrap();
+    let pin = format!("/sys/fs/bpf/bpfkit-repl-watch-{}", std::process::id());
+    map.pin(&pin).unwrap();
+    let key = 1u32.to_ne_bytes();
+    map.update(&key, &5u64.to_ne_bytes(), UpdateFlags::Any).unwrap();
+    let changer = std::thread::spawn({
+        let map = Map::from_pin(&pin).unwrap();
+        move || {
+            for v in [6u64, 7] {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+                map.update(&key, &v.to_ne_bytes(), UpdateFlags::Any).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            map.delete(&key).unwrap();
+        }
+    });
+    let (code, out) = script(&format!(":map open watched {pin}\n:watch watched u32:1 2\n"));
+    changer.join().unwrap();
+    Map::unpin(&pin).unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        after(&out, ":watch watched u32:1 2"),
+        [
+            "watching watched[01 00 00 00] for 2s (Ctrl-C stops): 05 00 00 00 00 00 00 00  (u64 5)",
+            "watched[01 00 00 00]: 05 00 00 00 00 00 00 00  (u64 5) -> 06 00 00 00 00 00 00 00  (u64 6)",
+            "watched[01 00 00 00]: 06 00 00 00 00 00 00 00  (u64 6) -> 07 00 00 00 00 00 00 00  (u64 7)",
+            "watched[01 00 00 00]: 07 00 00 00 00 00 00 00  (u64 7) -> (absent)",
+            "3 changes (time is up)",
+        ]
+    );
+}

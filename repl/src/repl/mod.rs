@@ -17,6 +17,7 @@ mod maps;
 mod objects;
 mod packet;
 mod programs;
+mod queues;
 mod render;
 mod session;
 mod system;

@@ -2,8 +2,10 @@
 //! number of seconds), each as hex or read through a layout (`as {u32 pid; char comm[16]}`,
 //! `as task_struct`).
 //!
-//! A watch attaches nothing: it only reads; the session's perf buffers stay open after it
-//! so records keep arriving for the next one.
+//! On any other map, `:watch MAP KEY [SECS]` prints the key's value each time it changes
+//! (`bpfkit::refs::BytesWatch`: the kernel has no notification for that, so it polls with
+//! backoff). A watch attaches nothing: it only reads; the session's perf buffers stay open
+//! after it so records keep arriving for the next one.
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -11,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use bpfkit::events::{PerfBuffer, RingBuf};
 use bpfkit::maps::MapType;
+use bpfkit::refs::{BytesWatch, RefError};
 
 use super::layout::Layout;
+use super::render::{parse_bytes, value_text};
 use super::session::{say, seconds, Outcome, Session, PERF_PAGES};
 
-pub const USAGE: &str = "usage: :watch MAP [SECS] [as {TYPE NAME; …} | as KERNEL_TYPE] (MAP a ringbuf or perf_event_array)";
+pub const USAGE: &str = "usage: :watch MAP [SECS] [as {TYPE NAME; …} | as KERNEL_TYPE] (MAP a ringbuf or perf_event_array) | :watch MAP KEY [SECS] (any other map: the key's value at each change)";
 
 /// `:watch MAP [SECS] [as LAYOUT]`.
 pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
@@ -24,6 +28,17 @@ pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         Some(_) => return Err(crate::error::CliError::from(format!("`as` takes a layout\n{USAGE}"))),
         None => (args, None),
     };
+    if let [name, key, rest @ ..] = head {
+        let map_type = s.map(name)?.map_type();
+        if !matches!(map_type, MapType::RingBuf | MapType::PerfEventArray) && layout.is_none() {
+            let limit = match rest {
+                [] => None,
+                [secs] => Some(seconds(secs)?),
+                _ => return Err(USAGE.into()),
+            };
+            return watch_key(s, name, key, limit, out);
+        }
+    }
     let (name, limit) = match head {
         [name] => (*name, None),
         [name, secs] => (*name, Some(seconds(secs)?)),
@@ -81,6 +96,34 @@ pub fn watch(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     let why = if stop() { "interrupted" } else { "time is up" };
     let lost = if lost > 0 { format!(", {lost} lost (the rings were full)") } else { String::new() };
     say!(out, "{count} record{}{lost} ({why})", if count == 1 { "" } else { "s" });
+    Ok(())
+}
+
+/// `:watch MAP KEY [SECS]`: the value now, then each change, until Ctrl-C or SECS.
+fn watch_key(s: &mut Session, name: &str, key: &str, limit: Option<Duration>, out: &mut dyn Write) -> Outcome {
+    let key = parse_bytes(key, "key")?;
+    let w = BytesWatch::new(s.map(name)?, &key).map_err(|e| e.to_string())?;
+    let shown = |v: &Option<Vec<u8>>| v.as_deref().map_or_else(|| "(absent)".to_string(), value_text);
+    let label = crate::hex::spaced(&key, " ");
+    let mut current = w.get().map_err(|e| e.to_string())?;
+    let until = limit.map(|d| format!(" for {}s", d.as_secs_f64())).unwrap_or_default();
+    say!(out, "watching {name}[{label}]{until} (Ctrl-C stops): {}", shown(&current));
+    let end = limit.map(|d| Instant::now() + d);
+    let mut changes = 0usize;
+    let interrupted = s.interrupted.clone();
+    // Short waits, so that Ctrl-C and the deadline are noticed within 100 ms.
+    while !interrupted.load(Ordering::SeqCst) && end.is_none_or(|e| Instant::now() < e) {
+        match w.wait_change(current.as_deref(), Some(Duration::from_millis(100))) {
+            Ok(now) => {
+                changes += 1;
+                say!(out, "{name}[{label}]: {} -> {}", shown(&current), shown(&now));
+                current = now;
+            }
+            Err(RefError::Timeout { .. }) => {}
+            Err(e) => return Err(e.to_string().into()),
+        }
+    }
+    say!(out, "{changes} change{} ({})", if changes == 1 { "" } else { "s" }, if interrupted.load(Ordering::SeqCst) { "interrupted" } else { "time is up" });
     Ok(())
 }
 
