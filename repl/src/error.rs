@@ -164,6 +164,11 @@ impl fmt::Display for CliError {
             CliError::Decode { origin, source } => write!(f, "{origin}: {source}"),
             CliError::Load { source, snippet, log } => {
                 write!(f, "{source}{}", snippet.as_deref().unwrap_or_default())?;
+                if let LoadError::Verifier { rejection, .. } = source.as_ref() {
+                    if let Some(d) = rejection.diagnose() {
+                        write!(f, "\nwhy: {}\nfix: {}", d.cause, d.fix)?;
+                    }
+                }
                 match log {
                     Some(log) => write!(f, "\nverifier log:\n{}", log.trim_end()),
                     None => Ok(()),

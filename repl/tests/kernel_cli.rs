@@ -231,6 +231,9 @@ fn verifier_rejection_exits_1_with_the_summary_and_source_line() {
         "source line shown: {err}"
     );
     assert!(!err.contains("verifier log:"), "{err}");
+    // Under the verifier's text, bpfkit's explanation (prog::diagnose).
+    assert!(err.contains("why: the stack access at r10-520 is outside the stack: a program has 512 bytes"), "{err}");
+    assert!(err.contains("fix: use offsets between -512 and -1 from r10"), "{err}");
 
     // --log adds the whole log: the instructions the verifier walked.
     let err = fails_with(1, bpfkit(dir.path(), &["run", "--log", "oob.s"]));

@@ -8,6 +8,7 @@ mod info;
 mod kfunc;
 mod test_run;
 mod types;
+mod diagnose;
 mod verifier;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ pub use info::{ProgInfo, RunStats};
 pub use kfunc::KfuncError;
 pub use test_run::{TestRun, TestRunResult};
 pub use types::{AttachType, ProgFlags, ProgType};
+pub use diagnose::{Diagnosis, Mistake};
 pub use verifier::{explain, VerifierRejection};
 
 use crate::insn::codec::encode_into;
@@ -432,9 +434,11 @@ impl Program {
                 }
                 Err(e) => {
                     let text = sys::c_name(&log);
-                    let verifier = matches!(e.raw_os_error(), Some(libc::EACCES | libc::EINVAL));
+                    // E2BIG with a log: the verifier ran out of its instruction budget.
+                    let verifier = matches!(e.raw_os_error(), Some(libc::EACCES | libc::EINVAL | libc::E2BIG));
                     if verifier && !text.trim().is_empty() {
                         let mut rejection = explain(&text, asm, e);
+                        rejection.prog_type = Some(opts.prog_type);
                         // A poisoned CO-RE instruction: say which relocation, not just "unknown func".
                         if let Some((_, why)) = poisoned.iter().find(|(s, _)| Some(*s) == rejection.slot) {
                             rejection.reason = format!("CO-RE relocation failed: {why} (the verifier: {})", rejection.reason);

@@ -21,6 +21,8 @@ pub struct VerifierRejection {
     pub log: String,
     /// The errno of PROG_LOAD.
     pub errno: io::Error,
+    /// The type the program was loaded as (the explainer names it).
+    pub prog_type: Option<super::ProgType>,
 }
 
 impl fmt::Display for VerifierRejection {
@@ -46,6 +48,9 @@ fn is_epilogue(line: &str) -> bool {
         || line.starts_with("stack depth")
         || line.starts_with("max_states_per_insn")
         || line.starts_with("mark_precise")
+        // After "infinite loop detected", the two states it compared.
+        || line.starts_with("cur state:")
+        || line.starts_with("old state:")
         || line.is_empty()
 }
 
@@ -54,11 +59,21 @@ pub fn explain(log: &str, asm: &Assembled, errno: io::Error) -> VerifierRejectio
     let lines: Vec<&str> = log.lines().map(str::trim_end).collect();
     let reason = lines.iter().rev().find(|l| !is_epilogue(l)).map(|l| l.to_string()).unwrap_or_else(|| errno.to_string());
     // Instruction lines look like `12: (7b) *(u64 *)(r10 -520) = r1`.
-    let slot = lines.iter().rev().find_map(|l| {
+    let walked = lines.iter().rev().find_map(|l| {
         let (n, _) = l.split_once(": (")?;
         n.trim().parse::<usize>().ok()
     });
+    // Checks of the control-flow graph run before the walk: the message names the instruction.
+    let slot = walked.or_else(|| {
+        if let Some(n) = reason.strip_prefix("unreachable insn ") {
+            return n.trim().parse().ok();
+        }
+        if reason.starts_with("last insn is not an exit or jmp") {
+            return asm.slot_count().checked_sub(1);
+        }
+        None
+    });
     let loc = slot.and_then(|s| asm.loc_of_slot(s));
     let insn_text = slot.and_then(|s| asm.insn_at_slot(s)).map(|i| format_insn(&asm.insns()[i], Syntax::Llvm));
-    VerifierRejection { reason, slot, loc, insn_text, log: log.to_string(), errno }
+    VerifierRejection { reason, slot, loc, insn_text, log: log.to_string(), errno, prog_type: None }
 }

@@ -37,7 +37,10 @@ pub fn progs(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
 /// `:log`: the verifier log of the last rejected load.
 pub fn log(s: &mut Session, _: &[&str], out: &mut dyn Write) -> Outcome {
     match &s.last_log {
-        Some(log) => writeln!(out, "{}", log.trim_end()).map_err(|e| CliError::Message(format!("cannot write output: {e}"))),
+        Some(log) => {
+            let explained = s.last_diagnosis.as_ref().map(|d| format!("\n{d}")).unwrap_or_default();
+            writeln!(out, "{}{explained}", log.trim_end()).map_err(|e| CliError::Message(format!("cannot write output: {e}")))
+        }
         None => Err("no verifier log: the last load was not rejected (or nothing was loaded)".into()),
     }
 }
@@ -163,6 +166,7 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             };
             say!(out, "loaded {name} as {prog_type}{id}: {} instructions, {} slots", asm.insns().len(), asm.slot_count());
             s.last_log = None;
+            s.last_diagnosis = None;
             s.enable_stats();
             s.program_mut(name)?.loaded = Some(Loaded { prog, asm: Some(asm), prog_type });
             Ok(())
@@ -171,9 +175,10 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
             let mark = rejection.loc.as_ref().map(|l| l.line);
             let listing = render::listing(&entry.lines, mark, &format!("^ the verifier: {}", rejection.reason), s.interactive);
             s.last_log = Some(rejection.log.clone());
+            s.last_diagnosis = rejection.diagnose();
+            let explained = s.last_diagnosis.as_ref().map(|d| format!("why: {}\nfix: {}\n", d.cause, d.fix)).unwrap_or_default();
             Err(crate::error::CliError::from(format!(
-                "program \"{prog}\" rejected by the verifier: {rejection}\n{}(`:log` shows the whole verifier log)",
-                listing
+                "program \"{prog}\" rejected by the verifier: {rejection}\n{listing}{explained}(`:log` shows the whole verifier log)"
             )))
         }
         Err(e) => Err(e.to_string().into()),

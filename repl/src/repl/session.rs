@@ -182,6 +182,8 @@ pub struct Session {
     block: Option<Block>,
     /// The verifier log of the last rejected load.
     pub last_log: Option<String>,
+    /// What `bpfkit::prog::diagnose` made of the last rejection, shown with it and by `:log`.
+    pub last_diagnosis: Option<bpfkit::prog::Diagnosis>,
     /// Interactive sessions show kernel ids and color; scripts stay deterministic.
     pub interactive: bool,
     /// Set by Ctrl-C while a command runs.
@@ -207,6 +209,7 @@ impl Session {
             line_no: 0,
             block: None,
             last_log: None,
+            last_diagnosis: None,
             interactive,
             interrupted,
             quit: false,
