@@ -74,6 +74,11 @@ pub struct TutorialChapter03;
 #[doc = include_str!("../tutorial/ch04-helpers.md")]
 pub struct TutorialChapter04;
 
+/// Tutorial chapter 6: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch06-tracepoints.md")]
+pub struct TutorialChapter06;
+
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
