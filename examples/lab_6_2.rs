@@ -141,11 +141,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             status.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")?.trim().parse().ok()).unwrap_or(0)
         }
         // Pins the calling thread (threads it creates inherit the mask); `taskset` from util-linux.
-        let pin_self = |cpus: &str| -> Result<(), Box<dyn std::error::Error>> {
+        fn pin_self(cpus: &str) -> Result<(), Box<dyn std::error::Error>> {
             let tid = bpfkit::os::gettid().to_string();
             let ok = Command::new("taskset").args(["-pc", cpus, &tid]).stdout(std::process::Stdio::null()).status()?.success();
             if ok { Ok(()) } else { Err(format!("taskset -pc {cpus} {tid} failed").into()) }
-        };
+        }
         struct Worker {
             tid: AtomicU32,
             sleeper: bool,
@@ -161,14 +161,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // On the way out, success or failure: the workers are let go (the scope waits for
             // them), and this thread, which creates the workers of CPU n while pinned to CPU n,
             // is unpinned.
-            struct Release<'a>(&'a [&'a AtomicBool], &'a dyn Fn(&str) -> Result<(), Box<dyn std::error::Error>>, &'a str);
+            struct Release<'a>(&'a [&'a AtomicBool], &'a str);
             impl Drop for Release<'_> {
                 fn drop(&mut self) {
                     self.0.iter().for_each(|flag| flag.store(true, SeqCst));
-                    let _ = (self.1)(self.2);
+                    let _ = pin_self(self.1);
                 }
             }
-            let _release = Release(&[&stop_spinning, &detached], &pin_self, &all_cpus);
+            let _release = Release(&[&stop_spinning, &detached], &all_cpus);
             for (cpu, group) in cpus.iter().zip(workers.chunks(spinners + 1)) {
                 pin_self(&cpu.to_string())?;
                 for w in group {
