@@ -80,6 +80,11 @@ pub struct TutorialChapter04;
 #[doc = include_str!("../tutorial/ch05-kprobes.md")]
 pub struct TutorialChapter05;
 
+/// Tutorial chapter 6: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch06-tracepoints.md")]
+pub struct TutorialChapter06;
+
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
