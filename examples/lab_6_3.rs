@@ -126,6 +126,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("losetup: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
     let device = LoopDevice { path: String::from_utf8(out.stdout)?.trim().to_string(), backing };
+    // Ctrl-C skips destructors: detach the device and remove its file there too.
+    let (dev_path, file_path) = (device.path.clone(), device.backing.path().to_path_buf());
+    ctrlc::set_handler(move || {
+        let _ = Command::new("losetup").args(["--detach", &dev_path]).status();
+        let _ = std::fs::remove_file(&file_path);
+        std::process::exit(130);
+    })?;
     let name = device.path.trim_start_matches("/dev/").to_string();
     let (major, minor) = std::fs::read_to_string(format!("/sys/block/{name}/dev"))?.trim().split_once(':').map(|(a, b)| (a.parse::<u32>(), b.parse::<u32>())).ok_or("no major:minor")?;
     let loop_dev = major? << 20 | minor?;
