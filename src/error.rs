@@ -48,6 +48,7 @@ mod tests {
         let _ = crate::attach::symbols::SymbolError::errno;
         let _ = crate::events::EventError::errno;
         let _ = crate::refs::RefError::errno;
+        let _ = crate::testing::TestError::errno;
         let _ = crate::events::StackError::errno;
         let _ = crate::features::FeatureError::errno;
         let _ = crate::core_btf::BtfError::errno;

@@ -50,6 +50,7 @@ pub mod object;
 pub mod os;
 pub mod prog;
 pub mod refs;
+pub mod testing;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 

@@ -135,6 +135,20 @@ pub(crate) fn instrument(asm: &Assembled, stack_depth: u32) -> Result<Instrument
     Ok(Instrumented { program: p, leaders, branches: branch_marks, marks_len })
 }
 
+/// Instruction `i` disassembled, its jump target shown by the label it was written with.
+fn with_label(asm: &Assembled, i: usize) -> String {
+    let text = crate::insn::format_insn(&asm.insns()[i], Syntax::Llvm);
+    let (Some(Target::Rel(off)), Some(slot)) = (asm.insns()[i].target(), asm.slot_of(i)) else {
+        return text;
+    };
+    let dest = slot as i64 + asm.insns()[i].slots() as i64 + i64::from(*off);
+    let label = asm.labels_by_slot().into_iter().find(|(s, _)| *s as i64 == dest).map(|(_, l)| l.to_string());
+    match (label, text.rsplit_once(" goto ")) {
+        (Some(label), Some((head, _))) => format!("{head} goto {label}"),
+        _ => text,
+    }
+}
+
 /// One basic block's coverage.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -188,7 +202,7 @@ impl Coverage {
             .iter()
             .map(|&(i, taken, not_taken)| BranchCoverage {
                 insn: i,
-                text: crate::insn::format_insn(&asm.insns()[i], Syntax::Llvm),
+                text: with_label(asm, i),
                 loc: asm.loc(i),
                 taken: hit(taken),
                 not_taken: hit(not_taken),
@@ -198,7 +212,7 @@ impl Coverage {
         for b in blocks.iter().filter(|b| !b.hit) {
             for i in b.insns.clone() {
                 if let Some(loc) = asm.loc(i) {
-                    if !uncovered.iter().any(|u| u.line == loc.line && u.origin == loc.origin) {
+                    if !uncovered.iter().any(|u| u.line == loc.line && u.origin() == loc.origin()) {
                         uncovered.push(loc);
                     }
                 }
@@ -240,7 +254,7 @@ impl fmt::Display for Coverage {
             writeln!(f, "  branch {at}`{}` {missing}", br.text)?;
         }
         for loc in &self.uncovered {
-            writeln!(f, "  not run: {loc}: {}", loc.text.trim())?;
+            writeln!(f, "  not run: {loc}: {}", loc.text().trim())?;
         }
         Ok(())
     }
