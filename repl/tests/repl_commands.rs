@@ -496,3 +496,33 @@ fn watch_a_key_prints_each_change() {
         ]
     );
 }
+
+#[test]
+fn cases_and_test_report_verdicts_and_coverage() {
+    if !support::kernel_or_skip("cases_and_test_report_verdicts_and_coverage") {
+        return;
+    }
+    let (code, out) = script(
+        ":prog filter\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 38\nif r4 > r3 goto pass\nr4 = *(u16 *)(r2 + 36)\nif r4 != 0x5000 goto pass\nr0 = 1\nexit\npass:\nr0 = 2\nexit\n\n\
+         :load filter xdp\n:case filter packet tcp 10.0.0.1:4000 10.0.0.2:80 => 1\n:test filter\n\
+         :case filter packet udp 10.0.0.1:4000 10.0.0.2:53 => 2\n:case filter 000000000000000000000000000000 => 2\n:test filter\n\
+         :case filter packet udp 10.0.0.1:4000 10.0.0.2:54 => 1\n:test filter\n",
+    );
+    assert_eq!(code, Some(1), "the last :test has a failing case: {out}");
+    assert_eq!(
+        after_nth(&out, ":test filter", 0),
+        [
+            "ok    packet tcp 10.0.0.1:4000 10.0.0.2:80 => 1 (returned 1)",
+            "coverage: blocks 3/4 (75%), branches 2/4 (50%)",
+            "  branch <repl>:6:1: `if r4 > r3 goto pass` never taken",
+            "  branch <repl>:8:1: `if r4 != 0x5000 goto pass` never taken",
+            "  not run: <repl>:12:1: r0 = 2",
+            "  not run: <repl>:13:1: exit",
+        ]
+    );
+    let second = after_nth(&out, ":test filter", 1);
+    assert_eq!(second.last(), Some(&"coverage: blocks 4/4 (100%), branches 4/4 (100%)"), "{out}");
+    let third = after_nth(&out, ":test filter", 2).join("\n");
+    assert!(third.contains("FAIL  packet udp 10.0.0.1:4000 10.0.0.2:54 => 1: returned 2, expected 1"), "{third}");
+    assert!(third.contains("1 of filter's cases failed"), "{third}");
+}

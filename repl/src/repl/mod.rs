@@ -22,6 +22,7 @@ mod render;
 mod session;
 mod system;
 mod table;
+mod testing;
 mod watch;
 
 use std::io::{BufRead, IsTerminal, Write};

@@ -182,6 +182,8 @@ pub struct Session {
     block: Option<Block>,
     /// The verifier log of the last rejected load.
     pub last_log: Option<String>,
+    /// Test cases by program name (`:case`), run by `:test`.
+    pub cases: Vec<(String, bpfkit::testing::Case)>,
     /// What `bpfkit::prog::diagnose` made of the last rejection, shown with it and by `:log`.
     pub last_diagnosis: Option<bpfkit::prog::Diagnosis>,
     /// Interactive sessions show kernel ids and color; scripts stay deterministic.
@@ -209,6 +211,7 @@ impl Session {
             line_no: 0,
             block: None,
             last_log: None,
+            cases: Vec::new(),
             last_diagnosis: None,
             interactive,
             interrupted,
