@@ -10,6 +10,7 @@ mod commands;
 mod error;
 mod hex;
 mod io;
+mod packet;
 mod repl;
 
 use std::io::Write;

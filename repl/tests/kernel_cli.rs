@@ -597,3 +597,38 @@ fn link_list_show_and_detach() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("link"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn test_subcommand_reports_cases_and_coverage() {
+    if !support::kernel_or_skip("bpfkit test") {
+        return;
+    }
+    let dir = dir_with(&[(
+        "filter.s",
+        "; drop TCP to port 80 (any protocol's port 80, in fact: it reads offset 36 only)\n\
+         r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 38\nif r4 > r3 goto pass\n\
+         r4 = *(u16 *)(r2 + 36)\nif r4 != 0x5000 goto pass\nr0 = 1\nexit\npass:\nr0 = 2\nexit\n",
+    )]);
+    let drop80 = "packet tcp 10.0.0.1:4000 10.0.0.2:80 => 1";
+    // A test runner's failure still prints its report (stdout), then the verdict (stderr).
+    let failed = |o: Output| -> (String, String) {
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    // One case: passes, but coverage names what never ran; --full-coverage makes that a failure.
+    let out = ok(bpfkit(dir.path(), &["test", "filter.s", "--case", drop80]));
+    assert!(out.contains("ok    packet tcp 10.0.0.1:4000 10.0.0.2:80 => 1 (returned 1)"), "{out}");
+    assert!(out.contains("coverage: blocks 3/4 (75%), branches 2/4 (50%)"), "{out}");
+    assert!(out.contains("not run: filter.s:12:1: r0 = 2"), "{out}");
+    let (report, err) = failed(bpfkit(dir.path(), &["test", "filter.s", "--case", drop80, "--full-coverage"]));
+    assert!(err.contains("coverage is not complete") && report.contains("not run: filter.s:12:1"), "{err}");
+    // Enough cases: complete.
+    let out = ok(bpfkit(dir.path(), &["test", "filter.s", "--case", drop80, "--case", "packet udp 10.0.0.1:4000 10.0.0.2:53 => 2", "--case", "000000000000000000000000000000 => 2", "--full-coverage"]));
+    assert!(out.contains("coverage: blocks 4/4 (100%), branches 4/4 (100%)"), "{out}");
+    // A wrong expectation fails, naming the case.
+    let (report, err) = failed(bpfkit(dir.path(), &["test", "filter.s", "--case", "packet udp 10.0.0.1:4000 10.0.0.2:53 => 1"]));
+    assert!(err.contains("1 of 1 cases failed") && report.contains("FAIL  packet udp 10.0.0.1:4000 10.0.0.2:53 => 1: returned 2, expected 1"), "{report}{err}");
+    // A malformed case is refused by the parser, saying the form.
+    let err = fails_with(2, bpfkit(dir.path(), &["test", "filter.s", "--case", "packet tcp 10.0.0.1:1 10.0.0.2:80"]));
+    assert!(err.contains("a case is INPUT => RETVAL"), "{err}");
+}

@@ -56,12 +56,14 @@ pub enum TestError {
     #[error(transparent)]
     Map(#[from] MapError),
     /// A test run failed in the kernel (not an expectation: the run itself).
-    #[error("case \"{case}\": {source}")]
+    #[error("case \"{case}\": {source}{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Run {
         /// The case.
         case: String,
         /// The error of BPF_PROG_TEST_RUN.
         source: SysError,
+        /// What to change, when the input explains the error.
+        hint: Option<String>,
     },
     /// The program cannot be instrumented for coverage; says why.
     #[error("coverage: {0}")]
@@ -263,7 +265,12 @@ impl<'m> Suite<'m> {
             if let Some(ctx) = ctx {
                 t = t.ctx(ctx.clone());
             }
-            let r = prog.test_run(&t).map_err(|source| TestError::Run { case: name.to_string(), source })?;
+            let r = prog.test_run(&t).map_err(|source| {
+                // Packet programs run on at least an Ethernet header: shorter input is EINVAL.
+                let hint = (source.errno() == Some(libc::EINVAL) && !data.is_empty() && data.len() < 14)
+                    .then(|| format!("{} bytes of input: packet programs run on at least an Ethernet header, 14 bytes", data.len()));
+                TestError::Run { case: name.to_string(), source, hint }
+            })?;
             Ok(Outcome { retval: r.retval, data_out: r.data_out, ctx_out: r.ctx_out })
         };
         let mut cases = Vec::new();

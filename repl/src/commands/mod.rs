@@ -15,6 +15,7 @@ pub mod map;
 pub mod obj;
 pub mod prog;
 pub mod run;
+pub mod test;
 
 use std::io::Write;
 
@@ -47,6 +48,11 @@ pub enum Command {
     /// and exits with status 1. Maps the program names (`map[counts]`) are declared with
     /// `--map counts:hash:4:8:1024`.
     Run(run::Args),
+    /// Run test cases (`--case 'INPUT => RETVAL'`) on program text through `BPF_PROG_TEST_RUN`
+    /// and report each verdict and the coverage: blocks and branch directions, naming the
+    /// source lines no case ran (`bpfkit::testing`). Exits 1 when a case fails, or with
+    /// `--full-coverage` when coverage is not complete.
+    Test(test::Args),
     /// Loaded programs: `list`, `show ID|PATH`, `dump xlated ID|PATH`.
     Prog(prog::Args),
     /// Maps in the kernel: `list`, `show ID|PATH`, `dump ID|PATH`.
@@ -73,6 +79,7 @@ pub fn run(command: Command, stdout: &mut dyn Write) -> Result<(), CliError> {
         Command::Disasm(args) => disasm::run(&args, stdout),
         Command::Features(args) => features::run(&args, stdout),
         Command::Run(args) => run::run(&args, stdout),
+        Command::Test(args) => test::run(&args, stdout),
         Command::Prog(args) => prog::run(&args, stdout),
         Command::Map(args) => map::run(&args, stdout),
         Command::Link(args) => link::run(&args, stdout),

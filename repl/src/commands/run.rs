@@ -89,11 +89,11 @@ pub struct Args {
     pub input: PathBuf,
 }
 
-fn parse_prog_type(s: &str) -> Result<ProgType, String> {
+pub(super) fn parse_prog_type(s: &str) -> Result<ProgType, String> {
     s.parse()
 }
 
-fn parse_attach_type(s: &str) -> Result<AttachType, String> {
+pub(super) fn parse_attach_type(s: &str) -> Result<AttachType, String> {
     s.parse()
 }
 
@@ -128,7 +128,7 @@ pub fn load_options_for(t: ProgType, attach: Option<AttachType>, log_level: u32,
 }
 
 /// Kernel object names: letters, digits, `_` and `.` (the kernel keeps the first 15).
-fn parse_object_name(s: &str) -> Result<String, String> {
+pub(super) fn parse_object_name(s: &str) -> Result<String, String> {
     match s
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '.'))
@@ -203,8 +203,8 @@ fn parse_hex_arg(option: &str, text: &str) -> Result<Vec<u8>, CliError> {
 }
 
 /// The program name: `--name`, else the file name's stem with other characters as `_`.
-fn program_name(args: &Args, source: &Source) -> String {
-    if let Some(name) = &args.name {
+pub(super) fn program_name(given: Option<&String>, source: &Source) -> String {
+    if let Some(name) = given {
         return name.clone();
     }
     let stem = match source {
@@ -231,7 +231,7 @@ fn program_name(args: &Args, source: &Source) -> String {
 }
 
 /// Fail, naming the line, if the program uses a map that no `--map` declares.
-fn check_maps_declared(
+pub(super) fn check_maps_declared(
     asm: &bpfkit::insn::Assembled,
     maps: &[MapSpec],
     text: &str,
@@ -277,7 +277,7 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<(), CliError> {
         .collect::<Result<Vec<Map>, CliError>>()?;
     let map_refs: Vec<&Map> = maps.iter().collect();
 
-    let opts = load_options(args, program_name(args, &source));
+    let opts = load_options(args, program_name(args.name.as_ref(), &source));
     let show_log = args.log || args.log_level > 0;
     let prog = Program::load(&asm, &map_refs, &opts).map_err(|source| {
         let (snippet, log) = match &source {

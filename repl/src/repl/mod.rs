@@ -6,8 +6,10 @@
 //! What a line does is [`table::execute`]'s business: `table` is the command table (name,
 //! usage, example, handler), `session` the state the handlers borrow and the typing of
 //! instructions. The handlers are grouped by what they act on: `programs`, `maps`, `objects`,
-//! `attach`, `watch` (with `layout`), `system`. `complete` is the completion, `render` how
-//! things are shown, `packet` the packet builder of `:run`. Modules depend downwards only:
+//! `attach`, `watch` (with `layout`), `queues` (`:push`/`:pop`/`:peek`), `testing`
+//! (`:case`/`:test`), `system`. `complete` is the completion, `render` how things are shown;
+//! packet words (`packet udp …`) are the crate's `packet`, shared with `bpfkit test`. Modules
+//! depend downwards only:
 //! `table` → handlers → `session` → `render`; no cycle.
 
 mod attach;
@@ -15,7 +17,7 @@ mod complete;
 mod layout;
 mod maps;
 mod objects;
-mod packet;
+
 mod programs;
 mod queues;
 mod render;

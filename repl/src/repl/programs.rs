@@ -12,7 +12,8 @@ use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgType, Program, TestRu
 
 use crate::error::CliError;
 use super::session::{say, Loaded, Outcome, Session};
-use super::{packet, render, system};
+use super::{render, system};
+use crate::packet;
 use crate::commands::run::{load_options_for, runs_once, takes_packet, test_run_hint, DEFAULT_PACKET_LEN};
 
 /// `:prog NAME` starts (or switches to) a session program; `:prog list|show|dump …` is

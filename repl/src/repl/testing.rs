@@ -4,10 +4,8 @@
 
 use std::io::Write;
 
-use bpfkit::prog::LoadOptions;
 use bpfkit::testing::{Case, Suite};
 
-use super::packet;
 use super::session::{say, Outcome, Session};
 
 const CASE_USAGE: &str = "usage: :case NAME [HEX | packet udp|tcp SRC:PORT DST:PORT [payload=HEX]] => RETVAL | :case NAME clear";
@@ -24,20 +22,17 @@ pub fn case(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         say!(out, "{} case{} of {name} removed", before - s.cases.len(), if before - s.cases.len() == 1 { "" } else { "s" });
         return Ok(());
     }
-    let arrow = rest.iter().position(|w| *w == "=>").ok_or(CASE_USAGE)?;
-    let (input, expect) = (&rest[..arrow], &rest[arrow + 1..]);
-    let [retval] = expect else { return Err(CASE_USAGE.into()) };
-    let retval: u32 = retval.parse().map_err(|_| format!("`{retval}` is not a return value (a number)"))?;
-    let data = match input {
-        ["packet", spec @ ..] => packet::build(spec)?,
-        [] => return Err(CASE_USAGE.into()),
-        hex => crate::hex::parse(&hex.concat()).map_err(|e| format!("input hex: {}", e.message))?,
-    };
-    let label = format!("{} => {retval}", input.join(" "));
-    s.cases.push((name.to_string(), Case::new(label).data(data).returns(retval)));
+    let case = crate::commands::test::case_from_words(rest).map_err(|e| format!("{e}\n{CASE_USAGE}"))?;
+    let retval = case_retval(rest);
+    s.cases.push((name.to_string(), case));
     let n = s.cases.iter().filter(|(p, _)| p == name).count();
     say!(out, "case {n} of {name}: returns {retval}");
     Ok(())
+}
+
+/// The number after `=>` (the case parsed, so it is there).
+fn case_retval<'a>(words: &[&'a str]) -> &'a str {
+    words.last().copied().unwrap_or_default()
 }
 
 /// `:test NAME`: run NAME's cases and show the report with coverage.
@@ -51,7 +46,8 @@ pub fn test(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
         return Err(format!("program {name} has no cases: `:case {name} packet tcp 10.0.0.1:1 10.0.0.2:80 => 1`").into());
     }
     let maps: Vec<&bpfkit::maps::Map> = s.maps.iter().map(|m| &m.map).collect();
-    let mut suite = Suite::new(asm, LoadOptions::new(*name, loaded.prog_type)).maps(&maps);
+    let opts = crate::commands::run::load_options_for(loaded.prog_type, None, 0, name.to_string());
+    let mut suite = Suite::new(asm, opts).maps(&maps);
     for c in cases {
         suite = suite.case(c);
     }

@@ -1,4 +1,4 @@
-//! The REPL's packet words: `packet udp|tcp SRC:PORT DST:PORT [payload=HEX]` → an Ethernet
+//! Packet words (the REPL's `:run`/`:case`, `bpfkit test --case`): `packet udp|tcp SRC:PORT DST:PORT [payload=HEX]` → an Ethernet
 //! frame with an IPv4 or IPv6 header (by the addresses: `[2001:db8::1]:53` for IPv6) and a
 //! UDP or TCP (SYN) header, checksums filled in — built by `bpfkit::testing::packet`.
 
