@@ -80,6 +80,11 @@ pub struct TutorialChapter04;
 #[doc = include_str!("../tutorial/ch05-kprobes.md")]
 pub struct TutorialChapter05;
 
+/// Tutorial chapter 15: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch15-references.md")]
+pub struct TutorialChapter15;
+
 /// The README's code blocks are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
