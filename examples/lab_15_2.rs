@@ -4,7 +4,7 @@
 //! queue maps through `refs::channel`: *filter* (drops writes under 256 bytes; into a queue of
 //! 8 with `try_send`, so a full queue drops the record and counts it), *enrich* (joins the
 //! thread id with the writers' table — slowly, as a real lookup would be — and passes records
-//! on with a blocking `send`: lossless, it waits for room) and *aggregate* (per writer and per
+//! on with `send_timeout`: lossless, it waits for room) and *aggregate* (per writer and per
 //! size). Every record is accounted for: produced = aggregated + filtered + dropped.
 //!
 //! Run as root: `cargo run --example lab_15_2`. The same code is a doctest of the chapter.
@@ -28,6 +28,7 @@ const WRITERS: usize = 4;
 const WRITES: usize = 500; // per writer
 const MIN_BYTES: u64 = 256; // the filter keeps writes of at least this many bytes
 const END: u64 = u64::MAX; // `bytes` of the record that ends the stream
+const STALL: Duration = Duration::from_secs(5); // a stage that failed must not leave its neighbours waiting for ever
 type Totals = BTreeMap<(u32, u32), (u64, u64)>; // (writer, log2 of the size) -> (writes, bytes)
 
 /// What the program sends: one write(2) call.
@@ -121,25 +122,26 @@ fn main() -> Result<(), Error> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            to_enrich.send(&WriteCall { bytes: END, ..Zeroable::zeroed() })?; // waits for room
+            to_enrich.send_timeout(&WriteCall { bytes: END, ..Zeroable::zeroed() }, STALL)?; // waits for room
             Ok(t)
         });
         let enrich = s.spawn(|| -> Result<(), Error> {
             loop {
-                let call = from_filter.recv()?;
+                let call = from_filter.recv_timeout(STALL)?;
                 if call.bytes == END {
-                    to_aggregate.send(&Enriched { bytes: END, ..Zeroable::zeroed() })?;
+                    to_aggregate.send_timeout(&Enriched { bytes: END, ..Zeroable::zeroed() }, STALL)?;
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_micros(50)); // the cost of a real lookup
                 let writer = *writers_table.lock().unwrap().get(&call.tid).ok_or("a write from an unknown thread")?;
-                to_aggregate.send(&Enriched { writer, log2: call.bytes.ilog2(), bytes: call.bytes })?; // waits for room
+                let e = Enriched { writer, log2: call.bytes.ilog2(), bytes: call.bytes };
+                to_aggregate.send_timeout(&e, STALL)?; // waits for room: backpressure, not loss
             }
         });
         let aggregate = s.spawn(|| -> Result<Totals, Error> {
             let mut totals = Totals::new();
             loop {
-                let e = from_enrich.recv()?;
+                let e = from_enrich.recv_timeout(STALL)?;
                 if e.bytes == END {
                     return Ok(totals);
                 }
@@ -167,11 +169,9 @@ fn main() -> Result<(), Error> {
                 })
             })
             .collect();
-        let mut expected_small = 0;
-        for w in writers {
-            expected_small += w.join().expect("a writer")?;
-        }
-        writers_done.store(true, Ordering::Release);
+        let written: Vec<_> = writers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err(std::io::Error::other("a writer panicked")))).collect();
+        writers_done.store(true, Ordering::Release); // even if a writer failed: the filter must finish
+        let expected_small = written.into_iter().sum::<std::io::Result<u64>>()?;
         let tally = filter.join().expect("filter")?;
         enrich.join().expect("enrich")?;
         Ok((tally, aggregate.join().expect("aggregate")?, expected_small))
