@@ -126,9 +126,6 @@ impl<T: Pod> Receiver<T> {
 
     /// The values arriving until none has come for `idle`.
     pub fn until_idle(&self, idle: Duration) -> impl Iterator<Item = Result<T, RefError>> + '_ {
-        std::iter::from_fn(move || match self.recv_timeout(idle) {
-            Err(RefError::Timeout { .. }) => None,
-            other => Some(other),
-        })
+        self.stream.until_idle(idle)
     }
 }

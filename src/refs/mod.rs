@@ -73,7 +73,7 @@ pub enum RefError {
         reason: String,
     },
     /// Nothing arrived (or changed) within the timeout.
-    #[error("map \"{map}\": nothing within {waited:?}")]
+    #[error("map \"{map}\": nothing within {:.1} ms", waited.as_secs_f64() * 1e3)]
     Timeout {
         /// The map's name.
         map: String,

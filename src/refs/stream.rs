@@ -133,6 +133,14 @@ impl<T: Pod> PopStream<T> {
         self.wait(None)
     }
 
+    /// The values arriving until none has come for `idle` (then the iterator ends).
+    pub fn until_idle(&self, idle: Duration) -> impl Iterator<Item = Result<T, RefError>> + '_ {
+        std::iter::from_fn(move || match self.recv_timeout(idle) {
+            Err(RefError::Timeout { .. }) => None,
+            other => Some(other),
+        })
+    }
+
     /// The next value without removing it ([`RefError::Empty`] when there is none).
     pub fn peek(&self) -> Result<T, RefError> {
         match self.map.peek()? {
