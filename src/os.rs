@@ -7,7 +7,7 @@
 //! attribute struct leaves it.
 
 pub use crate::sys::{
-    cpu_ids, describe_io_error, errno_name, gettid, mount_bpffs, obj_get, online_cpus, open_fd_count, page_size, parse_cpu_list, pidfd_open, possible_cpus,
+    cpu_ids, describe_io_error, errno_name, gettid, mount_bpffs, obj_get, online_cpus, open_fd_count, page_size, parse_cpu_list, pidfd_open, possible_cpus, PausedChild,
     probe_events_file, probe_pmu, socket_cookie, tracefs_dir, unmount, NetlinkError, PinError, ProbeKind, ProbePmu,
     SysError,
 };
