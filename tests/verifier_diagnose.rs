@@ -199,6 +199,39 @@ fn cases() -> Vec<Case> {
                 r0 = 2
                 exit
             }),
+        case(Mistake::TooComplex, &["8192", "bound"], xdp,
+            bpf_asm! {
+                r2 = *(u32 *)(r1 + 0)
+                r3 = *(u32 *)(r1 + 4)
+            next:                               // to the first zero byte, however far
+                r4 = r2
+                r4 += 1
+                if r4 > r3 goto done
+                r5 = *(u8 *)(r2 + 0)
+                if r5 == 0 goto done
+                r2 += 1
+                goto next
+            done:
+                r0 = 2
+                exit
+            },
+            bpf_asm! {
+                r2 = *(u32 *)(r1 + 0)
+                r3 = *(u32 *)(r1 + 4)
+                r6 = 0
+            next:
+                r4 = r2
+                r4 += 1
+                if r4 > r3 goto done
+                r5 = *(u8 *)(r2 + 0)
+                if r5 == 0 goto done
+                r2 += 1
+                r6 += 1
+                if r6 < 64 goto next
+            done:
+                r0 = 2
+                exit
+            }),
         case(Mistake::HelperNotAllowed, &["bpf_get_stackid", "xdp"], xdp,
             bpf_asm! {
                 r2 = map[m] ll

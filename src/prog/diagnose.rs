@@ -185,7 +185,12 @@ fn diagnose_text(reason: &str, log: &str, prog_type: Option<&str>) -> Option<(Mi
     } else if r.contains("infinite loop detected") || r.starts_with("back-edge from insn") {
         (InfiniteLoop, s("the verifier reached the same state twice in a loop: it can never end (or, before 5.3, any backward jump)".into(), "make the loop bounded: change a register each iteration and leave when it passes a constant (`if r6 < 16 goto again`), or use bpf_loop".into())?)
     } else if r.contains("BPF program is too large") || r.contains("too complex") {
-        (TooComplex, s("the verifier explored more than its budget of 1000000 instructions (every path of every loop iteration counts)".into(), "bound loops by small constants, move long loops into bpf_loop (the callback is verified once), or split the work with tail calls".into())?)
+        let cause = if r.contains("jumps is too complex") {
+            "the verifier had more than 8192 branches waiting to be explored: a loop whose end it cannot see (a walk to data_end, a bound from the packet) adds one each iteration"
+        } else {
+            "the verifier explored more than its budget of 1000000 instructions (every path of every loop iteration counts)"
+        };
+        (TooComplex, s(cause.into(), "bound loops by small constants, move long loops into bpf_loop (the callback is verified once), or split the work with tail calls".into())?)
     } else if r.contains("cannot use helper") || r.contains("unknown func") {
         let h = helper_name(r).unwrap_or("this helper");
         let ty = prog_type.unwrap_or("this program type's");
