@@ -198,7 +198,17 @@ fn diagnose_text(reason: &str, log: &str, prog_type: Option<&str>) -> Option<(Mi
     } else if r.contains(" type=") && r.contains("expected=") {
         let got = r.split(" type=").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("?");
         let want = r.split("expected=").nth(1).unwrap_or("?");
-        (WrongArgumentType, s(format!("{reg} is a {got} but the helper expects {want}"), format!("pass {want} in {reg}: a map is `{reg} = map[NAME] ll`, a buffer is a pointer into the stack (`{reg} = r10; {reg} += -8`) with its bytes written first"))?)
+        // The kernel lists every kind of memory a buffer argument may point at: say "memory".
+        let kinds: Vec<&str> = want.split(',').map(str::trim).collect();
+        let fix = if kinds.contains(&"map_ptr") {
+            format!("pass the map in {reg}: `{reg} = map[NAME] ll`")
+        } else if kinds.contains(&"fp") {
+            format!("point {reg} at memory: a stack buffer (`{reg} = r10; {reg} += -8`, its bytes written first when the helper reads them), a map value or the packet")
+        } else {
+            format!("pass {want} in {reg}")
+        };
+        let wanted = if kinds.contains(&"fp") && kinds.len() > 2 { format!("a pointer to memory ({want})") } else { want.to_string() };
+        (WrongArgumentType, s(format!("{reg} is a {got} but the helper expects {wanted}"), fix)?)
     } else if r.contains("reference leak") || r.contains("Unreleased reference") {
         (UnreleasedReference, s("a reference the program acquired (a bpf_ringbuf_reserve record, a socket lookup, a kptr) is still held at exit on some path".into(), "release it on every path before exit: bpf_ringbuf_submit or bpf_ringbuf_discard for a reserve, bpf_sk_release for a socket".into())?)
     } else if r.contains("pointer arithmetic on") && r.contains("prohibited") {
