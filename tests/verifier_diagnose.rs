@@ -661,6 +661,9 @@ fn every_case_is_explained_and_its_fix_loads() {
                         failures.push(format!("{:?}: the explanation does not mention `{word}`: {text}", c.mistake));
                     }
                 }
+                if c.mistake == Mistake::HelperNotAllowed && d.insn.as_deref() != Some("call bpf_get_stackid") {
+                    failures.push(format!("HelperNotAllowed: the instruction is not named by its helper: {:?}", d.insn));
+                }
                 // (The stack size of nested calls is checked after the walk: no instruction.)
                 let whole_program = matches!(c.mistake, Mistake::TooComplex | Mistake::UnreleasedReference) || rejection.reason.starts_with("combined stack size");
                 if d.at.is_none() && !whole_program {
