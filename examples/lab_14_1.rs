@@ -305,7 +305,7 @@ fn on_the_wire(firewall: &Assembled) -> Result<(), Error> {
         if through[2] { "datagram received".to_string() } else { format!("{got_dns:?}") },
     ];
     let name = |v: u32| if v == XDP_DROP { "DROP" } else { "PASS" };
-    println!("{:<24} {:<9} {:<28} {}", "probe (va -> vb)", "test run", "on the wire", "counted by the program");
+    println!("{:<24} {:<9} {:<28} counted by the program", "probe (va -> vb)", "test run", "on the wire");
     for (i, (probe, reason)) in [("SYN to 192.0.2.2:22", 7), ("SYN to 192.0.2.2:8080", 6), ("UDP to 192.0.2.2:5353", 3)].into_iter().enumerate() {
         println!("{probe:<24} {:<9} {:<28} {} x {}", name(predicted[i]), seen[i], delta[reason], REASONS[reason].0);
         // The test run's verdict is what happened: PASS got through, DROP never arrived.

@@ -593,7 +593,7 @@ fn main() -> Result<(), Error> {
     let maps = [&counts, &table, &events, &locked];
     let (mut kinds, mut loaded) = (HashSet::new(), 0);
     let slips = slips();
-    println!("{:>2} {:<44} {:<28} {:<9} {}", "#", "slip", "mistake", "at", "the verifier said");
+    println!("{:>2} {:<44} {:<28} {:<9} the verifier said", "#", "slip", "mistake", "at");
     for (n, s) in slips.iter().enumerate() {
         let Err(LoadError::Verifier { rejection, .. }) = Program::load(&s.broken.assemble()?, &maps, &options(s, true)) else {
             panic!("{}: the broken program was not rejected by the verifier", s.title);
