@@ -6,6 +6,9 @@
 //! property over 500 random frames checked against a model in Rust; then the same program on a
 //! veth in a network namespace, where real connections agree with the test-run verdicts.
 //!
+//! Everything it creates goes when it exits, however it exits: the namespaces are held only by
+//! file descriptors (and take the veth pair with them), the XDP link is dropped.
+//!
 //! Run as root: `cargo run --example lab_14_1`. The same code is a doctest of the chapter.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
