@@ -245,3 +245,42 @@ fn what_cannot_be_instrumented_says_why() {
         other => panic!("{:?}", other.map(|r| r.to_string())),
     }
 }
+
+#[test]
+fn a_packet_that_differs_is_shown_where_it_differs() {
+    if !support::kernel_or_skip("testing: packet out") {
+        return;
+    }
+    // Swaps the Ethernet addresses' last bytes (02 and 01): the packet differs at 5 and 11.
+    let swap = bpf_asm! {
+        r2 = *(u32 *)(r1 + 0)
+        r3 = *(u32 *)(r1 + 4)
+        r4 = r2
+        r4 += 14
+        if r4 > r3 goto out
+        r4 = *(u8 *)(r2 + 5)
+        r5 = *(u8 *)(r2 + 11)
+        *(u8 *)(r2 + 5) = w5
+        *(u8 *)(r2 + 11) = w4
+    out:
+        r0 = 2
+        exit
+    }
+    .assemble()
+    .unwrap();
+    let frame = tcp(80);
+    let mut swapped = frame.clone();
+    swapped.swap(5, 11);
+    let report = Suite::new(&swap, LoadOptions::new("swap", ProgType::Xdp))
+        .case(Case::new("swapped").data(frame.clone()).data_out(swapped.clone()))
+        .case(Case::new("unchanged, wrongly").data(frame.clone()).data_out(frame.clone()))
+        .run()
+        .unwrap();
+    let failures: Vec<&str> = report.failures().flat_map(|c| c.failures.iter().map(String::as_str)).collect();
+    let want = format!("packet out differs at byte 5: {} expected {}", hex8(&swapped[5..]), hex8(&frame[5..]));
+    assert_eq!(failures, [want.as_str()], "{report}");
+}
+
+fn hex8(bytes: &[u8]) -> String {
+    bytes[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -67,6 +67,8 @@ pub enum Mistake {
     SpinLockMisuse,
     /// An access not aligned to its size where alignment is enforced.
     Misaligned,
+    /// Memory a helper returned (a `bpf_ringbuf_reserve` record, …) accessed past its size.
+    MemoryOutOfBounds,
 }
 
 /// What a rejection means: the mistake, its cause, the fix, and where.
@@ -139,20 +141,31 @@ fn diagnose_text(reason: &str, log: &str, prog_type: Option<&str>) -> Option<(Mi
     let r = reason;
     let reg = register(r).unwrap_or_else(|| "the register".into());
     let s = |a: String, b: String| Some((a, b));
-    let (mistake, (cause, fix)) = if r.contains("invalid mem access") && r.contains("_or_null") {
-        let what = quoted(r).unwrap_or("map_value_or_null");
+    let (mistake, (cause, fix)) = if (r.contains("invalid mem access") || (r.contains(" type=") && r.contains("expected="))) && r.contains("_or_null") {
+        let what = quoted(r).or_else(|| r.split(" type=").nth(1).and_then(|t| t.split_whitespace().next())).unwrap_or("map_value_or_null");
         (NullCheckMissing, s(format!("{reg} may be NULL here ({what}): a map lookup returns NULL when the key is absent, and this path did not test for it"), format!("test the result right after the call, before any use: `if {reg} == 0 goto out`"))?)
     } else if r.contains("offset is outside of the packet") || r.contains("invalid access to packet") {
-        let off = number_after(log, "off=").map(|o| o.to_string()).unwrap_or_else(|| "those".into());
-        let size = number_after(log, "size=").unwrap_or(1);
-        let need = number_after(log, "off=").map(|o| o + size).map(|n| n.to_string()).unwrap_or_else(|| "N".into());
-        (PacketOutOfBounds, s(format!("{reg} reads packet byte(s) at offset {off} without a comparison proving the packet is that long"), format!("compare first: `r4 = data; r4 += {need}; if r4 > data_end goto out`, then access bytes below data + {need}"))?)
+        // `invalid access to packet, off=13 size=1, R2(id=0,off=0,r=0)`: the access, then the
+        // register; an id other than 0 means a variable was added to it.
+        let line = log.lines().rev().find(|l| l.contains("invalid access to packet")).unwrap_or(r);
+        let off = number_after(line, "off=").map(|o| o.to_string()).unwrap_or_else(|| "those".into());
+        let size = number_after(line, "size=").unwrap_or(1);
+        let need = number_after(line, "off=").map(|o| o + size).map(|n| n.to_string()).unwrap_or_else(|| "N".into());
+        if number_after(line, "(id=").is_some_and(|id| id != 0) {
+            (PacketOutOfBounds, s(format!("{reg} was moved by a variable amount after the bounds check, so the check no longer covers it"), format!("compare again after moving it: `r4 = {reg}; r4 += {size}; if r4 > data_end goto out`, then access {reg}"))?)
+        } else {
+            (PacketOutOfBounds, s(format!("{reg} reads packet byte(s) at offset {off} without a comparison proving the packet is that long"), format!("compare first: `r4 = data; r4 += {need}; if r4 > data_end goto out`, then access bytes below data + {need}"))?)
+        }
     } else if r.contains("!read_ok") && reg == "r0" && log_last_insn_is_exit(log) {
         (ExitWithoutReturnValue, s("r0 holds no value at `exit`: a program returns r0, and nothing set it on this path".into(), "set r0 before every `exit` (`r0 = 0`, or the action your program type expects)".into())?)
     } else if r.contains("!read_ok") && matches!(reg.as_str(), "r1" | "r2" | "r3" | "r4" | "r5") && log_has_call_before_read(log) {
         (ClobberedByCall, s(format!("{reg} is read after a helper call: a call leaves r1–r5 unreadable (they held its arguments)"), format!("keep the value in r6–r9 (callee-saved) before the call, and read that afterwards instead of {reg}"))?)
     } else if r.contains("!read_ok") {
         (UninitializedRegister, s(format!("{reg} is read but never written on this path"), format!("assign {reg} before this instruction on every path that reaches it"))?)
+    } else if r.starts_with("combined stack size of") {
+        let calls = number_after(r, "combined stack size of ").map(|n| n.to_string()).unwrap_or_else(|| "the".into());
+        let bytes = number_after(r, " is ").map(|n| n.to_string()).unwrap_or_else(|| "more than 512".into());
+        (StackOutOfBounds, s(format!("the frames of {calls} nested calls use {bytes} bytes together, and they all share one 512-byte stack"), "make the frames smaller (keep big buffers in a per-CPU array map instead) or nest fewer calls".into())?)
     } else if (r.contains("stack") && (r.contains("invalid write") || r.contains("invalid read") || r.contains("invalid stack off"))) && number_after(r, "off=").or_else(|| number_after(r, "off ")).is_some_and(|o| !(-512..0).contains(&o)) {
         let off = number_after(r, "off=").or_else(|| number_after(r, "off ")).unwrap_or(0);
         (StackOutOfBounds, s(format!("the stack access at r10{off:+} is outside the stack: a program has 512 bytes, from r10-512 up to r10"), "use offsets between -512 and -1 from r10 (keep big buffers in a per-CPU array map instead)".into())?)
@@ -160,6 +173,11 @@ fn diagnose_text(reason: &str, log: &str, prog_type: Option<&str>) -> Option<(Mi
         let size = number_after(log, "value_size=").map(|v| v.to_string()).unwrap_or_else(|| "its".into());
         let off = number_after(log, "off=").map(|v| format!(" at offset {v}")).unwrap_or_default();
         (MapValueOutOfBounds, s(format!("the access{off} goes past the end of the map value, which is {size} bytes"), format!("keep accesses within the value size ({size} bytes), or create the map with a larger value"))?)
+    } else if (r.contains("min value is outside of the allowed memory range") || r.contains("max value is outside of the allowed memory range")) && log.contains("invalid access to memory") {
+        let line = log.lines().find(|l| l.contains("invalid access to memory")).unwrap_or_default();
+        let size = number_after(line, "mem_size=").map(|v| v.to_string()).unwrap_or_else(|| "its".into());
+        let off = number_after(line, " off=").map(|v| format!(" at offset {v}")).unwrap_or_default();
+        (MemoryOutOfBounds, s(format!("the access{off} goes past the end of the {size}-byte memory {reg} points to (a record bpf_ringbuf_reserve returned, or a helper's buffer)"), format!("keep accesses within the {size} bytes asked for, or reserve a larger record"))?)
     } else if r.contains("invalid mem access 'scalar'") || r.contains("invalid mem access 'inv'") {
         (ScalarDereference, s(format!("{reg} holds a number (a scalar), not a pointer the verifier knows: a number cannot be used as an address"), "load through a pointer the verifier gave you (r10, the context, a checked map value, a packet pointer), or read arbitrary memory with bpf_probe_read_kernel".into())?)
     } else if r.contains("frame pointer is read only") {
@@ -167,7 +185,12 @@ fn diagnose_text(reason: &str, log: &str, prog_type: Option<&str>) -> Option<(Mi
     } else if r.contains("infinite loop detected") || r.starts_with("back-edge from insn") {
         (InfiniteLoop, s("the verifier reached the same state twice in a loop: it can never end (or, before 5.3, any backward jump)".into(), "make the loop bounded: change a register each iteration and leave when it passes a constant (`if r6 < 16 goto again`), or use bpf_loop".into())?)
     } else if r.contains("BPF program is too large") || r.contains("too complex") {
-        (TooComplex, s("the verifier explored more than its budget of 1000000 instructions (every path of every loop iteration counts)".into(), "bound loops by small constants, move long loops into bpf_loop (the callback is verified once), or split the work with tail calls".into())?)
+        let cause = if r.contains("jumps is too complex") {
+            "the verifier had more than 8192 branches waiting to be explored: a loop whose end it cannot see (a walk to data_end, a bound from the packet) adds one each iteration"
+        } else {
+            "the verifier explored more than its budget of 1000000 instructions (every path of every loop iteration counts)"
+        };
+        (TooComplex, s(cause.into(), "bound loops by small constants, move long loops into bpf_loop (the callback is verified once), or split the work with tail calls".into())?)
     } else if r.contains("cannot use helper") || r.contains("unknown func") {
         let h = helper_name(r).unwrap_or("this helper");
         let ty = prog_type.unwrap_or("this program type's");
@@ -175,7 +198,17 @@ fn diagnose_text(reason: &str, log: &str, prog_type: Option<&str>) -> Option<(Mi
     } else if r.contains(" type=") && r.contains("expected=") {
         let got = r.split(" type=").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("?");
         let want = r.split("expected=").nth(1).unwrap_or("?");
-        (WrongArgumentType, s(format!("{reg} is a {got} but the helper expects {want}"), format!("pass {want} in {reg}: a map is `{reg} = map[NAME] ll`, a buffer is a pointer into the stack (`{reg} = r10; {reg} += -8`) with its bytes written first"))?)
+        // The kernel lists every kind of memory a buffer argument may point at: say "memory".
+        let kinds: Vec<&str> = want.split(',').map(str::trim).collect();
+        let fix = if kinds.contains(&"map_ptr") {
+            format!("pass the map in {reg}: `{reg} = map[NAME] ll`")
+        } else if kinds.contains(&"fp") {
+            format!("point {reg} at memory: a stack buffer (`{reg} = r10; {reg} += -8`, its bytes written first when the helper reads them), a map value or the packet")
+        } else {
+            format!("pass {want} in {reg}")
+        };
+        let wanted = if kinds.contains(&"fp") && kinds.len() > 2 { format!("a pointer to memory ({want})") } else { want.to_string() };
+        (WrongArgumentType, s(format!("{reg} is a {got} but the helper expects {wanted}"), fix)?)
     } else if r.contains("reference leak") || r.contains("Unreleased reference") {
         (UnreleasedReference, s("a reference the program acquired (a bpf_ringbuf_reserve record, a socket lookup, a kptr) is still held at exit on some path".into(), "release it on every path before exit: bpf_ringbuf_submit or bpf_ringbuf_discard for a reserve, bpf_sk_release for a socket".into())?)
     } else if r.contains("pointer arithmetic on") && r.contains("prohibited") {
@@ -183,6 +216,9 @@ fn diagnose_text(reason: &str, log: &str, prog_type: Option<&str>) -> Option<(Mi
         (PointerArithmeticProhibited, s(format!("{reg} is a {what}: that kind of pointer may not be moved"), "pass it as it is (a map pointer goes straight to a helper); do arithmetic on pointers to memory: the stack, a map value, the packet".into())?)
     } else if r.contains("unbounded min value") || r.contains("unbounded memory access") || r.contains("min value is negative") {
         (UnboundedOffset, s("a variable offset whose range the verifier cannot bound is added to a pointer (or used as a size)".into(), "bound it first: `r0 &= 63` (a mask) or `if r0 > 63 goto out` (a check) so that every value stays inside the object".into())?)
+    } else if r.contains("dereference of modified ctx ptr") {
+        let off = number_after(r, "off=").map(|v| format!(" by {v}")).unwrap_or_default();
+        (ContextAccess, s(format!("{reg} is the context pointer moved{off}: the verifier rewrites context reads into the kernel's real fields, so they must be made at a constant offset from the unmodified pointer"), format!("read the field as `*(u32 *)({reg} + OFFSET)` from the pointer as the program received it (copy it, `r6 = r1`, but never add to it)"))?)
     } else if r.contains("invalid bpf_context access") {
         let off = number_after(r, "off=").map(|v| v.to_string()).unwrap_or_else(|| "that".into());
         if log_last_insn_is_store(log) {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use crate::insn::{format_insn, Assembled, SourceLoc, Syntax};
+use crate::insn::{format_insn, Assembled, Call, Insn, SourceLoc, Syntax};
 
 /// A verifier rejection, summarised.
 #[derive(Debug)]
@@ -74,6 +74,10 @@ pub fn explain(log: &str, asm: &Assembled, errno: io::Error) -> VerifierRejectio
         None
     });
     let loc = slot.and_then(|s| asm.loc_of_slot(s));
-    let insn_text = slot.and_then(|s| asm.insn_at_slot(s)).map(|i| format_insn(&asm.insns()[i], Syntax::Llvm));
+    // Helper calls by name (`call bpf_map_lookup_elem`), as the verifier's log names them.
+    let insn_text = slot.and_then(|s| asm.insn_at_slot(s)).map(|i| match &asm.insns()[i] {
+        Insn::Call(Call::Helper(id)) => crate::helpers::by_id(*id as u32).map(|h| format!("call {}", h.name)).unwrap_or_else(|| format_insn(&asm.insns()[i], Syntax::Llvm)),
+        insn => format_insn(insn, Syntax::Llvm),
+    });
     VerifierRejection { reason, slot, loc, insn_text, log: log.to_string(), errno, prog_type: None }
 }

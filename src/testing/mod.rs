@@ -284,7 +284,7 @@ impl<'m> Suite<'m> {
             }
             if let Some(want) = &case.data_out {
                 if &outcome.data_out != want {
-                    failures.push(format!("packet out differs ({} bytes, expected {})", outcome.data_out.len(), want.len()));
+                    failures.push(packet_difference(&outcome.data_out, want));
                 }
             }
             for (name, key, want) in &case.maps {
@@ -328,12 +328,29 @@ fn stack_depth(log: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// Where a packet differs from the expected one: the first differing byte and up to 8 bytes
+/// from there on each side, or the lengths when one is a prefix of the other.
+fn packet_difference(got: &[u8], want: &[u8]) -> String {
+    let lengths = if got.len() == want.len() { String::new() } else { format!(" ({} bytes, expected {})", got.len(), want.len()) };
+    match got.iter().zip(want).position(|(a, b)| a != b) {
+        Some(i) => format!("packet out differs at byte {i}: {} expected {}{lengths}", hex(&got[i..got.len().min(i + 8)]), hex(&want[i..want.len().min(i + 8)])),
+        None => format!("packet out is {} bytes, expected {}", got.len(), want.len()),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_packet_difference_names_the_first_byte() {
+        assert_eq!(super::packet_difference(&[1, 2, 3, 4], &[1, 2, 9, 4]), "packet out differs at byte 2: 0304 expected 0904");
+        assert_eq!(super::packet_difference(&[1, 2], &[1, 2, 3]), "packet out is 2 bytes, expected 3");
+        assert_eq!(super::packet_difference(&[7, 2], &[1, 2, 3]), "packet out differs at byte 0: 0702 expected 010203 (2 bytes, expected 3)");
+    }
+
     #[test]
     fn stack_depth_is_read_from_the_stats() {
         assert_eq!(super::stack_depth("processed 5 insns\nstack depth 24\n"), 24);
