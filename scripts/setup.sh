@@ -8,7 +8,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: the LLVM 19 oracles (llvm-mc, llvm-objdump, clang for BPF fixtures),
 # libelf/zlib/pkg-config for libbpf-sys, bpftool to cross-check kernel state; python3 for the
 # child process Lab 6.1 watches (/usr/bin/python3, runnable as `nobody`).
-packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3)
+packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -214,9 +214,13 @@ pub fn error_result(ret: i64) -> Option<String> {
         return None;
     }
     let errno = -ret as i32;
+    // The name from the kernel's table; the description as the C library words it (strerror,
+    // which strace prints), without std's " (os error N)".
+    let desc = std::io::Error::from_raw_os_error(errno).to_string();
+    let desc = desc.rsplit_once(" (os error").map_or(desc.as_str(), |(d, _)| d).to_string();
     Some(match syscalls::Errno::new(errno).name_and_description() {
-        Some((name, desc)) => format!("-1 {name} ({desc})"),
-        None => format!("-1 E{errno} (errno {errno})"),
+        Some((name, _)) => format!("-1 {name} ({desc})"),
+        None => format!("-1 {errno} ({desc})"),
     })
 }
 

@@ -301,8 +301,7 @@ fn enter_program(cfg: &Config) -> Result<Insns, Error> {
         *(u32 *)(r9 + {FLAGS}) = {FLAG_NORETURN as i32}
     });
     if cfg.summary {
-        // -c: the call is counted (it never returns, so with no time).
-        p.extend(count_call(false)?);
+        // -c: strace's table counts finished calls; one that never returns is not among them.
         p.extend(bpf_asm! { goto out });
     } else {
         p.extend(bpf_asm! {
@@ -338,9 +337,9 @@ fn count_lost() -> Insns {
     }
 }
 
-/// -c: `stats[nr]` += {1, error?, ns} for the record at r9 (ret and times filled in when
-/// `timed`). Clobbers r0–r4, r7, r8.
-fn count_call(timed: bool) -> Result<Insns, Error> {
+/// -c: `stats[nr]` += {1, error?, ns} for the record at r9 (its ret and times filled in).
+/// Clobbers r0–r4.
+fn count_call() -> Result<Insns, Error> {
     let mut p = bpf_asm! {
         r1 = *(u32 *)(r9 + {NR})
         *(u32 *)(r10 - 12) = w1
@@ -353,7 +352,7 @@ fn count_call(timed: bool) -> Result<Insns, Error> {
         r1 += 1
         *(u64 *)(r0 + 0) = r1
     };
-    if timed {
+    {
         p.extend(bpf_asm! {
             r1 = *(u64 *)(r9 + {RET})
             if r1 s>= 0 goto counted_ok
@@ -394,7 +393,7 @@ fn exit_program(cfg: &Config) -> Result<Insns, Error> {
     };
     if cfg.summary {
         p.extend(bpf_asm! { r9 = r7 });
-        p.extend(count_call(true)?);
+        p.extend(count_call()?);
         p.extend(bpf_asm! { goto done });
     } else {
         p.extend(bpf_asm! {
