@@ -121,7 +121,7 @@ impl Prometheus {
         let child = command.spawn().map_err(|e| format!("starting prometheus: {e} (scripts/setup.sh installs Debian's prometheus)"))?;
         let (pid, path) = (child.id() as i32, dir.path().to_path_buf());
         ctrlc::set_handler(move || {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { (libc::kill(pid, libc::SIGKILL), libc::waitpid(pid, std::ptr::null_mut(), 0)) };
             let _ = std::fs::remove_dir_all(&path);
             std::process::exit(130);
         })?;

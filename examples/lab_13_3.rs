@@ -58,7 +58,7 @@ impl Prometheus {
         let child = command.spawn().map_err(|e| format!("starting prometheus: {e} (scripts/setup.sh installs Debian's prometheus)"))?;
         let (pid, path) = (child.id() as i32, dir.path().to_path_buf());
         ctrlc::set_handler(move || {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { (libc::kill(pid, libc::SIGKILL), libc::waitpid(pid, std::ptr::null_mut(), 0)) };
             let _ = std::fs::remove_dir_all(&path);
             std::process::exit(130);
         })?;
@@ -104,15 +104,23 @@ struct KernelMetrics {
     bytes: Map, // [0]: total bytes
 }
 
+/// What the maps hold at one scrape.
+struct Snapshot {
+    execs: BTreeMap<String, u64>,
+    buckets: Vec<(f64, u64)>, // (upper bound, count in this bucket): the encoder accumulates
+    sum: u64,
+    count: u64,
+}
+
 impl KernelMetrics {
-    fn read(&self) -> Result<(BTreeMap<String, u64>, Vec<(f64, u64)>, u64, u64), bpfkit::maps::MapError> {
+    fn read(&self) -> Result<Snapshot, bpfkit::maps::MapError> {
         let mut execs = BTreeMap::new();
         for entry in self.execs.typed::<[u8; 16], u64>()?.iter() {
             let (comm, n) = entry?;
             execs.insert(String::from_utf8_lossy(comm.split(|b| *b == 0).next().unwrap_or_default()).into_owned(), n);
         }
         let sizes = self.sizes.typed::<u32, u64>()?;
-        let mut buckets = Vec::new(); // (upper bound, count in this bucket): the encoder accumulates
+        let mut buckets = Vec::new();
         let mut count = 0;
         for k in 0..64 {
             let n = sizes.get(&k)?.unwrap_or(0);
@@ -121,19 +129,19 @@ impl KernelMetrics {
                 buckets.push((f64::from(1u32 << k), n));
             }
         }
-        Ok((execs, buckets, self.bytes.typed::<u32, u64>()?.get(&0)?.unwrap_or(0), count))
+        Ok(Snapshot { execs, buckets, sum: self.bytes.typed::<u32, u64>()?.get(&0)?.unwrap_or(0), count })
     }
 }
 
 impl Collector for KernelMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let (execs, buckets, sum, count) = self.read().map_err(|_| std::fmt::Error)?; // a failed read fails the scrape
+        let now = self.read().map_err(|_| std::fmt::Error)?; // a failed read fails the scrape
         let mut family = encoder.encode_descriptor("bpfkit_lab13_execs", "Programs the lab's children ran, by name (sched_process_exec).", None, MetricType::Counter)?;
-        for (comm, n) in &execs {
+        for (comm, n) in &now.execs {
             ConstCounter::new(*n).encode(family.encode_family(&[("comm", comm.as_str())])?)?;
         }
         let mut histogram = encoder.encode_descriptor("bpfkit_lab13_write_size", "Sizes of the lab's writes to /dev/null (sys_enter_write).", Some(&Unit::Bytes), MetricType::Histogram)?;
-        histogram.encode_histogram::<NoLabelSet>(sum as f64, count, &buckets, None)
+        histogram.encode_histogram::<NoLabelSet>(now.sum as f64, now.count, &now.buckets, None)
     }
 }
 
