@@ -145,6 +145,15 @@ impl Collector for KernelMetrics {
     }
 }
 
+/// Sets its flag when dropped: on return, on error, and while a panic unwinds.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// The `/metrics` endpoint: one request per connection, until `stop`.
 fn serve(listener: &TcpListener, registry: &Registry, scrapes: &Counter, stop: &AtomicBool) -> Result<(), Error> {
     listener.set_nonblocking(true)?;
@@ -285,6 +294,7 @@ fn main() -> Result<(), Error> {
     let config = format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: lab13_3\n    static_configs:\n      - targets: ['{target}']\n");
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<(), Error> {
+        let stopper = StopOnDrop(&stop); // a failed assertion below must not leave the scope waiting for the server
         let server = s.spawn(|| serve(&listener, &registry, &scrapes, &stop));
         let result = (|| -> Result<(), Error> {
             let prometheus = Prometheus::start(&config, &[])?;
@@ -355,7 +365,7 @@ fn main() -> Result<(), Error> {
             assert_eq!(sum, job(sizes.iter().sum::<usize>() as f64));
             Ok(())
         })();
-        stop.store(true, Ordering::Release); // on errors too: the server thread must end
+        drop(stopper); // the server thread ends
         server.join().expect("the /metrics server")?;
         result
     })
