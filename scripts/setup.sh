@@ -7,8 +7,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: the LLVM 19 oracles (llvm-mc, llvm-objdump, clang for BPF fixtures),
 # libelf/zlib/pkg-config for libbpf-sys, bpftool to cross-check kernel state; python3 for the
-# child process Lab 6.1 watches (/usr/bin/python3, runnable as `nobody`).
-packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 strace)
+# child process Lab 6.1 watches (/usr/bin/python3, runnable as `nobody`); prometheus (with
+# promtool) for chapter 13, whose labs start their own server on a free localhost port; strace, the
+# oracle bpfkit-strace is compared with (apps/strace).
+packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 prometheus strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -18,6 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's prometheus package enables a system service listening on :9090. The labs start
+# their own servers; where systemd runs, keep the packaged one stopped (without systemd, or
+# with a policy-rc.d that refuses starts, it never started).
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet prometheus 2>/dev/null; then
+  echo "setup: stopping and disabling the packaged prometheus service"
+  as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 # A Rust toolchain, if the machine has none.
