@@ -1,6 +1,9 @@
 //! The kernel's trace pipe (`<tracefs>/trace_pipe`), where `bpf_trace_printk` writes: read its
 //! lines with a deadline instead of blocking forever. Reading consumes the lines, as it does
-//! for every reader of the pipe.
+//! for every reader of the pipe — so bpfkit's readers take turns: an open `TracePipe` holds an
+//! exclusive lock (`bpfkit-trace-pipe.lock` in the temporary directory), and a second one, in
+//! this process or another, waits for it. Open the pipe before attaching the programs that
+//! print, and one reader never eats another's lines.
 
 use std::fs::File;
 use std::io::Read;
@@ -14,6 +17,8 @@ use crate::sys::{self, Epoll, SysError};
 /// An open trace pipe.
 pub struct TracePipe {
     file: File,
+    /// Held while open: other bpfkit readers wait (see the module documentation).
+    _turn: File,
     epoll: Epoll,
     partial: Vec<u8>,
 }
@@ -25,6 +30,8 @@ fn err(op: &str) -> impl FnOnce(std::io::Error) -> EventError + '_ {
 impl TracePipe {
     /// Open the trace pipe (mounting tracefs if needed).
     pub fn open() -> Result<TracePipe, EventError> {
+        let lock = std::env::temp_dir().join("bpfkit-trace-pipe.lock");
+        let turn = sys::lock_file_exclusive(&lock).map_err(|source| EventError::Sys(SysError::new(format!("flock {}", lock.display()), source)))?;
         let dir = sys::tracefs_dir().map_err(err("tracefs"))?;
         let path = dir.join("trace_pipe");
         let file = std::fs::OpenOptions::new()
@@ -34,7 +41,7 @@ impl TracePipe {
             .map_err(|source| EventError::Sys(SysError::new(format!("open {}", path.display()), source)))?;
         let epoll = Epoll::new().map_err(err("epoll_create1"))?;
         epoll.add(file.as_fd(), 0).map_err(err("epoll_ctl(trace_pipe)"))?;
-        Ok(TracePipe { file, epoll, partial: Vec::new() })
+        Ok(TracePipe { file, _turn: turn, epoll, partial: Vec::new() })
     }
 
     /// Complete lines that arrive within `timeout` (waiting only while none has arrived).

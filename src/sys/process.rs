@@ -42,6 +42,22 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// An exclusive advisory lock (flock) on `path`, created if missing; waits for other holders.
+/// Released when the returned file is closed.
+pub fn lock_file_exclusive(path: &std::path::Path) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    loop {
+        // SAFETY: flock(2) on a descriptor this function owns.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// A child process created but held before `execve`, until [`PausedChild::resume`]: what a
 /// tracer needs to have its probes in place before the program's first instruction. (std's
 /// `Command::spawn` waits for the exec to report its errors, so it cannot hold a child there:
