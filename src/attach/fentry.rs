@@ -94,7 +94,7 @@ pub struct BtfTarget {
 impl BtfTarget {
     /// Find `target` for `hook` in the running kernel's BTF (`/sys/kernel/btf/vmlinux`).
     pub fn find(hook: TracingHook, target: &str) -> Result<BtfTarget, ProbeError> {
-        let btf = Btf::vmlinux().map_err(|source| ProbeError::Btf { what: format!("{} {target}: reading vmlinux BTF", hook.name()), source })?;
+        let btf = Btf::vmlinux_shared().map_err(|source| ProbeError::Btf { what: format!("{} {target}: reading vmlinux BTF", hook.name()), source })?;
         BtfTarget::find_in(&btf, hook, target)
     }
 

@@ -79,7 +79,7 @@ impl IterScope<'_> {
 pub fn target_btf_id(target: &str) -> Result<u32, ProbeError> {
     let func = format!("bpf_iter_{}", target.strip_prefix("bpf_iter_").unwrap_or(target));
     let what = format!("iter/{target}");
-    let btf = Btf::vmlinux().map_err(|source| ProbeError::Btf { what: format!("{what}: reading vmlinux BTF"), source })?;
+    let btf = Btf::vmlinux_shared().map_err(|source| ProbeError::Btf { what: format!("{what}: reading vmlinux BTF"), source })?;
     btf.find_by_name_kind(&func, Kind::Func)
         .map(|id| id.get())
         .ok_or_else(|| ProbeError::invalid(what, format!("no BTF FUNC `{func}` in this kernel: no such iterator")))

@@ -291,7 +291,7 @@ pub fn arg_reg(n: usize) -> Option<&'static str> {
 pub fn pt_regs_offset(member: &str) -> Result<i16, ProbeError> {
     static OFFSETS: OnceLock<Result<HashMap<&'static str, i16>, String>> = OnceLock::new();
     let table = OFFSETS.get_or_init(|| {
-        let btf = Btf::vmlinux().map_err(|e| e.to_string())?;
+        let btf = Btf::vmlinux_shared().map_err(|e| e.to_string())?;
         let id = btf.find_by_name_kind("pt_regs", Kind::Struct).ok_or("vmlinux BTF has no struct pt_regs")?;
         let mut out = HashMap::new();
         for m in PT_REGS_MEMBERS {

@@ -99,9 +99,22 @@ impl Btf {
         Btf::from_bytes(read(path.as_ref())?)
     }
 
-    /// The running kernel's BTF, from `/sys/kernel/btf/vmlinux`.
+    /// The running kernel's BTF, from `/sys/kernel/btf/vmlinux` (read and parsed anew; see
+    /// [`Btf::vmlinux_shared`] for the process's one copy).
     pub fn vmlinux() -> Result<Btf, BtfError> {
         Btf::from_file(VMLINUX_PATH)
+    }
+
+    /// The running kernel's BTF, read and parsed once per process and shared: what bpfkit
+    /// itself uses for CO-RE, `pt_regs` offsets, context fields and attach targets. Parsing
+    /// vmlinux (and indexing its names) is most of a tool's start-up; this pays it once.
+    pub fn vmlinux_shared() -> Result<std::sync::Arc<Btf>, BtfError> {
+        static VMLINUX: std::sync::OnceLock<std::sync::Arc<Btf>> = std::sync::OnceLock::new();
+        if let Some(b) = VMLINUX.get() {
+            return Ok(b.clone());
+        }
+        let btf = std::sync::Arc::new(Btf::vmlinux()?);
+        Ok(VMLINUX.get_or_init(|| btf).clone())
     }
 
     /// Parse split BTF (a kernel module's `/sys/kernel/btf/<module>`) on top of `base`: its ids

@@ -4,7 +4,7 @@
 //! (`call 0xbad2310`), so a program that never reaches it still loads, and one that does is
 //! refused by the verifier — with bpfkit's error naming the relocation.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crate::core_btf::relo::{Cause, CoreTarget, RelocError, RelocKind, POISON_CALL_IMM};
 use crate::core_btf::{Btf, BtfError};
@@ -40,12 +40,7 @@ pub enum CoreError {
 
 /// The running kernel's BTF, read once per process.
 pub(crate) fn vmlinux() -> Result<Arc<Btf>, BtfError> {
-    static VMLINUX: OnceLock<Arc<Btf>> = OnceLock::new();
-    if let Some(b) = VMLINUX.get() {
-        return Ok(b.clone());
-    }
-    let btf = Arc::new(Btf::vmlinux()?);
-    Ok(VMLINUX.get_or_init(|| btf).clone())
+    Btf::vmlinux_shared()
 }
 
 /// A resolved instruction, and the relocation it came from when it was poisoned.

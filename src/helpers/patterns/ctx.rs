@@ -32,7 +32,7 @@ use crate::core_btf::{Btf, Kind};
 use crate::prog::ProgType;
 
 thread_local! {
-    static VMLINUX: OnceCell<Result<Btf, String>> = const { OnceCell::new() };
+    static VMLINUX: OnceCell<Result<std::sync::Arc<Btf>, String>> = const { OnceCell::new() };
 }
 
 fn btf_err<T>(reason: impl Into<String>) -> Result<T, PatternError> {
@@ -40,7 +40,7 @@ fn btf_err<T>(reason: impl Into<String>) -> Result<T, PatternError> {
 }
 
 fn with_vmlinux<T>(f: impl FnOnce(&Btf) -> Result<T, PatternError>) -> Result<T, PatternError> {
-    VMLINUX.with(|cell| match cell.get_or_init(|| Btf::vmlinux().map_err(|e| e.to_string())) {
+    VMLINUX.with(|cell| match cell.get_or_init(|| Btf::vmlinux_shared().map_err(|e| e.to_string())) {
         Ok(btf) => f(btf),
         Err(e) => btf_err(format!("vmlinux BTF: {e}")),
     })
