@@ -14,7 +14,7 @@ use bpfkit::attach::{Link, TracepointFormat};
 use bpfkit::bpf_asm;
 use bpfkit::helpers::core_read::{core_read, Hop};
 use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
-use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
+use bpfkit::maps::{Map, MapFlags, MapSpec, MapType, UpdateFlags};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
 use crate::record::*;
@@ -85,6 +85,8 @@ pub struct Config {
     pub follow: bool,
     /// Count in the kernel instead of sending records (`-c`).
     pub summary: bool,
+    /// Bytes of the ring buffer.
+    pub ring_size: u32,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -97,9 +99,10 @@ impl Maps {
             selected: Map::create(&MapSpec::new("selected", MapType::Array, 4, 1, NR_MAX))?,
             argspec: Map::create(&MapSpec::new("argspec", MapType::Array, 4, 16, NR_MAX))?,
             scratch: Map::create(&MapSpec::new("scratch", MapType::PercpuArray, 4, record, 1))?,
-            pending: Map::create(&MapSpec::new("pending", MapType::Hash, 4, record, 16384))?,
-            // 8 MiB: room for thousands of records while user space formats.
-            events: Map::create(&MapSpec::new("events", MapType::RingBuf, 0, 0, 8 << 20))?,
+            // Not preallocated: 4096 records of ~1 KiB each would be 4 MiB charged at start.
+            pending: Map::create(&MapSpec::new("pending", MapType::Hash, 4, record, 4096).flags(MapFlags::NO_PREALLOC))?,
+            // 8 MiB by default: room for thousands of records while user space formats.
+            events: Map::create(&MapSpec::new("events", MapType::RingBuf, 0, 0, cfg.ring_size))?,
             lost: Map::create(&MapSpec::new("lost", MapType::PercpuArray, 4, 8, 1))?,
             // Per call: {u64 calls, u64 errors, u64 ns}.
             stats: Map::create(&MapSpec::new("stats", MapType::PercpuArray, 4, 24, NR_MAX))?,
@@ -723,7 +726,7 @@ impl Tracer {
         }
         let mut tracing = Vec::new();
         if !cfg.summary {
-            let btf = bpfkit::core_btf::Btf::vmlinux()?;
+            let btf = bpfkit::core_btf::Btf::vmlinux_shared()?;
             let id = btf.find_by_name_kind("btf_trace_signal_deliver", bpfkit::core_btf::Kind::Typedef).ok_or("no signal_deliver raw tracepoint in the kernel's BTF")?;
             let opts = LoadOptions::new("strace_signal", ProgType::Tracing).expected_attach_type(AttachType::TraceRawTp).attach_btf_id(id.get());
             tracing.push(Program::load(&signal_program(cfg)?.assemble()?, &all, &opts)?);

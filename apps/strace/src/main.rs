@@ -86,9 +86,22 @@ struct Args {
     #[arg(long)]
     json: bool,
 
+    /// Bytes of the ring buffer the calls travel through (a power of two, at least 4096). A
+    /// larger one rides out longer bursts; whatever does not fit is counted and reported.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, value_parser = ring_size)]
+    ring_size: u32,
+
     /// The command to start and trace (after `--` when its arguments look like options).
     #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<std::ffi::OsString>,
+}
+
+fn ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n}: the ring buffer's size is a power of two, at least 4096"));
+    }
+    Ok(n)
 }
 
 fn main() {
@@ -244,7 +257,7 @@ fn run(args: Args) -> Result<i32, Error> {
         None => filter::parse("all")?,
         Some(e) => filter::parse(e.strip_prefix("trace=").unwrap_or(e))?,
     };
-    let cfg = Config { buf_max: args.string_size.clamp(1, 4096), follow: args.follow, summary: args.summary };
+    let cfg = Config { buf_max: args.string_size.clamp(1, 4096), follow: args.follow, summary: args.summary, ring_size: args.ring_size };
     let (mut tracer, programs) = Tracer::load(&cfg).map_err(|e| format!("loading the kernel programs: {e}"))?;
     for &nr in &selected {
         if nr < kernel::NR_MAX {
