@@ -9,8 +9,11 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # libelf/zlib/pkg-config for libbpf-sys, bpftool to cross-check kernel state; python3 for the
 # child process Lab 6.1 watches (/usr/bin/python3, runnable as `nobody`); prometheus (with
 # promtool) for chapter 13, whose labs start their own server on a free localhost port; strace, the
-# oracle bpfkit-strace is compared with (apps/strace).
-packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 prometheus strace)
+# oracle bpfkit-strace is compared with (apps/strace); curl, the client of Lab 7.2's load balancer
+# (whose backends are python3's http.server); tcpdump and tshark, which capture Lab 7.3's traffic and
+# read back the pcap file it writes (tshark's debconf question is answered by the noninteractive
+# frontend below).
+packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 prometheus strace curl tcpdump tshark)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

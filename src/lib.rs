@@ -86,6 +86,11 @@ pub struct TutorialChapter05;
 #[doc = include_str!("../tutorial/ch06-tracepoints.md")]
 pub struct TutorialChapter06;
 
+/// Tutorial chapter 7: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch07-xdp.md")]
+pub struct TutorialChapter07;
+
 /// Tutorial chapter 13: every code block is a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../tutorial/ch13-events.md")]
