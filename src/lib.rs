@@ -86,6 +86,11 @@ pub struct TutorialChapter05;
 #[doc = include_str!("../tutorial/ch06-tracepoints.md")]
 pub struct TutorialChapter06;
 
+/// Tutorial chapter 12: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch12-performance.md")]
+pub struct TutorialChapter12;
+
 /// Tutorial chapter 13: every code block is a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../tutorial/ch13-events.md")]
