@@ -9,8 +9,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # libelf/zlib/pkg-config for libbpf-sys, bpftool to cross-check kernel state; python3 for the
 # child process Lab 6.1 watches (/usr/bin/python3, runnable as `nobody`); prometheus (with
 # promtool) for chapter 13, whose labs start their own server on a free localhost port; strace, the
-# oracle bpfkit-strace is compared with (apps/strace).
-packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 prometheus strace)
+# oracle bpfkit-strace is compared with (apps/strace); linux-perf, which chapter 12 (§12.3) runs to
+# profile a JITed program.
+packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 prometheus strace linux-perf)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
