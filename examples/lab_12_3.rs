@@ -16,6 +16,21 @@ use std::time::{Duration, Instant};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// What one step of the load showed.
+struct Step {
+    /// Calls per second the load thread made.
+    load: u64,
+    /// Settled overhead: the median of the second half of the ticks, ns/s.
+    overhead: f64,
+    /// The estimate minus the true count, and the estimate's standard deviation.
+    error: f64,
+    sigma: f64,
+    /// Every tick's overhead, ms/s.
+    trace: Vec<f64>,
+    /// ns per call in the first tick (of the first step: N = 1, every call instrumented).
+    full: f64,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -114,6 +129,7 @@ fn main() -> Result<(), Error> {
             }
         });
         // The controller: every tick, overhead = program time / wall time; N ← N · overhead / target.
+        // (In a closure, so that the load thread is stopped below whatever happens.)
         let mut n = 1u64;
         let result = (|| -> Result<(), Error> {
             for &load_rate in &LOADS {
@@ -147,7 +163,8 @@ fn main() -> Result<(), Error> {
                     error / truth as f64 * 100.0,
                     error / sigma.max(1.0)
                 );
-                steps.push((load_rate, overhead, error, sigma, ticks.iter().map(|t| t.0 / 1e6).collect::<Vec<_>>(), ticks[0].0 / ticks[0].1));
+                let trace = ticks.iter().map(|t| t.0 / 1e6).collect();
+                steps.push(Step { load: load_rate, overhead, error, sigma, trace, full: ticks[0].0 / ticks[0].1 });
             }
             Ok(())
         })();
@@ -158,17 +175,18 @@ fn main() -> Result<(), Error> {
     drop(link);
     let all = read_counts()?;
     drop(stats);
-    let trace: Vec<String> = steps[0].4.iter().map(|o| format!("{o:.1}")).collect();
+    let trace: Vec<String> = steps[0].trace.iter().map(|o| format!("{o:.1}")).collect();
     println!("first step, ms/s per tick: {}", trace.join(" "));
     // The first tick ran with N = 1: every call instrumented.
-    let full = steps[0].5;
+    let full = steps[0].full;
     println!("every call instrumented: {:.2} µs per call; at {}/s that would be {:.0} ms/s", full / 1e3, LOADS[2], full * LOADS[2] as f64 / 1e6);
     println!("all steps: {} calls made, {} counted, {} sampled, estimate {}", calls.load(Ordering::Relaxed), all[0], all[1], all[2]);
 
     assert_eq!(all[0], calls.load(Ordering::Relaxed), "the unsampled counter saw every call");
-    for (load_rate, overhead, error, sigma, _, _) in &steps {
-        assert!((overhead / TARGET - 1.0).abs() <= BAND, "at {load_rate}/s the overhead settled at {:.2} ms/s", overhead / 1e6);
-        assert!(error.abs() <= 4.0 * sigma + 1.0, "at {load_rate}/s the estimate is off by {error} (σ = {sigma:.0})");
+    for step in &steps {
+        let (load, ms) = (step.load, step.overhead / 1e6);
+        assert!((step.overhead / TARGET - 1.0).abs() <= BAND, "at {load}/s the overhead settled at {ms:.2} ms/s");
+        assert!(step.error.abs() <= 4.0 * step.sigma + 1.0, "at {load}/s the estimate is off by {} (σ = {:.0})", step.error, step.sigma);
     }
     Ok(())
 }
