@@ -3,12 +3,7 @@
 //! half formats them as strace does (`decode`, `text`) or as JSON lines, or prints strace's
 //! `-c` table from counters kept in the kernel.
 
-mod decode;
-mod filter;
-mod kernel;
-mod record;
-mod summary;
-mod text;
+use bpfkit_strace::{decode, filter, kernel, record, summary, text};
 
 use std::io::Write;
 use std::path::PathBuf;
