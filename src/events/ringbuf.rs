@@ -44,6 +44,9 @@ pub struct RingBuf {
     page: usize,
     mask: usize,
     name: String,
+    /// The epoll instance `poll` waits in, made on its first wait and kept (one per ring, not
+    /// one per call).
+    epoll: Option<Epoll>,
 }
 
 /// One record, borrowed from the ring's memory (no copy). The consumer position moves past it
@@ -95,7 +98,7 @@ impl RingBuf {
         let consumer = sys::mmap_shared(map.as_fd(), 0, page).map_err(|e| mmap_err(map, "consumer page", e))?;
         let producer = sys::mmap_shared_ro(map.as_fd(), page as u64, page + 2 * size).map_err(|e| mmap_err(map, "producer pages", e))?;
         let fd = crate::sys::dup(map.as_fd(), &map.describe()).map_err(EventError::Sys)?;
-        Ok(RingBuf { fd, consumer, producer, page, mask: size - 1, name: map.name().to_string() })
+        Ok(RingBuf { fd, consumer, producer, page, mask: size - 1, name: map.name().to_string(), epoll: None })
     }
 
     /// The ring buffer map's name.
@@ -263,9 +266,14 @@ impl RingBuf {
     /// Wait until a record is available or `timeout` passes, then drain with `f`.
     pub fn poll(&mut self, timeout: Option<Duration>, f: impl FnMut(&[u8])) -> Result<usize, EventError> {
         if self.pending_bytes() == 0 {
-            let epoll = Epoll::new().map_err(|e| EventError::Sys(SysError::new("epoll_create1".into(), e)))?;
-            epoll.add(self.fd.as_fd(), 0).map_err(|e| EventError::Sys(SysError::new(format!("epoll_ctl(ringbuf \"{}\")", self.name), e)))?;
-            epoll.wait(timeout, 1).map_err(|e| EventError::Sys(SysError::new("epoll_wait".into(), e)))?;
+            if self.epoll.is_none() {
+                let epoll = Epoll::new().map_err(|e| EventError::Sys(SysError::new("epoll_create1".into(), e)))?;
+                epoll.add(self.fd.as_fd(), 0).map_err(|e| EventError::Sys(SysError::new(format!("epoll_ctl(ringbuf \"{}\")", self.name), e)))?;
+                self.epoll = Some(epoll);
+            }
+            if let Some(epoll) = &self.epoll {
+                epoll.wait(timeout, 1).map_err(|e| EventError::Sys(SysError::new("epoll_wait".into(), e)))?;
+            }
         }
         Ok(self.drain(f))
     }
