@@ -15,6 +15,7 @@ diff -u tests/fixtures/llvm/forms.expected "$tmp" || { echo "forms.expected diff
 echo "== cargo test (workspace: unit, oracle, conformance, property, macro, CLI, doctests)"
 cargo test --workspace --all-targets --features tokio --no-fail-fast   # (tokio: events::AsyncRingBuf and its kernel test)
 cargo test -p bpfkit --features tokio --doc   # (the macro crate compiles src/insn via #[path]; its copies are not doctests)
+cargo test -p bpfkit-strace --doc   # (tutorial chapter 16: the application's parts as doctests)
 
 echo "== second kernel: the kernel tests inside Debian's 6.1 cloud kernel under qemu (scripts/kernel2/run.sh, docs/KERNELS.md)"
 if [ "${BPFKIT_SKIP_KERNEL2:-0}" = 1 ]; then
