@@ -8,3 +8,8 @@ pub mod kernel;
 pub mod record;
 pub mod summary;
 pub mod text;
+
+/// Tutorial chapter 16 (`tutorial/ch16-strace.md`): every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../tutorial/ch16-strace.md")]
+pub struct TutorialChapter16;
