@@ -232,14 +232,10 @@ pub fn call(r: &Record, string_max: usize) -> (String, String) {
     let str0 = || r.strs[0].as_deref().map_or_else(|| pointer(a[0]), |s| quote(s, usize::MAX, false));
     let path_at = |k: usize, i: usize| r.strs[k].as_deref().map_or_else(|| pointer(a[i]), |s| quote(s, usize::MAX, false));
     let failed = error_result(r.ret).is_some();
-    let buf = |_i: usize| {
-        if failed || r.buf.is_empty() && r.ret <= 0 && r.flags & FLAG_TRUNCATED == 0 {
-            quote(&r.buf, string_max, false)
-        } else {
-            quote(&r.buf, string_max, r.flags & FLAG_TRUNCATED != 0)
-        }
-    };
-    let out_ptr = |i: usize| if failed { pointer(a[i]) } else { String::new() };
+    let buf = || quote(&r.buf, string_max, r.flags & FLAG_TRUNCATED != 0);
+    // Buffers these calls fill are not read: shown as their address, as strace shows an
+    // argument it does not decode.
+    let out_ptr = |i: usize| pointer(a[i]);
     let args: Vec<String> = match name.as_str() {
         "openat" => {
             let mut v = vec![dirfd(a[0]), path_at(0, 1), open_flags(a[2])];
@@ -277,14 +273,14 @@ pub fn call(r: &Record, string_max: usize) -> (String, String) {
         }
         "fstat" => vec![int(0), if failed { pointer(a[1]) } else { stat(&r.buf) }],
         "read" | "pread64" => {
-            let mut v = vec![int(0), if failed { pointer(a[1]) } else { buf(1) }, a[2].to_string()];
+            let mut v = vec![int(0), if failed { pointer(a[1]) } else { buf() }, a[2].to_string()];
             if name == "pread64" {
                 v.push(a[3].to_string());
             }
             v
         }
         "write" | "pwrite64" => {
-            let mut v = vec![int(0), quote(&r.buf, string_max, r.flags & FLAG_TRUNCATED != 0), a[2].to_string()];
+            let mut v = vec![int(0), buf(), a[2].to_string()];
             if name == "pwrite64" {
                 v.push(a[3].to_string());
             }
@@ -359,7 +355,6 @@ pub fn call(r: &Record, string_max: usize) -> (String, String) {
         "nanosleep" | "clock_nanosleep" | "getdents64" | "ioctl" | "fcntl" | "rt_sigaction" | "rt_sigprocmask" => generic(&name, &a),
         _ => generic(&name, &a),
     };
-    let args: Vec<String> = args.into_iter().filter(|s| !s.is_empty() || name == "readlink" || name.ends_with("stat")).collect();
     let result = if r.flags & FLAG_NORETURN != 0 {
         "?".to_string()
     } else if let Some(err) = error_result(r.ret) {
