@@ -40,6 +40,7 @@ mod tests {
         let _ = crate::sys::SysError::errno;
         let _ = crate::sys::NetlinkError::errno;
         let _ = crate::sys::PinError::errno;
+        let _ = crate::os::CgroupError::errno;
         let _ = crate::maps::MapError::errno;
         let _ = crate::prog::LoadError::errno;
         let _ = crate::prog::KfuncError::errno;

@@ -1,10 +1,14 @@
 //! What the operating system says and offers around BPF, without bpf(2): CPU counts (per-CPU
 //! maps are sized by the possible CPUs), the page size (ring buffers and mmapable maps), bpffs
 //! mounts, tracefs, the process's thread id and open fds, a socket's cookie, the kprobe/uprobe
-//! PMUs, the perf event constants, and the errors that name the call that failed.
+//! PMUs, the perf event constants, cgroup v2 directories ([`Cgroup`]), and the errors that name
+//! the call that failed.
 //!
 //! These are thin, safe wrappers of the crate's private syscall funnel: no raw pointer or
 //! attribute struct leaves it.
+
+mod cgroup;
+pub use cgroup::{cgroup2_mount, Cgroup, CgroupError, CgroupRemover, Leftovers};
 
 pub use crate::sys::{
     cpu_ids, describe_io_error, errno_name, gettid, mount_bpffs, obj_get, online_cpus, open_fd_count, page_size, parse_cpu_list, pidfd_open, possible_cpus, PausedChild,

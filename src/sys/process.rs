@@ -42,6 +42,38 @@ pub fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// Make the child `command` starts join a cgroup before it executes its program: the child
+/// writes `0` (itself) into `procs`, an open `cgroup.procs` file, between fork and `execve`, so
+/// the program's first instruction already runs in the cgroup. A failed write fails the spawn
+/// with that write's error.
+pub fn join_cgroup_before_exec(command: &mut std::process::Command, procs: OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+    // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe
+    // call, write(2), on a descriptor the closure keeps open (it owns `procs`); it allocates
+    // nothing (io::Error::last_os_error only reads errno).
+    unsafe {
+        command.pre_exec(move || {
+            let _keep_open = &procs;
+            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Send `signal` to process `pid` (kill(2)).
+pub fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// An exclusive advisory lock (flock) on `path`, created if missing; waits for other holders.
 /// Released when the returned file is closed.
 pub fn lock_file_exclusive(path: &std::path::Path) -> io::Result<std::fs::File> {
