@@ -320,3 +320,66 @@ fn device_hook_denies_one_device_node() {
     assert_eq!(run_in(&cg, "open /dev/null"), ["ok"], "after drop");
     assert_detached(&cg, id);
 }
+
+/// `BPF_PROG_ATTACH`'s three modes, seen from a process in a child cgroup creating one socket:
+/// each `cgroup/sock_create` program writes its tag to a ring buffer, so the buffer holds the
+/// programs that ran, in the order they ran.
+#[test]
+fn attach_modes_decide_what_runs_in_a_descendant() {
+    use bpfkit::attach::{CgroupAttachMode, CgroupOptions};
+    use bpfkit::events::RingBuf;
+    use bpfkit::os::Cgroup;
+    if !support::kernel_or_skip("cgroup attach modes") {
+        return;
+    }
+    let ran = Map::create(&MapSpec::new("ran", MapType::RingBuf, 0, 0, 4096)).unwrap();
+    let tagged = |tag: i32| {
+        let asm = bpf_asm! {
+            *(u32 *)(r10 - 4) = {tag}
+            r1 = map[ran] ll
+            r2 = r10
+            r2 += -4
+            r3 = 4
+            r4 = 0
+            call bpf_ringbuf_output
+            r0 = 1
+            exit
+        };
+        let opts = LoadOptions::new(&format!("tag{tag}"), ProgType::CgroupSock).expected_attach_type(AttachType::CgroupInetSockCreate);
+        Program::load(&asm.assemble().unwrap(), &[&ran], &opts).unwrap()
+    };
+    let (a, b, c) = (tagged(1), tagged(2), tagged(3));
+    let hook = AttachType::CgroupInetSockCreate;
+    let with = |mode| CgroupOptions { path: AttachPath::ProgAttach, mode };
+    let one_socket = |cg: &Cgroup| -> Vec<u32> {
+        let out = cg.command("python3").unwrap().args(["-c", "import socket; socket.socket()"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        RingBuf::new(&ran).unwrap().read_all().iter().map(|r| u32::from_ne_bytes(r[..4].try_into().unwrap())).collect()
+    };
+    let parent = Cgroup::create(&format!("bpfkit-modes-{}", std::process::id())).unwrap();
+    let child = parent.create_child("child").unwrap();
+
+    // Exclusive: the descendant may not attach, and runs the parent's program.
+    let link_a = a.attach_cgroup_with(&parent, hook, &with(CgroupAttachMode::Exclusive)).unwrap();
+    for mode in [CgroupAttachMode::Exclusive, CgroupAttachMode::AllowOverride, CgroupAttachMode::Multi] {
+        let err = b.attach_cgroup_with(&child, hook, &with(mode)).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EPERM), "{mode:?} below an exclusive program: {err}");
+    }
+    assert_eq!(one_socket(&child), [1]);
+    drop(link_a);
+
+    // Override: the descendant's program replaces the parent's, for the descendant only.
+    let link_a = a.attach_cgroup_with(&parent, hook, &with(CgroupAttachMode::AllowOverride)).unwrap();
+    let link_b = b.attach_cgroup_with(&child, hook, &with(CgroupAttachMode::AllowOverride)).unwrap();
+    assert_eq!(one_socket(&child), [2]);
+    assert_eq!(one_socket(&parent), [1]);
+    drop((link_b, link_a));
+
+    // Multi: everything runs, the descendant's programs (in attach order) before the parent's;
+    // a bpf_link is multi too.
+    let _link_a = a.attach_cgroup_with(&parent, hook, &with(CgroupAttachMode::Multi)).unwrap();
+    let _link_b = b.attach_cgroup_with(&child, hook, &with(CgroupAttachMode::Multi)).unwrap();
+    let _link_c = c.attach_cgroup(&child, hook).unwrap();
+    assert_eq!(one_socket(&child), [2, 3, 1]);
+    assert_eq!(one_socket(&parent), [1]);
+}

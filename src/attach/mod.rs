@@ -22,6 +22,7 @@ pub mod uprobe;
 pub mod usdt;
 mod xdp;
 
+pub use cgroup::{CgroupAttachMode, CgroupOptions};
 pub use link::{AttachPath, Link, LinkError, LinkInfo, LinkType};
 pub use probe::{ProbeError, TRACEFS_GROUP};
 pub use socket::{NetfilterHook, NfFamily, NfHook};
