@@ -463,6 +463,7 @@ fn context_offsets_and_return_codes_come_from_btf() {
     assert_eq!(ctx_field(ProgType::SchedCls, "data_end").unwrap(), 80);
     assert_eq!(ctx_field(ProgType::CgroupSockAddr, "user_family").unwrap(), 0);
     assert_eq!(ctx_field(ProgType::CgroupSockAddr, "user_port").unwrap(), 24);
+    assert_eq!(["access_type", "major", "minor"].map(|f| ctx_field(ProgType::CgroupDevice, f).unwrap()), [0, 4, 8]);
     assert!(ctx_field(ProgType::Xdp, "no_such_field").is_err());
     assert!(ctx_field(ProgType::Kprobe, "data").is_err());
     assert_eq!(["XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT"].map(xdp), [0, 1, 2, 3, 4]);

@@ -16,6 +16,7 @@
 //! | `SkLookup` | `bpf_sk_lookup` |
 //! | `CgroupSysctl` | `bpf_sysctl` |
 //! | `CgroupSockopt` | `bpf_sockopt` |
+//! | `CgroupDevice` | `bpf_cgroup_dev_ctx` |
 //! | `FlowDissector` | `__sk_buff` |
 //!
 //! Return codes: `return_code(ProgType::Xdp, "XDP_PASS")` from `enum xdp_action`; TC programs
@@ -59,6 +60,7 @@ pub fn ctx_struct(prog: ProgType) -> Option<&'static str> {
         SkLookup => "bpf_sk_lookup",
         CgroupSysctl => "bpf_sysctl",
         CgroupSockopt => "bpf_sockopt",
+        CgroupDevice => "bpf_cgroup_dev_ctx",
         _ => return None,
     })
 }
