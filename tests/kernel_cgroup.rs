@@ -345,7 +345,7 @@ fn attach_modes_decide_what_runs_in_a_descendant() {
             r0 = 1
             exit
         };
-        let opts = LoadOptions::new(&format!("tag{tag}"), ProgType::CgroupSock).expected_attach_type(AttachType::CgroupInetSockCreate);
+        let opts = LoadOptions::new(format!("tag{tag}"), ProgType::CgroupSock).expected_attach_type(AttachType::CgroupInetSockCreate);
         Program::load(&asm.assemble().unwrap(), &[&ran], &opts).unwrap()
     };
     let (a, b, c) = (tagged(1), tagged(2), tagged(3));
