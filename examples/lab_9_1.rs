@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use bpfkit::attach::Link;
 use bpfkit::bpf_asm;
 use bpfkit::events::RingBuf;
 use bpfkit::helpers::patterns::ctx_field;
@@ -161,7 +162,7 @@ fn main() -> Result<(), Error> {
         let _ = remover.remove();
         std::process::exit(130);
     })?;
-    let _links = [policy4.attach_cgroup(&cgroup, AttachType::CgroupInet4Connect)?, policy6.attach_cgroup(&cgroup, AttachType::CgroupInet6Connect)?];
+    let links = [policy4.attach_cgroup(&cgroup, AttachType::CgroupInet4Connect)?, policy6.attach_cgroup(&cgroup, AttachType::CgroupInet6Connect)?];
 
     // The client, started inside the cgroup: one connect per destination, the outcome as the
     // process sees it (the server's greeting, or the errno).
@@ -229,5 +230,14 @@ for dest in sys.argv[1:]:
     println!("accepted: api4 {}, db4 {}, api6 {}, db6 {}", accepted(&api4_accepted), accepted(&db4_accepted), accepted(&api6_accepted), accepted(&db6_accepted));
     assert_eq!([accepted(&api4_accepted), accepted(&db4_accepted), accepted(&api6_accepted), accepted(&db6_accepted)], [1, 1, 1, 1], "the forbidden servers saw only the outside connections");
     assert!(RingBuf::new(&denied)?.read_all().is_empty(), "nothing logged for the outside process");
+    // Clean-up, checked: the links detach and the cgroup goes (on an error, drop does the same;
+    // on Ctrl-C, the remover).
+    let link_ids = links.iter().map(|l| Ok(l.info()?.id)).collect::<Result<Vec<u32>, Error>>()?;
+    let path = cgroup.path().to_path_buf();
+    drop(links);
+    cgroup.remove()?;
+    let alive = Link::all_ids()?;
+    assert!(!path.exists() && link_ids.iter().all(|id| !alive.contains(id)), "nothing left behind");
+    println!("clean-up: links {link_ids:?} and {} removed", path.display());
     Ok(())
 }

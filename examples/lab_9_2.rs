@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use bpfkit::attach::Link;
 use bpfkit::bpf_asm;
 use bpfkit::helpers::patterns::ctx_field;
 use bpfkit::maps::{Map, MapSpec, MapType};
@@ -147,7 +148,7 @@ fn main() -> Result<(), Error> {
     // Two containers under one parent; the programs sit on the parent and see both.
     let parent = Cgroup::create(&format!("bpfkit-lab-9-2-{}", std::process::id()))?;
     let (web, batch) = (parent.create_child("web")?, parent.create_child("batch")?);
-    let _links = [egress.attach_cgroup(&parent, AttachType::CgroupInetEgress)?, ingress.attach_cgroup(&parent, AttachType::CgroupInetIngress)?];
+    let links = [egress.attach_cgroup(&parent, AttachType::CgroupInetEgress)?, ingress.attach_cgroup(&parent, AttachType::CgroupInetIngress)?];
 
     // The oracle: tcpdump on the namespace's loopback.
     let dir = tempfile::tempdir()?;
@@ -222,6 +223,11 @@ for _ in range(count):
     Command::new("kill").args(["-INT", &tcpdump.0.id().to_string()]).status()?;
     tcpdump.0.wait()?;
     println!("traffic done in {:.1?}", started.elapsed());
+    // The oracle must be complete: tcpdump says how many packets the kernel could not give it.
+    let mut summary = String::new();
+    stderr.read_to_string(&mut summary)?;
+    let dropped = summary.lines().find_map(|l| l.strip_suffix(" packets dropped by kernel")).ok_or(format!("no tcpdump summary: {summary}"))?;
+    assert_eq!(dropped.trim(), "0", "tcpdump missed packets: {summary}");
 
     // What tcpdump saw, per container: packets from its ports are its egress, to them its ingress.
     let mut seen: HashMap<&str, [Usage; 2]> = HashMap::new();
@@ -229,7 +235,8 @@ for _ in range(count):
     // Payload seen for the first time (by TCP sequence number), per container and direction:
     // what the applications moved; the rest of the payload are retransmissions.
     let mut first_time: HashMap<&str, [u64; 2]> = HashMap::new();
-    let mut flows: HashMap<(u16, u16), (u32, u32)> = HashMap::new(); // (from, to) → (first seq, highest end)
+    // (from port, to port) → (first sequence number, the ranges of payload seen, relative to it)
+    let mut flows: HashMap<(u16, u16), (u32, Vec<(u32, u32)>)> = HashMap::new();
     let mut reader = PcapReader::new(std::fs::File::open(&capture)?)?;
     while let Some(packet) = reader.next_packet() {
         let frame = packet?.data;
@@ -240,10 +247,23 @@ for _ in range(count):
         let (sport, dport) = (u16::from_be_bytes([tcp[0], tcp[1]]), u16::from_be_bytes([tcp[2], tcp[3]]));
         let payload = total - ihl as u64 - u64::from(tcp[12] >> 4) * 4;
         let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-        let (first, highest) = flows.entry((sport, dport)).or_insert((seq, 0));
-        let (start, end) = (seq.wrapping_sub(*first), seq.wrapping_sub(*first).wrapping_add(payload as u32));
-        let new_bytes = u64::from(end.saturating_sub(start.max(*highest)));
-        *highest = (*highest).max(end);
+        let (first, covered) = flows.entry((sport, dport)).or_insert((seq, Vec::new()));
+        let start = seq.wrapping_sub(*first);
+        let end = start + payload as u32;
+        let overlap: u32 = covered.iter().map(|&(a, b)| end.min(b).saturating_sub(start.max(a))).sum();
+        let new_bytes = u64::from(end - start - overlap);
+        if end > start {
+            covered.push((start, end)); // kept disjoint: sorted, touching ranges merged
+            covered.sort_unstable();
+            let mut merged: Vec<(u32, u32)> = Vec::new();
+            for &(a, b) in covered.iter() {
+                match merged.last_mut() {
+                    Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            *covered = merged;
+        }
         for (name, ports) in &ports_of {
             for (direction, port) in [(0, sport), (1, dport)] {
                 if ports.contains(&port) {
@@ -284,5 +304,14 @@ for _ in range(count):
         println!("{name:<6} tcpdump: {} packets out ({split} more: segments of larger packets), {} wire bytes = counted + {split} × {} header bytes", wire_out.packets, wire_out.wire, header[0]);
         assert_eq!((wire_out.payload, wire_out.wire), (out.payload, out.wire + split * header[0]), "{name}: sent payload equal, wire bytes equal once the segments' headers are added");
     }
+    // Clean-up, checked: the links detach and the cgroup goes (on an error, drop does the same;
+    // on Ctrl-C, the remover).
+    let link_ids = links.iter().map(|l| Ok(l.info()?.id)).collect::<Result<Vec<u32>, Error>>()?;
+    let path = parent.path().to_path_buf();
+    drop(links);
+    parent.remove()?;
+    let alive = Link::all_ids()?;
+    assert!(!path.exists() && link_ids.iter().all(|id| !alive.contains(id)), "nothing left behind");
+    println!("clean-up: links {link_ids:?} and {} removed", path.display());
     Ok(())
 }

@@ -17,7 +17,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 use bpfkit::attach::fentry::{BtfTarget, TracingHook};
-use bpfkit::attach::ProbeError;
+use bpfkit::attach::{Link, ProbeError};
 use bpfkit::bpf_asm;
 use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::events::RingBuf;
@@ -242,6 +242,14 @@ fn main() -> Result<(), Error> {
         want.push(3);
     }
     assert_eq!(kinds, want, "one audit record per refusal, in order");
+    // Clean-up, checked: the links detach and the cgroup goes (on an error, drop does the same;
+    // on Ctrl-C, the remover).
+    let link_ids = links.iter().map(|l| Ok(l.info()?.id)).collect::<Result<Vec<u32>, Error>>()?;
+    let path = cgroup.path().to_path_buf();
     drop(links);
+    cgroup.remove()?;
+    let alive = Link::all_ids()?;
+    assert!(!path.exists() && link_ids.iter().all(|id| !alive.contains(id)), "nothing left behind");
+    println!("clean-up: links {link_ids:?} and {} removed", path.display());
     Ok(())
 }
