@@ -43,6 +43,36 @@ struct Usage {
     payload: u64,
 }
 
+/// The payload of one direction of a TCP connection seen so far, as ranges of sequence numbers
+/// (relative to the first one seen, disjoint and sorted): what is new in a segment is what no
+/// earlier segment covered; the rest was sent again.
+struct SeqRanges {
+    first: u32,
+    covered: Vec<(u32, u32)>,
+}
+
+impl SeqRanges {
+    /// Add a segment's payload; how many of its bytes were not seen before.
+    fn add(&mut self, seq: u32, len: u32) -> u64 {
+        let start = seq.wrapping_sub(self.first);
+        let end = start + len;
+        let overlap: u32 = self.covered.iter().map(|&(a, b)| end.min(b).saturating_sub(start.max(a))).sum();
+        if len > 0 {
+            self.covered.push((start, end));
+            self.covered.sort_unstable();
+            let mut merged: Vec<(u32, u32)> = Vec::new();
+            for &(a, b) in &self.covered {
+                match merged.last_mut() {
+                    Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            self.covered = merged;
+        }
+        u64::from(len - overlap)
+    }
+}
+
 /// A server on loopback port it binds: per connection, reads exactly `expect` bytes, answers
 /// with `reply` bytes and closes (it closes first, so the client never lingers in TIME_WAIT).
 fn serve(expect: usize, reply: usize) -> Result<u16, Error> {
@@ -235,8 +265,7 @@ for _ in range(count):
     // Payload seen for the first time (by TCP sequence number), per container and direction:
     // what the applications moved; the rest of the payload are retransmissions.
     let mut first_time: HashMap<&str, [u64; 2]> = HashMap::new();
-    // (from port, to port) → (first sequence number, the ranges of payload seen, relative to it)
-    let mut flows: HashMap<(u16, u16), (u32, Vec<(u32, u32)>)> = HashMap::new();
+    let mut flows: HashMap<(u16, u16), SeqRanges> = HashMap::new(); // by (from port, to port)
     let mut reader = PcapReader::new(std::fs::File::open(&capture)?)?;
     while let Some(packet) = reader.next_packet() {
         let frame = packet?.data;
@@ -247,23 +276,7 @@ for _ in range(count):
         let (sport, dport) = (u16::from_be_bytes([tcp[0], tcp[1]]), u16::from_be_bytes([tcp[2], tcp[3]]));
         let payload = total - ihl as u64 - u64::from(tcp[12] >> 4) * 4;
         let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-        let (first, covered) = flows.entry((sport, dport)).or_insert((seq, Vec::new()));
-        let start = seq.wrapping_sub(*first);
-        let end = start + payload as u32;
-        let overlap: u32 = covered.iter().map(|&(a, b)| end.min(b).saturating_sub(start.max(a))).sum();
-        let new_bytes = u64::from(end - start - overlap);
-        if end > start {
-            covered.push((start, end)); // kept disjoint: sorted, touching ranges merged
-            covered.sort_unstable();
-            let mut merged: Vec<(u32, u32)> = Vec::new();
-            for &(a, b) in covered.iter() {
-                match merged.last_mut() {
-                    Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                    _ => merged.push((a, b)),
-                }
-            }
-            *covered = merged;
-        }
+        let new_bytes = flows.entry((sport, dport)).or_insert(SeqRanges { first: seq, covered: Vec::new() }).add(seq, payload as u32);
         for (name, ports) in &ports_of {
             for (direction, port) in [(0, sport), (1, dport)] {
                 if ports.contains(&port) {
