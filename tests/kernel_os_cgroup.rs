@@ -9,7 +9,7 @@ use std::process::Stdio;
 
 use bpfkit::bpf_asm;
 use bpfkit::maps::{Map, MapSpec, MapType};
-use bpfkit::os::{cgroup2_mount, Cgroup, Leftovers};
+use bpfkit::os::{cgroup2_mount, Cgroup, CgroupRemover, Leftovers};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
 fn name(tag: &str) -> String {
@@ -103,6 +103,22 @@ fn a_remover_can_move_processes_to_the_parent_instead() {
     remover.remove().unwrap(); // twice is fine
     drop(cg);
     drop(holder); // kills the sleeper it now holds
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn a_remover_made_before_the_cgroup_removes_it() {
+    if !support::kernel_or_skip("cgroup remover by path") {
+        return;
+    }
+    let name = name("early");
+    let remover = CgroupRemover::for_path(cgroup2_mount().unwrap().join(&name), Leftovers::Kill);
+    remover.remove().unwrap(); // nothing there yet: nothing to do
+    let cg = Cgroup::create(&name).unwrap();
+    let mut sleeper = cg.command("sleep").unwrap().arg("600").stdin(Stdio::null()).spawn().unwrap();
+    remover.remove().unwrap();
+    assert!(!cg.path().exists());
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
 }

@@ -224,6 +224,13 @@ pub struct CgroupRemover {
 }
 
 impl CgroupRemover {
+    /// A remover for the cgroup directory `path`, whether it exists yet or not: install a
+    /// signal handler with it *before* creating the cgroup, and no moment is left in which an
+    /// interruption would leave the directory behind.
+    pub fn for_path(path: impl Into<PathBuf>, leftovers: Leftovers) -> CgroupRemover {
+        CgroupRemover { path: path.into(), leftovers }
+    }
+
     /// Children first, each emptied of processes (killed or moved up), then rmdir; waits up to
     /// 5 s for killed processes to leave.
     pub fn remove(&self) -> Result<(), CgroupError> {
