@@ -18,7 +18,7 @@ use bpfkit::bpf_asm;
 use bpfkit::events::RingBuf;
 use bpfkit::helpers::patterns::ctx_field;
 use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
-use bpfkit::os::Cgroup;
+use bpfkit::os::{cgroup2_mount, Cgroup, CgroupRemover, Leftovers};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -155,13 +155,15 @@ fn main() -> Result<(), Error> {
     println!("policy: allow 127.0.0.1:{api4} and [::1]:{api6}; everything else refused");
 
     // The "container": a cgroup of our own, the programs on it. Ctrl-C removes it (killing the
-    // client if it is inside); the links go with the process.
-    let cgroup = Cgroup::create(&format!("bpfkit-lab-9-1-{}", std::process::id()))?;
-    let remover = cgroup.remover();
+    // client if it is inside): the handler is in place before the cgroup exists, so no moment
+    // is left uncovered; the links go with the process.
+    let name = format!("bpfkit-lab-9-1-{}", std::process::id());
+    let remover = CgroupRemover::for_path(cgroup2_mount()?.join(&name), Leftovers::Kill);
     ctrlc::set_handler(move || {
         let _ = remover.remove();
         std::process::exit(130);
     })?;
+    let cgroup = Cgroup::create(&name)?;
     let links = [policy4.attach_cgroup(&cgroup, AttachType::CgroupInet4Connect)?, policy6.attach_cgroup(&cgroup, AttachType::CgroupInet6Connect)?];
 
     // The client, started inside the cgroup: one connect per destination, the outcome as the

@@ -19,7 +19,7 @@ use bpfkit::bpf_asm;
 use bpfkit::helpers::patterns::ctx_field;
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::net::{if_index, NetNs, Netlink};
-use bpfkit::os::Cgroup;
+use bpfkit::os::{cgroup2_mount, Cgroup, CgroupRemover, Leftovers};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 use pcap_file::pcap::PcapReader;
 
@@ -172,32 +172,31 @@ fn main() -> Result<(), Error> {
     let egress = load(0, "usage_egress", AttachType::CgroupInetEgress)?;
     let ingress = load(1, "usage_ingress", AttachType::CgroupInetIngress)?;
 
+    // Ctrl-C removes the cgroup tree — killing every process the lab starts, all of which run
+    // in it — and the capture's directory; the namespace and links go with the process. The
+    // handler is in place before any of them exists.
+    let dir = tempfile::tempdir()?;
+    let name = format!("bpfkit-lab-9-2-{}", std::process::id());
+    let (remover, scratch) = (CgroupRemover::for_path(cgroup2_mount()?.join(&name), Leftovers::Kill), dir.path().to_path_buf());
+    ctrlc::set_handler(move || {
+        let _ = remover.remove();
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::process::exit(130);
+    })?;
     // The namespace: only its loopback, so every packet below is the lab's.
     let ns = NetNs::new()?;
     ns.run(|| -> Result<(), Error> { Ok(Netlink::open()?.set_up(if_index("lo")?)?) })??;
-    // Two containers under one parent; the programs sit on the parent and see both.
-    let parent = Cgroup::create(&format!("bpfkit-lab-9-2-{}", std::process::id()))?;
-    let (web, batch) = (parent.create_child("web")?, parent.create_child("batch")?);
+    // Two containers under one parent; the programs sit on the parent and see both. A third
+    // child holds the lab's tools (tcpdump's packet socket is no inet socket: it is not counted).
+    let parent = Cgroup::create(&name)?;
+    let (web, batch, tools) = (parent.create_child("web")?, parent.create_child("batch")?, parent.create_child("tools")?);
     let links = [egress.attach_cgroup(&parent, AttachType::CgroupInetEgress)?, ingress.attach_cgroup(&parent, AttachType::CgroupInetIngress)?];
 
     // The oracle: tcpdump on the namespace's loopback.
-    let dir = tempfile::tempdir()?;
     let capture = dir.path().join("lo.pcap");
-    let mut tcpdump = Tcpdump(ns.run(|| {
-        Command::new("tcpdump")
-            .args(["-i", "lo", "-nn", "-U", "--immediate-mode", "-B", "16384", "-Z", "root", "-w"])
-            .arg(&capture)
-            .arg("tcp")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-    })??);
-    let (remover, tcpdump_pid) = (parent.remover(), tcpdump.0.id());
-    ctrlc::set_handler(move || {
-        let _ = remover.remove(); // kills the clients
-        let _ = Command::new("kill").args(["-KILL", &tcpdump_pid.to_string()]).status();
-        std::process::exit(130);
-    })?;
+    let mut tcpdump = tools.command("tcpdump")?;
+    tcpdump.args(["-i", "lo", "-nn", "-U", "--immediate-mode", "-B", "16384", "-Z", "root", "-w"]).arg(&capture).arg("tcp").stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut tcpdump = Tcpdump(ns.run(|| tcpdump.spawn())??);
     let mut stderr = BufReader::new(tcpdump.0.stderr.take().ok_or("no stderr")?);
     let mut line = String::new();
     while !line.contains("listening on") {

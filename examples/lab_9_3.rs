@@ -23,7 +23,7 @@ use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::events::RingBuf;
 use bpfkit::helpers::patterns::ctx_field;
 use bpfkit::maps::{Map, MapSpec, MapType};
-use bpfkit::os::Cgroup;
+use bpfkit::os::{cgroup2_mount, Cgroup, CgroupRemover, Leftovers};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -133,14 +133,17 @@ fn main() -> Result<(), Error> {
     let opts = LoadOptions::new("no_raw_sockets", ProgType::CgroupSock).expected_attach_type(AttachType::CgroupInetSockCreate);
     let sock = Program::load(&sock.assemble()?, &[&audit], &opts)?;
 
-    // The sandbox, and a secret file only it may not open.
-    let cgroup = Cgroup::create(&format!("bpfkit-lab-9-3-{}", std::process::id()))?;
-    let remover = cgroup.remover();
+    // The sandbox, and a secret file only it may not open. Ctrl-C removes both (the handler is
+    // in place before either exists).
+    let dir = tempfile::tempdir()?;
+    let name = format!("bpfkit-lab-9-3-{}", std::process::id());
+    let (remover, scratch) = (CgroupRemover::for_path(cgroup2_mount()?.join(&name), Leftovers::Kill), dir.path().to_path_buf());
     ctrlc::set_handler(move || {
         let _ = remover.remove();
+        let _ = std::fs::remove_dir_all(&scratch);
         std::process::exit(130);
     })?;
-    let dir = tempfile::tempdir()?;
+    let cgroup = Cgroup::create(&name)?;
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "the sandbox may not read this\n")?;
     let secret_ino = std::fs::metadata(&secret)?.ino() as i64;
