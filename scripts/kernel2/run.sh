@@ -60,6 +60,8 @@ LABS=(
   "lab_5_1"                 # kprobe call tracer (do_sys_openat2, decoded from BTF)
   "lab_5_2"                 # tcp_v4_connect entry/return + tcp_set_state, and the tracepoint variant
   "lab_5_3"                 # mutex_lock entry/return by lock and stack, and the tracepoint variant
+  "lab_10_1"                # CO-RE exec monitor: the same program, 6.1's task_struct offsets, checked against /proc
+  "lab_10_2"                # CO-RE adaptive RSS reader: 6.1 takes the mm_rss_stat branch
 )
 # (Not in the plan: fd_hygiene, whose 10,000 load/run/drop cycles take ~80 s under TCG, as long as
 # the rest of the new binaries together, for a property that does not depend on the kernel.)
