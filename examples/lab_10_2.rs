@@ -3,8 +3,8 @@
 //! `struct mm_rss_stat { atomic_long_t count[4]; }`; from 6.2 an array of four
 //! `struct percpu_counter`. One program asks `core_type_exists("mm_rss_stat")` and takes the
 //! branch the loading kernel's layout needs; the other branch's relocations find nothing there and
-//! are poisoned in code the verifier proves dead. It runs as a task iterator over a child
-//! process, and the sum of the file, anonymous and shared-memory pages is checked against
+//! are poisoned in code the verifier proves dead. It runs as a task iterator over a child shell
+//! holding 4 MB, and the sum of the file, anonymous and shared-memory pages is checked against
 //! the rss of `/proc/<pid>/stat` — on the host's 6.18 (the percpu_counter branch) and in the 6.1 guest
 //! (`scripts/kernel2/run.sh lab_10_2`, the mm_rss_stat branch).
 //!
@@ -64,8 +64,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {r}");
     }
 
-    // A process whose memory does not change while it is read: `sleep`, killed and reaped
-    // however the lab ends.
+    // A process whose memory does not change while it is read: a shell that fills a 4 MB
+    // variable, then waits for `sleep`. Killed and reaped however the lab ends.
     struct Reaped(Child);
     impl Drop for Reaped {
         fn drop(&mut self) {
@@ -73,18 +73,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = self.0.wait();
         }
     }
-    let child = Reaped(Command::new("sleep").arg("10").spawn()?);
+    let script = "x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 20";
+    let child = Reaped(Command::new("sh").args(["-c", script]).spawn()?);
     let pid = child.0.id();
-    std::thread::sleep(Duration::from_millis(200)); // past exec and start-up
+    let rss = || -> Result<u64, Box<dyn std::error::Error>> {
+        // /proc/PID/stat's rss (field 24) is get_mm_rss(): the counters as the kernel reads them
+        // cheaply — on percpu_counter kernels their shared `count` without the per-CPU deltas
+        // not yet folded in, each clamped at 0. (statm and status sum the deltas on newer kernels.)
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let after_comm = stat.rsplit_once(") ").ok_or("malformed /proc/PID/stat")?.1;
+        Ok(after_comm.split(' ').nth(21).ok_or("malformed /proc/PID/stat")?.parse()?) // field 24
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rss()? < 900 || std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?.trim().is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err("the shell did not fill its variable within 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let link = prog.attach_iter(&IterScope::Process(pid))?;
     iter::read_to_end(&link)?; // runs the program once per thread of the child
     let v = out.typed::<u32, [u64; 5]>()?.get(&0)?.ok_or("no result")?;
-    // /proc/PID/stat's rss (field 24) is get_mm_rss(): the counters as the kernel reads them
-    // cheaply — on percpu_counter kernels their shared `count` without the per-CPU deltas not yet
-    // folded in, each clamped at 0. (statm and status sum the deltas on newer kernels.)
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_comm = stat.rsplit_once(") ").ok_or("malformed /proc/PID/stat")?.1;
-    let resident: u64 = after_comm.split(' ').nth(21).ok_or("malformed /proc/PID/stat")?.parse()?; // field 24
+    let resident = rss()?;
 
     let branch = match v[0] {
         1 => "mm_rss_stat (atomic_long_t count[4])",
