@@ -62,6 +62,9 @@ LABS=(
   "lab_5_3"                 # mutex_lock entry/return by lock and stack, and the tracepoint variant
   "lab_10_1"                # CO-RE exec monitor: the same program, 6.1's task_struct offsets, checked against /proc
   "lab_10_2"                # CO-RE adaptive RSS reader: 6.1 takes the mm_rss_stat branch
+  "lab_11_1"                # BPF-LSM file_open: one file denied to nobody, logged
+  "lab_11_2"                # BPF-LSM bprm_check_security: an inode allow-list with digests checked at load
+  "lab_11_3"                # BPF-LSM socket_connect: per-comm destination rules on loopback servers
 )
 # (Not in the plan: fd_hygiene, whose 10,000 load/run/drop cycles take ~80 s under TCG, as long as
 # the rest of the new binaries together, for a property that does not depend on the kernel.)
