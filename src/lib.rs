@@ -96,6 +96,11 @@ pub struct TutorialChapter07;
 #[doc = include_str!("../tutorial/ch10-core.md")]
 pub struct TutorialChapter10;
 
+/// Tutorial chapter 11: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch11-lsm.md")]
+pub struct TutorialChapter11;
+
 /// Tutorial chapter 12: every code block is a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../tutorial/ch12-performance.md")]
