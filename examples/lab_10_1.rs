@@ -99,14 +99,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let cgroup = std::path::PathBuf::from(format!("{cgroup2}/bpfkit-lab10-1-{me}"));
-    std::fs::create_dir(&cgroup)?;
-    let mut children = Children(Vec::new(), cgroup.clone());
     let dir = cgroup.clone();
     ctrlc::set_handler(move || {
         std::thread::sleep(Duration::from_millis(100)); // the children's own SIGINT ends them
         let _ = std::fs::remove_dir(&dir);
         std::process::exit(130);
     })?;
+    std::fs::create_dir(&cgroup)?;
+    let mut children = Children(Vec::new(), cgroup.clone());
     for i in 0..CHILDREN {
         // Each child is held before its execve; every other one is moved into the cgroup
         // first, so its exec — and the record — happens there.

@@ -10,8 +10,8 @@
 //!
 //! Run as root: `cargo run --example lab_10_2`. The same code is a doctest of the chapter.
 
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use bpfkit::attach::iter::{self, IterScope};
 use bpfkit::bpf_asm;
 use bpfkit::helpers::core_read::{core_read, Hop};
@@ -65,7 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // A process whose memory does not change while it is read: a shell that fills a 4 MB
-    // variable, then waits for `sleep`. Killed and reaped however the lab ends.
+    // variable, says so, then waits on its stdin (no child process of its own). Killed and
+    // reaped however the lab ends.
     struct Reaped(Child);
     impl Drop for Reaped {
         fn drop(&mut self) {
@@ -73,28 +74,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = self.0.wait();
         }
     }
-    let script = "x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 20";
-    let child = Reaped(Command::new("sh").args(["-c", script]).spawn()?);
+    let script = "x=$(head -c 4000000 /dev/zero | tr '\\0' a); echo filled; read _";
+    let mut child = Reaped(Command::new("sh").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?);
     let pid = child.0.id();
-    let rss = || -> Result<u64, Box<dyn std::error::Error>> {
-        // /proc/PID/stat's rss (field 24) is get_mm_rss(): the counters as the kernel reads them
-        // cheaply — on percpu_counter kernels their shared `count` without the per-CPU deltas
-        // not yet folded in, each clamped at 0. (statm and status sum the deltas on newer kernels.)
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let after_comm = stat.rsplit_once(") ").ok_or("malformed /proc/PID/stat")?.1;
-        Ok(after_comm.split(' ').nth(21).ok_or("malformed /proc/PID/stat")?.parse()?) // field 24
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while rss()? < 900 || std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?.trim().is_empty() {
-        if std::time::Instant::now() > deadline {
-            return Err("the shell did not fill its variable within 20 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut ready = String::new();
+    BufReader::new(child.0.stdout.take().ok_or("no stdout")?).read_line(&mut ready)?;
+    assert_eq!(ready.trim(), "filled");
     let link = prog.attach_iter(&IterScope::Process(pid))?;
     iter::read_to_end(&link)?; // runs the program once per thread of the child
     let v = out.typed::<u32, [u64; 5]>()?.get(&0)?.ok_or("no result")?;
-    let resident = rss()?;
+    // /proc/PID/stat's rss (field 24) is get_mm_rss(): the counters as the kernel reads them
+    // cheaply — on percpu_counter kernels their shared `count` without the per-CPU deltas not yet
+    // folded in, each clamped at 0. (statm and status sum the deltas on newer kernels.)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(") ").ok_or("malformed /proc/PID/stat")?.1;
+    let resident: u64 = after_comm.split(' ').nth(21).ok_or("malformed /proc/PID/stat")?.parse()?; // field 24
 
     let branch = match v[0] {
         1 => "mm_rss_stat (atomic_long_t count[4])",
