@@ -281,6 +281,10 @@ fn run(args: Args) -> Result<i32, Error> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    // As strace says it: from here on, the processes' calls are seen.
+    for pid in &args.pids {
+        eprintln!("bpfkit-strace: Process {pid} attached");
+    }
 
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)),
