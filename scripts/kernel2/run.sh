@@ -201,8 +201,9 @@ copy_libs tests/fixtures/usdt/usdt_probe
 # an installed system (/boot/config-<release>; the cloud kernel has no /proc/config.gz).
 mkdir -p "$IR/boot"
 cp "$KDIR/root/boot/config-$KVER" "$IR/boot/"
-# Modules the tests need that the cloud kernel builds as modules (clsact, cls_bpf, veth, dummy).
-for m in net/sched/sch_ingress.ko net/sched/cls_bpf.ko drivers/net/veth.ko drivers/net/dummy.ko; do
+# Modules the tests need that the cloud kernel builds as modules (clsact, cls_bpf, veth, dummy;
+# fq, the EDT qdisc of Lab 8.3 and kernel_net's root qdisc test).
+for m in net/sched/sch_ingress.ko net/sched/cls_bpf.ko net/sched/sch_fq.ko drivers/net/veth.ko drivers/net/dummy.ko; do
   cp "$MODDIR/$m" "$IR/kernel2/modules/"
 done
 printf '%s\n' "${PLAN[@]}" >"$IR/kernel2/plan"
