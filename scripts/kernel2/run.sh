@@ -53,13 +53,14 @@ PLAN=(
   "helpers_table --skip table_is_the_kernels_enum_exactly"
   "features"                # bpftool is not in the initramfs: its comparison skips itself; libbpf's runs
 )
-# Tutorial labs that need what the host lacks (kprobes, trampolines, LSM): the example binaries
+# Tutorial labs that need what the host lacks (kprobes, trampolines, LSM, sch_fq): the example binaries
 # themselves (`cargo run --example NAME` on the host shows their clear error there). One line
 # per lab: name, then its command-line arguments.
 LABS=(
   "lab_5_1"                 # kprobe call tracer (do_sys_openat2, decoded from BTF)
   "lab_5_2"                 # tcp_v4_connect entry/return + tcp_set_state, and the tracepoint variant
   "lab_5_3"                 # mutex_lock entry/return by lock and stack, and the tracepoint variant
+  "lab_8_3"                 # EDT latency injection: skb->tstamp + the fq qdisc (sch_fq.ko, packed below)
 )
 # (Not in the plan: fd_hygiene, whose 10,000 load/run/drop cycles take ~80 s under TCG, as long as
 # the rest of the new binaries together, for a property that does not depend on the kernel.)
