@@ -127,7 +127,7 @@ fn main() -> Result<(), Error> {
     let (base_min, base_median) = (rows[0].1, rows[0].2);
     for &(delay_ms, min, median) in &rows[1..] {
         let added = min - base_min;
-        println!("  {delay_ms:>2} ms configured: +{added:.3} ms measured ({:+.3} ms off; medians +{:.3} ms)", added - delay_ms as f64, median - base_median);
+        println!("  {delay_ms:>2} ms configured: {added:+.3} ms measured ({:+.3} ms off; medians {:+.3} ms)", added - delay_ms as f64, median - base_median);
         assert!((added - delay_ms as f64).abs() <= 2.0, "{delay_ms} ms configured, {added:.3} ms added");
     }
     // The echo requests of the two delayed runs (replies go the other way, undelayed); nothing
