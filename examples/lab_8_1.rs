@@ -21,7 +21,7 @@ use bpfkit::prog::{LoadOptions, ProgType, Program};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Child processes (the iperf3 servers) killed and reaped when this is dropped, on success and
+/// Child processes (the iperf3 servers and clients) killed and reaped when this is dropped, on success and
 /// on error alike; the pids are shared with the Ctrl-C handler, where destructors do not run.
 struct Children {
     list: Vec<Child>,
@@ -213,8 +213,8 @@ fn main() -> Result<(), Error> {
     for (port, mbit) in [(5201u32, 10u64), (5202, 25)] {
         policy.insert(&port, &[mbit * MBIT, (mbit * MBIT / 10).max(65536)], UpdateFlags::Any)?;
     }
-    // Ctrl-C skips destructors: kill the iperf3 processes there too (the namespaces, the veth
-    // and the program's link go with the process).
+    // Ctrl-C skips destructors: kill the iperf3 processes there too (the namespaces, the veths
+    // and the program's link go with the process: nothing else holds them).
     let pids = Arc::new(Mutex::new(Vec::<u32>::new()));
     let to_kill = pids.clone();
     ctrlc::set_handler(move || {
@@ -231,18 +231,20 @@ fn main() -> Result<(), Error> {
     std::thread::sleep(Duration::from_millis(300)); // the servers listen
     // Three iperf3 clients at once: two connections (-P 2) to 5201, one to 5202, one to 5203.
     let start = Instant::now();
-    let runs: Vec<(&str, &str, Child)> = [("5201", "2"), ("5202", "1"), ("5203", "1")]
-        .into_iter()
-        .map(|(port, parallel)| {
-            let args = ["-c", "192.0.2.2", "-p", port, "-P", parallel, "-t", &SECONDS.to_string(), "-J"];
-            let child = client.run(|| Command::new("iperf3").args(args).stdout(Stdio::piped()).spawn())??;
-            Ok((port, parallel, child))
-        })
-        .collect::<Result<_, Error>>()?;
+    // Each client's report is read from its stdout; the processes themselves stay in `children`,
+    // so that an error here still kills them.
+    let mut outputs = Vec::new();
+    for (port, parallel) in [("5201", "2"), ("5202", "1"), ("5203", "1")] {
+        let args = ["-c", "192.0.2.2", "-p", port, "-P", parallel, "-t", &SECONDS.to_string(), "-J"];
+        let mut child = client.run(|| Command::new("iperf3").args(args).stdout(Stdio::piped()).spawn())??;
+        outputs.push((port, child.stdout.take().ok_or("no stdout")?));
+        children.push(child);
+    }
     let mut reports = Vec::new();
-    for (port, _, child) in runs {
-        let out = child.wait_with_output()?;
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    for (port, mut stdout) in outputs {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text)?; // until iperf3 exits
+        let json: serde_json::Value = serde_json::from_str(&text)?;
         if let Some(e) = json.get("error") {
             return Err(format!("iperf3 to port {port}: {e}").into());
         }

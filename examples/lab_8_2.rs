@@ -237,10 +237,13 @@ fn main() -> Result<(), Error> {
             .spawn()
     })??;
     let mut server = Server(server);
-    let pid = server.0.id();
+    let (pid, site_dir) = (server.0.id(), site.path().to_path_buf());
+    // Ctrl-C skips destructors: kill the server and remove the site there too (the namespaces
+    // and the program's link go with the process; a running curl gets the same SIGINT).
     ctrlc::set_handler(move || {
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-        std::process::exit(130); // the namespaces and the program's link go with the process
+        let _ = std::fs::remove_dir_all(&site_dir);
+        std::process::exit(130);
     })?;
     let mut ready = String::new();
     // It is ready when it says so: "Serving HTTP on 192.0.2.1 port 8000 …".

@@ -105,6 +105,8 @@ fn main() -> Result<(), Error> {
     println!("attached: {}", link.describe());
 
     // The chaos controller: no delay, 20 ms, 50 ms, then none again — the program never reloads.
+    // (No Ctrl-C handler: the namespaces, the fq qdisc and the link live only as long as this
+    // process, and a running ping gets the same SIGINT.)
     let knob = latency.typed::<u32, [u64; 2]>()?;
     let mut rows = Vec::new();
     for delay_ms in [0u64, 20, 50, 0] {
