@@ -91,6 +91,11 @@ pub struct TutorialChapter06;
 #[doc = include_str!("../tutorial/ch07-xdp.md")]
 pub struct TutorialChapter07;
 
+/// Tutorial chapter 8: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch08-tc.md")]
+pub struct TutorialChapter08;
+
 /// Tutorial chapter 10: every code block is a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../tutorial/ch10-core.md")]
