@@ -91,10 +91,25 @@ pub struct TutorialChapter06;
 #[doc = include_str!("../tutorial/ch07-xdp.md")]
 pub struct TutorialChapter07;
 
+/// Tutorial chapter 8: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch08-tc.md")]
+pub struct TutorialChapter08;
+
 /// Tutorial chapter 9: every code block is a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../tutorial/ch09-cgroups.md")]
 pub struct TutorialChapter09;
+
+/// Tutorial chapter 10: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch10-core.md")]
+pub struct TutorialChapter10;
+
+/// Tutorial chapter 11: every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../tutorial/ch11-lsm.md")]
+pub struct TutorialChapter11;
 
 /// Tutorial chapter 12: every code block is a doctest.
 #[cfg(doctest)]

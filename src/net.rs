@@ -1,6 +1,7 @@
 //! Networking for the labs and tests that send real packets: network namespaces held by fd
 //! ([`NetNs`]: create one, run code inside it), interfaces by name and index, an rtnetlink
-//! client ([`Netlink`]: veth pairs, addresses, links up, an interface's XDP state), and AF_XDP
+//! client ([`Netlink`]: veth pairs, addresses, links up, an interface's XDP state, root qdiscs such as
+//! fq), and AF_XDP
 //! sockets ([`xsk`]) enough to receive what an XSKMAP redirects.
 //!
 //! bpfkit attaches XDP and tc programs over the same rtnetlink code (`attach::xdp`,

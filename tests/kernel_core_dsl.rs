@@ -141,3 +141,35 @@ fn core_read_pattern_follows_a_pointer_chain() {
     drop(link);
     assert_eq!(out.typed::<u32, u64>().unwrap().get(&0).unwrap().unwrap(), std::os::unix::process::parent_id() as u64);
 }
+
+#[test]
+fn a_loaded_program_reports_what_each_relocation_became() {
+    if !support::kernel_or_skip("CO-RE relocation records") {
+        return;
+    }
+    let vmlinux = Btf::vmlinux().unwrap();
+    let task = vmlinux.find_by_name_kind("task_struct", Kind::Struct).unwrap();
+    let pid = (vmlinux.member_offset(task, "pid").unwrap() / 8) as i64;
+    // The second field exists nowhere: guarded by its own existence check, its offset is
+    // poisoned in code the verifier proves dead, and the program loads.
+    let asm = bpf_asm! {
+        core_field_offset(r1, "task_struct", "pid")
+        core_field_exists(r2, "task_struct", "no_such_field_anywhere")
+        if r2 == 0 goto out
+        core_field_offset(r3, "task_struct", "no_such_field_anywhere")
+    out:
+        r0 = 0
+        exit
+    };
+    let prog = Program::load(&asm.assemble().unwrap(), &[], &LoadOptions::new("core_records", ProgType::SocketFilter)).unwrap();
+    let records: Vec<String> = prog.core_relocations().iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        records,
+        vec![
+            format!("core_field_offset(\"task_struct\", \"pid\") = {pid:#x}"),
+            "core_field_exists(\"task_struct\", \"no_such_field_anywhere\") = 0x0".to_string(),
+            "core_field_offset(\"task_struct\", \"no_such_field_anywhere\") = poisoned (not found)".to_string(),
+        ]
+    );
+    assert_eq!(prog.core_relocations().iter().map(|r| r.slot).collect::<Vec<_>>(), vec![0, 1, 3]);
+}

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use bpfkit::bpf_asm;
-use bpfkit::events::{PerfBuffer, Poller, RingBuf};
+use bpfkit::events::{PerfBufferOptions, PerfBuffer, Poller, RingBuf};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program, TestRun};
 use bpfkit::os;
@@ -343,4 +343,43 @@ fn perf_buffer_samples_and_lost_records() {
     let bad = Map::create(&MapSpec::new("notperf", MapType::Array, 4, 4, 1)).unwrap();
     assert!(PerfBuffer::new(&bad, 1).is_err());
     assert!(PerfBuffer::new(&events, 3).is_err(), "pages must be a power of two");
+}
+
+#[test]
+fn perf_buffer_wakes_a_reader_every_n_samples() {
+    if !support::kernel_or_skip("perf buffer wakeup_events") {
+        return;
+    }
+    let events = Map::create(&MapSpec::new("events", MapType::PerfEventArray, 4, 4, 0)).unwrap();
+    let asm = bpf_asm! {
+        r6 = r1
+        *(u64 *)(r10 - 8) = r6
+        r1 = r6
+        r2 = map[events] ll
+        r3 = 0xffffffff ll
+        r4 = r10
+        r4 += -8
+        r5 = 8
+        call bpf_perf_event_output
+        r0 = 2
+        exit
+    };
+    let prog = Program::load(&asm.assemble().unwrap(), &[&events], &LoadOptions::new("perfwake", ProgType::Xdp)).unwrap();
+    let mut pb = PerfBuffer::with_options(&events, &PerfBufferOptions::new().pages(1).wakeup_events(8)).unwrap();
+    support::pin_to_cpu(0); // all samples in one CPU's ring, counted against one threshold
+    let timeout = Duration::from_millis(300);
+    // Seven samples: below the threshold, no wake-up — the poll waits its whole timeout, then
+    // drains what is there anyway.
+    prog.test_run(&TestRun::with_data(PACKET).repeat(7)).unwrap();
+    let start = std::time::Instant::now();
+    let n = pb.poll(Some(timeout), |_, _| {}).unwrap();
+    let waited = start.elapsed();
+    assert_eq!(n, 7);
+    assert!(waited >= Duration::from_millis(250), "woken after {waited:?} with 7 of 8 samples");
+    // Eight more: the eighth wakes the reader at once.
+    prog.test_run(&TestRun::with_data(PACKET).repeat(8)).unwrap();
+    let start = std::time::Instant::now();
+    let n = pb.poll(Some(Duration::from_secs(5)), |_, _| {}).unwrap();
+    assert_eq!(n, 8);
+    assert!(start.elapsed() < Duration::from_secs(1), "the 8th sample wakes the reader: {:?}", start.elapsed());
 }

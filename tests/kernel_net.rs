@@ -831,3 +831,47 @@ fn cgroup_sysctl_denies_writes_and_allows_reads() {
 fn sockmap_link_witness() -> support::Witness {
     support::witness::kernel_enum_has("bpf_link_type", "BPF_LINK_TYPE_SOCKMAP")
 }
+
+#[test]
+fn root_qdiscs_are_added_listed_and_removed() {
+    if !support::kernel_or_skip("root qdiscs") {
+        return;
+    }
+    use bpfkit::net::Netlink;
+    let net = Veth::with_ipv6(false);
+    net.b
+        .run(|| {
+            let nl = Netlink::open().unwrap();
+            let root = |nl: &Netlink| nl.qdiscs(net.ifb).unwrap().into_iter().filter(|(parent, _)| *parent == u32::MAX).map(|(_, k)| k).collect::<Vec<_>>();
+            // pfifo is built into every kernel with traffic control.
+            nl.add_root_qdisc(net.ifb, "pfifo").unwrap();
+            assert_eq!(root(&nl), ["pfifo"]);
+            if let Some(shown) = tool_in(&net.b, "tc", &["qdisc", "show", "dev", "vb", "root"]) {
+                assert!(shown.contains("qdisc pfifo"), "{shown}");
+            }
+            let again = nl.add_root_qdisc(net.ifb, "pfifo").unwrap_err();
+            assert_eq!(again.errno(), Some(libc::EEXIST), "{again}");
+            nl.del_root_qdisc(net.ifb).unwrap();
+            assert!(!root(&nl).contains(&"pfifo".to_string()), "{:?}", root(&nl));
+            let unknown = nl.add_root_qdisc(net.ifb, "no_such_qdisc").unwrap_err();
+            assert_eq!(unknown.errno(), Some(libc::ENOENT), "{unknown}");
+            assert!(unknown.to_string().contains("RTM_NEWQDISC no_such_qdisc root"), "{unknown}");
+            // fq (EDT pacing) is a build option: present, or refused the same way; tc agrees.
+            match nl.add_root_qdisc(net.ifb, "fq") {
+                Ok(()) => {
+                    assert_eq!(root(&nl), ["fq"]);
+                    nl.del_root_qdisc(net.ifb).unwrap();
+                }
+                Err(e) => {
+                    assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
+                    let witness = match tool_in(&net.b, "tc", &["qdisc", "add", "dev", "vb", "root", "fq"]) {
+                        Some(out) if out.contains("unknown") || out.contains("No such file") => support::Witness::Confirms(format!("tc qdisc add … fq: {}", out.trim())),
+                        Some(out) => support::Witness::Contradicts(format!("tc qdisc add … fq said {:?}", out.trim())),
+                        None => support::Witness::Absent("tc is not installed".into()),
+                    };
+                    support::kernel_lacks("root_qdiscs_are_added_listed_and_removed", "the fq qdisc", &e.to_string(), witness);
+                }
+            }
+        })
+        .unwrap();
+}

@@ -208,3 +208,80 @@ fn errors_name_the_type_or_the_file() {
     let err = bpfkit(&["btf", "dump", "--file", "/no/such/file"]).unwrap_err();
     assert!(err.contains("/no/such/file"), "{err}");
 }
+
+/// bpftool's `'NAME' type_id=N bits_offset=B` member lines of the STRUCT record named `name`:
+/// (member name, offset in bits).
+fn bpftool_members(dump: &str, name: &str) -> Vec<(String, u64)> {
+    let record = records(dump)
+        .into_iter()
+        .find(|r| r.lines().next().is_some_and(|l| l.contains(&format!(" STRUCT '{name}' "))))
+        .unwrap_or_else(|| panic!("bpftool lists no STRUCT '{name}'"));
+    record
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let member = l.trim().split('\'').nth(1)?.to_string();
+            let bits = l.split(' ').find_map(|w| w.strip_prefix("bits_offset="))?.parse().ok()?;
+            Some((member, bits))
+        })
+        .collect()
+}
+
+#[test]
+fn members_lays_out_a_struct_as_bpftool_sees_it() {
+    let Some(dump) = bpftool_raw("btf members") else {
+        return;
+    };
+    let out = bpfkit(&["btf", "members", "task_struct"]).unwrap();
+    // Every named top-level member bpftool lists appears at the byte offset bpftool gives
+    // (bitfields as byte:bit/width).
+    let theirs = bpftool_members(&dump, "task_struct");
+    assert!(theirs.len() > 100, "{theirs:?}");
+    for (member, bits) in theirs.iter().filter(|(m, _)| !m.is_empty()) {
+        let found = out.lines().any(|l| {
+            let mut cols = l.split_whitespace();
+            let offset = cols.next().unwrap_or_default();
+            let rest: Vec<&str> = cols.skip(1).collect();
+            let decl = rest.join(" ");
+            let names_it = decl.ends_with(&format!(" {member}"))
+                || decl.contains(&format!(" {member}["))
+                || decl.contains(&format!("*{member}"))
+                || decl.contains(&format!(" {member}:"))
+                || decl.contains(&format!("(*{member})"));
+            let at = if offset.contains(':') {
+                offset.starts_with(&format!("{:#x}:{}/", bits / 8, bits % 8))
+            } else {
+                offset == format!("{:#x}", bits / 8)
+            };
+            names_it && at
+        });
+        assert!(found, "member {member} at bit {bits} not in:\n{out}");
+    }
+    let err = bpfkit(&["btf", "members", "no_such_struct_anywhere"]).unwrap_err();
+    assert!(err.contains("no BTF struct or union named \"no_such_struct_anywhere\""), "{err}");
+}
+
+#[test]
+fn path_resolves_hops_and_prints_the_co_re_reads() {
+    let Some(dump) = bpftool_raw("btf path") else {
+        return;
+    };
+    let out = bpfkit(&["btf", "path", "task_struct->real_parent->tgid"]).unwrap();
+    let task = bpftool_members(&dump, "task_struct");
+    let off = |m: &str| task.iter().find(|(n, _)| n == m).map(|(_, b)| b / 8).unwrap();
+    assert!(out.contains(&format!("hop 1: task_struct->real_parent at {:#x} (struct task_struct *)", off("real_parent"))), "{out}");
+    assert!(out.contains(&format!("hop 2: task_struct->tgid at {:#x} (pid_t)", off("tgid"))), "{out}");
+    assert!(out.contains("reads: pid_t tgid, 4 bytes, signed"), "{out}");
+    for line in [r#"core_field_offset(r7, "task_struct", "real_parent")"#, r#"core_field_offset(r7, "task_struct", "tgid")"#, "w0 = *(u32 *)(r10 - 0x8)", "r0 <<= 0x20", "r0 s>>= 0x20"] {
+        assert!(out.contains(line), "{line} not in:\n{out}");
+    }
+    for (path, why) in [
+        ("task_struct->comm", "into a buffer"),
+        ("task_struct->pid->x", "not a pointer"),
+        ("task_struct->no_such_member", "has no member \"no_such_member\""),
+        ("task_struct", "TYPE->member"),
+    ] {
+        let err = bpfkit(&["btf", "path", path]).unwrap_err();
+        assert!(err.contains(why), "{path}: {err}");
+    }
+}

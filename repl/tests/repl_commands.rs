@@ -526,3 +526,20 @@ fn cases_and_test_report_verdicts_and_coverage() {
     assert!(third.contains("FAIL  packet udp 10.0.0.1:4000 10.0.0.2:54 => 1: returned 2, expected 1"), "{third}");
     assert!(third.contains("1 of filter's cases failed"), "{third}");
 }
+
+#[test]
+fn btf_members_and_path_explore_kernel_types() {
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        support::skip(":btf members/path: this kernel has no /sys/kernel/btf/vmlinux");
+        return;
+    }
+    let (code, out) = script(":btf members css_set\n:btf path task_struct -> cgroups -> dfl_cgrp\n:btf path task_struct->comm\n");
+    let members = after(&out, ":btf members css_set");
+    assert!(members[0].starts_with("css_set (") && members.iter().any(|l| l.trim_end().ends_with("struct cgroup *dfl_cgrp")), "{out}");
+    let path = after(&out, ":btf path task_struct -> cgroups -> dfl_cgrp");
+    assert!(path[0].starts_with("hop 1: task_struct->cgroups at 0x") && path[1].starts_with("hop 2: css_set->dfl_cgrp at 0x"), "{out}");
+    assert!(path.contains(&r#"core_field_offset(r7, "css_set", "dfl_cgrp")"#), "{out}");
+    let refused = after(&out, ":btf path task_struct->comm");
+    assert!(refused.iter().any(|l| l.contains("into a buffer")), "{out}");
+    assert_eq!(code, Some(1), "a failed line makes the script fail");
+}

@@ -53,14 +53,20 @@ PLAN=(
   "helpers_table --skip table_is_the_kernels_enum_exactly"
   "features"                # bpftool is not in the initramfs: its comparison skips itself; libbpf's runs
 )
-# Tutorial labs that need what the host lacks (kprobes, trampolines, LSM): the example binaries
+# Tutorial labs that need what the host lacks (kprobes, trampolines, LSM, sch_fq): the example binaries
 # themselves (`cargo run --example NAME` on the host shows their clear error there). One line
 # per lab: name, then its command-line arguments.
 LABS=(
   "lab_5_1"                 # kprobe call tracer (do_sys_openat2, decoded from BTF)
   "lab_5_2"                 # tcp_v4_connect entry/return + tcp_set_state, and the tracepoint variant
   "lab_5_3"                 # mutex_lock entry/return by lock and stack, and the tracepoint variant
+  "lab_8_3"                 # EDT latency injection: skb->tstamp + the fq qdisc (sch_fq.ko, packed below)
   "lab_9_3"                 # cgroup sandbox: device and raw-socket policies, and the BPF-LSM file_open half
+  "lab_10_1"                # CO-RE exec monitor: the same program, 6.1's task_struct offsets, checked against /proc
+  "lab_10_2"                # CO-RE adaptive RSS reader: 6.1 takes the mm_rss_stat branch
+  "lab_11_1"                # BPF-LSM file_open: one file denied to nobody, logged
+  "lab_11_2"                # BPF-LSM bprm_check_security: an inode allow-list with digests checked at load
+  "lab_11_3"                # BPF-LSM socket_connect: per-comm destination rules on loopback servers
 )
 # (Not in the plan: fd_hygiene, whose 10,000 load/run/drop cycles take ~80 s under TCG, as long as
 # the rest of the new binaries together, for a property that does not depend on the kernel.)
@@ -202,8 +208,9 @@ copy_libs tests/fixtures/usdt/usdt_probe
 # an installed system (/boot/config-<release>; the cloud kernel has no /proc/config.gz).
 mkdir -p "$IR/boot"
 cp "$KDIR/root/boot/config-$KVER" "$IR/boot/"
-# Modules the tests need that the cloud kernel builds as modules (clsact, cls_bpf, veth, dummy).
-for m in net/sched/sch_ingress.ko net/sched/cls_bpf.ko drivers/net/veth.ko drivers/net/dummy.ko; do
+# Modules the tests need that the cloud kernel builds as modules (clsact, cls_bpf, veth, dummy;
+# fq, the EDT qdisc of Lab 8.3 and kernel_net's root qdisc test).
+for m in net/sched/sch_ingress.ko net/sched/cls_bpf.ko net/sched/sch_fq.ko drivers/net/veth.ko drivers/net/dummy.ko; do
   cp "$MODDIR/$m" "$IR/kernel2/modules/"
 done
 printf '%s\n' "${PLAN[@]}" >"$IR/kernel2/plan"

@@ -28,6 +28,6 @@ pub use probe::{ProbeError, TRACEFS_GROUP};
 pub use socket::{NetfilterHook, NfFamily, NfHook};
 pub use tc::{cls_bpf_filters, TcDirection, TcOptions};
 pub use tracepoint_format::{TracepointField, TracepointFormat};
-pub use tracing::{tracepoint_id, PerfEventTarget, TracepointOptions};
+pub use tracing::{tp_btf_options, tracepoint_id, PerfEventTarget, TracepointOptions};
 pub use xdp::{ifindex, xdp_state, XdpMode};
 pub use crate::sys::netlink::{ClsBpfFilter, XdpState};

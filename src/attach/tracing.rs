@@ -34,6 +34,23 @@ impl TracepointOptions {
 /// `BPF_PERF_EVENT` attach type.
 const ATTACH_PERF_EVENT: u32 = 41;
 
+/// Load options for a `tp_btf` program named `name` on the raw tracepoint `event` (`sys_enter`,
+/// `sched_switch`): `tracing`, `trace_raw_tp`, and the BTF id of the kernel's typedef
+/// `btf_trace_EVENT`, which gives the program the tracepoint's typed arguments (`u64 ctx[]`: a
+/// `struct task_struct *` is a pointer the program may load through). Attach the loaded program
+/// with [`Program::attach_btf`]. Unlike a perf-event tracepoint, whose detach waits for RCU
+/// grace periods, a `tp_btf` link detaches without waiting.
+pub fn tp_btf_options(name: &str, event: &str) -> Result<crate::prog::LoadOptions, super::ProbeError> {
+    use crate::core_btf::{Btf, Kind};
+    use crate::prog::{AttachType, LoadOptions, ProgType};
+    let what = format!("tp_btf/{event}");
+    let btf = Btf::vmlinux_shared().map_err(|source| super::ProbeError::Btf { what: format!("{what}: reading vmlinux BTF"), source })?;
+    let id = btf
+        .find_by_name_kind(&format!("btf_trace_{event}"), Kind::Typedef)
+        .ok_or_else(|| super::ProbeError::invalid(what, format!("no raw tracepoint `{event}` in the kernel's BTF (no typedef btf_trace_{event})")))?;
+    Ok(LoadOptions::new(name, ProgType::Tracing).expected_attach_type(AttachType::TraceRawTp).attach_btf_id(id.get()))
+}
+
 /// The id of tracepoint `category/name` from tracefs (`events/<category>/<name>/id`).
 pub fn tracepoint_id(category: &str, name: &str) -> Result<u64, LinkError> {
     let bad = |m: String| LinkError::Target { what: format!("tracepoint {category}/{name}"), message: m };

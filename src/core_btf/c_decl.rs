@@ -114,6 +114,14 @@ impl Btf {
         Ok(d.out)
     }
 
+    /// The declaration of one member or variable `name` of type `id` as C writes it inside a
+    /// struct: `char comm[16]`, `struct mm_struct *mm`, `void (*fn)(int)` (no `;`).
+    pub fn c_member_decl(&self, id: TypeId, name: &str) -> Result<String, BtfError> {
+        let mut d = Dumper::new(self);
+        d.type_decl(id, name, 0, 0)?;
+        Ok(d.out)
+    }
+
     /// A header defining `roots` and every type they need, in an order that compiles, with the
     /// `#ifndef __VMLINUX_H__` guard and `preserve_access_index` pragma bpftool writes around it
     /// (bpftool's `btf dump … root_id N format c`).

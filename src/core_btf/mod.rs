@@ -59,6 +59,7 @@
 
 mod builder;
 mod c_decl;
+mod explore;
 pub mod ext;
 mod load;
 mod pretty;
@@ -68,6 +69,8 @@ pub mod relo;
 pub mod types;
 
 pub use builder::BtfBuilder;
+pub use explore::{AccessHop, AccessPath, MemberRow};
+pub use query::MemberAt;
 pub use load::LoadedBtf;
 pub use reader::Btf;
 pub use types::{EnumValue, IntEncoding, Kind, Linkage, Member, Param, Type, TypeDetail, TypeId, VarSecinfo};
@@ -136,6 +139,15 @@ pub enum BtfError {
         /// The type's name.
         name: String,
         /// What the operation needed and did not find.
+        what: String,
+    },
+    /// An access path (`task_struct->mm->arg_start`, [`Btf::access_path`]) that cannot be read
+    /// as written.
+    #[error("access path \"{expr}\": {what}")]
+    BadPath {
+        /// The path as given.
+        expr: String,
+        /// Why it cannot be read, naming the member at fault.
         what: String,
     },
     /// A chain of typedefs, modifiers or arrays longer than 32: a loop in malformed BTF.

@@ -246,8 +246,15 @@ impl Btf {
     /// pointers); members of anonymous structs and unions are found by their own names, as in
     /// C; `"arr[3]"` indexes an array member. A bitfield's offset is its first bit.
     pub fn member_offset(&self, id: TypeId, path: &str) -> Result<u64, BtfError> {
+        Ok(self.member_at(id, path)?.bit_offset)
+    }
+
+    /// Where the member at `path` of `id` is and what it is: [`Btf::member_offset`]'s walk,
+    /// also returning the member's type and bitfield width (what a reader of it needs).
+    pub fn member_at(&self, id: TypeId, path: &str) -> Result<MemberAt, BtfError> {
         let mut cur = id;
         let mut bits: u64 = 0;
+        let mut bitfield_bits = 0;
         for component in path.split('.') {
             let (name, indexes) = split_component(component).ok_or_else(|| {
                 let r = self.raw(id);
@@ -265,11 +272,12 @@ impl Btf {
                     ));
                 }
                 let mut budget = MEMBER_SEARCH_BUDGET;
-                let (off, ty) = self
+                let (off, ty, width) = self
                     .find_member(&r, name.as_bytes(), 0, &mut budget)?
                     .ok_or_else(|| unexpected(&r, format!("has no member \"{name}\" (path \"{path}\")")))?;
                 bits = bits.saturating_add(off);
                 cur = ty;
+                bitfield_bits = width;
             }
             for index in indexes {
                 let r = self.raw(self.resolve(cur)?)?;
@@ -285,13 +293,14 @@ impl Btf {
                     .and_then(|s| bits.checked_add(s))
                     .ok_or_else(|| unexpected(&r, format!("offset of [{index}] overflows (path \"{path}\")")))?;
                 cur = elem;
+                bitfield_bits = 0;
             }
         }
-        Ok(bits)
+        Ok(MemberAt { bit_offset: bits, ty: cur, bitfield_bits })
     }
 
     /// Find member `name` of the struct/union `r`, looking inside anonymous members.
-    /// Returns its bit offset from the start of `r` and its type. `budget` bounds the members
+    /// Returns its bit offset from the start of `r`, its type and its bitfield width (0: none). `budget` bounds the members
     /// visited, so that malformed BTF nesting many anonymous members cannot take forever.
     fn find_member(
         &self,
@@ -299,7 +308,7 @@ impl Btf {
         name: &[u8],
         depth: usize,
         budget: &mut usize,
-    ) -> Result<Option<(u64, TypeId)>, BtfError> {
+    ) -> Result<Option<(u64, TypeId, u8)>, BtfError> {
         if depth > MAX_DEPTH {
             return Err(BtfError::TooDeep { id: r.id });
         }
@@ -313,21 +322,33 @@ impl Btf {
             let m = r.off + TYPE_HEADER_LEN + 12 * i;
             let (name_off, ty, offset) = (r.word(m)?, TypeId(r.word(m + 4)?), r.word(m + 8)?);
             let bit = if r.kflag() { offset & 0xff_ffff } else { offset } as u64;
+            let width = if r.kflag() { (offset >> 24) as u8 } else { 0 };
             let member_name = r.btf.str_bytes(name_off).map_err(|e| r.bad(format!("member {i} name: {e}")))?;
             if member_name == name {
-                return Ok(Some((bit, ty)));
+                return Ok(Some((bit, ty, width)));
             }
             if member_name.is_empty() {
                 let inner = self.raw(self.resolve(ty)?)?;
                 if matches!(inner.kind, Kind::Struct | Kind::Union) {
-                    if let Some((off, found)) = self.find_member(&inner, name, depth + 1, budget)? {
-                        return Ok(Some((bit + off, found)));
+                    if let Some((off, found, width)) = self.find_member(&inner, name, depth + 1, budget)? {
+                        return Ok(Some((bit + off, found, width)));
                     }
                 }
             }
         }
         Ok(None)
     }
+}
+
+/// A member found by [`Btf::member_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberAt {
+    /// Bits from the start of the outer type.
+    pub bit_offset: u64,
+    /// The member's type (an array element's for a path ending in `[i]`).
+    pub ty: TypeId,
+    /// A bitfield's width in bits; 0 for an ordinary member.
+    pub bitfield_bits: u8,
 }
 
 /// `name[1][2]` → ("name", [1, 2]); `None` when malformed.

@@ -14,7 +14,7 @@ mod user_ringbuf;
 
 #[cfg(feature = "tokio")]
 pub use async_ringbuf::AsyncRingBuf;
-pub use perf::PerfBuffer;
+pub use perf::{PerfBuffer, PerfBufferOptions};
 pub use poller::Poller;
 pub use ringbuf::{Record, Records, RingBuf};
 pub use stacks::{stack_ips, StackError, StackFrame, Symbolizer};

@@ -33,14 +33,55 @@ pub struct PerfBuffer {
     scratch: Vec<u8>,
 }
 
+/// How a [`PerfBuffer`] is opened: the data pages of each CPU's ring, and after how many
+/// samples on one CPU the kernel wakes a reader waiting in [`PerfBuffer::poll`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PerfBufferOptions {
+    pages: usize,
+    wakeup_events: u32,
+}
+
+impl Default for PerfBufferOptions {
+    fn default() -> PerfBufferOptions {
+        PerfBufferOptions { pages: 8, wakeup_events: 1 }
+    }
+}
+
+impl PerfBufferOptions {
+    /// 8 data pages per CPU, a wake-up for every sample.
+    pub fn new() -> PerfBufferOptions {
+        PerfBufferOptions::default()
+    }
+    /// Data pages per CPU ring (a power of two).
+    pub fn pages(mut self, pages: usize) -> PerfBufferOptions {
+        self.pages = pages;
+        self
+    }
+    /// Wake a waiting reader only after every `n` samples on a CPU (`perf_event_attr.
+    /// wakeup_events`; 0 counts as 1). Fewer wake-ups cost the producer less at high rates, as
+    /// the ring buffer's `BPF_RB_NO_WAKEUP` does; samples below the threshold wait in the ring
+    /// until the next wake-up or until the reader drains on its own (poll with a timeout).
+    pub fn wakeup_events(mut self, n: u32) -> PerfBufferOptions {
+        self.wakeup_events = n.max(1);
+        self
+    }
+}
+
 fn sys_err(op: String) -> impl FnOnce(std::io::Error) -> EventError {
     move |source| EventError::Sys(SysError::new(op, source))
 }
 
 impl PerfBuffer {
     /// Open one event and ring of `pages` data pages (a power of two) per online CPU, and store
-    /// the events in `map` (a perf event array).
+    /// the events in `map` (a perf event array); every sample wakes a waiting reader.
     pub fn new(map: &Map, pages: usize) -> Result<PerfBuffer, EventError> {
+        PerfBuffer::with_options(map, &PerfBufferOptions::new().pages(pages))
+    }
+
+    /// [`PerfBuffer::new`] with [`PerfBufferOptions`].
+    pub fn with_options(map: &Map, opts: &PerfBufferOptions) -> Result<PerfBuffer, EventError> {
+        let pages = opts.pages;
         if map.map_type() != MapType::PerfEventArray {
             return Err(EventError::WrongMap { map: map.describe(), want: "perf_event_array" });
         }
@@ -54,7 +95,7 @@ impl PerfBuffer {
             config: sys::PERF_COUNT_SW_BPF_OUTPUT,
             sample_type: sys::PERF_SAMPLE_RAW,
             sample_period: 1,
-            wakeup_events: 1,
+            wakeup_events: opts.wakeup_events,
             ..Default::default()
         };
         let mut rings = Vec::new();

@@ -18,8 +18,8 @@
 //! and finally `r0 = *(u32 *)(r10 - 8)`. On a failed read the kernel zero-fills the buffer, so
 //! the result is 0. It clobbers r1–r5 and the `tmp` register.
 
-use crate::insn::build::{add64, call_helper, ldx, mov64};
-use crate::insn::{CoreAccess, CoreKind, Insn, Program, Reg, Size};
+use crate::insn::build::{add64, alu64, call_helper, ldx, mov64};
+use crate::insn::{AluOp, CoreAccess, CoreKind, Insn, Program, Reg, Size};
 
 /// `bpf_probe_read_kernel`.
 const PROBE_READ_KERNEL: u32 = 113;
@@ -76,6 +76,30 @@ pub fn core_read(dst: Reg, src: Reg, hops: &[Hop<'_>], size: Size, scratch: i16,
         p.push(call_helper(PROBE_READ_KERNEL));
     }
     p.push(ldx(size, dst, Reg::R10, scratch));
+    Ok(p)
+}
+
+/// The instructions that read `path` ([`Btf::access_path`](crate::core_btf::Btf::access_path),
+/// e.g. `task_struct->mm->arg_start`) from the pointer in `src` into `dst`: [`core_read`] with
+/// one hop per `->` and the final field's size. A signed field of fewer than 8 bytes is
+/// sign-extended, as C's read of it would be.
+pub fn core_read_path(dst: Reg, src: Reg, path: &crate::core_btf::AccessPath, scratch: i16, tmp: Reg) -> Result<Program, PatternError> {
+    let size = match path.size {
+        1 => Size::B,
+        2 => Size::H,
+        4 => Size::W,
+        8 => Size::DW,
+        n => return super::patterns::invalid("core_read_path", format!("{}: a {n}-byte field cannot be read by one load", path.expr)),
+    };
+    let hops: Vec<Hop<'_>> = path.hops.iter().map(|h| Hop::new(&h.type_name, &h.path)).collect();
+    let mut p = core_read(dst, src, &hops, size, scratch, tmp)?;
+    if path.signed && size != Size::DW {
+        // The load zero-extended. Shifts rather than a sign-extending load (cpu v4, kernels
+        // from 6.6): the program must load on older kernels too — that is CO-RE's point.
+        let shift = 64 - 8 * size.bytes() as i32;
+        p.push(alu64(AluOp::Lsh, dst, shift));
+        p.push(alu64(AluOp::Arsh, dst, shift));
+    }
     Ok(p)
 }
 

@@ -222,6 +222,7 @@ pub fn encode_into(insn: &Insn, out: &mut Vec<RawInsn>) -> Result<(), EncodeErro
             1,
             ((*dst_as as u32) << 16 | *src_as as u32) as i32,
         ),
+        Insn::MovPercpu { dst, src } => r(CLASS_ALU64 | ALU_MOV | SRC_X, dst.num(), src.num(), -1, 0),
         Insn::Endian { order, bits, dst } => {
             if !matches!(bits, 16 | 32 | 64) {
                 return Err(EncodeError::Invalid("byte swaps are 16, 32 or 64 bits"));
@@ -412,6 +413,10 @@ pub fn decode_at(slots: &[RawInsn], i: usize) -> Result<(Insn, usize), DecodeErr
                     dst_as: (s.imm as u32 >> 16) as u16,
                     src_as: s.imm as u32 as u16,
                 },
+                ALU_MOV if x && s.off == -1 && width == Width::W64 => {
+                    unused(false, false, false, true)?;
+                    Insn::MovPercpu { dst, src: reg(s.src(), "source")? }
+                }
                 ALU_MOV if x && s.off != 0 => {
                     let from = match (s.off, width) {
                         (8, _) => Size::B,

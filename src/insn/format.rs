@@ -183,6 +183,8 @@ fn format_llvm(insn: &Insn) -> String {
         Insn::AddrSpaceCast { dst, src, dst_as, src_as } => {
             format!("{dst} = addr_space_cast({src}, {dst_as:#x}, {src_as:#x})")
         }
+        // The kernel's own disassembler's words (kernel/bpf/disasm.c); LLVM has no syntax for it.
+        Insn::MovPercpu { dst, src } => format!("{dst} = &(void __percpu *)({src})"),
         Insn::Core { dst, access } => core_text(*dst, access),
         Insn::Endian { order, bits, dst } => {
             let name = match order {
@@ -301,6 +303,7 @@ fn format_mnemonic(insn: &Insn) -> String {
             format!("movsx{}{} {dst}, {src}", from.bits(), if *width == Width::W32 { 32 } else { 64 })
         }
         Insn::AddrSpaceCast { dst, src, dst_as, src_as } => format!("addr_space_cast {dst}, {src}, {dst_as}, {src_as}"),
+        Insn::MovPercpu { dst, src } => format!("mov_percpu {dst}, {src}"),
         Insn::Core { dst, access } => core_text(*dst, access),
         Insn::Endian { order, bits, dst } => {
             let name = match order {

@@ -440,6 +440,16 @@ pub enum Insn {
         /// Address space converted from.
         src_as: u16,
     },
+    /// `dst = &(void __percpu *)(src)`: the address of this CPU's copy of the per-CPU variable
+    /// at `src` (`BPF_ALU64 | BPF_MOV | BPF_X` with offset -1, `BPF_ADDR_PERCPU`). The verifier
+    /// writes it when it inlines per-CPU lookups (Linux 6.8+): it appears in translated
+    /// (`xlated`) programs, and the kernel refuses it in programs loaded from user space.
+    MovPercpu {
+        /// Destination register.
+        dst: Reg,
+        /// Source register: a per-CPU address.
+        src: Reg,
+    },
     /// Byte-order conversion or swap of the low `bits` (16, 32 or 64) of `dst`.
     Endian {
         /// Convert to little or big endian, or swap unconditionally.

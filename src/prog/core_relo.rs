@@ -47,6 +47,38 @@ pub(crate) fn vmlinux() -> Result<Arc<Btf>, BtfError> {
 pub(crate) struct Resolved {
     pub insn: Insn,
     pub poisoned: Option<String>,
+    pub record: CoreRelocation,
+}
+
+/// What one CO-RE instruction of a loaded program became ([`Program::core_relocations`](super::Program::core_relocations)):
+/// the value the target kernel's BTF gave it, or none when nothing matched and it was poisoned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreRelocation {
+    /// The instruction's index in the loaded program (in 8-byte slots).
+    pub slot: usize,
+    /// Which relocation: `core_field_offset`, `core_type_exists`, …
+    pub kind: CoreKind,
+    /// The type it names (`task_struct`).
+    pub type_name: String,
+    /// The member path or enumerator (`real_parent`, `rss_stat.count[1]`); empty for type kinds.
+    pub path: String,
+    /// The resolved value (an offset in bytes, a size, 0/1 for existence, an enum value); `None`
+    /// when the target has no such field or type and the instruction was poisoned.
+    pub value: Option<i64>,
+}
+
+impl std::fmt::Display for CoreRelocation {
+    /// `core_field_offset("task_struct", "real_parent") = 0x500` / `… = poisoned (not found)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}(\"{}\"", self.kind.name(), self.type_name)?;
+        if self.kind.has_path() {
+            write!(f, ", \"{}\"", self.path)?;
+        }
+        match self.value {
+            Some(v) => write!(f, ") = {v:#x}"),
+            None => write!(f, ") = poisoned (not found)"),
+        }
+    }
 }
 
 /// Resolves every CO-RE instruction of one load against one target.
@@ -59,16 +91,17 @@ impl CoreResolver {
         Ok(CoreResolver { btf: match target { Some(b) => b.clone(), None => vmlinux()? } })
     }
 
-    pub fn resolve(&self, dst: crate::insn::Reg, access: &CoreAccess) -> Result<Resolved, CoreError> {
+    pub fn resolve(&self, dst: crate::insn::Reg, access: &CoreAccess, slot: usize) -> Result<Resolved, CoreError> {
+        let record = |value| CoreRelocation { slot, kind: access.kind, type_name: access.type_name.clone(), path: access.path.clone(), value };
         let target = CoreTarget::new(&self.btf);
         let text = format!("{}(\"{}\"{})", access.kind.name(), access.type_name, if access.kind.has_path() { format!(", \"{}\"", access.path) } else { String::new() });
         match target.resolve_named(&access.type_name, &access.path, reloc_kind(access.kind)) {
             Ok(v) => {
                 let imm = i32::try_from(v.value as i64).map_err(|_| CoreError::TooWide { access: text.clone(), value: v.value })?;
-                Ok(Resolved { insn: Insn::Alu { op: AluOp::Mov, width: Width::W64, dst, src: Operand::Imm(imm) }, poisoned: None })
+                Ok(Resolved { insn: Insn::Alu { op: AluOp::Mov, width: Width::W64, dst, src: Operand::Imm(imm) }, poisoned: None, record: record(Some(imm as i64)) })
             }
             Err(e) if e.cause == Cause::NotFound => {
-                Ok(Resolved { insn: Insn::Call(Call::Helper(POISON_CALL_IMM as i32)), poisoned: Some(format!("{text}: {e}")) })
+                Ok(Resolved { insn: Insn::Call(Call::Helper(POISON_CALL_IMM as i32)), poisoned: Some(format!("{text}: {e}")), record: record(None) })
             }
             Err(source) => Err(CoreError::Relocation { access: text, source }),
         }

@@ -78,7 +78,7 @@ impl Program {
         }
         let raw: ProgInfoRaw = sys::info_by_fd(fd.as_fd(), |_| {}).map_err(|e| info_err("program fd".into(), e))?;
         let prog_type = ProgType::from_raw(raw.prog_type).ok_or_else(|| LoadError::UnknownType { id: raw.id, raw: raw.prog_type })?;
-        Ok(Program { fd, name: sys::c_name(&raw.name), prog_type, log: String::new() })
+        Ok(Program { fd, name: sys::c_name(&raw.name), prog_type, log: String::new(), core: Vec::new() })
     }
 
     /// Open the program with kernel id `id`.

@@ -14,6 +14,7 @@ mod verifier;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+pub use core_relo::CoreRelocation;
 pub use info::{ProgInfo, RunStats};
 pub use kfunc::KfuncError;
 pub use test_run::{TestRun, TestRunResult};
@@ -303,6 +304,8 @@ pub struct Program {
     prog_type: ProgType,
     /// The verifier log, if a log level was requested.
     pub log: String,
+    /// What each CO-RE instruction was resolved to at load.
+    core: Vec<core_relo::CoreRelocation>,
 }
 
 const LOG_START: usize = 64 * 1024;
@@ -321,6 +324,8 @@ impl Program {
         let mut resolver: Option<core_relo::CoreResolver> = None;
         // Slots poisoned because a CO-RE relocation found no match, and which relocation.
         let mut poisoned: Vec<(usize, String)> = Vec::new();
+        // What each CO-RE instruction became, kept on the loaded program.
+        let mut core_records: Vec<core_relo::CoreRelocation> = Vec::new();
         let core_err = |source| LoadError::Core { prog: opts.name.clone(), source };
         for (i, insn) in asm.insns().iter().enumerate() {
             if let Some(resolved) = kfunc::resolve(insn) {
@@ -336,11 +341,12 @@ impl Program {
                     if resolver.is_none() {
                         resolver = Some(core_relo::CoreResolver::new(opts.core_btf.as_ref()).map_err(core_err)?);
                     }
-                    let resolved = resolver.as_ref().map(|r| r.resolve(*dst, access)).transpose().map_err(core_err)?;
+                    let resolved = resolver.as_ref().map(|r| r.resolve(*dst, access, slots.len())).transpose().map_err(core_err)?;
                     let Some(resolved) = resolved else { continue };
                     if let Some(why) = resolved.poisoned {
                         poisoned.push((slots.len(), why));
                     }
+                    core_records.push(resolved.record);
                     encode_into(&resolved.insn, &mut slots)
                 }
                 Insn::LdImm64 { value: Imm64::Map(MapRef::Name(n)) | Imm64::MapValue { map: MapRef::Name(n), .. }, .. } => {
@@ -421,7 +427,7 @@ impl Program {
             }
             match sys::bpf_fd(Cmd::ProgLoad, &mut attr) {
                 Ok(fd) => {
-                    return Ok(Program { fd, name: opts.name.clone(), prog_type: opts.prog_type, log: sys::c_name(&log) });
+                    return Ok(Program { fd, name: opts.name.clone(), prog_type: opts.prog_type, log: sys::c_name(&log), core: core_records });
                 }
                 // The log buffer was too small: grow it (up to 16 MiB) and try again.
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && log_level > 0 && log.len() < LOG_MAX => {
@@ -455,6 +461,14 @@ impl Program {
                 }
             }
         }
+    }
+
+    /// What each CO-RE instruction (`core_field_offset(…)` and friends) was resolved to when
+    /// this program was loaded, in program order: the offsets, sizes and existence answers the
+    /// target kernel's BTF gave, and which ones were poisoned. Empty for programs without CO-RE
+    /// and for programs opened from the kernel.
+    pub fn core_relocations(&self) -> &[CoreRelocation] {
+        &self.core
     }
 
     /// The program's name as loaded (or as the kernel reports it for opened programs).

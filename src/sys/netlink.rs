@@ -49,6 +49,7 @@ const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWQDISC: u16 = 36;
 const RTM_DELQDISC: u16 = 37;
+const RTM_GETQDISC: u16 = 38;
 const RTM_NEWTFILTER: u16 = 44;
 const RTM_DELTFILTER: u16 = 45;
 const RTM_GETTFILTER: u16 = 46;
@@ -88,6 +89,8 @@ const TCA_BPF_NAME: u16 = 7;
 const TCA_BPF_FLAGS: u16 = 8;
 const TCA_BPF_ID: u16 = 11;
 const TCA_BPF_FLAG_ACT_DIRECT: u32 = 1;
+/// `TC_H_ROOT`: the parent of a device's root (egress) qdisc.
+const TC_H_ROOT: u32 = 0xffff_ffff;
 /// `TC_H_CLSACT` (= `TC_H_INGRESS`): the clsact qdisc's parent.
 const TC_H_CLSACT: u32 = 0xffff_fff1;
 /// `TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)`: the parent of ingress filters.
@@ -388,6 +391,40 @@ impl Netlink {
     pub fn del_clsact(&self, ifindex: u32) -> Result<(), NetlinkError> {
         let m = acked(RTM_DELQDISC, 0, &tcmsg(ifindex, 0xffff_0000, TC_H_CLSACT, 0));
         self.request(&format!("RTM_DELQDISC clsact (ifindex {ifindex})"), m).map(|_| ())
+    }
+
+    /// Make a qdisc of `kind` (`"fq"`, `"pfifo"`, …, with its default options) the root qdisc
+    /// of `ifindex`, like `tc qdisc add dev X root KIND`. A kernel without that scheduler
+    /// answers `ENOENT` with the message `Specified qdisc kind is unknown` (or, where the kernel
+    /// builds it as a module it cannot load, the same): this is the probe for a qdisc.
+    pub fn add_root_qdisc(&self, ifindex: u32, kind: &str) -> Result<(), NetlinkError> {
+        let op = format!("RTM_NEWQDISC {kind} root (ifindex {ifindex})");
+        let kind_c = CString::new(kind).map_err(|_| NetlinkError::io(&op, io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let mut m = acked(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, &tcmsg(ifindex, 0, TC_H_ROOT, 0));
+        m.str(TCA_KIND, &kind_c);
+        self.request(&op, m).map(|_| ())
+    }
+
+    /// Remove the root qdisc of `ifindex` (the device goes back to its default one).
+    pub fn del_root_qdisc(&self, ifindex: u32) -> Result<(), NetlinkError> {
+        let m = acked(RTM_DELQDISC, 0, &tcmsg(ifindex, 0, TC_H_ROOT, 0));
+        self.request(&format!("RTM_DELQDISC root (ifindex {ifindex})"), m).map(|_| ())
+    }
+
+    /// The qdiscs of `ifindex` as `(parent, kind)`, as `tc qdisc show dev X` lists them
+    /// (`parent` [`u32::MAX`] for the root; `clsact`'s is `0xfffffff1`).
+    pub fn qdiscs(&self, ifindex: u32) -> Result<Vec<(u32, String)>, NetlinkError> {
+        let op = format!("RTM_GETQDISC (ifindex {ifindex})");
+        let m = Msg::new(RTM_GETQDISC, NLM_F_DUMP, &tcmsg(ifindex, 0, 0, 0));
+        let mut out = Vec::new();
+        for r in self.request(&op, m)?.iter().filter(|r| r.ty == RTM_NEWQDISC) {
+            // A dump lists every device's qdiscs, whatever the request's ifindex.
+            let (Some(dev), Some(parent)) = (ne_u32(&r.body, 4), ne_u32(&r.body, 12)) else { continue };
+            if dev == ifindex {
+                out.push((parent, attr_str(r.body.get(20..).unwrap_or(&[]), TCA_KIND).unwrap_or_default()));
+            }
+        }
+        Ok(out)
     }
 
     /// Add a direct-action cls_bpf filter running `prog_fd` at `at` (a `priority` or `handle`

@@ -170,6 +170,19 @@ impl PausedChild {
         Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
     }
 
+    /// Send the child SIGKILL (whether or not it was resumed); a no-op once it was reaped.
+    /// [`PausedChild::wait`] then reaps it.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.reaped {
+            return Ok(());
+        }
+        // SAFETY: signalling our own child, not yet reaped, so the pid is still ours.
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Wait for the child to end (waitpid).
     pub fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
         use std::os::unix::process::ExitStatusExt;
@@ -264,5 +277,15 @@ mod tests {
         drop(paused);
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "reaped");
         assert!(!never.exists());
+    }
+
+    #[test]
+    fn a_resumed_child_is_killed_and_reaped() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = PausedChild::spawn("sleep".as_ref(), &["sleep".into(), "30".into()]).unwrap();
+        child.resume().unwrap();
+        child.kill().unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        child.kill().unwrap(); // reaped: nothing to signal, and no other process is hit
     }
 }

@@ -10,12 +10,12 @@
 //! `stat`'s struct). Nothing leaves the kernel for tasks or calls not selected; with `-c` the
 //! exit only adds to per-call counters (`stats`) and sends nothing at all.
 
-use bpfkit::attach::{Link, TracepointFormat};
+use bpfkit::attach::Link;
 use bpfkit::bpf_asm;
 use bpfkit::helpers::core_read::{core_read, Hop};
 use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
 use bpfkit::maps::{Map, MapFlags, MapSpec, MapType, UpdateFlags};
-use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
+use bpfkit::prog::Program;
 
 use crate::record::*;
 
@@ -148,7 +148,7 @@ fn enter_program(cfg: &Config) -> Result<Insns, Error> {
     let rec = size(cfg.buf_max) as i32;
     let buf_max = (cfg.buf_max.div_ceil(8) * 8) as i32;
     let mut p = bpf_asm! {
-        r6 = r1                                 // the tracepoint's record: id at 8, args at 16
+        r6 = r1                                 // u64 ctx[]: struct pt_regs *regs, long id
         call bpf_get_current_pid_tgid
         r7 = r0
         *(u32 *)(r10 - 4) = w7                  // the thread
@@ -192,9 +192,13 @@ fn enter_program(cfg: &Config) -> Result<Insns, Error> {
         call bpf_ktime_get_ns
         *(u64 *)(r9 + {TS_ENTER}) = r0
     };
-    for i in 0..6i16 {
+    // The arguments, from the registers the syscall entry saved (the x86-64 syscall convention:
+    // rdi, rsi, rdx, r10, r8, r9), at this kernel's pt_regs offsets.
+    p.extend(bpf_asm! { r2 = *(u64 *)(r6 + 0) });
+    for (i, off) in syscall_arg_offsets()?.into_iter().enumerate() {
+        let i = i as i16;
         p.extend(bpf_asm! {
-            r1 = *(u64 *)(r6 + {16 + 8 * i})
+            r1 = *(u64 *)(r2 + {off})
             *(u64 *)(r9 + {ARGS + 8 * i}) = r1
         });
     }
@@ -380,7 +384,7 @@ fn exit_program(cfg: &Config) -> Result<Insns, Error> {
     let rec = size(cfg.buf_max) as i32;
     let buf_max = (cfg.buf_max.div_ceil(8) * 8) as i32;
     let mut p = bpf_asm! {
-        r6 = r1                                 // id at 8, ret at 16
+        r6 = r1                                 // u64 ctx[]: struct pt_regs *regs, long ret
         call bpf_get_current_pid_tgid
         *(u32 *)(r10 - 4) = w0
         r1 = map[pending] ll
@@ -389,7 +393,7 @@ fn exit_program(cfg: &Config) -> Result<Insns, Error> {
         call bpf_map_lookup_elem
         if r0 == 0 goto out                     // its entry was not seen (or not selected)
         r7 = r0
-        r1 = *(u64 *)(r6 + 16)
+        r1 = *(u64 *)(r6 + 8)
         *(u64 *)(r7 + {RET}) = r1
         call bpf_ktime_get_ns
         *(u64 *)(r7 + {TS_EXIT}) = r0
@@ -538,10 +542,12 @@ fn exit_program(cfg: &Config) -> Result<Insns, Error> {
 
 /// sched_process_fork: with `-f`, a traced task's child (process or thread) is traced too.
 fn fork_program() -> Result<Insns, Error> {
-    let f = TracepointFormat::read("sched", "sched_process_fork")?;
+    let pid = member_offset("task_struct", "pid")?;
     Ok(bpf_asm! {
-        r6 = *(u32 *)(r1 + {f.offset_of("parent_pid")?})
-        r7 = *(u32 *)(r1 + {f.offset_of("child_pid")?})
+        r6 = *(u64 *)(r1 + 0)                   // u64 ctx[]: struct task_struct *parent, *child
+        r6 = *(u32 *)(r6 + {pid})
+        r7 = *(u64 *)(r1 + 8)
+        r7 = *(u32 *)(r7 + {pid})
         *(u32 *)(r10 - 4) = w6
         r1 = map[tids] ll
         r2 = r10
@@ -670,9 +676,9 @@ fn signal_program(cfg: &Config) -> Result<Insns, Error> {
 /// sched_process_exec: the path execve ran (`bprm->filename`), for a traced execve whose
 /// entry could not read it (its page was not resident then, and after the exec it is gone).
 fn exec_program() -> Result<Insns, Error> {
-    let f = TracepointFormat::read("sched", "sched_process_exec")?;
+    let filename = member_offset("linux_binprm", "filename")?;
     Ok(bpf_asm! {
-        r6 = r1
+        r6 = r1                                 // u64 ctx[]: task, old_pid, struct linux_binprm *bprm
         call bpf_get_current_pid_tgid
         *(u32 *)(r10 - 4) = w0
         r1 = map[pending] ll
@@ -683,9 +689,8 @@ fn exec_program() -> Result<Insns, Error> {
         r7 = r0
         r1 = *(u32 *)(r7 + {STR_LEN})
         if r1 != 0 goto out                     // read at entry
-        r3 = *(u32 *)(r6 + {f.offset_of("filename")?})
-        r3 &= 0xffff                            // __data_loc: offset in the record
-        r3 += r6
+        r3 = *(u64 *)(r6 + 16)
+        r3 = *(u64 *)(r3 + {filename})          // bprm->filename
         r1 = r7
         r1 += {STRS as i32}
         r2 = {STR_MAX as i32}
@@ -698,64 +703,67 @@ fn exec_program() -> Result<Insns, Error> {
     })
 }
 
-/// The programs, loaded and attached (the links detach on drop).
+/// The byte offset of `path` in struct `name`, from the running kernel's BTF (these programs
+/// are built where they run, so its own layout is the one to use).
+fn member_offset(name: &str, path: &str) -> Result<i16, Error> {
+    let btf = bpfkit::core_btf::Btf::vmlinux_shared()?;
+    let id = btf.find_by_name_kind(name, bpfkit::core_btf::Kind::Struct).ok_or_else(|| format!("no struct {name} in the kernel's BTF"))?;
+    Ok(i16::try_from(btf.member_offset(id, path)? / 8).map_err(|_| format!("{name}.{path}: offset beyond a load's reach"))?)
+}
+
+/// Where `struct pt_regs` keeps a system call's six arguments on x86-64.
+fn syscall_arg_offsets() -> Result<[i16; 6], Error> {
+    let mut offs = [0i16; 6];
+    for (o, reg) in offs.iter_mut().zip(["di", "si", "dx", "r10", "r8", "r9"]) {
+        *o = member_offset("pt_regs", reg)?;
+    }
+    Ok(offs)
+}
+
+/// The programs, loaded and attached (the links detach on drop). Every program is a `tp_btf`
+/// program on a raw tracepoint: their links detach at once, where a perf-event tracepoint's
+/// detach waits for RCU grace periods (~50 ms each here) — most of a short run's time.
 pub struct Tracer {
     pub maps: Maps,
     links: Vec<Link>,
-    _programs: Vec<Program>,
-    /// tp_btf programs (attached by their BTF id, not by a tracepoint name).
-    tracing: Vec<Program>,
+    programs: Vec<Program>,
 }
 
 impl Tracer {
     /// Load every program; attach nothing yet.
-    pub fn load(cfg: &Config) -> Result<(Tracer, Vec<(Program, &'static str, &'static str)>), Error> {
+    pub fn load(cfg: &Config) -> Result<Tracer, Error> {
         let maps = Maps::new(cfg)?;
         let all = maps.all();
-        let load = |name: &str, p: Insns| -> Result<Program, Error> {
-            Ok(Program::load(&p.assemble()?, &all, &LoadOptions::new(name, ProgType::Tracepoint))?)
+        let load = |name: &str, event: &str, p: Insns| -> Result<Program, Error> {
+            Ok(Program::load(&p.assemble()?, &all, &bpfkit::attach::tp_btf_options(name, event)?)?)
         };
-        let mut progs = vec![
-            (load("strace_enter", enter_program(cfg)?)?, "raw_syscalls", "sys_enter"),
-            (load("strace_exit", exit_program(cfg)?)?, "raw_syscalls", "sys_exit"),
-            (load("strace_texit", task_exit_program(cfg)?)?, "sched", "sched_process_exit"),
-            (load("strace_exec", exec_program()?)?, "sched", "sched_process_exec"),
+        // Attached in this order: exit before entry, so no call is seen half.
+        let mut programs = vec![
+            load("strace_exit", "sys_exit", exit_program(cfg)?)?,
+            load("strace_enter", "sys_enter", enter_program(cfg)?)?,
+            load("strace_texit", "sched_process_exit", task_exit_program(cfg)?)?,
+            load("strace_exec", "sched_process_exec", exec_program()?)?,
         ];
         if cfg.follow {
-            progs.push((load("strace_fork", fork_program()?)?, "sched", "sched_process_fork"));
+            programs.push(load("strace_fork", "sched_process_fork", fork_program()?)?);
         }
-        let mut tracing = Vec::new();
         if !cfg.summary {
-            let btf = bpfkit::core_btf::Btf::vmlinux_shared()?;
-            let id = btf.find_by_name_kind("btf_trace_signal_deliver", bpfkit::core_btf::Kind::Typedef).ok_or("no signal_deliver raw tracepoint in the kernel's BTF")?;
-            let opts = LoadOptions::new("strace_signal", ProgType::Tracing).expected_attach_type(AttachType::TraceRawTp).attach_btf_id(id.get());
-            tracing.push(Program::load(&signal_program(cfg)?.assemble()?, &all, &opts)?);
+            programs.push(load("strace_signal", "signal_deliver", signal_program(cfg)?)?);
         }
-        Ok((Tracer { maps, links: Vec::new(), _programs: Vec::new(), tracing }, progs))
+        Ok(Tracer { maps, links: Vec::new(), programs })
     }
 
-    /// Attach the programs `load` returned (exit before entry, so no call is seen half).
-    pub fn attach(&mut self, progs: Vec<(Program, &'static str, &'static str)>) -> Result<(), Error> {
-        for (prog, category, event) in progs.iter().rev() {
-            self.links.push(prog.attach_tracepoint(category, event)?);
-        }
-        for prog in &self.tracing {
+    /// Attach the programs `load` made.
+    pub fn attach(&mut self) -> Result<(), Error> {
+        for prog in &self.programs {
             self.links.push(prog.attach_btf()?);
         }
-        self._programs = progs.into_iter().map(|(p, _, _)| p).collect();
         Ok(())
     }
 
-    /// Detach everything (what dropping does, earlier). Each tracepoint's detach waits for an
-    /// RCU grace period in the kernel (~70 ms here): done one after another they were most of
-    /// a short run's time, so the links go in parallel and share the waits.
+    /// Detach everything (what dropping does, earlier).
     pub fn detach(&mut self) {
-        let links = std::mem::take(&mut self.links);
-        std::thread::scope(|s| {
-            for link in links {
-                s.spawn(move || drop(link));
-            }
-        });
+        self.links.clear();
     }
 
     /// Records lost because the ring buffer was full.

@@ -253,7 +253,7 @@ fn run(args: Args) -> Result<i32, Error> {
         Some(e) => filter::parse(e.strip_prefix("trace=").unwrap_or(e))?,
     };
     let cfg = Config { buf_max: args.string_size.clamp(1, 4096), follow: args.follow, summary: args.summary, ring_size: args.ring_size };
-    let (mut tracer, programs) = Tracer::load(&cfg).map_err(|e| format!("loading the kernel programs: {e}"))?;
+    let mut tracer = Tracer::load(&cfg).map_err(|e| format!("loading the kernel programs: {e}"))?;
     for &nr in &selected {
         if nr < kernel::NR_MAX {
             tracer.maps.select(nr, &decode::spec(&decode::name(nr)))?;
@@ -276,11 +276,15 @@ fn run(args: Args) -> Result<i32, Error> {
         tracer.maps.trace_from_exec(paused.id())?;
         child = Some(paused);
     }
-    tracer.attach(programs).map_err(|e| format!("attaching to the tracepoints: {e}"))?;
+    tracer.attach().map_err(|e| format!("attaching to the tracepoints: {e}"))?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    // As strace says it: from here on, the processes' calls are seen.
+    for pid in &args.pids {
+        eprintln!("bpfkit-strace: Process {pid} attached");
+    }
 
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)),

@@ -58,13 +58,21 @@ fn attach_to_a_running_process_and_detach_on_ctrl_c() {
     let mut target = python("import os, time\nwhile True:\n    os.getppid()\n    time.sleep(0.02)").spawn().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("trace.txt");
-    let mut tracer = Command::new(OURS).args(["-p", &target.id().to_string(), "-e", "trace=getppid", "-o"]).arg(&out).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    let mut tracer = Command::new(OURS).args(["-p", &target.id().to_string(), "-e", "trace=getppid", "-o"]).arg(&out).stderr(Stdio::piped()).spawn().unwrap();
+    // As strace does, the tracer says when the process is attached; from then on ~25 calls
+    // happen in the next half second.
+    let mut stderr = std::io::BufReader::new(tracer.stderr.take().unwrap());
+    let mut attached = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut attached).unwrap();
+    assert_eq!(attached.trim(), format!("bpfkit-strace: Process {} attached", target.id()));
+    std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     // SAFETY-free: kill(1) with SIGINT, as Ctrl-C would.
     assert!(Command::new("kill").args(["-INT", &tracer.id().to_string()]).status().unwrap().success());
     let status = tracer.wait().unwrap();
-    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(status.success(), "{status}: {rest}");
     assert!(started.elapsed() < Duration::from_secs(2), "detaches promptly");
     let text = std::fs::read_to_string(&out).unwrap();
     let lines = text.lines().filter(|l| l.starts_with("getppid()")).count();

@@ -6,6 +6,8 @@
 //! `[ID] KIND 'name' …` lines. With types (names or ids) it prints only those: raw lines, or
 //! each type's C declaration (`--deps` makes it a header holding everything they need).
 //! `find` lists every type with a name, and its CO-RE flavors (`name___suffix`).
+//! `members` lays out a struct (offset, size, bitfield, declaration); `path` resolves
+//! `task_struct->mm->arg_start` into CO-RE hops and prints the instructions that read it.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -55,6 +57,26 @@ pub enum BtfCommand {
         file: FileArgs,
         #[arg(value_name = "NAME")]
         name: String,
+    },
+    /// Lay out a struct or union: each member's offset and size in bytes, a bitfield's bit
+    /// offset and width, and its C declaration; members of anonymous structs and unions
+    /// indented under them.
+    Members {
+        #[command(flatten)]
+        file: FileArgs,
+        /// `task_struct`, `struct sock`, or a typedef of a struct.
+        #[arg(value_name = "TYPE")]
+        name: String,
+    },
+    /// Resolve an access path through pointers (`task_struct->mm->arg_start`): each hop's
+    /// struct, member and offset in this BTF, then the CO-RE instructions that read the value
+    /// from a pointer in r6 into r0 (relocated by name on whichever kernel loads them).
+    Path {
+        #[command(flatten)]
+        file: FileArgs,
+        /// TYPE->member[->member…]; members may be nested (`signal->rlim[7].rlim_cur`).
+        #[arg(value_name = "PATH")]
+        expr: String,
     },
 }
 
@@ -177,6 +199,51 @@ fn find(btf: &Btf, name: &str) -> Result<String, CliError> {
     Ok(out)
 }
 
+/// `offset size  declaration` rows; bitfields as `byte:bit/width`.
+fn members(btf: &Btf, name: &str) -> Result<String, CliError> {
+    let rows = btf.member_rows(name).map_err(CliError::Btf)?;
+    let id = btf
+        .find_by_name(name.trim_start_matches("struct ").trim_start_matches("union "))
+        .into_iter()
+        .find_map(|id| btf.size_of(id).ok().map(|size| (id, size)));
+    let mut out = String::new();
+    if let Some((id, size)) = id {
+        let _ = writeln!(out, "{name} ({id}, {size} bytes, {} members)", rows.len());
+    }
+    let _ = writeln!(out, "{:>10} {:>5}  member", "offset", "size");
+    for r in &rows {
+        let offset = if r.bitfield_bits > 0 {
+            format!("{:#x}:{}/{}", r.bit_offset / 8, r.bit_offset % 8, r.bitfield_bits)
+        } else {
+            format!("{:#x}", r.bit_offset / 8)
+        };
+        let _ = writeln!(out, "{offset:>10} {:>5}  {}{}", r.size, "    ".repeat(r.depth), r.decl);
+    }
+    Ok(out)
+}
+
+/// The hops of an access path, then the instructions that read it (r6 → r0).
+fn path(btf: &Btf, expr: &str) -> Result<String, CliError> {
+    use bpfkit::helpers::core_read::core_read_path;
+    use bpfkit::insn::format::{disassemble, DisasmOptions, Syntax};
+    use bpfkit::insn::Reg;
+    let access = btf.access_path(expr).map_err(CliError::Btf)?;
+    let mut out = String::new();
+    for (i, hop) in access.hops.iter().enumerate() {
+        let decl = btf.c_member_decl(hop.ty, "").map_err(CliError::Btf)?;
+        let _ = writeln!(out, "hop {}: {}->{} at {:#x} ({decl})", i + 1, hop.type_name, hop.path, hop.bit_offset / 8);
+    }
+    let _ = writeln!(out, "reads: {}, {} bytes{}", access.decl, access.size, if access.signed { ", signed" } else { "" });
+    let program = core_read_path(Reg::R0, Reg::R6, &access, -8, Reg::R7).map_err(|e| CliError::Message(e.to_string()))?;
+    let insns: Vec<_> = program.insns().cloned().collect();
+    out.push_str("; r6: the pointer to the first struct; r0: the value (0 if a read faults); clobbers r1-r5, r7\n");
+    out.push_str(&disassemble(&insns, DisasmOptions::new(Syntax::Llvm)));
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<(), CliError> {
     match &args.command {
         BtfCommand::Dump {
@@ -191,6 +258,14 @@ pub fn run(args: &Args, stdout: &mut dyn Write) -> Result<(), CliError> {
         }
         BtfCommand::Find { file, name } => {
             let text = find(&file.open()?, name)?;
+            write_output(None, stdout, text.as_bytes())
+        }
+        BtfCommand::Members { file, name } => {
+            let text = members(&file.open()?, name)?;
+            write_output(None, stdout, text.as_bytes())
+        }
+        BtfCommand::Path { file, expr } => {
+            let text = path(&file.open()?, expr)?;
             write_output(None, stdout, text.as_bytes())
         }
     }

@@ -7,8 +7,7 @@ use bpfkit::attach::fentry::{BtfTarget, TracingHook};
 use bpfkit::attach::iter;
 use bpfkit::attach::ProbeError;
 use bpfkit::maps::Map;
-use bpfkit::core_btf::{Btf, Kind};
-use bpfkit::prog::{AttachType, LoadError, LoadOptions, ProgType, Program, TestRun};
+use bpfkit::prog::{AttachType, LoadError, LoadOptions, Program, TestRun};
 
 use crate::error::CliError;
 use super::session::{say, Loaded, Outcome, Session};
@@ -186,16 +185,9 @@ pub fn load(s: &mut Session, args: &[&str], out: &mut dyn Write) -> Outcome {
     }
 }
 
-/// A `tp_btf` program (tracing, `BPF_TRACE_RAW_TP`) for the raw tracepoint `event`, found in
-/// the kernel's BTF as the typedef `btf_trace_EVENT`.
+/// A `tp_btf` program (tracing, `BPF_TRACE_RAW_TP`) for the raw tracepoint `event`.
 fn tp_btf_options(name: &str, event: &str) -> Result<LoadOptions, String> {
-    let vmlinux = Btf::vmlinux().map_err(|e| e.to_string())?;
-    let id = vmlinux
-        .find_by_name_kind(&format!("btf_trace_{event}"), Kind::Typedef)
-        .ok_or_else(|| format!("no raw tracepoint `{event}` in the kernel's BTF (no typedef btf_trace_{event})"))?;
-    Ok(LoadOptions::new(name, ProgType::Tracing)
-        .expected_attach_type(AttachType::TraceRawTp)
-        .attach_btf_id(id.get()))
+    bpfkit::attach::tp_btf_options(name, event).map_err(|e| e.to_string())
 }
 
 fn loaded<'s>(s: &'s Session, name: &str) -> Result<&'s Loaded, String> {

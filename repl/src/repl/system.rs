@@ -49,9 +49,19 @@ pub fn helper(args: &[&str], out: &mut dyn Write) -> Outcome {
 /// `:btf TYPE…`: `bpfkit btf dump TYPE…`.
 pub fn btf(args: &[&str], out: &mut dyn Write) -> Outcome {
     if args.is_empty() {
-        return Err("usage: :btf TYPE… (e.g. :btf task_struct)".into());
+        return Err("usage: :btf TYPE… | :btf members TYPE | :btf path TYPE->member[->member…] (e.g. :btf path task_struct->mm->arg_start)".into());
     }
-    let mut full = vec!["dump"];
+    // `members` and `path` are the explorer's own subcommands; anything else names types.
+    let mut full = match args[0] {
+        "members" | "path" => vec![],
+        _ => vec!["dump"],
+    };
+    if args[0] == "path" {
+        // `task_struct -> mm` typed with spaces is one path.
+        let expr = args[1..].concat();
+        full.extend(["path", expr.as_str()]);
+        return subcommand("btf", &full, out);
+    }
     full.extend_from_slice(args);
     subcommand("btf", &full, out)
 }

@@ -56,7 +56,7 @@ pub const COMMANDS: &[Command] = &[
     cmd("count", ":count MAP SECS", "wait SECS seconds (Ctrl-C stops early), then print MAP's counters as numbers", ":count counts 1", |s, a, o| attach::count(s, a, o)),
     cmd("trigger", ":trigger getpid N | :trigger udp N", "make events from this process; `getpid`: call getpid(2) N times (fires syscalls/sys_enter_getpid), `udp`: send N UDP datagrams over loopback to a socket of its own (through lo's tc and XDP hooks) and say how many arrived", ":trigger getpid 10", |s, a, o| attach::trigger(s, a, o)),
     cmd("features", ":features [ARGS]", "what this kernel supports (`bpfkit features ARGS`)", ":features --helpers", |_, a, o| system::subcommand("features", a, o)),
-    cmd("btf", ":btf TYPE…", "the C declaration of kernel BTF types (`bpfkit btf dump TYPE`)", ":btf task_struct", |_, a, o| system::btf(a, o)),
+    cmd("btf", ":btf TYPE… | :btf members TYPE | :btf path TYPE->member[->member…]", "the C declaration of kernel BTF types (`bpfkit btf dump TYPE`); `members`: a struct's layout, each member's offset, size, bitfield and declaration (`bpfkit btf members`); `path`: a chain through pointers resolved into CO-RE hops and the instructions that read it from a pointer in r6 (`bpfkit btf path`)", ":btf path task_struct->mm->arg_start", |_, a, o| system::btf(a, o)),
     cmd("helper", ":helper NAME|ID", "a helper's id, C prototype and the kernel release it appeared in", ":helper map_lookup_elem", |_, a, o| system::helper(a, o)),
     cmd("link", ":link list|show ID|detach ID", "bpf_links on the system (`bpfkit link …`)", ":link list", |_, a, o| system::subcommand("link", a, o)),
     cmd("quit", ":quit", "end the session: every link is detached, every map and program closed", ":quit", quit),

@@ -243,6 +243,22 @@ fn parse_assign(c: &mut Cursor, dst: Reg, is_w: bool) -> PResult<Insn> {
         }
         c.pos = at;
     }
+    // rD = &(void __percpu *)(rS): the kernel's per-CPU address move, as xlated programs print it
+    if c.eat("&") {
+        c.expect("(")?;
+        if !(c.eat_word("void") && c.eat_word("__percpu")) {
+            return c.err_at(at, "expected `&(void __percpu *)(rS)`, the per-CPU address move");
+        }
+        c.expect("*")?;
+        c.expect(")")?;
+        c.expect("(")?;
+        let src = c.reg()?;
+        c.expect(")")?;
+        if is_w {
+            return c.err_at(at, "a per-CPU address is 64 bits: write `rN = &(void __percpu *)(rM)`");
+        }
+        return Ok(Insn::MovPercpu { dst, src });
+    }
     // rD = (s8)rS
     if c.eat("(") {
         let (size, signed) = type_size(c)?;

@@ -156,6 +156,11 @@ pub(crate) fn parse(c: &mut Cursor, m: &str, m_pos: usize) -> PResult<Insn> {
         "callx" => Insn::Call(Call::Reg(c.reg()?)),
         "lock" => parse_lock(c)?,
         "neg" | "neg32" => Insn::Neg { width: split_width(m).1, dst: c.reg()? },
+        "mov_percpu" => {
+            let dst = c.reg()?;
+            c.comma()?;
+            Insn::MovPercpu { dst, src: c.reg()? }
+        }
         "addr_space_cast" => {
             let dst = c.reg()?;
             c.comma()?;
