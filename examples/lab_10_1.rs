@@ -2,21 +2,22 @@
 //! `sched:sched_process_exec` reads the new program's pid, tgid, parent's tgid, comm, start time
 //! and cgroup id out of `task_struct` through CO-RE — no offset is compiled in; the kernel that
 //! loads it supplies them — and streams them through a ring buffer. The lab starts four
-//! children and checks every field against `/proc/<pid>`. The same program runs on the host's
-//! 6.18 and in the 6.1 guest (`scripts/kernel2/run.sh lab_10_1`); each prints the offsets its
-//! kernel gave.
+//! children, two of them in a cgroup it makes, and checks every field against `/proc/<pid>`.
+//! The same program runs on the host's 6.18 and in the 6.1 guest
+//! (`scripts/kernel2/run.sh lab_10_1`); each prints the offsets its kernel gave.
 //!
 //! Run as root: `cargo run --example lab_10_1`. The same code is a doctest of the chapter.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use bpfkit::bpf_asm;
 use bpfkit::events::RingBuf;
 use bpfkit::helpers::core_read::{core_read, Hop};
 use bpfkit::insn::{Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
-use bpfkit::os::PausedChild;
+use bpfkit::os::{cgroup2_mount, Cgroup, CgroupRemover, Leftovers};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -78,44 +79,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _link = prog.attach_tracepoint("sched", "sched_process_exec")?;
 
-    // The cgroup id is the inode of the cgroup's directory under the cgroup2 mount (found in
-    // mountinfo: machines mount it in different places). Half the children run in a cgroup
-    // the lab makes, so that two different ids are checked.
-    let cgroup2 = std::fs::read_to_string("/proc/self/mountinfo")?
-        .lines()
-        .find(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with("cgroup2 ")))
-        .and_then(|l| l.split(' ').nth(4).map(str::to_string))
-        .ok_or("no cgroup2 mount in /proc/self/mountinfo")?;
-    // Children are killed and reaped, then the cgroup removed, however the lab ends (Ctrl-C
-    // reaches the children too: they are in the terminal's process group).
-    struct Children(Vec<PausedChild>, std::path::PathBuf);
+    // Half the children run in a cgroup the lab makes, so that two different ids are checked.
+    // It is removed however the lab ends: on drop, and from the Ctrl-C handler, installed
+    // before the cgroup exists.
+    let name = format!("bpfkit-lab10-1-{me}");
+    let remover = CgroupRemover::for_path(cgroup2_mount()?.join(&name), Leftovers::Kill);
+    ctrlc::set_handler(move || {
+        let _ = remover.remove();
+        std::process::exit(130);
+    })?;
+    let cgroup = Cgroup::create(&name)?;
+    // Children are killed and reaped however the lab ends.
+    struct Children(Vec<Child>);
     impl Drop for Children {
         fn drop(&mut self) {
             for c in &mut self.0 {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            let _ = std::fs::remove_dir(&self.1);
         }
     }
-    let cgroup = std::path::PathBuf::from(format!("{cgroup2}/bpfkit-lab10-1-{me}"));
-    let dir = cgroup.clone();
-    ctrlc::set_handler(move || {
-        std::thread::sleep(Duration::from_millis(100)); // the children's own SIGINT ends them
-        let _ = std::fs::remove_dir(&dir);
-        std::process::exit(130);
-    })?;
-    std::fs::create_dir(&cgroup)?;
-    let mut children = Children(Vec::new(), cgroup.clone());
+    let mut children = Children(Vec::new());
     for i in 0..CHILDREN {
-        // Each child is held before its execve; every other one is moved into the cgroup
-        // first, so its exec — and the record — happens there.
-        let mut child = PausedChild::spawn("sleep".as_ref(), &["sleep".into(), "5".into()])?;
-        if i % 2 == 0 {
-            std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string())?;
-        }
-        child.resume()?;
-        children.0.push(child);
+        // Every other child joins the cgroup before its execve, so its exec — and the
+        // record — happens there.
+        let mut command = if i % 2 == 0 { cgroup.command("sleep")? } else { Command::new("sleep") };
+        children.0.push(command.arg("5").spawn()?);
     }
     let mut ring = RingBuf::new(&events)?;
     let mut records: HashMap<u32, Vec<u8>> = HashMap::new();
@@ -126,7 +115,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?;
     }
 
-    // The independent witness: /proc.
+    // The independent witness: /proc. The cgroup id is the inode of the cgroup's directory
+    // under the cgroup2 mount (which machines mount in different places).
+    let cgroup2 = cgroup2_mount()?.display().to_string();
     const USER_HZ: u64 = 100; // /proc's clock ticks: fixed at 100 on x86-64 (the ABI's USER_HZ)
     println!("{:>7} {:>7} {:>7} {:<8} {:>14} {:>9}   checked against /proc", "pid", "tgid", "ppid", "comm", "start (ns)", "cgroup");
     for child in &children.0 {
