@@ -1,0 +1,11 @@
+//! bpfkit-profile's parts, as a library: the shared kernel half (`kernel`: stack maps, the
+//! count-by-stack instruction sequence), one module per mode with its programs (`cpu`), reading
+//! the aggregation back (`profile`), naming addresses (`symbols`), and the outputs (`output`:
+//! folded stacks, SVG, top table; `pprof`). The binary (`src/main.rs`) puts them together.
+
+pub mod cpu;
+pub mod kernel;
+pub mod output;
+pub mod pprof;
+pub mod profile;
+pub mod symbols;

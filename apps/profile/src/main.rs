@@ -1,0 +1,277 @@
+//! `bpfkit-profile`: profiles aggregated in the kernel, written as folded stacks, a flame-graph
+//! SVG, a top table and pprof. Each mode (see the library's modules) loads its programs and
+//! attaches them; this file runs the session — a command or processes to watch, the duration,
+//! Ctrl-C — and writes what was collected.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bpfkit::attach::Link;
+use bpfkit::os::PausedChild;
+use bpfkit::prog::Program;
+use clap::{Args, Parser, Subcommand};
+
+use bpfkit_profile::kernel::{Error, Sizes, StackMaps};
+use bpfkit_profile::profile::{self, Profile};
+use bpfkit_profile::symbols::Resolver;
+use bpfkit_profile::{cpu, output, pprof};
+
+/// Profiles from eBPF, aggregated in the kernel: where the CPU time goes (cpu), written as
+/// folded stacks, a flame graph, a top table and pprof.
+///
+/// The programs count by stack inside the kernel — one counter per distinct (process, user
+/// stack, kernel stack, thread name) — so nothing is copied out per event; the counts and stacks
+/// are read once at the end, and named (symbolized) then. A run ends after -d SECONDS, when
+/// COMMAND exits, when the -p processes are gone, or on Ctrl-C; each writes what was collected
+/// and detaches everything.
+#[derive(Debug, Parser)]
+#[command(name = "bpfkit-profile", version, after_help = "\
+Examples:
+  bpfkit-profile cpu -d 10                          the whole system for 10 s: the top table
+  bpfkit-profile cpu -F 999 --svg cpu.svg -- make   a command, at 999 Hz, as a flame graph
+  bpfkit-profile cpu -p 1234 -f > out.folded        a running process, folded stacks on stdout
+  bpfkit-profile cpu -d 30 --pprof cpu.pb.gz        for `go tool pprof` and its peers
+
+Needs root (or CAP_BPF and CAP_PERFMON). Stacks are walked by the kernel: through frame
+pointers in user code (build with -fno-omit-frame-pointer to keep callers; without them a stack
+often stops after its first frame or two), through ORC in the kernel.")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// On-CPU time: sample every CPU on the cpu-clock software event at -F HZ and count the
+    /// user and kernel stacks of whatever was running (the idle task excluded).
+    Cpu {
+        /// Samples per second on each CPU.
+        #[arg(short = 'F', long = "frequency", value_name = "HZ", default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        hz: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// What every mode takes.
+#[derive(Debug, Args)]
+struct Common {
+    /// Profile these running processes only (comma-separated pids); without -p or COMMAND the
+    /// whole system is profiled.
+    #[arg(short = 'p', value_name = "PID[,PID…]", value_delimiter = ',')]
+    pids: Vec<u32>,
+
+    /// Stop after this many seconds (else at the command's end, or Ctrl-C).
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS")]
+    duration: Option<f64>,
+
+    /// Print folded stacks on stdout instead of the top table.
+    #[arg(short = 'f', long = "folded")]
+    folded: bool,
+
+    /// Also write folded stacks to FILE.
+    #[arg(long = "folded-file", value_name = "FILE")]
+    folded_file: Option<PathBuf>,
+
+    /// Also write a flame-graph SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+
+    /// Also write a pprof profile (gzipped profile.proto) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
+
+    /// Rows of the top table.
+    #[arg(long, value_name = "N", default_value_t = 15)]
+    top: usize,
+
+    /// No `-` frame between user and kernel frames in folded stacks (bcc's `profile -d` puts
+    /// one there; this is the default here).
+    #[arg(long)]
+    no_delimiter: bool,
+
+    /// Distinct stacks the kernel's stack map holds; more distinct stacks are lost (counted and
+    /// reported).
+    #[arg(long, value_name = "N", default_value_t = 16384)]
+    stacks: u32,
+
+    /// Distinct (process, stacks, thread name) counters; events beyond are not counted (counted
+    /// and reported).
+    #[arg(long, value_name = "N", default_value_t = 40960)]
+    keys: u32,
+
+    /// The command to start and profile (after `--`); it is held before its first instruction
+    /// until the programs are attached.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("bpfkit-profile: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// What a mode attached, kept until the session ends.
+struct Attached {
+    _programs: Vec<Program>,
+    links: Vec<Link>,
+}
+
+/// How a mode's amounts are named.
+struct Units {
+    /// In the table's header and the SVG's tooltips ("samples").
+    name: &'static str,
+    title: &'static str,
+    pprof: pprof::Kind,
+}
+
+fn run(cli: Cli) -> Result<i32, Error> {
+    let (common, units, attach): (Common, Units, Box<dyn FnOnce(&StackMaps, bool) -> Result<Attached, Error>>) = match cli.mode {
+        Mode::Cpu { hz, common } => {
+            let period = 1_000_000_000 / hz as i64;
+            let units = Units {
+                name: "samples",
+                title: "CPU",
+                pprof: pprof::Kind { types: vec![("samples", "count"), ("cpu", "nanoseconds")], scale: vec![1, period], period: Some(("cpu", "nanoseconds", period)) },
+            };
+            let attach = Box::new(move |maps: &StackMaps, filtered: bool| {
+                let (prog, links) = cpu::attach(maps, hz, filtered).map_err(|e| format!("attaching to cpu-clock: {e}"))?;
+                Ok(Attached { _programs: vec![prog], links })
+            });
+            (common, units, attach)
+        }
+    };
+    if !common.command.is_empty() && !common.pids.is_empty() {
+        return Err("give either a command or -p, not both".into());
+    }
+    if let Some(d) = common.duration {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(format!("-d {d}: the duration is a positive number of seconds").into());
+        }
+    }
+    let maps = StackMaps::new(Sizes { stacks: common.stacks, keys: common.keys }).map_err(|e| format!("creating the maps: {e}"))?;
+    let filtered = !common.pids.is_empty() || !common.command.is_empty();
+    for &pid in &common.pids {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(format!("-p {pid}: no such process").into());
+        }
+        maps.target(pid)?;
+    }
+    let mut child = None;
+    if !common.command.is_empty() {
+        let paused = PausedChild::spawn(&common.command[0], &common.command).map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
+        maps.target(paused.id())?;
+        child = Some(paused);
+    }
+    let mut attached = attach(&maps, filtered)?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+
+    let started = Instant::now();
+    let wall_start = SystemTime::now();
+    let mut resolver = Resolver::new();
+    for &pid in &common.pids {
+        resolver.snapshot(pid);
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    if let Some(mut c) = child.take() {
+        c.resume().map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
+        std::thread::spawn(move || {
+            let _ = done_tx.send(c.wait());
+        });
+    }
+    let mut status = None;
+    let mut last_refresh = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        // Mappings of the processes that have counts, read while they run: new ones at once,
+        // known ones again every second (libraries loaded later, an exec).
+        let refresh_all = last_refresh.elapsed() >= Duration::from_secs(1);
+        for tgid in profile::tgids_seen(&maps) {
+            if refresh_all || !resolver.knows(tgid) {
+                resolver.snapshot(tgid);
+            }
+        }
+        if refresh_all {
+            last_refresh = Instant::now();
+        }
+        if status.is_none() {
+            if let Ok(s) = done_rx.try_recv() {
+                status = Some(s?);
+            }
+        }
+        let timed_out = common.duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d);
+        let command_done = !common.command.is_empty() && status.is_some();
+        let pids_gone = !common.pids.is_empty() && !common.pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if interrupted.load(Ordering::SeqCst) || timed_out || command_done || pids_gone {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    // Detach first: the counts stop moving while they are read.
+    attached.links.clear();
+    let profile = profile::collect(&maps, &mut resolver)?;
+    write_outputs(&common, &units, &profile, wall_start, elapsed)?;
+    for line in profile.losses.report(units.name) {
+        eprintln!("bpfkit-profile: {line}");
+    }
+    if interrupted.load(Ordering::SeqCst) && !common.command.is_empty() && status.is_none() {
+        eprintln!("bpfkit-profile: interrupted; detached (the command goes on unprofiled)");
+    }
+    Ok(match status {
+        Some(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+        }
+        None => 0,
+    })
+}
+
+fn write_outputs(common: &Common, units: &Units, profile: &Profile, wall_start: SystemTime, elapsed: Duration) -> Result<(), Error> {
+    let lines = output::folded(profile, !common.no_delimiter);
+    let mut stdout = std::io::stdout().lock();
+    if common.folded {
+        for l in &lines {
+            writeln!(stdout, "{l}")?;
+        }
+    } else {
+        write!(stdout, "{}", output::top_table(profile, common.top, units.name))?;
+        writeln!(stdout, "{} {} in {:.1} s, {} stacks", profile.total(), units.name, elapsed.as_secs_f64(), profile.samples.len())?;
+    }
+    stdout.flush()?;
+    let create = |p: &PathBuf| std::fs::File::create(p).map(std::io::BufWriter::new).map_err(|e| format!("{}: {e}", p.display()));
+    if let Some(path) = &common.folded_file {
+        let mut f = create(path)?;
+        for l in &lines {
+            writeln!(f, "{l}")?;
+        }
+        f.flush()?;
+    }
+    if let Some(path) = &common.svg {
+        if lines.is_empty() {
+            eprintln!("bpfkit-profile: nothing was counted; {} not written", path.display());
+        } else {
+            let mut f = create(path)?;
+            output::svg(&lines, units.title, units.name, &mut f).map_err(|e| format!("{}: {e}", path.display()))?;
+            f.flush()?;
+        }
+    }
+    if let Some(path) = &common.pprof {
+        let since_epoch = wall_start.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let message = pprof::build(profile, &units.pprof, since_epoch.as_nanos() as i64, elapsed.as_nanos() as i64);
+        let f = create(path)?;
+        pprof::write(&message, f).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The kernel's aggregation read back: each `counts` entry becomes a [`Sample`] — the process,
+//! its thread's name, the user and kernel frames (named) and the amount — and the `stats`
+//! counters become [`Losses`].
+
+use bpfkit::events::stack_ips;
+use bpfkit::maps::Map;
+
+use crate::kernel::{Error, StackMaps, EEXIST, EFAULT, ENOMEM, KEY_COMM, KEY_EXTRA, KEY_KSTACK, KEY_TGID, KEY_USTACK, STAT_COUNTS_FULL, STAT_EVENTS, STAT_KERNEL_STACK_LOST, STAT_USER_STACK_LOST};
+use crate::symbols::{Resolver, SymbolStats};
+
+/// One aggregated stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub tgid: u32,
+    /// The thread's name (`comm`) when the amount was counted.
+    pub comm: String,
+    /// A mode's own key field (io: the device).
+    pub extra: u32,
+    /// User frames, outermost first (empty for a kernel thread).
+    pub user: Vec<String>,
+    /// Kernel frames, outermost first (empty for a sample taken in user mode).
+    pub kernel: Vec<String>,
+    /// Samples, nanoseconds or bytes.
+    pub value: u64,
+}
+
+impl Sample {
+    /// All frames, outermost first, with bcc's `-` between user and kernel frames when there are
+    /// both (`profile -d`).
+    pub fn frames(&self, delimiter: bool) -> Vec<&str> {
+        let mut f: Vec<&str> = self.user.iter().map(String::as_str).collect();
+        if delimiter && !self.user.is_empty() && !self.kernel.is_empty() {
+            f.push("-");
+        }
+        f.extend(self.kernel.iter().map(String::as_str));
+        f
+    }
+}
+
+/// What was not counted, or not counted whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Events the programs counted (after the process filter).
+    pub events: u64,
+    /// User stacks lost to a stack-map hash collision or a full stack map.
+    pub user_stacks_lost: u64,
+    /// Kernel stacks lost the same way.
+    pub kernel_stacks_lost: u64,
+    /// Events not counted at all: the counts map was full.
+    pub counts_full: u64,
+    /// Symbolization.
+    pub symbols: SymbolStats,
+}
+
+impl Losses {
+    /// One line per kind of loss that happened (none: nothing was lost).
+    pub fn report(&self, unit: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.counts_full > 0 {
+            lines.push(format!("{} {unit} not counted: the counts map was full (raise --keys)", self.counts_full));
+        }
+        if self.user_stacks_lost > 0 || self.kernel_stacks_lost > 0 {
+            lines.push(format!(
+                "{} user and {} kernel stacks lost to stack-map collisions or a full stack map (raise --stacks); shown as [lost stack]",
+                self.user_stacks_lost, self.kernel_stacks_lost
+            ));
+        }
+        let s = self.symbols;
+        if s.no_symbol + s.no_mapping > 0 {
+            lines.push(format!(
+                "{} of {} frames without a symbol: {} in files without one there (stripped?), {} outside any mapping read (JIT code, or the process ended before its mappings were read)",
+                s.no_symbol + s.no_mapping,
+                s.frames,
+                s.no_symbol,
+                s.no_mapping
+            ));
+        }
+        lines
+    }
+}
+
+/// Everything a run collected.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    pub samples: Vec<Sample>,
+    pub losses: Losses,
+}
+
+impl Profile {
+    /// The sum of the samples' values.
+    pub fn total(&self) -> u64 {
+        self.samples.iter().map(|s| s.value).sum()
+    }
+}
+
+fn stack_frames(stacks: &Map, id: i32, user_of: Option<u32>, resolver: &mut Resolver) -> Vec<String> {
+    match id {
+        id if id >= 0 => match stack_ips(stacks, id as u32) {
+            Ok(ips) => match user_of {
+                Some(tgid) => resolver.user(tgid, &ips),
+                None => resolver.kernel(&ips),
+            },
+            Err(_) => vec!["[lost stack]".into()],
+        },
+        id if id == -EFAULT => Vec::new(),
+        id if id == -EEXIST || id == -ENOMEM => vec!["[lost stack]".into()],
+        _ => vec!["[no stack]".into()],
+    }
+}
+
+fn u32_at(key: &[u8], off: i16) -> u32 {
+    let o = off as usize;
+    u32::from_ne_bytes(key[o..o + 4].try_into().unwrap_or_default())
+}
+
+/// The tgids that have counts so far (to read their mappings while they run).
+pub fn tgids_seen(maps: &StackMaps) -> Vec<u32> {
+    let mut seen: Vec<u32> = maps.counts.keys().filter_map(Result::ok).map(|k| u32_at(&k, KEY_TGID)).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen
+}
+
+/// Read the maps (after the programs are detached) into a profile.
+pub fn collect(maps: &StackMaps, resolver: &mut Resolver) -> Result<Profile, Error> {
+    let mut samples = Vec::new();
+    for entry in maps.counts.iter() {
+        let (key, value) = entry?;
+        let tgid = u32_at(&key, KEY_TGID);
+        let comm_bytes = &key[KEY_COMM as usize..KEY_COMM as usize + 16];
+        let comm = String::from_utf8_lossy(&comm_bytes[..comm_bytes.iter().position(|b| *b == 0).unwrap_or(16)]).into_owned();
+        let user = stack_frames(&maps.stacks, u32_at(&key, KEY_USTACK) as i32, Some(tgid), resolver);
+        let kernel = stack_frames(&maps.stacks, u32_at(&key, KEY_KSTACK) as i32, None, resolver);
+        let value = u64::from_ne_bytes(value[..8].try_into().unwrap_or_default());
+        samples.push(Sample { tgid, comm, extra: u32_at(&key, KEY_EXTRA), user, kernel, value });
+    }
+    // Largest first: what a reader looks at first, and a stable order for the outputs.
+    samples.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.frames(false).cmp(&b.frames(false))));
+    let losses = Losses {
+        events: maps.stat(STAT_EVENTS)?,
+        user_stacks_lost: maps.stat(STAT_USER_STACK_LOST)?,
+        kernel_stacks_lost: maps.stat(STAT_KERNEL_STACK_LOST)?,
+        counts_full: maps.stat(STAT_COUNTS_FULL)?,
+        symbols: resolver.stats,
+    };
+    Ok(Profile { samples, losses })
+}
