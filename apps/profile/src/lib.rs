@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod kernel;
+pub mod offcpu;
 pub mod output;
 pub mod pprof;
 pub mod profile;

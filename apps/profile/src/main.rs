@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use bpfkit_profile::kernel::{Error, Sizes, StackMaps};
 use bpfkit_profile::profile::{self, Profile};
 use bpfkit_profile::symbols::Resolver;
-use bpfkit_profile::{cpu, output, pprof};
+use bpfkit_profile::{cpu, offcpu, output, pprof};
 
 /// Profiles from eBPF, aggregated in the kernel: where the CPU time goes (cpu), written as
 /// folded stacks, a flame graph, a top table and pprof.
@@ -51,6 +51,23 @@ enum Mode {
         /// Samples per second on each CPU.
         #[arg(short = 'F', long = "frequency", value_name = "HZ", default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         hz: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Off-CPU time: how long threads were blocked (sleeping, waiting for I/O, a lock, a
+    /// pipe), in nanoseconds by the stack they blocked in, from sched_switch (switched out
+    /// blocked → switched back in). Preemption of a runnable thread is not counted.
+    Offcpu {
+        /// Count only blocks at least this long, in microseconds.
+        #[arg(short = 'm', long = "min-block", value_name = "US", default_value_t = 1)]
+        min_block_us: u64,
+        /// Threads that may be blocked at once (each a `start` entry in the kernel).
+        #[arg(long, value_name = "N", default_value_t = 65536)]
+        threads: u32,
+        /// Attach as a raw tracepoint even where the kernel takes tp_btf (the path taken on
+        /// kernels without BTF-typed tracepoints).
+        #[arg(long)]
+        raw_tracepoint: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -124,6 +141,8 @@ fn main() {
 struct Attached {
     _programs: Vec<Program>,
     links: Vec<Link>,
+    /// A mode's own maps (offcpu's `start`).
+    _maps: Vec<bpfkit::maps::Map>,
 }
 
 /// How a mode's amounts are named.
@@ -145,7 +164,19 @@ fn run(cli: Cli) -> Result<i32, Error> {
             };
             let attach = Box::new(move |maps: &StackMaps, filtered: bool| {
                 let (prog, links) = cpu::attach(maps, hz, filtered).map_err(|e| format!("attaching to cpu-clock: {e}"))?;
-                Ok(Attached { _programs: vec![prog], links })
+                Ok(Attached { _programs: vec![prog], links, _maps: Vec::new() })
+            });
+            (common, units, attach)
+        }
+        Mode::Offcpu { min_block_us, threads, raw_tracepoint, common } => {
+            let units = Units { name: "ns", title: "Off-CPU time", pprof: pprof::Kind { types: vec![("offcpu", "nanoseconds")], scale: vec![1], period: None } };
+            let attach = Box::new(move |maps: &StackMaps, filtered: bool| {
+                let start = offcpu::start_map(threads)?;
+                let (prog, link, via) = offcpu::attach(maps, &start, filtered, min_block_us.saturating_mul(1000), raw_tracepoint).map_err(|e| format!("attaching to sched_switch: {e}"))?;
+                if via == offcpu::Via::RawTracepoint && !raw_tracepoint {
+                    eprintln!("bpfkit-profile: this kernel refused a tp_btf program on sched_switch; using a raw tracepoint");
+                }
+                Ok(Attached { _programs: vec![prog], links: vec![link], _maps: vec![start] })
             });
             (common, units, attach)
         }

@@ -113,6 +113,11 @@ fn u32_at(key: &[u8], off: i16) -> u32 {
     u32::from_ne_bytes(key[o..o + 4].try_into().unwrap_or_default())
 }
 
+/// The frames bpfkit-profile's own programs add to a kernel stack taken at a tracepoint.
+pub fn is_tracing_machinery(frame: &str) -> bool {
+    ["bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_", "bpf_trampoline_"].iter().any(|p| frame.starts_with(p))
+}
+
 /// The tgids that have counts so far (to read their mappings while they run).
 pub fn tgids_seen(maps: &StackMaps) -> Vec<u32> {
     let mut seen: Vec<u32> = maps.counts.keys().filter_map(Result::ok).map(|k| u32_at(&k, KEY_TGID)).collect();
@@ -130,7 +135,12 @@ pub fn collect(maps: &StackMaps, resolver: &mut Resolver) -> Result<Profile, Err
         let comm_bytes = &key[KEY_COMM as usize..KEY_COMM as usize + 16];
         let comm = String::from_utf8_lossy(&comm_bytes[..comm_bytes.iter().position(|b| *b == 0).unwrap_or(16)]).into_owned();
         let user = stack_frames(&maps.stacks, u32_at(&key, KEY_USTACK) as i32, Some(tgid), resolver);
-        let kernel = stack_frames(&maps.stacks, u32_at(&key, KEY_KSTACK) as i32, None, resolver);
+        let mut kernel = stack_frames(&maps.stacks, u32_at(&key, KEY_KSTACK) as i32, None, resolver);
+        // A stack taken inside a tracepoint program ends in the machinery that ran it: the
+        // program itself and the tracepoint's trampolines. They are ours, not the task's.
+        while kernel.last().is_some_and(|f| is_tracing_machinery(f)) {
+            kernel.pop();
+        }
         let value = u64::from_ne_bytes(value[..8].try_into().unwrap_or_default());
         samples.push(Sample { tgid, comm, extra: u32_at(&key, KEY_EXTRA), user, kernel, value });
     }
