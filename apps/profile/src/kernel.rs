@@ -16,7 +16,7 @@
 //! `-ENOMEM`: the stack map is full); lost ones are also counted in `stats`.
 
 use bpfkit::bpf_asm;
-use bpfkit::insn::{ja, jmp_if, JmpCond, Program as Insns, Reg};
+use bpfkit::insn::{ja, jmp_if, ld_map, JmpCond, Program as Insns, Reg};
 use bpfkit::maps::{Map, MapSpec, MapType, UpdateFlags};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -143,6 +143,12 @@ pub fn filter_target(out: &str) -> Insns {
 /// context in r6, the extra field zero, comm. Lost stacks (`-EEXIST`, `-ENOMEM`) are counted.
 /// Clobbers r0–r5.
 pub fn build_key() -> Insns {
+    build_key_with(true)
+}
+
+/// [`build_key`], with the kernel stack left out (`-EFAULT`, "none") when `kernel` is false: a
+/// uprobe's kernel stack is only the uprobe machinery.
+pub fn build_key_with(kernel: bool) -> Insns {
     let mut p = bpf_asm! {
         *(u64 *)(r10 - 32) = 0
         *(u64 *)(r10 - 24) = 0
@@ -160,6 +166,10 @@ pub fn build_key() -> Insns {
         *(u32 *)(r10 - 28) = w0
     };
     p.extend(count_lost_stack(STAT_USER_STACK_LOST, "user"));
+    if !kernel {
+        p.extend(bpf_asm! { *(u32 *)(r10 - 24) = {-EFAULT} });
+        return p;
+    }
     p.extend(bpf_asm! {
         r1 = r6
         r2 = map[stacks] ll
@@ -189,19 +199,25 @@ fn count_lost_stack(slot: u32, tag: &str) -> Insns {
 /// racing insert from another CPU is retried once as an add); an insert refused because the map
 /// is full is counted. Clobbers r0–r5.
 pub fn add_to_counts(tag: &str) -> Insns {
+    add_to("counts", tag)
+}
+
+/// [`add_to_counts`] for another map with the same key and a u64 value.
+pub fn add_to(map: &str, tag: &str) -> Insns {
     let add = format!("counts_add_{tag}");
     let done = format!("counts_done_{tag}");
     let retry = format!("counts_retry_{tag}");
-    let mut p = bpf_asm! {
-        r1 = map[counts] ll
+    let mut p = Insns::new();
+    p.push(ld_map(Reg::R1, map));
+    p.extend(bpf_asm! {
         r2 = r10
         r2 += {KEY_AT as i32}
         call bpf_map_lookup_elem
-    };
+    });
     p.push(jmp_if(JmpCond::Ne, Reg::R0, 0, add.as_str()));
+    p.extend(bpf_asm! { *(u64 *)(r10 - 48) = r9 });
+    p.push(ld_map(Reg::R1, map));
     p.extend(bpf_asm! {
-        *(u64 *)(r10 - 48) = r9
-        r1 = map[counts] ll
         r2 = r10
         r2 += {KEY_AT as i32}
         r3 = r10
@@ -214,8 +230,8 @@ pub fn add_to_counts(tag: &str) -> Insns {
     p.extend(stat_inc(STAT_COUNTS_FULL, tag));
     p.push(ja(done.as_str()));
     p.label(retry);
+    p.push(ld_map(Reg::R1, map));
     p.extend(bpf_asm! {
-        r1 = map[counts] ll
         r2 = r10
         r2 += {KEY_AT as i32}
         call bpf_map_lookup_elem

@@ -3,6 +3,8 @@
 //! the aggregation back (`profile`), naming addresses (`symbols`), and the outputs (`output`:
 //! folded stacks, SVG, top table; `pprof`). The binary (`src/main.rs`) puts them together.
 
+pub mod alloc;
+pub mod command;
 pub mod cpu;
 pub mod kernel;
 pub mod offcpu;

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use bpfkit_profile::kernel::{Error, Sizes, StackMaps};
 use bpfkit_profile::profile::{self, Profile};
 use bpfkit_profile::symbols::Resolver;
-use bpfkit_profile::{cpu, offcpu, output, pprof};
+use bpfkit_profile::{alloc, command, cpu, offcpu, output, pprof};
 
 /// Profiles from eBPF, aggregated in the kernel: where the CPU time goes (cpu), written as
 /// folded stacks, a flame graph, a top table and pprof.
@@ -68,6 +68,26 @@ enum Mode {
         /// kernels without BTF-typed tracepoints).
         #[arg(long)]
         raw_tracepoint: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Memory allocations: uprobes on malloc, calloc, realloc and free keep every live
+    /// allocation with the stack that made it. Shows what is outstanding at the end (leaks, if
+    /// the program is done) by stack, in bytes (or allocations with --objects); pprof also gets
+    /// the allocations and bytes made by each stack (the allocation rate). Allocations from
+    /// before the profile started are not known.
+    Alloc {
+        /// The library whose malloc/calloc/realloc/free are probed: libc by default; a path or
+        /// name of another one that exports them (libjemalloc, libtcmalloc) for programs using
+        /// it. Allocators linked into the program itself are not seen.
+        #[arg(long, value_name = "LIB", default_value = "libc")]
+        allocator: String,
+        /// Show outstanding allocations (a count) instead of outstanding bytes.
+        #[arg(long)]
+        objects: bool,
+        /// Live allocations the kernel can keep; more are counted as lost.
+        #[arg(long, value_name = "N", default_value_t = 1 << 20)]
+        live: u32,
         #[command(flatten)]
         common: Common,
     },
@@ -143,6 +163,8 @@ struct Attached {
     links: Vec<Link>,
     /// A mode's own maps (offcpu's `start`).
     _maps: Vec<bpfkit::maps::Map>,
+    /// alloc's maps, read at the end instead of `counts` alone; which value is shown.
+    alloc: Option<(alloc::AllocMaps, usize)>,
 }
 
 /// How a mode's amounts are named.
@@ -154,7 +176,7 @@ struct Units {
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
-    let (common, units, attach): (Common, Units, Box<dyn FnOnce(&StackMaps, bool) -> Result<Attached, Error>>) = match cli.mode {
+    let (common, units, attach): (Common, Units, Box<dyn FnOnce(&StackMaps, bool, Option<i32>) -> Result<Attached, Error>>) = match cli.mode {
         Mode::Cpu { hz, common } => {
             let period = 1_000_000_000 / hz as i64;
             let units = Units {
@@ -162,21 +184,39 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 title: "CPU",
                 pprof: pprof::Kind { types: vec![("samples", "count"), ("cpu", "nanoseconds")], scale: vec![1, period], period: Some(("cpu", "nanoseconds", period)) },
             };
-            let attach = Box::new(move |maps: &StackMaps, filtered: bool| {
+            let attach = Box::new(move |maps: &StackMaps, filtered: bool, _pid: Option<i32>| {
                 let (prog, links) = cpu::attach(maps, hz, filtered).map_err(|e| format!("attaching to cpu-clock: {e}"))?;
-                Ok(Attached { _programs: vec![prog], links, _maps: Vec::new() })
+                Ok(Attached { _programs: vec![prog], links, _maps: Vec::new(), alloc: None })
             });
             (common, units, attach)
         }
         Mode::Offcpu { min_block_us, threads, raw_tracepoint, common } => {
             let units = Units { name: "ns", title: "Off-CPU time", pprof: pprof::Kind { types: vec![("offcpu", "nanoseconds")], scale: vec![1], period: None } };
-            let attach = Box::new(move |maps: &StackMaps, filtered: bool| {
+            let attach = Box::new(move |maps: &StackMaps, filtered: bool, _pid: Option<i32>| {
                 let start = offcpu::start_map(threads)?;
                 let (prog, link, via) = offcpu::attach(maps, &start, filtered, min_block_us.saturating_mul(1000), raw_tracepoint).map_err(|e| format!("attaching to sched_switch: {e}"))?;
                 if via == offcpu::Via::RawTracepoint && !raw_tracepoint {
                     eprintln!("bpfkit-profile: this kernel refused a tp_btf program on sched_switch; using a raw tracepoint");
                 }
-                Ok(Attached { _programs: vec![prog], links: vec![link], _maps: vec![start] })
+                Ok(Attached { _programs: vec![prog], links: vec![link], _maps: vec![start], alloc: None })
+            });
+            (common, units, attach)
+        }
+        Mode::Alloc { allocator, objects, live, common } => {
+            let units = Units {
+                name: if objects { "allocations" } else { "bytes" },
+                title: if objects { "Outstanding allocations" } else { "Outstanding bytes" },
+                pprof: pprof::Kind {
+                    types: vec![("inuse_objects", "count"), ("inuse_space", "bytes"), ("alloc_objects", "count"), ("alloc_space", "bytes")],
+                    scale: vec![1, 1, 1, 1],
+                    period: None,
+                },
+            };
+            let keys = common.keys;
+            let attach = Box::new(move |maps: &StackMaps, filtered: bool, pid: Option<i32>| {
+                let own = alloc::AllocMaps::new(live, keys)?;
+                let (programs, links) = alloc::attach(maps, &own, &allocator, pid, filtered).map_err(|e| format!("attaching to the allocator: {e}"))?;
+                Ok(Attached { _programs: programs, links, _maps: Vec::new(), alloc: Some((own, if objects { 0 } else { 1 })) })
             });
             (common, units, attach)
         }
@@ -203,7 +243,13 @@ fn run(cli: Cli) -> Result<i32, Error> {
         maps.target(paused.id())?;
         child = Some(paused);
     }
-    let mut attached = attach(&maps, filtered)?;
+    // One process: probes that fire for it alone (uprobes), not for every user of the library.
+    let single = match (&child, common.pids.as_slice()) {
+        (Some(c), _) => Some(c.id() as i32),
+        (None, [pid]) => Some(*pid as i32),
+        _ => None,
+    };
+    let mut attached = attach(&maps, filtered, single)?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
@@ -215,14 +261,22 @@ fn run(cli: Cli) -> Result<i32, Error> {
     for &pid in &common.pids {
         resolver.snapshot(pid);
     }
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    if let Some(mut c) = child.take() {
-        c.resume().map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
-        std::thread::spawn(move || {
-            let _ = done_tx.send(c.wait());
-        });
-    }
-    let mut status = None;
+    // The command: watched (held once at its exit, see `command`), then let go.
+    let watcher = match child.as_mut() {
+        Some(c) => {
+            let rx = command::watch(c.id());
+            match rx.recv() {
+                Ok(command::Event::Ready { held }) if !held => {
+                    eprintln!("bpfkit-profile: ptrace refused: the command's frames are named only if it still runs when the profile ends");
+                }
+                _ => {}
+            }
+            c.resume().map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
+            Some(rx)
+        }
+        None => None,
+    };
+    let mut status: Option<i32> = None;
     let mut last_refresh = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(50));
@@ -237,9 +291,14 @@ fn run(cli: Cli) -> Result<i32, Error> {
         if refresh_all {
             last_refresh = Instant::now();
         }
-        if status.is_none() {
-            if let Ok(s) = done_rx.try_recv() {
-                status = Some(s?);
+        if let Some(rx) = &watcher {
+            while let Ok(event) = rx.try_recv() {
+                match event {
+                    command::Event::Exiting(pid, mappings) => resolver.set_maps(pid, mappings),
+                    command::Event::Ended(code) => status = Some(code),
+                    command::Event::Failed(e) => return Err(e.into()),
+                    command::Event::Ready { .. } => {}
+                }
             }
         }
         let timed_out = common.duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d);
@@ -252,7 +311,17 @@ fn run(cli: Cli) -> Result<i32, Error> {
     let elapsed = started.elapsed();
     // Detach first: the counts stop moving while they are read.
     attached.links.clear();
-    let profile = profile::collect(&maps, &mut resolver)?;
+    let profile = match &attached.alloc {
+        Some((own, primary)) => {
+            let profile = profile::collect_entries(&maps, &mut resolver, alloc::entries(&maps, own)?, *primary)?;
+            let lost = maps.stat(alloc::STAT_ALLOCS_FULL)?;
+            if lost > 0 {
+                eprintln!("bpfkit-profile: {lost} allocations not tracked: the live-allocation map was full (raise --live)");
+            }
+            profile
+        }
+        None => profile::collect(&maps, &mut resolver)?,
+    };
     write_outputs(&common, &units, &profile, wall_start, elapsed)?;
     for line in profile.losses.report(units.name) {
         eprintln!("bpfkit-profile: {line}");
@@ -260,13 +329,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
     if interrupted.load(Ordering::SeqCst) && !common.command.is_empty() && status.is_none() {
         eprintln!("bpfkit-profile: interrupted; detached (the command goes on unprofiled)");
     }
-    Ok(match status {
-        Some(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-        }
-        None => 0,
-    })
+    Ok(status.unwrap_or(0))
 }
 
 fn write_outputs(common: &Common, units: &Units, profile: &Profile, wall_start: SystemTime, elapsed: Duration) -> Result<(), Error> {

@@ -11,7 +11,8 @@ use crate::profile::Profile;
 /// line, as in bcc's `profile -f`), sorted by stack.
 pub fn folded(profile: &Profile, delimiter: bool) -> Vec<String> {
     let mut merged: BTreeMap<String, u64> = BTreeMap::new();
-    for s in &profile.samples {
+    // A stack whose value is 0 (alloc: everything it allocated was freed) is not in the graph.
+    for s in profile.samples.iter().filter(|s| s.value > 0) {
         let mut line = sanitize(&s.comm);
         for f in s.frames(delimiter) {
             line.push(';');
@@ -64,6 +65,7 @@ pub fn top(profile: &Profile, n: usize) -> Vec<TopRow> {
     }
     let mut rows: Vec<TopRow> = total_v
         .iter()
+        .filter(|(_, t)| **t > 0)
         .map(|(f, t)| TopRow { function: f.to_string(), self_value: self_v.get(f).copied().unwrap_or(0), total_value: *t })
         .collect();
     rows.sort_by(|a, b| b.self_value.cmp(&a.self_value).then(b.total_value.cmp(&a.total_value)).then(a.function.cmp(&b.function)));

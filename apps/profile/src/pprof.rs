@@ -97,7 +97,7 @@ pub struct Function {
 /// "nanoseconds")]`, and how to get each from the kernel's amount.
 pub struct Kind {
     pub types: Vec<(&'static str, &'static str)>,
-    /// Each sample type's value from the amount.
+    /// Each sample type's factor on the stack's value of the same index (or its last value).
     pub scale: Vec<i64>,
     /// `period_type` and `period` (cpu: one sample is 1e9/HZ ns of CPU).
     pub period: Option<(&'static str, &'static str, i64)>,
@@ -153,7 +153,14 @@ pub fn build(profile: &Profile, kind: &Kind, time_nanos: i64, duration_nanos: i6
             };
             ids.push(id);
         }
-        let value: Vec<i64> = kind.scale.iter().map(|k| (s.value as i64).saturating_mul(*k)).collect();
+        // Sample type i from the stack's value i (or its last one: cpu's two types, samples and
+        // nanoseconds, both come from the one count).
+        let value: Vec<i64> = kind
+            .scale
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (s.values.get(i).or(s.values.last()).copied().unwrap_or(s.value) as i64).saturating_mul(*k))
+            .collect();
         if let Some(&i) = merged.get(&(ids.clone(), s.tgid, s.comm.clone())) {
             for (sum, v) in sample[i].value.iter_mut().zip(value) {
                 *sum = sum.saturating_add(v);

@@ -20,8 +20,11 @@ pub struct Sample {
     pub user: Vec<String>,
     /// Kernel frames, outermost first (empty for a sample taken in user mode).
     pub kernel: Vec<String>,
-    /// Samples, nanoseconds or bytes.
+    /// Samples, nanoseconds or bytes: what folded stacks, the SVG and the top table show.
     pub value: u64,
+    /// Every value the mode keeps for this stack, in its pprof sample types' order (alloc:
+    /// outstanding allocations and bytes, allocations and bytes allocated); `[value]` otherwise.
+    pub values: Vec<u64>,
 }
 
 impl Sample {
@@ -128,9 +131,19 @@ pub fn tgids_seen(maps: &StackMaps) -> Vec<u32> {
 
 /// Read the maps (after the programs are detached) into a profile.
 pub fn collect(maps: &StackMaps, resolver: &mut Resolver) -> Result<Profile, Error> {
-    let mut samples = Vec::new();
+    let mut entries = Vec::new();
     for entry in maps.counts.iter() {
         let (key, value) = entry?;
+        entries.push((key, vec![u64::from_ne_bytes(value[..8].try_into().unwrap_or_default())]));
+    }
+    collect_entries(maps, resolver, entries, 0)
+}
+
+/// A profile of `entries` (a `counts` key, and that stack's values): each key's stacks named,
+/// `values[primary]` the value shown.
+pub fn collect_entries(maps: &StackMaps, resolver: &mut Resolver, entries: Vec<(Vec<u8>, Vec<u64>)>, primary: usize) -> Result<Profile, Error> {
+    let mut samples = Vec::new();
+    for (key, values) in entries {
         let tgid = u32_at(&key, KEY_TGID);
         let comm_bytes = &key[KEY_COMM as usize..KEY_COMM as usize + 16];
         let comm = String::from_utf8_lossy(&comm_bytes[..comm_bytes.iter().position(|b| *b == 0).unwrap_or(16)]).into_owned();
@@ -141,8 +154,8 @@ pub fn collect(maps: &StackMaps, resolver: &mut Resolver) -> Result<Profile, Err
         while kernel.last().is_some_and(|f| is_tracing_machinery(f)) {
             kernel.pop();
         }
-        let value = u64::from_ne_bytes(value[..8].try_into().unwrap_or_default());
-        samples.push(Sample { tgid, comm, extra: u32_at(&key, KEY_EXTRA), user, kernel, value });
+        let value = values.get(primary).copied().unwrap_or(0);
+        samples.push(Sample { tgid, comm, extra: u32_at(&key, KEY_EXTRA), user, kernel, value, values });
     }
     // Largest first: what a reader looks at first, and a stable order for the outputs.
     samples.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.frames(false).cmp(&b.frames(false))));

@@ -62,6 +62,14 @@ impl Resolver {
         }
     }
 
+    /// Process `tgid`'s mappings, read by someone else (as the command exits).
+    pub fn set_maps(&mut self, tgid: u32, maps: Vec<Mapping>) {
+        let exec: Vec<Mapping> = maps.into_iter().filter(|m| m.perms.contains('x')).collect();
+        if !exec.is_empty() {
+            self.maps.insert(tgid, exec);
+        }
+    }
+
     /// Frames of a user stack (`ips` innermost first, as the stack map holds them), outermost
     /// first. Return addresses (all but the innermost) are looked up one byte back: the call
     /// instruction, which is in the caller even when the call was the caller's last instruction.
