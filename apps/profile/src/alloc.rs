@@ -26,7 +26,10 @@ use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
-use crate::kernel::{add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE};
+use crate::kernel::{
+    add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
+    STAT_MODE,
+};
 
 /// `stats` slot: a live allocation not recorded because `allocs` was full.
 pub const STAT_ALLOCS_FULL: u32 = STAT_MODE;
@@ -50,7 +53,13 @@ impl AllocMaps {
     pub fn new(live: u32, keys: u32) -> Result<AllocMaps, Error> {
         Ok(AllocMaps {
             sizes: Map::create(&MapSpec::new("sizes", MapType::Hash, 4, 8, 65536))?,
-            allocs: Map::create(&MapSpec::new("allocs", MapType::Hash, 8, 8 + KEY_SIZE, live))?,
+            allocs: Map::create(&MapSpec::new(
+                "allocs",
+                MapType::Hash,
+                8,
+                8 + KEY_SIZE,
+                live,
+            ))?,
             calls: Map::create(&MapSpec::new("calls", MapType::Hash, KEY_SIZE, 8, keys))?,
         })
     }
@@ -201,10 +210,22 @@ pub fn free_program(filtered: bool) -> Result<Insns, Error> {
 }
 
 /// The programs loaded and attached to `allocator`'s four functions (one process when `pid`).
-pub fn attach(maps: &StackMaps, own: &AllocMaps, allocator: &str, pid: Option<i32>, filtered: bool) -> Result<(Vec<Program>, Vec<Link>), Error> {
+pub fn attach(
+    maps: &StackMaps,
+    own: &AllocMaps,
+    allocator: &str,
+    pid: Option<i32>,
+    filtered: bool,
+) -> Result<(Vec<Program>, Vec<Link>), Error> {
     let mut all = maps.all();
     all.extend([&own.sizes, &own.allocs, &own.calls]);
-    let load = |name: &str, p: Insns| -> Result<Program, Error> { Ok(Program::load(&p.assemble()?, &all, &LoadOptions::new(name, ProgType::Kprobe))?) };
+    let load = |name: &str, p: Insns| -> Result<Program, Error> {
+        Ok(Program::load(
+            &p.assemble()?,
+            &all,
+            &LoadOptions::new(name, ProgType::Kprobe),
+        )?)
+    };
     let target = |symbol: &str| {
         let t = UprobeTarget::symbol(allocator, symbol);
         match pid {
@@ -215,14 +236,28 @@ pub fn attach(maps: &StackMaps, own: &AllocMaps, allocator: &str, pid: Option<i3
     let mut programs = Vec::new();
     let mut links = Vec::new();
     let ret = load("alloc_return", return_program(filtered)?)?;
-    for (symbol, which) in [("malloc", Entry::Malloc), ("calloc", Entry::Calloc), ("realloc", Entry::Realloc)] {
+    for (symbol, which) in [
+        ("malloc", Entry::Malloc),
+        ("calloc", Entry::Calloc),
+        ("realloc", Entry::Realloc),
+    ] {
         let entry = load(&format!("alloc_{symbol}"), entry_program(which, filtered)?)?;
-        links.push(entry.attach_uprobe(&target(symbol)).map_err(|e| format!("{allocator}:{symbol}: {e}"))?);
-        links.push(ret.attach_uprobe(&target(symbol).retprobe()).map_err(|e| format!("{allocator}:{symbol} (return): {e}"))?);
+        links.push(
+            entry
+                .attach_uprobe(&target(symbol))
+                .map_err(|e| format!("{allocator}:{symbol}: {e}"))?,
+        );
+        links.push(
+            ret.attach_uprobe(&target(symbol).retprobe())
+                .map_err(|e| format!("{allocator}:{symbol} (return): {e}"))?,
+        );
         programs.push(entry);
     }
     let free = load("alloc_free", free_program(filtered)?)?;
-    links.push(free.attach_uprobe(&target("free")).map_err(|e| format!("{allocator}:free: {e}"))?);
+    links.push(
+        free.attach_uprobe(&target("free"))
+            .map_err(|e| format!("{allocator}:free: {e}"))?,
+    );
     programs.push(free);
     programs.push(ret);
     Ok((programs, links))
@@ -233,10 +268,13 @@ pub fn attach(maps: &StackMaps, own: &AllocMaps, allocator: &str, pid: Option<i3
 pub fn entries(maps: &StackMaps, own: &AllocMaps) -> Result<Vec<(Vec<u8>, Vec<u64>)>, Error> {
     use std::collections::HashMap;
     let mut by_key: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
-    let u64_at = |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or_default());
+    let u64_at =
+        |b: &[u8], o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or_default());
     for e in own.allocs.iter() {
         let (_, v) = e?;
-        let slot = by_key.entry(v[8..8 + KEY_SIZE as usize].to_vec()).or_insert_with(|| vec![0; 4]);
+        let slot = by_key
+            .entry(v[8..8 + KEY_SIZE as usize].to_vec())
+            .or_insert_with(|| vec![0; 4]);
         slot[0] += 1;
         slot[1] += u64_at(&v, 0);
     }

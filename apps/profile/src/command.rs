@@ -50,7 +50,9 @@ fn run(pid: Pid, tx: Sender<Event>) {
             }
         };
         match status {
-            WaitStatus::PtraceEvent(_, _, event) if event == ptrace::Event::PTRACE_EVENT_EXIT as i32 => {
+            WaitStatus::PtraceEvent(_, _, event)
+                if event == ptrace::Event::PTRACE_EVENT_EXIT as i32 =>
+            {
                 let maps = proc_maps(Some(pid.as_raw())).unwrap_or_default();
                 let _ = tx.send(Event::Exiting(pid.as_raw() as u32, maps));
                 let _ = ptrace::cont(pid, None);

@@ -12,7 +12,9 @@ use bpfkit::insn::Program as Insns;
 use bpfkit::os::perf::PERF_COUNT_SW_CPU_CLOCK;
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
-use crate::kernel::{add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, STAT_EVENTS};
+use crate::kernel::{
+    add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, STAT_EVENTS,
+};
 
 /// The sampling program. With `filtered`, only processes in `targets` are counted.
 pub fn program(filtered: bool) -> Insns {
@@ -42,7 +44,11 @@ pub fn program(filtered: bool) -> Insns {
 /// the links detaches (and closes the events).
 pub fn attach(maps: &StackMaps, hz: u64, filtered: bool) -> Result<(Program, Vec<Link>), Error> {
     let asm = program(filtered).assemble()?;
-    let prog = Program::load(&asm, &maps.all(), &LoadOptions::new("profile_cpu", ProgType::PerfEvent))?;
+    let prog = Program::load(
+        &asm,
+        &maps.all(),
+        &LoadOptions::new("profile_cpu", ProgType::PerfEvent),
+    )?;
     let mut links = Vec::new();
     for cpu in bpfkit::os::online_cpus()? {
         let target = PerfEventTarget::software_freq(PERF_COUNT_SW_CPU_CLOCK, hz, cpu as i32);

@@ -62,7 +62,10 @@ pub struct Sizes {
 
 impl Default for Sizes {
     fn default() -> Self {
-        Sizes { stacks: 16384, keys: 40960 }
+        Sizes {
+            stacks: 16384,
+            keys: 40960,
+        }
     }
 }
 
@@ -81,16 +84,36 @@ pub struct StackMaps {
 impl StackMaps {
     pub fn new(sizes: Sizes) -> Result<StackMaps, Error> {
         Ok(StackMaps {
-            stacks: Map::create(&MapSpec::new("stacks", MapType::StackTrace, 4, STACK_DEPTH * 8, sizes.stacks))?,
-            counts: Map::create(&MapSpec::new("counts", MapType::Hash, KEY_SIZE, 8, sizes.keys))?,
+            stacks: Map::create(&MapSpec::new(
+                "stacks",
+                MapType::StackTrace,
+                4,
+                STACK_DEPTH * 8,
+                sizes.stacks,
+            ))?,
+            counts: Map::create(&MapSpec::new(
+                "counts",
+                MapType::Hash,
+                KEY_SIZE,
+                8,
+                sizes.keys,
+            ))?,
             targets: Map::create(&MapSpec::new("targets", MapType::Hash, 4, 1, 4096))?,
-            stats: Map::create(&MapSpec::new("stats", MapType::PercpuArray, 4, 8, STAT_SLOTS))?,
+            stats: Map::create(&MapSpec::new(
+                "stats",
+                MapType::PercpuArray,
+                4,
+                8,
+                STAT_SLOTS,
+            ))?,
         })
     }
 
     /// Profile process `tgid` (and only the processes so added).
     pub fn target(&self, tgid: u32) -> Result<(), Error> {
-        Ok(self.targets.update(&tgid.to_ne_bytes(), &[1], UpdateFlags::Any)?)
+        Ok(self
+            .targets
+            .update(&tgid.to_ne_bytes(), &[1], UpdateFlags::Any)?)
     }
 
     /// The maps a program of this module may name.
@@ -100,8 +123,14 @@ impl StackMaps {
 
     /// Counter `slot` of `stats`, summed over the CPUs.
     pub fn stat(&self, slot: u32) -> Result<u64, Error> {
-        let per_cpu = self.stats.lookup_percpu(&slot.to_ne_bytes())?.unwrap_or_default();
-        Ok(per_cpu.iter().map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or_default())).sum())
+        let per_cpu = self
+            .stats
+            .lookup_percpu(&slot.to_ne_bytes())?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or_default()))
+            .sum())
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod command;
 pub mod cpu;
+pub mod io;
 pub mod kernel;
 pub mod offcpu;
 pub mod output;

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use bpfkit_profile::kernel::{Error, Sizes, StackMaps};
 use bpfkit_profile::profile::{self, Profile};
 use bpfkit_profile::symbols::Resolver;
-use bpfkit_profile::{alloc, command, cpu, offcpu, output, pprof};
+use bpfkit_profile::{alloc, command, cpu, io, offcpu, output, pprof};
 
 /// Profiles from eBPF, aggregated in the kernel: where the CPU time goes (cpu), written as
 /// folded stacks, a flame graph, a top table and pprof.
@@ -28,7 +28,10 @@ use bpfkit_profile::{alloc, command, cpu, offcpu, output, pprof};
 /// COMMAND exits, when the -p processes are gone, or on Ctrl-C; each writes what was collected
 /// and detaches everything.
 #[derive(Debug, Parser)]
-#[command(name = "bpfkit-profile", version, after_help = "\
+#[command(
+    name = "bpfkit-profile",
+    version,
+    after_help = "\
 Examples:
   bpfkit-profile cpu -d 10                          the whole system for 10 s: the top table
   bpfkit-profile cpu -F 999 --svg cpu.svg -- make   a command, at 999 Hz, as a flame graph
@@ -37,7 +40,8 @@ Examples:
 
 Needs root (or CAP_BPF and CAP_PERFMON). Stacks are walked by the kernel: through frame
 pointers in user code (build with -fno-omit-frame-pointer to keep callers; without them a stack
-often stops after its first frame or two), through ORC in the kernel.")]
+often stops after its first frame or two), through ORC in the kernel."
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -59,7 +63,12 @@ enum Mode {
     /// blocked → switched back in). Preemption of a runnable thread is not counted.
     Offcpu {
         /// Count only blocks at least this long, in microseconds.
-        #[arg(short = 'm', long = "min-block", value_name = "US", default_value_t = 1)]
+        #[arg(
+            short = 'm',
+            long = "min-block",
+            value_name = "US",
+            default_value_t = 1
+        )]
         min_block_us: u64,
         /// Threads that may be blocked at once (each a `start` entry in the kernel).
         #[arg(long, value_name = "N", default_value_t = 65536)]
@@ -88,6 +97,20 @@ enum Mode {
         /// Live allocations the kernel can keep; more are counted as lost.
         #[arg(long, value_name = "N", default_value_t = 1 << 20)]
         live: u32,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Block I/O latency: a log2 histogram per device (microseconds, from the request's start
+    /// to its completion) and, by the stack that issued each request, the requests (or with
+    /// --latency their total nanoseconds).
+    Io {
+        /// Stacks weighted by total latency (ns) instead of by requests.
+        #[arg(long)]
+        latency: bool,
+        /// Time from block_rq_issue to block_rq_complete even where the kernel has
+        /// block_io_start/done (the path taken on kernels before 6.5).
+        #[arg(long)]
+        rq_tracepoints: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -142,7 +165,11 @@ struct Common {
 
     /// The command to start and profile (after `--`); it is held before its first instruction
     /// until the programs are attached.
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     command: Vec<std::ffi::OsString>,
 }
 
@@ -165,6 +192,8 @@ struct Attached {
     _maps: Vec<bpfkit::maps::Map>,
     /// alloc's maps, read at the end instead of `counts` alone; which value is shown.
     alloc: Option<(alloc::AllocMaps, usize)>,
+    /// io's maps (with its histograms); which value is shown.
+    io: Option<(io::IoMaps, usize)>,
 }
 
 /// How a mode's amounts are named.
@@ -176,38 +205,93 @@ struct Units {
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
-    let (common, units, attach): (Common, Units, Box<dyn FnOnce(&StackMaps, bool, Option<i32>) -> Result<Attached, Error>>) = match cli.mode {
+    let (common, units, attach): (
+        Common,
+        Units,
+        Box<dyn FnOnce(&StackMaps, bool, Option<i32>) -> Result<Attached, Error>>,
+    ) = match cli.mode {
         Mode::Cpu { hz, common } => {
             let period = 1_000_000_000 / hz as i64;
             let units = Units {
                 name: "samples",
                 title: "CPU",
-                pprof: pprof::Kind { types: vec![("samples", "count"), ("cpu", "nanoseconds")], scale: vec![1, period], period: Some(("cpu", "nanoseconds", period)) },
+                pprof: pprof::Kind {
+                    types: vec![("samples", "count"), ("cpu", "nanoseconds")],
+                    scale: vec![1, period],
+                    period: Some(("cpu", "nanoseconds", period)),
+                },
             };
             let attach = Box::new(move |maps: &StackMaps, filtered: bool, _pid: Option<i32>| {
-                let (prog, links) = cpu::attach(maps, hz, filtered).map_err(|e| format!("attaching to cpu-clock: {e}"))?;
-                Ok(Attached { _programs: vec![prog], links, _maps: Vec::new(), alloc: None })
+                let (prog, links) = cpu::attach(maps, hz, filtered)
+                    .map_err(|e| format!("attaching to cpu-clock: {e}"))?;
+                Ok(Attached {
+                    _programs: vec![prog],
+                    links,
+                    _maps: Vec::new(),
+                    alloc: None,
+                    io: None,
+                })
             });
             (common, units, attach)
         }
-        Mode::Offcpu { min_block_us, threads, raw_tracepoint, common } => {
-            let units = Units { name: "ns", title: "Off-CPU time", pprof: pprof::Kind { types: vec![("offcpu", "nanoseconds")], scale: vec![1], period: None } };
+        Mode::Offcpu {
+            min_block_us,
+            threads,
+            raw_tracepoint,
+            common,
+        } => {
+            let units = Units {
+                name: "ns",
+                title: "Off-CPU time",
+                pprof: pprof::Kind {
+                    types: vec![("offcpu", "nanoseconds")],
+                    scale: vec![1],
+                    period: None,
+                },
+            };
             let attach = Box::new(move |maps: &StackMaps, filtered: bool, _pid: Option<i32>| {
                 let start = offcpu::start_map(threads)?;
-                let (prog, link, via) = offcpu::attach(maps, &start, filtered, min_block_us.saturating_mul(1000), raw_tracepoint).map_err(|e| format!("attaching to sched_switch: {e}"))?;
+                let (prog, link, via) = offcpu::attach(
+                    maps,
+                    &start,
+                    filtered,
+                    min_block_us.saturating_mul(1000),
+                    raw_tracepoint,
+                )
+                .map_err(|e| format!("attaching to sched_switch: {e}"))?;
                 if via == offcpu::Via::RawTracepoint && !raw_tracepoint {
                     eprintln!("bpfkit-profile: this kernel refused a tp_btf program on sched_switch; using a raw tracepoint");
                 }
-                Ok(Attached { _programs: vec![prog], links: vec![link], _maps: vec![start], alloc: None })
+                Ok(Attached {
+                    _programs: vec![prog],
+                    links: vec![link],
+                    _maps: vec![start],
+                    alloc: None,
+                    io: None,
+                })
             });
             (common, units, attach)
         }
-        Mode::Alloc { allocator, objects, live, common } => {
+        Mode::Alloc {
+            allocator,
+            objects,
+            live,
+            common,
+        } => {
             let units = Units {
                 name: if objects { "allocations" } else { "bytes" },
-                title: if objects { "Outstanding allocations" } else { "Outstanding bytes" },
+                title: if objects {
+                    "Outstanding allocations"
+                } else {
+                    "Outstanding bytes"
+                },
                 pprof: pprof::Kind {
-                    types: vec![("inuse_objects", "count"), ("inuse_space", "bytes"), ("alloc_objects", "count"), ("alloc_space", "bytes")],
+                    types: vec![
+                        ("inuse_objects", "count"),
+                        ("inuse_space", "bytes"),
+                        ("alloc_objects", "count"),
+                        ("alloc_space", "bytes"),
+                    ],
                     scale: vec![1, 1, 1, 1],
                     period: None,
                 },
@@ -215,8 +299,51 @@ fn run(cli: Cli) -> Result<i32, Error> {
             let keys = common.keys;
             let attach = Box::new(move |maps: &StackMaps, filtered: bool, pid: Option<i32>| {
                 let own = alloc::AllocMaps::new(live, keys)?;
-                let (programs, links) = alloc::attach(maps, &own, &allocator, pid, filtered).map_err(|e| format!("attaching to the allocator: {e}"))?;
-                Ok(Attached { _programs: programs, links, _maps: Vec::new(), alloc: Some((own, if objects { 0 } else { 1 })) })
+                let (programs, links) = alloc::attach(maps, &own, &allocator, pid, filtered)
+                    .map_err(|e| format!("attaching to the allocator: {e}"))?;
+                Ok(Attached {
+                    _programs: programs,
+                    links,
+                    _maps: Vec::new(),
+                    alloc: Some((own, if objects { 0 } else { 1 })),
+                    io: None,
+                })
+            });
+            (common, units, attach)
+        }
+        Mode::Io {
+            latency,
+            rq_tracepoints,
+            common,
+        } => {
+            let units = Units {
+                name: if latency { "ns" } else { "requests" },
+                title: if latency {
+                    "Block I/O latency"
+                } else {
+                    "Block I/O requests"
+                },
+                pprof: pprof::Kind {
+                    types: vec![("requests", "count"), ("latency", "nanoseconds")],
+                    scale: vec![1, 1],
+                    period: None,
+                },
+            };
+            let keys = common.keys;
+            let attach = Box::new(move |maps: &StackMaps, filtered: bool, _pid: Option<i32>| {
+                let own = io::IoMaps::new(keys)?;
+                let (programs, links, points) = io::attach(maps, &own, filtered, rq_tracepoints)
+                    .map_err(|e| format!("attaching to the block tracepoints: {e}"))?;
+                if points == io::Points::RqIssueComplete && !rq_tracepoints {
+                    eprintln!("bpfkit-profile: this kernel has no block_io_start/done; timing from block_rq_issue (issuing stacks may be a kworker's)");
+                }
+                Ok(Attached {
+                    _programs: programs,
+                    links,
+                    _maps: Vec::new(),
+                    alloc: None,
+                    io: Some((own, if latency { 1 } else { 0 })),
+                })
             });
             (common, units, attach)
         }
@@ -229,7 +356,11 @@ fn run(cli: Cli) -> Result<i32, Error> {
             return Err(format!("-d {d}: the duration is a positive number of seconds").into());
         }
     }
-    let maps = StackMaps::new(Sizes { stacks: common.stacks, keys: common.keys }).map_err(|e| format!("creating the maps: {e}"))?;
+    let maps = StackMaps::new(Sizes {
+        stacks: common.stacks,
+        keys: common.keys,
+    })
+    .map_err(|e| format!("creating the maps: {e}"))?;
     let filtered = !common.pids.is_empty() || !common.command.is_empty();
     for &pid in &common.pids {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -239,7 +370,8 @@ fn run(cli: Cli) -> Result<i32, Error> {
     }
     let mut child = None;
     if !common.command.is_empty() {
-        let paused = PausedChild::spawn(&common.command[0], &common.command).map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
+        let paused = PausedChild::spawn(&common.command[0], &common.command)
+            .map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
         maps.target(paused.id())?;
         child = Some(paused);
     }
@@ -271,7 +403,8 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 }
                 _ => {}
             }
-            c.resume().map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
+            c.resume()
+                .map_err(|e| format!("{}: {e}", common.command[0].to_string_lossy()))?;
             Some(rx)
         }
         None => None,
@@ -301,9 +434,15 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 }
             }
         }
-        let timed_out = common.duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d);
+        let timed_out = common
+            .duration
+            .is_some_and(|d| started.elapsed().as_secs_f64() >= d);
         let command_done = !common.command.is_empty() && status.is_some();
-        let pids_gone = !common.pids.is_empty() && !common.pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        let pids_gone = !common.pids.is_empty()
+            && !common
+                .pids
+                .iter()
+                .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
         if interrupted.load(Ordering::SeqCst) || timed_out || command_done || pids_gone {
             break;
         }
@@ -313,14 +452,33 @@ fn run(cli: Cli) -> Result<i32, Error> {
     attached.links.clear();
     let profile = match &attached.alloc {
         Some((own, primary)) => {
-            let profile = profile::collect_entries(&maps, &mut resolver, alloc::entries(&maps, own)?, *primary)?;
+            let profile = profile::collect_entries(
+                &maps,
+                &mut resolver,
+                alloc::entries(&maps, own)?,
+                *primary,
+            )?;
             let lost = maps.stat(alloc::STAT_ALLOCS_FULL)?;
             if lost > 0 {
                 eprintln!("bpfkit-profile: {lost} allocations not tracked: the live-allocation map was full (raise --live)");
             }
             profile
         }
-        None => profile::collect(&maps, &mut resolver)?,
+        None => match &attached.io {
+            Some((own, primary)) => {
+                let lost = maps.stat(io::STAT_INFLIGHT_FULL)?;
+                if lost > 0 {
+                    eprintln!(
+                        "bpfkit-profile: {lost} requests not timed: the in-flight map was full"
+                    );
+                }
+                if !common.folded {
+                    print!("{}", io::histogram_text(&own.histograms()?));
+                }
+                profile::collect_entries(&maps, &mut resolver, io::entries(&maps, own)?, *primary)?
+            }
+            None => profile::collect(&maps, &mut resolver)?,
+        },
     };
     write_outputs(&common, &units, &profile, wall_start, elapsed)?;
     for line in profile.losses.report(units.name) {
@@ -332,7 +490,13 @@ fn run(cli: Cli) -> Result<i32, Error> {
     Ok(status.unwrap_or(0))
 }
 
-fn write_outputs(common: &Common, units: &Units, profile: &Profile, wall_start: SystemTime, elapsed: Duration) -> Result<(), Error> {
+fn write_outputs(
+    common: &Common,
+    units: &Units,
+    profile: &Profile,
+    wall_start: SystemTime,
+    elapsed: Duration,
+) -> Result<(), Error> {
     let lines = output::folded(profile, !common.no_delimiter);
     let mut stdout = std::io::stdout().lock();
     if common.folded {
@@ -340,11 +504,26 @@ fn write_outputs(common: &Common, units: &Units, profile: &Profile, wall_start: 
             writeln!(stdout, "{l}")?;
         }
     } else {
-        write!(stdout, "{}", output::top_table(profile, common.top, units.name))?;
-        writeln!(stdout, "{} {} in {:.1} s, {} stacks", profile.total(), units.name, elapsed.as_secs_f64(), profile.samples.len())?;
+        write!(
+            stdout,
+            "{}",
+            output::top_table(profile, common.top, units.name)
+        )?;
+        writeln!(
+            stdout,
+            "{} {} in {:.1} s, {} stacks",
+            profile.total(),
+            units.name,
+            elapsed.as_secs_f64(),
+            profile.samples.len()
+        )?;
     }
     stdout.flush()?;
-    let create = |p: &PathBuf| std::fs::File::create(p).map(std::io::BufWriter::new).map_err(|e| format!("{}: {e}", p.display()));
+    let create = |p: &PathBuf| {
+        std::fs::File::create(p)
+            .map(std::io::BufWriter::new)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
     if let Some(path) = &common.folded_file {
         let mut f = create(path)?;
         for l in &lines {
@@ -354,16 +533,27 @@ fn write_outputs(common: &Common, units: &Units, profile: &Profile, wall_start: 
     }
     if let Some(path) = &common.svg {
         if lines.is_empty() {
-            eprintln!("bpfkit-profile: nothing was counted; {} not written", path.display());
+            eprintln!(
+                "bpfkit-profile: nothing was counted; {} not written",
+                path.display()
+            );
         } else {
             let mut f = create(path)?;
-            output::svg(&lines, units.title, units.name, &mut f).map_err(|e| format!("{}: {e}", path.display()))?;
+            output::svg(&lines, units.title, units.name, &mut f)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             f.flush()?;
         }
     }
     if let Some(path) = &common.pprof {
-        let since_epoch = wall_start.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let message = pprof::build(profile, &units.pprof, since_epoch.as_nanos() as i64, elapsed.as_nanos() as i64);
+        let since_epoch = wall_start
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let message = pprof::build(
+            profile,
+            &units.pprof,
+            since_epoch.as_nanos() as i64,
+            elapsed.as_nanos() as i64,
+        );
         let f = create(path)?;
         pprof::write(&message, f).map_err(|e| format!("{}: {e}", path.display()))?;
     }

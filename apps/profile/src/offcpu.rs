@@ -25,7 +25,10 @@ use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
-use crate::kernel::{add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE};
+use crate::kernel::{
+    add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
+    STAT_MODE,
+};
 
 /// `stats` slot: a blocked task not recorded because `start` was full.
 pub const STAT_START_FULL: u32 = STAT_MODE;
@@ -36,7 +39,13 @@ const TID_AT: i16 = -100;
 
 /// The threads blocked now: tid → {ns, key}.
 pub fn start_map(threads: u32) -> Result<Map, Error> {
-    Ok(Map::create(&MapSpec::new("start", MapType::Hash, 4, 8 + KEY_SIZE, threads))?)
+    Ok(Map::create(&MapSpec::new(
+        "start",
+        MapType::Hash,
+        4,
+        8 + KEY_SIZE,
+        threads,
+    ))?)
 }
 
 /// The sched_switch program. `min_ns`: shorter blocks are not counted.
@@ -79,9 +88,16 @@ pub fn program(filtered: bool, min_ns: u64) -> Result<Insns, Error> {
     });
     p.extend(stat_inc(STAT_START_FULL, "start_full"));
     p.label("switch_in");
-    p.extend(bpf_asm! { r1 = *(u64 *)(r6 + 16) });     // next
+    p.extend(bpf_asm! { r1 = *(u64 *)(r6 + 16) }); // next
     p.extend(bpf_asm! { r9 = r1 });
-    p.extend(core_read(Reg::R8, Reg::R9, &[Hop::new("task_struct", "pid")], Size::W, -8, Reg::R0)?);
+    p.extend(core_read(
+        Reg::R8,
+        Reg::R9,
+        &[Hop::new("task_struct", "pid")],
+        Size::W,
+        -8,
+        Reg::R0,
+    )?);
     p.extend(bpf_asm! {
         *(u32 *)(r10 + {TID_AT}) = w8
         r1 = map[start] ll
@@ -129,24 +145,42 @@ pub enum Via {
 
 /// The program loaded and attached to sched_switch: as tp_btf, or as a raw tracepoint when the
 /// kernel refuses that (decided by trying, not by version), or when `force_raw`.
-pub fn attach(maps: &StackMaps, start: &Map, filtered: bool, min_ns: u64, force_raw: bool) -> Result<(Program, Link, Via), Error> {
+pub fn attach(
+    maps: &StackMaps,
+    start: &Map,
+    filtered: bool,
+    min_ns: u64,
+    force_raw: bool,
+) -> Result<(Program, Link, Via), Error> {
     let asm = program(filtered, min_ns)?.assemble()?;
     let mut all = maps.all();
     all.push(start);
     let tp_btf = || -> Result<(Program, Link), Error> {
         let btf = Btf::vmlinux_shared()?;
-        let id = btf.find_by_name_kind("btf_trace_sched_switch", Kind::Typedef).ok_or("no btf_trace_sched_switch in the kernel's BTF")?;
-        let opts = LoadOptions::new("offcpu_switch", ProgType::Tracing).expected_attach_type(AttachType::TraceRawTp).attach_btf_id(id.get());
+        let id = btf
+            .find_by_name_kind("btf_trace_sched_switch", Kind::Typedef)
+            .ok_or("no btf_trace_sched_switch in the kernel's BTF")?;
+        let opts = LoadOptions::new("offcpu_switch", ProgType::Tracing)
+            .expected_attach_type(AttachType::TraceRawTp)
+            .attach_btf_id(id.get());
         let prog = Program::load(&asm, &all, &opts)?;
         let link = prog.attach_btf()?;
         Ok((prog, link))
     };
-    let tried = if force_raw { Err("--raw-tracepoint".into()) } else { tp_btf() };
+    let tried = if force_raw {
+        Err("--raw-tracepoint".into())
+    } else {
+        tp_btf()
+    };
     match tried {
         Ok((prog, link)) => Ok((prog, link, Via::TpBtf)),
         Err(btf_err) => {
-            let prog = Program::load(&asm, &all, &LoadOptions::new("offcpu_switch", ProgType::RawTracepoint))
-                .map_err(|e| format!("sched_switch as tp_btf: {btf_err}; as a raw tracepoint: {e}"))?;
+            let prog = Program::load(
+                &asm,
+                &all,
+                &LoadOptions::new("offcpu_switch", ProgType::RawTracepoint),
+            )
+            .map_err(|e| format!("sched_switch as tp_btf: {btf_err}; as a raw tracepoint: {e}"))?;
             let link = prog.attach_raw_tracepoint("sched_switch")?;
             Ok((prog, link, Via::RawTracepoint))
         }

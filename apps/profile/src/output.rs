@@ -20,7 +20,10 @@ pub fn folded(profile: &Profile, delimiter: bool) -> Vec<String> {
         }
         *merged.entry(line).or_default() += s.value;
     }
-    merged.into_iter().map(|(stack, n)| format!("{stack} {n}")).collect()
+    merged
+        .into_iter()
+        .map(|(stack, n)| format!("{stack} {n}"))
+        .collect()
 }
 
 /// `;` separates frames and the last space the count: neither may appear inside a name (C++
@@ -30,7 +33,12 @@ fn sanitize(name: &str) -> String {
 }
 
 /// A flame graph of the folded lines, as SVG.
-pub fn svg(lines: &[String], title: &str, count_name: &str, out: impl Write) -> std::io::Result<()> {
+pub fn svg(
+    lines: &[String],
+    title: &str,
+    count_name: &str,
+    out: impl Write,
+) -> std::io::Result<()> {
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = title.to_string();
     opts.count_name = count_name.to_string();
@@ -66,9 +74,18 @@ pub fn top(profile: &Profile, n: usize) -> Vec<TopRow> {
     let mut rows: Vec<TopRow> = total_v
         .iter()
         .filter(|(_, t)| **t > 0)
-        .map(|(f, t)| TopRow { function: f.to_string(), self_value: self_v.get(f).copied().unwrap_or(0), total_value: *t })
+        .map(|(f, t)| TopRow {
+            function: f.to_string(),
+            self_value: self_v.get(f).copied().unwrap_or(0),
+            total_value: *t,
+        })
         .collect();
-    rows.sort_by(|a, b| b.self_value.cmp(&a.self_value).then(b.total_value.cmp(&a.total_value)).then(a.function.cmp(&b.function)));
+    rows.sort_by(|a, b| {
+        b.self_value
+            .cmp(&a.self_value)
+            .then(b.total_value.cmp(&a.total_value))
+            .then(a.function.cmp(&b.function))
+    });
     rows.truncate(n);
     rows
 }
@@ -76,7 +93,13 @@ pub fn top(profile: &Profile, n: usize) -> Vec<TopRow> {
 /// The top table as text: percentages of the whole profile.
 pub fn top_table(profile: &Profile, n: usize, unit: &str) -> String {
     let total = profile.total().max(1) as f64;
-    let mut t = format!("{:>7} {:>12} {:>7} {:>12}  FUNCTION\n", "SELF%", format!("SELF {unit}"), "TOTAL%", format!("TOTAL {unit}"));
+    let mut t = format!(
+        "{:>7} {:>12} {:>7} {:>12}  FUNCTION\n",
+        "SELF%",
+        format!("SELF {unit}"),
+        "TOTAL%",
+        format!("TOTAL {unit}")
+    );
     for r in top(profile, n) {
         t.push_str(&format!(
             "{:>6.2}% {:>12} {:>6.2}% {:>12}  {}\n",

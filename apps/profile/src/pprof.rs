@@ -129,7 +129,14 @@ impl Strings {
 /// The profile as a pprof message.
 pub fn build(profile: &Profile, kind: &Kind, time_nanos: i64, duration_nanos: i64) -> PprofProfile {
     let mut strings = Strings::new();
-    let sample_type = kind.types.iter().map(|(t, u)| ValueType { r#type: strings.id(t), unit: strings.id(u) }).collect();
+    let sample_type = kind
+        .types
+        .iter()
+        .map(|(t, u)| ValueType {
+            r#type: strings.id(t),
+            unit: strings.id(u),
+        })
+        .collect();
     let mut locations: HashMap<String, u64> = HashMap::new();
     let mut location = Vec::new();
     let mut function = Vec::new();
@@ -145,8 +152,15 @@ pub fn build(profile: &Profile, kind: &Kind, time_nanos: i64, duration_nanos: i6
                 None => {
                     let id = location.len() as u64 + 1;
                     let name = strings.id(f);
-                    function.push(Function { id, name, system_name: name });
-                    location.push(Location { id, line: vec![Line { function_id: id }] });
+                    function.push(Function {
+                        id,
+                        name,
+                        system_name: name,
+                    });
+                    location.push(Location {
+                        id,
+                        line: vec![Line { function_id: id }],
+                    });
                     locations.insert(f.to_string(), id);
                     id
                 }
@@ -159,7 +173,14 @@ pub fn build(profile: &Profile, kind: &Kind, time_nanos: i64, duration_nanos: i6
             .scale
             .iter()
             .enumerate()
-            .map(|(i, k)| (s.values.get(i).or(s.values.last()).copied().unwrap_or(s.value) as i64).saturating_mul(*k))
+            .map(|(i, k)| {
+                (s.values
+                    .get(i)
+                    .or(s.values.last())
+                    .copied()
+                    .unwrap_or(s.value) as i64)
+                    .saturating_mul(*k)
+            })
             .collect();
         if let Some(&i) = merged.get(&(ids.clone(), s.tgid, s.comm.clone())) {
             for (sum, v) in sample[i].value.iter_mut().zip(value) {
@@ -168,14 +189,46 @@ pub fn build(profile: &Profile, kind: &Kind, time_nanos: i64, duration_nanos: i6
             continue;
         }
         merged.insert((ids.clone(), s.tgid, s.comm.clone()), sample.len());
-        let label = vec![Label { key: comm_key, str: strings.id(&s.comm), num: 0 }, Label { key: pid_key, str: 0, num: i64::from(s.tgid) }];
-        sample.push(PprofSample { location_id: ids, value, label });
+        let label = vec![
+            Label {
+                key: comm_key,
+                str: strings.id(&s.comm),
+                num: 0,
+            },
+            Label {
+                key: pid_key,
+                str: 0,
+                num: i64::from(s.tgid),
+            },
+        ];
+        sample.push(PprofSample {
+            location_id: ids,
+            value,
+            label,
+        });
     }
     let (period_type, period) = match kind.period {
-        Some((t, u, p)) => (Some(ValueType { r#type: strings.id(t), unit: strings.id(u) }), p),
+        Some((t, u, p)) => (
+            Some(ValueType {
+                r#type: strings.id(t),
+                unit: strings.id(u),
+            }),
+            p,
+        ),
         None => (None, 0),
     };
-    PprofProfile { sample_type, sample, mapping: Vec::new(), location, function, string_table: strings.table, time_nanos, duration_nanos, period_type, period }
+    PprofProfile {
+        sample_type,
+        sample,
+        mapping: Vec::new(),
+        location,
+        function,
+        string_table: strings.table,
+        time_nanos,
+        duration_nanos,
+        period_type,
+        period,
+    }
 }
 
 /// Write `p` gzip-compressed.

@@ -5,7 +5,10 @@
 use bpfkit::events::stack_ips;
 use bpfkit::maps::Map;
 
-use crate::kernel::{Error, StackMaps, EEXIST, EFAULT, ENOMEM, KEY_COMM, KEY_EXTRA, KEY_KSTACK, KEY_TGID, KEY_USTACK, STAT_COUNTS_FULL, STAT_EVENTS, STAT_KERNEL_STACK_LOST, STAT_USER_STACK_LOST};
+use crate::kernel::{
+    Error, StackMaps, EEXIST, EFAULT, ENOMEM, KEY_COMM, KEY_EXTRA, KEY_KSTACK, KEY_TGID,
+    KEY_USTACK, STAT_COUNTS_FULL, STAT_EVENTS, STAT_KERNEL_STACK_LOST, STAT_USER_STACK_LOST,
+};
 use crate::symbols::{Resolver, SymbolStats};
 
 /// One aggregated stack.
@@ -60,7 +63,10 @@ impl Losses {
     pub fn report(&self, unit: &str) -> Vec<String> {
         let mut lines = Vec::new();
         if self.counts_full > 0 {
-            lines.push(format!("{} {unit} not counted: the counts map was full (raise --keys)", self.counts_full));
+            lines.push(format!(
+                "{} {unit} not counted: the counts map was full (raise --keys)",
+                self.counts_full
+            ));
         }
         if self.user_stacks_lost > 0 || self.kernel_stacks_lost > 0 {
             lines.push(format!(
@@ -96,7 +102,12 @@ impl Profile {
     }
 }
 
-fn stack_frames(stacks: &Map, id: i32, user_of: Option<u32>, resolver: &mut Resolver) -> Vec<String> {
+fn stack_frames(
+    stacks: &Map,
+    id: i32,
+    user_of: Option<u32>,
+    resolver: &mut Resolver,
+) -> Vec<String> {
     match id {
         id if id >= 0 => match stack_ips(stacks, id as u32) {
             Ok(ips) => match user_of {
@@ -118,12 +129,25 @@ fn u32_at(key: &[u8], off: i16) -> u32 {
 
 /// The frames bpfkit-profile's own programs add to a kernel stack taken at a tracepoint.
 pub fn is_tracing_machinery(frame: &str) -> bool {
-    ["bpf_prog_", "bpf_trace_run", "__traceiter_", "__bpf_trace_", "bpf_trampoline_"].iter().any(|p| frame.starts_with(p))
+    [
+        "bpf_prog_",
+        "bpf_trace_run",
+        "__traceiter_",
+        "__bpf_trace_",
+        "bpf_trampoline_",
+    ]
+    .iter()
+    .any(|p| frame.starts_with(p))
 }
 
 /// The tgids that have counts so far (to read their mappings while they run).
 pub fn tgids_seen(maps: &StackMaps) -> Vec<u32> {
-    let mut seen: Vec<u32> = maps.counts.keys().filter_map(Result::ok).map(|k| u32_at(&k, KEY_TGID)).collect();
+    let mut seen: Vec<u32> = maps
+        .counts
+        .keys()
+        .filter_map(Result::ok)
+        .map(|k| u32_at(&k, KEY_TGID))
+        .collect();
     seen.sort_unstable();
     seen.dedup();
     seen
@@ -134,31 +158,66 @@ pub fn collect(maps: &StackMaps, resolver: &mut Resolver) -> Result<Profile, Err
     let mut entries = Vec::new();
     for entry in maps.counts.iter() {
         let (key, value) = entry?;
-        entries.push((key, vec![u64::from_ne_bytes(value[..8].try_into().unwrap_or_default())]));
+        entries.push((
+            key,
+            vec![u64::from_ne_bytes(
+                value[..8].try_into().unwrap_or_default(),
+            )],
+        ));
     }
     collect_entries(maps, resolver, entries, 0)
 }
 
 /// A profile of `entries` (a `counts` key, and that stack's values): each key's stacks named,
 /// `values[primary]` the value shown.
-pub fn collect_entries(maps: &StackMaps, resolver: &mut Resolver, entries: Vec<(Vec<u8>, Vec<u64>)>, primary: usize) -> Result<Profile, Error> {
+pub fn collect_entries(
+    maps: &StackMaps,
+    resolver: &mut Resolver,
+    entries: Vec<(Vec<u8>, Vec<u64>)>,
+    primary: usize,
+) -> Result<Profile, Error> {
     let mut samples = Vec::new();
     for (key, values) in entries {
         let tgid = u32_at(&key, KEY_TGID);
         let comm_bytes = &key[KEY_COMM as usize..KEY_COMM as usize + 16];
-        let comm = String::from_utf8_lossy(&comm_bytes[..comm_bytes.iter().position(|b| *b == 0).unwrap_or(16)]).into_owned();
-        let user = stack_frames(&maps.stacks, u32_at(&key, KEY_USTACK) as i32, Some(tgid), resolver);
-        let mut kernel = stack_frames(&maps.stacks, u32_at(&key, KEY_KSTACK) as i32, None, resolver);
+        let comm = String::from_utf8_lossy(
+            &comm_bytes[..comm_bytes.iter().position(|b| *b == 0).unwrap_or(16)],
+        )
+        .into_owned();
+        let user = stack_frames(
+            &maps.stacks,
+            u32_at(&key, KEY_USTACK) as i32,
+            Some(tgid),
+            resolver,
+        );
+        let mut kernel = stack_frames(
+            &maps.stacks,
+            u32_at(&key, KEY_KSTACK) as i32,
+            None,
+            resolver,
+        );
         // A stack taken inside a tracepoint program ends in the machinery that ran it: the
         // program itself and the tracepoint's trampolines. They are ours, not the task's.
         while kernel.last().is_some_and(|f| is_tracing_machinery(f)) {
             kernel.pop();
         }
         let value = values.get(primary).copied().unwrap_or(0);
-        samples.push(Sample { tgid, comm, extra: u32_at(&key, KEY_EXTRA), user, kernel, value, values });
+        samples.push(Sample {
+            tgid,
+            comm,
+            extra: u32_at(&key, KEY_EXTRA),
+            user,
+            kernel,
+            value,
+            values,
+        });
     }
     // Largest first: what a reader looks at first, and a stable order for the outputs.
-    samples.sort_by(|a, b| b.value.cmp(&a.value).then_with(|| a.frames(false).cmp(&b.frames(false))));
+    samples.sort_by(|a, b| {
+        b.value
+            .cmp(&a.value)
+            .then_with(|| a.frames(false).cmp(&b.frames(false)))
+    });
     let losses = Losses {
         events: maps.stat(STAT_EVENTS)?,
         user_stacks_lost: maps.stat(STAT_USER_STACK_LOST)?,

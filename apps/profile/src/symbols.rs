@@ -44,7 +44,13 @@ impl Default for Resolver {
 
 impl Resolver {
     pub fn new() -> Resolver {
-        Resolver { symbolizer: Symbolizer::new(), maps: HashMap::new(), user_cache: HashMap::new(), kernel_cache: HashMap::new(), stats: SymbolStats::default() }
+        Resolver {
+            symbolizer: Symbolizer::new(),
+            maps: HashMap::new(),
+            user_cache: HashMap::new(),
+            kernel_cache: HashMap::new(),
+            stats: SymbolStats::default(),
+        }
     }
 
     /// Whether process `tgid`'s mappings were read.
@@ -87,7 +93,11 @@ impl Resolver {
     /// there).
     fn user_frame(&mut self, tgid: u32, addr: u64) -> Vec<String> {
         self.stats.frames += 1;
-        let Some(mapping) = self.maps.get(&tgid).and_then(|maps| maps.iter().find(|m| m.start <= addr && addr < m.end)) else {
+        let Some(mapping) = self
+            .maps
+            .get(&tgid)
+            .and_then(|maps| maps.iter().find(|m| m.start <= addr && addr < m.end))
+        else {
             self.stats.no_mapping += 1;
             return vec!["[unknown]".into()];
         };
@@ -106,7 +116,12 @@ impl Resolver {
             Some(names) => names,
             None => {
                 self.stats.no_symbol += 1;
-                vec![format!("[{}]", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string()))]
+                vec![format!(
+                    "[{}]",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| path.display().to_string())
+                )]
             }
         };
         self.user_cache.insert((path, file_offset), names.clone());
@@ -119,7 +134,10 @@ impl Resolver {
             return None;
         }
         let source = Source::Elf(Elf::new(path));
-        let result = self.symbolizer.symbolize(&source, Input::FileOffset(&[file_offset])).ok()?;
+        let result = self
+            .symbolizer
+            .symbolize(&source, Input::FileOffset(&[file_offset]))
+            .ok()?;
         match result.into_iter().next()? {
             Symbolized::Sym(sym) => {
                 let mut names = vec![sym.name.to_string()];
@@ -132,19 +150,28 @@ impl Resolver {
 
     /// Frames of a kernel stack, outermost first.
     pub fn kernel(&mut self, ips: &[u64]) -> Vec<String> {
-        let missing: Vec<u64> = ips.iter().copied().filter(|ip| !self.kernel_cache.contains_key(ip)).collect();
+        let missing: Vec<u64> = ips
+            .iter()
+            .copied()
+            .filter(|ip| !self.kernel_cache.contains_key(ip))
+            .collect();
         if !missing.is_empty() {
-            let source = Source::Kernel(Kernel { vmlinux: MaybeDefault::None, debug_syms: false, ..Default::default() });
-            let names: Vec<Option<String>> = match self.symbolizer.symbolize(&source, Input::AbsAddr(&missing)) {
-                Ok(results) => results
-                    .into_iter()
-                    .map(|r| match r {
-                        Symbolized::Sym(sym) => Some(sym.name.to_string()),
-                        Symbolized::Unknown(_) => None,
-                    })
-                    .collect(),
-                Err(_) => vec![None; missing.len()],
-            };
+            let source = Source::Kernel(Kernel {
+                vmlinux: MaybeDefault::None,
+                debug_syms: false,
+                ..Default::default()
+            });
+            let names: Vec<Option<String>> =
+                match self.symbolizer.symbolize(&source, Input::AbsAddr(&missing)) {
+                    Ok(results) => results
+                        .into_iter()
+                        .map(|r| match r {
+                            Symbolized::Sym(sym) => Some(sym.name.to_string()),
+                            Symbolized::Unknown(_) => None,
+                        })
+                        .collect(),
+                    Err(_) => vec![None; missing.len()],
+                };
             for (ip, name) in missing.into_iter().zip(names) {
                 self.kernel_cache.insert(ip, name);
             }

@@ -40,7 +40,12 @@ fn build_workload(dir: &Path) -> PathBuf {
     let src = dir.join("shape.c");
     std::fs::write(&src, WORKLOAD).unwrap();
     let bin = dir.join("shape");
-    let status = Command::new("gcc").args(["-O0", "-fno-omit-frame-pointer", "-o"]).arg(&bin).arg(&src).status().expect("gcc (scripts/setup.sh installs it)");
+    let status = Command::new("gcc")
+        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("gcc (scripts/setup.sh installs it)");
     assert!(status.success());
     bin
 }
@@ -49,7 +54,9 @@ fn build_workload(dir: &Path) -> PathBuf {
 fn shape_counts(folded: &str) -> (u64, u64, u64) {
     let (mut hot, mut cold, mut all) = (0, 0, 0);
     for line in folded.lines() {
-        let (stack, n) = line.rsplit_once(' ').unwrap_or_else(|| panic!("folded line without a count: {line:?}"));
+        let (stack, n) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("folded line without a count: {line:?}"));
         let n: u64 = n.parse().unwrap_or_else(|_| panic!("count in {line:?}"));
         if !stack.starts_with("shape;") {
             continue;
@@ -72,14 +79,22 @@ fn python_svg_titles(svg: &Path) -> String {
         .arg(svg)
         .output()
         .expect("python3");
-    assert!(out.status.success(), "the SVG does not parse as XML: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the SVG does not parse as XML: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// `protoc --decode` of the gunzipped pprof file: protobuf's own reader with profile.proto.
 fn protoc_decode(pprof: &Path) -> Option<String> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let gunzip = Command::new("gzip").arg("-dc").arg(pprof).output().expect("gzip");
+    let gunzip = Command::new("gzip")
+        .arg("-dc")
+        .arg(pprof)
+        .output()
+        .expect("gzip");
     assert!(gunzip.status.success(), "the pprof file is not gzip");
     let mut child = match Command::new("protoc")
         .args(["--decode=perftools.profiles.Profile", "--proto_path"])
@@ -92,14 +107,26 @@ fn protoc_decode(pprof: &Path) -> Option<String> {
     {
         Ok(c) => c,
         Err(e) => {
-            support::oracle_unavailable("pprof decoded by protoc", &format!("protoc: {e} (scripts/setup.sh installs protobuf-compiler)"));
+            support::oracle_unavailable(
+                "pprof decoded by protoc",
+                &format!("protoc: {e} (scripts/setup.sh installs protobuf-compiler)"),
+            );
             return None;
         }
     };
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(&gunzip.stdout).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&gunzip.stdout)
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "protoc cannot decode the pprof file: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "protoc cannot decode the pprof file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
@@ -110,7 +137,11 @@ fn cpu_profile_of_a_command_shows_its_three_to_one_shape() {
     }
     let dir = tempfile::tempdir().unwrap();
     let work = build_workload(dir.path());
-    let (folded, svg, pprof) = (dir.path().join("cpu.folded"), dir.path().join("cpu.svg"), dir.path().join("cpu.pb.gz"));
+    let (folded, svg, pprof) = (
+        dir.path().join("cpu.folded"),
+        dir.path().join("cpu.svg"),
+        dir.path().join("cpu.pb.gz"),
+    );
     let out = Command::new(OURS)
         .args(["cpu", "-F", "499", "--folded-file"])
         .arg(&folded)
@@ -130,13 +161,26 @@ fn cpu_profile_of_a_command_shows_its_three_to_one_shape() {
 
     // The folded stacks: main → hot_three_quarters → spin, and the 3:1 shape.
     let text = std::fs::read_to_string(&folded).unwrap();
-    assert!(text.lines().any(|l| l.starts_with("shape;") && l.contains(";main;hot_three_quarters;spin")), "the stack walked through frame pointers:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("shape;") && l.contains(";main;hot_three_quarters;spin")),
+        "the stack walked through frame pointers:\n{text}"
+    );
     let (hot, cold, all) = shape_counts(&text);
-    assert!(all >= 300, "{all} samples of 3 s at 499 Hz (a busy machine takes some):\n{text}");
-    assert!(hot + cold >= all * 9 / 10, "hot {hot} + cold {cold} of {all}");
+    assert!(
+        all >= 300,
+        "{all} samples of 3 s at 499 Hz (a busy machine takes some):\n{text}"
+    );
+    assert!(
+        hot + cold >= all * 9 / 10,
+        "hot {hot} + cold {cold} of {all}"
+    );
     let share = 100.0 * hot as f64 / (hot + cold) as f64;
     eprintln!("hot_three_quarters: {hot}, cold_one_quarter: {cold}: {share:.1}% (expected 75 ± 5)");
-    assert!((70.0..=80.0).contains(&share), "hot share {share:.1}% (hot {hot}, cold {cold})");
+    assert!(
+        (70.0..=80.0).contains(&share),
+        "hot share {share:.1}% (hot {hot}, cold {cold})"
+    );
 
     // The top table names spin as where the time is spent.
     let first_row = table.lines().nth(1).unwrap_or_default();
@@ -144,13 +188,23 @@ fn cpu_profile_of_a_command_shows_its_three_to_one_shape() {
 
     // The SVG: XML with an <svg> root whose frame titles name both functions.
     let titles = python_svg_titles(&svg);
-    assert!(titles.contains("hot_three_quarters") && titles.contains("cold_one_quarter"), "{titles}");
+    assert!(
+        titles.contains("hot_three_quarters") && titles.contains("cold_one_quarter"),
+        "{titles}"
+    );
 
     // pprof: protobuf's own decoder reads it against profile.proto; the samples' first value
     // sums to the folded total, and the string table holds both names.
-    let total_folded: u64 = text.lines().map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
+    let total_folded: u64 = text
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
     if let Some(decoded) = protoc_decode(&pprof) {
-        assert!(decoded.contains("string_table: \"hot_three_quarters\"") && decoded.contains("string_table: \"cold_one_quarter\""), "{decoded}");
+        assert!(
+            decoded.contains("string_table: \"hot_three_quarters\"")
+                && decoded.contains("string_table: \"cold_one_quarter\""),
+            "{decoded}"
+        );
         // Each sample has two values (samples, cpu nanoseconds): the first of each pair counts.
         let mut total = 0u64;
         let mut in_pair = false;
@@ -173,7 +227,16 @@ fn cpu_profile_of_a_command_shows_its_three_to_one_shape() {
         let f = p.location.iter().find(|l| l.id == loc).unwrap().line[0].function_id;
         &p.string_table[p.function.iter().find(|x| x.id == f).unwrap().name as usize]
     };
-    let hot_in_pprof: i64 = p.sample.iter().filter(|s| s.location_id.iter().any(|l| name(*l) == "hot_three_quarters")).map(|s| s.value[0]).sum();
+    let hot_in_pprof: i64 = p
+        .sample
+        .iter()
+        .filter(|s| {
+            s.location_id
+                .iter()
+                .any(|l| name(*l) == "hot_three_quarters")
+        })
+        .map(|s| s.value[0])
+        .sum();
     assert_eq!(hot_in_pprof as u64, hot);
     let period = p.period;
     assert_eq!(period, 1_000_000_000 / 499);
@@ -208,8 +271,14 @@ fn ctrl_c_writes_the_profile_and_leaves_the_process_running() {
     assert!(still_running, "the profiled process goes on after Ctrl-C");
     let folded = String::from_utf8_lossy(&out.stdout);
     let (hot, cold, all) = shape_counts(&folded);
-    assert!(all > 50 && hot > cold, "about 1.5 s at 99 Hz was written out: hot {hot}, cold {cold}, all {all}\n{folded}{stderr}");
-    assert!(folded.lines().all(|l| l.starts_with("shape;")), "-p counts only that process:\n{folded}");
+    assert!(
+        all > 50 && hot > cold,
+        "about 1.5 s at 99 Hz was written out: hot {hot}, cold {cold}, all {all}\n{folded}{stderr}"
+    );
+    assert!(
+        folded.lines().all(|l| l.starts_with("shape;")),
+        "-p counts only that process:\n{folded}"
+    );
     assert!(python_svg_titles(&svg).contains("hot_three_quarters"));
 }
 
@@ -222,18 +291,34 @@ fn whole_system_for_a_duration_and_errors_a_person_can_act_on() {
     let work = build_workload(dir.path());
     let mut target = Command::new(&work).arg("30").spawn().unwrap();
     let started = std::time::Instant::now();
-    let out = Command::new(OURS).args(["cpu", "-d", "1", "-f"]).output().unwrap();
+    let out = Command::new(OURS)
+        .args(["cpu", "-d", "1", "-f"])
+        .output()
+        .unwrap();
     let took = started.elapsed();
     let _ = target.kill();
     let _ = target.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(took < Duration::from_secs(10), "-d 1 took {took:?}");
     let folded = String::from_utf8_lossy(&out.stdout);
-    assert!(shape_counts(&folded).0 > 0, "the whole system includes the workload:\n{folded}");
+    assert!(
+        shape_counts(&folded).0 > 0,
+        "the whole system includes the workload:\n{folded}"
+    );
 
-    let out = Command::new(OURS).args(["cpu", "-p", "999999999"]).output().unwrap();
+    let out = Command::new(OURS)
+        .args(["cpu", "-p", "999999999"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("-p 999999999: no such process"));
-    let out = Command::new(OURS).args(["cpu", "-F", "0", "-d", "1"]).output().unwrap();
+    let out = Command::new(OURS)
+        .args(["cpu", "-F", "0", "-d", "1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("0"));
 }

@@ -52,7 +52,12 @@ fn build_workload(dir: &Path) -> PathBuf {
     let src = dir.join("blocker.c");
     std::fs::write(&src, WORKLOAD).unwrap();
     let bin = dir.join("blocker");
-    let status = Command::new("gcc").args(["-O0", "-fno-omit-frame-pointer", "-pthread", "-o"]).arg(&bin).arg(&src).status().expect("gcc");
+    let status = Command::new("gcc")
+        .args(["-O0", "-fno-omit-frame-pointer", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("gcc");
     assert!(status.success());
     bin
 }
@@ -62,15 +67,36 @@ fn run(min_block_us: &str, extra: &[&str]) -> (u64, String) {
     let dir = tempfile::tempdir().unwrap();
     let work = build_workload(dir.path());
     let folded = dir.path().join("offcpu.folded");
-    let out = Command::new(OURS).args(["offcpu", "-m", min_block_us]).args(extra).arg("--folded-file").arg(&folded).arg("--").arg(&work).output().unwrap();
+    let out = Command::new(OURS)
+        .args(["offcpu", "-m", min_block_us])
+        .args(extra)
+        .arg("--folded-file")
+        .arg(&folded)
+        .arg("--")
+        .arg(&work)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let slept: u64 = stdout.lines().find_map(|l| l.strip_prefix("slept_ns ")).unwrap_or_else(|| panic!("{stdout}")).parse().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slept: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("slept_ns "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .parse()
+        .unwrap();
     (slept, std::fs::read_to_string(&folded).unwrap())
 }
 
 fn ns_where(folded: &str, pred: impl Fn(&str) -> bool) -> u64 {
-    folded.lines().filter(|l| pred(l)).map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum()
+    folded
+        .lines()
+        .filter(|l| pred(l))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
 }
 
 #[test]
@@ -85,17 +111,36 @@ fn a_thread_sleeping_a_known_time_is_counted_at_its_stack() {
 }
 
 fn check_known_sleep(slept: u64, folded: &str, via: &[&str]) {
-    let at_stack = ns_where(&folded, |l| l.starts_with("sleeper;") && l.contains(";sleeper;sleep_known_time;raw_nanosleep;-;"));
+    let at_stack = ns_where(&folded, |l| {
+        l.starts_with("sleeper;") && l.contains(";sleeper;sleep_known_time;raw_nanosleep;-;")
+    });
     let ratio = at_stack as f64 / slept as f64;
     eprintln!("{via:?} off-CPU at sleep_known_time: {at_stack} ns; the thread's own clock: {slept} ns ({:.2}%)", 100.0 * ratio);
-    assert!((0.9..=1.1).contains(&ratio), "{at_stack} ns counted, {slept} ns slept:\n{folded}");
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "{at_stack} ns counted, {slept} ns slept:\n{folded}"
+    );
     // The kernel half of that stack is the nanosleep path, without our own tracing frames.
-    let line = folded.lines().find(|l| l.contains("sleep_known_time")).unwrap();
-    assert!(line.contains("hrtimer_nanosleep") || line.contains("do_nanosleep"), "{line}");
-    assert!(!line.contains("bpf_prog_") && !line.contains("__traceiter_"), "{line}");
+    let line = folded
+        .lines()
+        .find(|l| l.contains("sleep_known_time"))
+        .unwrap();
+    assert!(
+        line.contains("hrtimer_nanosleep") || line.contains("do_nanosleep"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("bpf_prog_") && !line.contains("__traceiter_"),
+        "{line}"
+    );
     // The main thread blocked in pthread_join (a futex) for about as long.
-    let joined = ns_where(&folded, |l| l.starts_with("blocker;") && l.contains("futex"));
-    assert!(joined as f64 >= 0.9 * slept as f64, "main thread's futex wait: {joined} ns:\n{folded}");
+    let joined = ns_where(&folded, |l| {
+        l.starts_with("blocker;") && l.contains("futex")
+    });
+    assert!(
+        joined as f64 >= 0.9 * slept as f64,
+        "main thread's futex wait: {joined} ns:\n{folded}"
+    );
 }
 
 #[test]
@@ -104,7 +149,16 @@ fn min_block_drops_shorter_blocks() {
         return;
     }
     let (slept, folded) = run("300000", &[]);
-    assert_eq!(ns_where(&folded, |l| l.contains("sleep_known_time")), 0, "200 ms sleeps are under -m 300 ms:\n{folded}");
-    let joined = ns_where(&folded, |l| l.starts_with("blocker;") && l.contains("futex"));
-    assert!(joined as f64 >= 0.9 * slept as f64, "the 1 s join stays: {joined} ns:\n{folded}");
+    assert_eq!(
+        ns_where(&folded, |l| l.contains("sleep_known_time")),
+        0,
+        "200 ms sleeps are under -m 300 ms:\n{folded}"
+    );
+    let joined = ns_where(&folded, |l| {
+        l.starts_with("blocker;") && l.contains("futex")
+    });
+    assert!(
+        joined as f64 >= 0.9 * slept as f64,
+        "the 1 s join stays: {joined} ns:\n{folded}"
+    );
 }
