@@ -8,6 +8,7 @@ pub mod command;
 pub mod cpu;
 pub mod io;
 pub mod kernel;
+pub mod lock;
 pub mod offcpu;
 pub mod output;
 pub mod pprof;

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use bpfkit_profile::kernel::{Error, Sizes, StackMaps};
 use bpfkit_profile::profile::{self, Profile};
 use bpfkit_profile::symbols::Resolver;
-use bpfkit_profile::{alloc, command, cpu, io, offcpu, output, pprof};
+use bpfkit_profile::{alloc, command, cpu, io, lock, offcpu, output, pprof};
 
 /// Profiles from eBPF, aggregated in the kernel: where the CPU time goes (cpu), written as
 /// folded stacks, a flame graph, a top table and pprof.
@@ -114,6 +114,20 @@ enum Mode {
         #[command(flatten)]
         common: Common,
     },
+    /// Lock contention: time threads waited for locks, by the stack that waited — user-space
+    /// locks through their futex waits (a pthread mutex, condition variable or join that had to
+    /// sleep), and contended kernel locks (lock:contention_begin/end, where the kernel has them).
+    /// The innermost frame names the kind: [futex], [kernel-mutex], [kernel-spinlock], …
+    Lock {
+        /// Stacks weighted by the number of waits instead of nanoseconds waited.
+        #[arg(long)]
+        count: bool,
+        /// Only futex waits, not kernel locks.
+        #[arg(long)]
+        no_kernel: bool,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// What every mode takes.
@@ -194,6 +208,8 @@ struct Attached {
     alloc: Option<(alloc::AllocMaps, usize)>,
     /// io's maps (with its histograms); which value is shown.
     io: Option<(io::IoMaps, usize)>,
+    /// lock's maps; which value is shown.
+    lock: Option<(lock::LockMaps, usize)>,
 }
 
 /// How a mode's amounts are named.
@@ -230,6 +246,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     _maps: Vec::new(),
                     alloc: None,
                     io: None,
+                    lock: None,
                 })
             });
             (common, units, attach)
@@ -268,6 +285,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     _maps: vec![start],
                     alloc: None,
                     io: None,
+                    lock: None,
                 })
             });
             (common, units, attach)
@@ -307,6 +325,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     _maps: Vec::new(),
                     alloc: Some((own, if objects { 0 } else { 1 })),
                     io: None,
+                    lock: None,
                 })
             });
             (common, units, attach)
@@ -343,7 +362,25 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     _maps: Vec::new(),
                     alloc: None,
                     io: Some((own, if latency { 1 } else { 0 })),
+                    lock: None,
                 })
+            });
+            (common, units, attach)
+        }
+        Mode::Lock { count, no_kernel, common } => {
+            let units = Units {
+                name: if count { "waits" } else { "ns" },
+                title: "Lock contention",
+                pprof: pprof::Kind { types: vec![("waits", "count"), ("delay", "nanoseconds")], scale: vec![1, 1], period: None },
+            };
+            let keys = common.keys;
+            let attach = Box::new(move |maps: &StackMaps, filtered: bool, _pid: Option<i32>| {
+                let own = lock::LockMaps::new(keys)?;
+                let (programs, links, kernel) = lock::attach(maps, &own, filtered, !no_kernel).map_err(|e| format!("attaching to the futex and lock tracepoints: {e}"))?;
+                if !kernel && !no_kernel {
+                    eprintln!("bpfkit-profile: this kernel has no lock:contention_begin/end tracepoints; futex waits only");
+                }
+                Ok(Attached { _programs: programs, links, _maps: Vec::new(), alloc: None, io: None, lock: Some((own, if count { 0 } else { 1 })) })
             });
             (common, units, attach)
         }
@@ -477,7 +514,21 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 }
                 profile::collect_entries(&maps, &mut resolver, io::entries(&maps, own)?, *primary)?
             }
-            None => profile::collect(&maps, &mut resolver)?,
+            None => match &attached.lock {
+                Some((own, primary)) => {
+                    let mut profile = profile::collect_entries(&maps, &mut resolver, lock::entries(&maps, own)?, *primary)?;
+                    for s in &mut profile.samples {
+                        let kind = lock::kind_frame(s.extra);
+                        if s.kernel.is_empty() {
+                            s.user.push(kind);
+                        } else {
+                            s.kernel.push(kind);
+                        }
+                    }
+                    profile
+                }
+                None => profile::collect(&maps, &mut resolver)?,
+            },
         },
     };
     write_outputs(&common, &units, &profile, wall_start, elapsed)?;
