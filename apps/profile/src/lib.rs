@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod command;
 pub mod cpu;
+pub mod follow;
 pub mod io;
 pub mod kernel;
 pub mod lock;
@@ -14,3 +15,8 @@ pub mod output;
 pub mod pprof;
 pub mod profile;
 pub mod symbols;
+
+/// Tutorial chapter 19 (`tutorial/ch19-profile.md`): every code block is a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../tutorial/ch19-profile.md")]
+pub struct TutorialChapter19;

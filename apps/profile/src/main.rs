@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use bpfkit_profile::kernel::{Error, Sizes, StackMaps};
 use bpfkit_profile::profile::{self, Profile};
 use bpfkit_profile::symbols::Resolver;
-use bpfkit_profile::{alloc, command, cpu, io, lock, offcpu, output, pprof};
+use bpfkit_profile::{alloc, command, cpu, follow, io, lock, offcpu, output, pprof};
 
 /// Profiles from eBPF, aggregated in the kernel: where the CPU time goes (cpu), written as
 /// folded stacks, a flame graph, a top table and pprof.
@@ -178,7 +178,7 @@ struct Common {
     keys: u32,
 
     /// The command to start and profile (after `--`); it is held before its first instruction
-    /// until the programs are attached.
+    /// until the programs are attached. The processes it starts are profiled too (not by alloc).
     #[arg(
         value_name = "COMMAND",
         trailing_var_arg = true,
@@ -221,6 +221,7 @@ struct Units {
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
+    let is_alloc = matches!(cli.mode, Mode::Alloc { .. });
     let (common, units, attach): (
         Common,
         Units,
@@ -417,6 +418,13 @@ fn run(cli: Cli) -> Result<i32, Error> {
         (Some(c), _) => Some(c.id() as i32),
         (None, [pid]) => Some(*pid as i32),
         _ => None,
+    };
+    // A command's children are profiled too (its forks join `targets` before they run) —
+    // except by alloc, whose uprobes are bound to the one process.
+    let _follow = if !common.command.is_empty() && !is_alloc {
+        Some(follow::attach(&maps).map_err(|e| format!("following the command's children (sched_process_fork): {e}"))?)
+    } else {
+        None
     };
     let mut attached = attach(&maps, filtered, single)?;
 

@@ -322,3 +322,44 @@ fn whole_system_for_a_duration_and_errors_a_person_can_act_on() {
         .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("0"));
 }
+
+#[test]
+fn a_commands_children_are_profiled_and_inlined_functions_are_frames() {
+    if !support::kernel_or_skip("bpfkit-profile cpu: children, inlined frames") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // With debug information (-g), a function inlined at the sampled address is a frame of its
+    // own, inside the function it was inlined into.
+    let src = dir.path().join("inl.c");
+    std::fs::write(
+        &src,
+        r#"
+#include <stdlib.h>
+#include <time.h>
+volatile unsigned long sink;
+static inline __attribute__((always_inline)) void inlined_spin(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i; }
+__attribute__((noinline)) void calls_inlined(void) { inlined_spin(2000000); }
+int main(int argc, char **argv) {
+    double secs = argc > 1 ? atof(argv[1]) : 1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do { calls_inlined(); clock_gettime(CLOCK_MONOTONIC, &t); } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let inl = dir.path().join("inl");
+    assert!(Command::new("gcc").args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&inl).arg(&src).status().unwrap().success());
+    let work = build_workload(dir.path());
+    // The command is a shell that forks both programs: its children are followed.
+    let script = format!("{} 1; {} 1; true", work.display(), inl.display());
+    let out = Command::new(OURS).args(["cpu", "-F", "499", "-f", "--", "sh", "-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let folded = String::from_utf8_lossy(&out.stdout);
+    let (hot, cold, all) = shape_counts(&folded);
+    assert!(all >= 100 && hot > cold, "the shell's child was profiled: hot {hot}, cold {cold}, all {all}\n{folded}");
+    let inlined: u64 = folded.lines().filter(|l| l.starts_with("inl;") && l.contains(";calls_inlined;inlined_spin")).map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
+    assert!(inlined >= 100, "inlined_spin as a frame inside calls_inlined: {inlined}\n{folded}");
+}
