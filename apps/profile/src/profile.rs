@@ -70,7 +70,7 @@ impl Losses {
         }
         if self.user_stacks_lost > 0 || self.kernel_stacks_lost > 0 {
             lines.push(format!(
-                "{} user and {} kernel stacks lost to stack-map collisions or a full stack map (raise --stacks); shown as [lost stack]",
+                "{} user and {} kernel stacks lost to stack-map collisions or a full stack map (raise --stacks); shown as [lost-stack]",
                 self.user_stacks_lost, self.kernel_stacks_lost
             ));
         }
@@ -114,11 +114,11 @@ fn stack_frames(
                 Some(tgid) => resolver.user(tgid, &ips),
                 None => resolver.kernel(&ips),
             },
-            Err(_) => vec!["[lost stack]".into()],
+            Err(_) => vec!["[lost-stack]".into()],
         },
         id if id == -EFAULT => Vec::new(),
-        id if id == -EEXIST || id == -ENOMEM => vec!["[lost stack]".into()],
-        _ => vec!["[no stack]".into()],
+        id if id == -EEXIST || id == -ENOMEM => vec!["[lost-stack]".into()],
+        _ => vec!["[no-stack]".into()],
     }
 }
 

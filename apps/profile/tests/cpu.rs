@@ -363,3 +363,28 @@ int main(int argc, char **argv) {
     let inlined: u64 = folded.lines().filter(|l| l.starts_with("inl;") && l.contains(";calls_inlined;inlined_spin")).map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
     assert!(inlined >= 100, "inlined_spin as a frame inside calls_inlined: {inlined}\n{folded}");
 }
+
+#[test]
+fn lost_stacks_and_a_full_counter_map_are_reported() {
+    if !support::kernel_or_skip("bpfkit-profile cpu: losses") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = build_workload(dir.path());
+    // One stack-map bucket: every stack but the first collides (-EEXIST). Two counters: the
+    // third distinct key is not counted.
+    let out = Command::new(OURS).args(["cpu", "-F", "999", "-f", "--stacks", "1", "--keys", "2", "--"]).arg(&work).arg("1").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let folded = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{folded}{stderr}");
+    assert!(folded.lines().count() <= 2, "{folded}");
+    let lost_line = stderr.lines().find(|l| l.contains("stacks lost to stack-map collisions")).unwrap_or_else(|| panic!("{stderr}"));
+    let user_lost: u64 = lost_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(user_lost > 0, "{lost_line}");
+    assert!(folded.contains("[lost-stack]"), "lost stacks are shown as such:\n{folded}");
+    let full = stderr.lines().find(|l| l.contains("not counted: the counts map was full")).unwrap_or_else(|| panic!("{stderr}"));
+    let not_counted: u64 = full.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let counted: u64 = folded.lines().map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
+    assert!(not_counted > 0 && counted > 0, "{counted} counted, {not_counted} not");
+}
