@@ -388,3 +388,31 @@ fn lost_stacks_and_a_full_counter_map_are_reported() {
     let counted: u64 = folded.lines().map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
     assert!(not_counted > 0 && counted > 0, "{counted} counted, {not_counted} not");
 }
+
+#[test]
+fn a_stripped_binary_keeps_its_stacks_named_by_file_and_counted_as_unnamed() {
+    if !support::kernel_or_skip("bpfkit-profile cpu: stripped") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = build_workload(dir.path());
+    let stripped = dir.path().join("stripped");
+    std::fs::copy(&work, &stripped).unwrap();
+    assert!(Command::new("strip").arg(&stripped).status().expect("strip (binutils, with gcc)").success());
+    let out = Command::new(OURS).args(["cpu", "-F", "499", "-f", "--"]).arg(&stripped).arg("1").output().unwrap();
+    assert!(out.status.success());
+    let folded = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The frames are still walked (frame pointers do not need symbols): main → hot or cold →
+    // spin, each shown as the file.
+    let deep: u64 = folded
+        .lines()
+        .filter(|l| l.starts_with("stripped;") && l.contains(";[stripped];[stripped];[stripped] "))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert!(deep >= 100, "{folded}");
+    assert!(!folded.contains("hot_three_quarters"), "{folded}");
+    let line = stderr.lines().find(|l| l.contains("frames without a symbol")).unwrap_or_else(|| panic!("{stderr}"));
+    let in_files: u64 = line.split(": ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(in_files >= 3, "{line}");
+}
