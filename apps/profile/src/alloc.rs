@@ -26,6 +26,7 @@ use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
+use crate::profile::Entries;
 use crate::kernel::{
     add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
     STAT_MODE,
@@ -265,7 +266,7 @@ pub fn attach(
 
 /// Per key: [outstanding allocations, outstanding bytes, allocations, bytes allocated] — pprof's
 /// `inuse_objects`, `inuse_space`, `alloc_objects`, `alloc_space`.
-pub fn entries(maps: &StackMaps, own: &AllocMaps) -> Result<Vec<(Vec<u8>, Vec<u64>)>, Error> {
+pub fn entries(maps: &StackMaps, own: &AllocMaps) -> Result<Entries, Error> {
     use std::collections::HashMap;
     let mut by_key: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
     let u64_at =

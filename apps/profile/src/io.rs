@@ -23,6 +23,7 @@ use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
+use crate::profile::{count_and_amount, Entries};
 use crate::kernel::{
     add_to, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE,
 };
@@ -275,18 +276,8 @@ pub fn attach(
 }
 
 /// Per key: [requests, nanoseconds].
-pub fn entries(maps: &StackMaps, own: &IoMaps) -> Result<Vec<(Vec<u8>, Vec<u64>)>, Error> {
-    let mut by_key: std::collections::HashMap<Vec<u8>, Vec<u64>> = std::collections::HashMap::new();
-    let u64_of = |v: &[u8]| u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
-    for e in maps.counts.iter() {
-        let (k, v) = e?;
-        by_key.entry(k).or_insert_with(|| vec![0; 2])[0] += u64_of(&v);
-    }
-    for e in own.latency.iter() {
-        let (k, v) = e?;
-        by_key.entry(k).or_insert_with(|| vec![0; 2])[1] += u64_of(&v);
-    }
-    Ok(by_key.into_iter().collect())
+pub fn entries(maps: &StackMaps, own: &IoMaps) -> Result<Entries, Error> {
+    count_and_amount(maps, &own.latency)
 }
 
 /// A device's name (`loop3`, `vda`) from sysfs, else `major:minor`.

@@ -21,6 +21,7 @@ use bpfkit::insn::{jmp_if, ld_map, JmpCond, Program as Insns, Reg};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
+use crate::profile::{count_and_amount, Entries};
 use crate::kernel::{add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE};
 
 /// `stats` slot: a wait not timed because its map was full.
@@ -208,18 +209,8 @@ pub fn attach(maps: &StackMaps, own: &LockMaps, filtered: bool, kernel: bool) ->
 }
 
 /// Per key: [waits, nanoseconds].
-pub fn entries(maps: &StackMaps, own: &LockMaps) -> Result<Vec<(Vec<u8>, Vec<u64>)>, Error> {
-    let mut by_key: std::collections::HashMap<Vec<u8>, Vec<u64>> = std::collections::HashMap::new();
-    let u64_of = |v: &[u8]| u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
-    for e in maps.counts.iter() {
-        let (k, v) = e?;
-        by_key.entry(k).or_insert_with(|| vec![0; 2])[0] += u64_of(&v);
-    }
-    for e in own.waited.iter() {
-        let (k, v) = e?;
-        by_key.entry(k).or_insert_with(|| vec![0; 2])[1] += u64_of(&v);
-    }
-    Ok(by_key.into_iter().collect())
+pub fn entries(maps: &StackMaps, own: &LockMaps) -> Result<Entries, Error> {
+    count_and_amount(maps, &own.waited)
 }
 
 /// The innermost pseudo-frame naming the kind of lock of a key's extra field: `[futex]`, or the

@@ -220,13 +220,13 @@ struct Units {
     pprof: pprof::Kind,
 }
 
+/// A mode's attach step: given the maps, whether processes are filtered, and the one process
+/// when there is exactly one.
+type AttachFn = Box<dyn FnOnce(&StackMaps, bool, Option<i32>) -> Result<Attached, Error>>;
+
 fn run(cli: Cli) -> Result<i32, Error> {
     let is_alloc = matches!(cli.mode, Mode::Alloc { .. });
-    let (common, units, attach): (
-        Common,
-        Units,
-        Box<dyn FnOnce(&StackMaps, bool, Option<i32>) -> Result<Attached, Error>>,
-    ) = match cli.mode {
+    let (common, units, attach): (Common, Units, AttachFn) = match cli.mode {
         Mode::Cpu { hz, common } => {
             let period = 1_000_000_000 / hz as i64;
             let units = Units {

@@ -153,6 +153,23 @@ pub fn tgids_seen(maps: &StackMaps) -> Vec<u32> {
     seen
 }
 
+/// Per `counts` key: the stack's values, in a mode's pprof sample-type order.
+pub type Entries = Vec<(Vec<u8>, Vec<u64>)>;
+
+/// Per key: [counts[key], second[key]] — requests and latency (io), waits and nanoseconds
+/// (lock): a count in the shared map and an amount in the mode's own.
+pub fn count_and_amount(maps: &StackMaps, second: &Map) -> Result<Entries, Error> {
+    let mut by_key: std::collections::HashMap<Vec<u8>, Vec<u64>> = std::collections::HashMap::new();
+    let u64_of = |v: &[u8]| u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
+    for (slot, map) in [(0, &maps.counts), (1, second)] {
+        for e in map.iter() {
+            let (k, v) = e?;
+            by_key.entry(k).or_insert_with(|| vec![0; 2])[slot] += u64_of(&v);
+        }
+    }
+    Ok(by_key.into_iter().collect())
+}
+
 /// Read the maps (after the programs are detached) into a profile.
 pub fn collect(maps: &StackMaps, resolver: &mut Resolver) -> Result<Profile, Error> {
     let mut entries = Vec::new();

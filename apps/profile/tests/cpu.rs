@@ -1,6 +1,8 @@
 //! `bpfkit-profile cpu` against a workload of known shape, built here: a C program that spends
 //! three quarters of its CPU time in `hot_three_quarters` and one quarter in `cold_one_quarter`
-//! (both call the same `spin` loop, 3M and 1M iterations). The folded stacks must show that
+//! (both call the same `spin` loop, 3M and 1M iterations), for a given amount of its own CPU
+//! time (so the samples it gets do not depend on how busy the machine is: at 499 Hz, 3 s of CPU
+//! are about 1500 samples, and one share's sampling error is ±1.1 points). The folded stacks must show that
 //! ratio within ±5 points; the SVG must be valid XML (read by Python's parser) naming both
 //! functions; the pprof file must decode with `protoc` against profile.proto and carry the same
 //! totals; Ctrl-C must still write everything.
@@ -21,15 +23,16 @@ volatile unsigned long sink;
 __attribute__((noinline)) void spin(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i; }
 __attribute__((noinline)) void hot_three_quarters(void) { spin(3000000); }
 __attribute__((noinline)) void cold_one_quarter(void) { spin(1000000); }
+/* Runs for SECS of its own CPU time, not wall time: on a busy machine it still gets about
+   SECS x HZ samples, since cpu-clock samples land in it only while it runs. */
 int main(int argc, char **argv) {
     double secs = argc > 1 ? atof(argv[1]) : 3;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timespec t;
     do {
         hot_three_quarters();
         cold_one_quarter();
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    } while (t.tv_sec + t.tv_nsec / 1e9 < secs);
     return 0;
 }
 "#;
@@ -272,8 +275,8 @@ fn ctrl_c_writes_the_profile_and_leaves_the_process_running() {
     let folded = String::from_utf8_lossy(&out.stdout);
     let (hot, cold, all) = shape_counts(&folded);
     assert!(
-        all > 50 && hot > cold,
-        "about 1.5 s at 99 Hz was written out: hot {hot}, cold {cold}, all {all}\n{folded}{stderr}"
+        all >= 20 && hot > cold,
+        "up to 1.5 s at 99 Hz (less on a busy machine) was written out: hot {hot}, cold {cold}, all {all}\n{folded}{stderr}"
     );
     assert!(
         folded.lines().all(|l| l.starts_with("shape;")),
@@ -342,9 +345,8 @@ static inline __attribute__((always_inline)) void inlined_spin(unsigned long n) 
 __attribute__((noinline)) void calls_inlined(void) { inlined_spin(2000000); }
 int main(int argc, char **argv) {
     double secs = argc > 1 ? atof(argv[1]) : 1;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do { calls_inlined(); clock_gettime(CLOCK_MONOTONIC, &t); } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < secs);
+    struct timespec t;
+    do { calls_inlined(); clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); } while (t.tv_sec + t.tv_nsec / 1e9 < secs);
     return 0;
 }
 "#,

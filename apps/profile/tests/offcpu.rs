@@ -111,7 +111,7 @@ fn a_thread_sleeping_a_known_time_is_counted_at_its_stack() {
 }
 
 fn check_known_sleep(slept: u64, folded: &str, via: &[&str]) {
-    let at_stack = ns_where(&folded, |l| {
+    let at_stack = ns_where(folded, |l| {
         l.starts_with("sleeper;") && l.contains(";sleeper;sleep_known_time;raw_nanosleep;-;")
     });
     let ratio = at_stack as f64 / slept as f64;
@@ -134,7 +134,7 @@ fn check_known_sleep(slept: u64, folded: &str, via: &[&str]) {
         "{line}"
     );
     // The main thread blocked in pthread_join (a futex) for about as long.
-    let joined = ns_where(&folded, |l| {
+    let joined = ns_where(folded, |l| {
         l.starts_with("blocker;") && l.contains("futex")
     });
     assert!(
