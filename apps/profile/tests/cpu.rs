@@ -2,10 +2,11 @@
 //! three quarters of its CPU time in `hot_three_quarters` and one quarter in `cold_one_quarter`
 //! (both call the same `spin` loop, 3M and 1M iterations), for a given amount of its own CPU
 //! time (so the samples it gets do not depend on how busy the machine is: at 499 Hz, 3 s of CPU
-//! are about 1500 samples, and one share's sampling error is ±1.1 points). The folded stacks must show that
-//! ratio within ±5 points; the SVG must be valid XML (read by Python's parser) naming both
+//! are about 1500 samples, and one share's sampling error is ±1.1 points). The folded stacks
+//! must show that ratio within ±5 points; the SVG must be valid XML (read by Python's parser) naming both
 //! functions; the pprof file must decode with `protoc` against profile.proto and carry the same
-//! totals; Ctrl-C must still write everything.
+//! totals, and `go tool pprof` must read it with the same shares; Ctrl-C must still write
+//! everything.
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
@@ -223,6 +224,20 @@ fn cpu_profile_of_a_command_shows_its_three_to_one_shape() {
             }
         }
         assert_eq!(total, total_folded, "pprof and folded totals");
+    }
+    // And pprof's own reader, `go tool pprof` (Debian's golang-go): its cumulative share of
+    // hot_three_quarters is the folded stacks' share of the whole profile.
+    match Command::new("go").args(["tool", "pprof", "-top", "-nodecount=30"]).arg(&pprof).env("HOME", dir.path()).output() {
+        Ok(out) => {
+            let top = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "go tool pprof cannot read it: {}", String::from_utf8_lossy(&out.stderr));
+            let row = top.lines().find(|l| l.trim_end().ends_with(" hot_three_quarters")).unwrap_or_else(|| panic!("{top}"));
+            let cum: f64 = row.split_whitespace().nth(4).unwrap().trim_end_matches('%').parse().unwrap();
+            let expected = 100.0 * hot as f64 / total_folded as f64;
+            eprintln!("go tool pprof: hot_three_quarters cum {cum}% (folded: {expected:.2}%)");
+            assert!((cum - expected).abs() < 0.1, "{row}");
+        }
+        Err(e) => support::oracle_unavailable("pprof read by go tool pprof", &format!("go: {e} (scripts/setup.sh installs golang-go)")),
     }
     // And the crate's own reader: the hot stack resolves to spin ← hot_three_quarters ← main.
     let p = bpfkit_profile::pprof::read(&std::fs::read(&pprof).unwrap()).unwrap();
