@@ -102,7 +102,7 @@ enum Mode {
     },
     /// Block I/O latency: a log2 histogram per device (microseconds, from the request's start
     /// to its completion) and, by the stack that issued each request, the requests (or with
-    /// --latency their total nanoseconds).
+    /// --latency their total nanoseconds); the innermost frame names the disk ([vda]).
     Io {
         /// Stacks weighted by total latency (ns) instead of by requests.
         #[arg(long)]
@@ -520,7 +520,17 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 if !common.folded {
                     print!("{}", io::histogram_text(&own.histograms()?));
                 }
-                profile::collect_entries(&maps, &mut resolver, io::entries(&maps, own)?, *primary)?
+                let mut profile = profile::collect_entries(&maps, &mut resolver, io::entries(&maps, own)?, *primary)?;
+                // The disk as the innermost frame: one flame per device under each stack.
+                for s in &mut profile.samples {
+                    let disk = format!("[{}]", io::device_name(s.extra));
+                    if s.kernel.is_empty() {
+                        s.user.push(disk);
+                    } else {
+                        s.kernel.push(disk);
+                    }
+                }
+                profile
             }
             None => match &attached.lock {
                 Some((own, primary)) => {
