@@ -19,8 +19,9 @@ use bpfkit_profile::profile::{self, Profile};
 use bpfkit_profile::symbols::Resolver;
 use bpfkit_profile::{alloc, command, cpu, follow, io, lock, offcpu, output, pprof};
 
-/// Profiles from eBPF, aggregated in the kernel: where the CPU time goes (cpu), written as
-/// folded stacks, a flame graph, a top table and pprof.
+/// Profiles from eBPF, aggregated in the kernel: where CPU time goes (cpu), where threads
+/// block (offcpu), what stays allocated (alloc), block I/O latency (io) and lock waits (lock),
+/// written as folded stacks, a flame graph, a top table and pprof.
 ///
 /// The programs count by stack inside the kernel — one counter per distinct (process, user
 /// stack, kernel stack, thread name) — so nothing is copied out per event; the counts and stacks
@@ -28,20 +29,19 @@ use bpfkit_profile::{alloc, command, cpu, follow, io, lock, offcpu, output, ppro
 /// COMMAND exits, when the -p processes are gone, or on Ctrl-C; each writes what was collected
 /// and detaches everything.
 #[derive(Debug, Parser)]
-#[command(
-    name = "bpfkit-profile",
-    version,
-    after_help = "\
+#[command(name = "bpfkit-profile", version, after_help = "\
 Examples:
   bpfkit-profile cpu -d 10                          the whole system for 10 s: the top table
-  bpfkit-profile cpu -F 999 --svg cpu.svg -- make   a command, at 999 Hz, as a flame graph
-  bpfkit-profile cpu -p 1234 -f > out.folded        a running process, folded stacks on stdout
-  bpfkit-profile cpu -d 30 --pprof cpu.pb.gz        for `go tool pprof` and its peers
+  bpfkit-profile cpu -F 999 --svg cpu.svg -- make   a command and its children, at 999 Hz
+  bpfkit-profile cpu -p 1234 -f > out.folded        a running process until Ctrl-C, folded
+  bpfkit-profile offcpu -m 1000 -p 1234             blocks of 1 ms or more
+  bpfkit-profile alloc --objects -- ./server        what a run leaves allocated, by stack
+  bpfkit-profile io -d 30                           per-disk latency histograms, by stack
+  bpfkit-profile lock --pprof lock.pb.gz -- ./app   lock waits, for `go tool pprof`
 
 Needs root (or CAP_BPF and CAP_PERFMON). Stacks are walked by the kernel: through frame
 pointers in user code (build with -fno-omit-frame-pointer to keep callers; without them a stack
-often stops after its first frame or two), through ORC in the kernel."
-)]
+often stops after its first frame or two), through ORC in the kernel.")]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
