@@ -202,7 +202,8 @@ fn main() {
 struct Attached {
     _programs: Vec<Program>,
     links: Vec<Link>,
-    /// A mode's own maps (offcpu's `start`).
+    /// offcpu's `start` (threads blocked now) and its minimum block, read at the end: a thread
+    /// still blocked then is counted up to the end.
     _maps: Vec<bpfkit::maps::Map>,
     /// alloc's maps, read at the end instead of `counts` alone; which value is shown.
     alloc: Option<(alloc::AllocMaps, usize)>,
@@ -226,6 +227,11 @@ type AttachFn = Box<dyn FnOnce(&StackMaps, bool, Option<i32>) -> Result<Attached
 
 fn run(cli: Cli) -> Result<i32, Error> {
     let is_alloc = matches!(cli.mode, Mode::Alloc { .. });
+    let is_offcpu = matches!(cli.mode, Mode::Offcpu { .. });
+    let offcpu_min_ns = match cli.mode {
+        Mode::Offcpu { min_block_us, .. } => min_block_us.saturating_mul(1000),
+        _ => 0,
+    };
     let (common, units, attach): (Common, Units, AttachFn) = match cli.mode {
         Mode::Cpu { hz, common } => {
             let period = 1_000_000_000 / hz as i64;
@@ -545,6 +551,13 @@ fn run(cli: Cli) -> Result<i32, Error> {
                     }
                     profile
                 }
+                None if is_offcpu => match attached._maps.first() {
+                    Some(start) => {
+                        let entries = offcpu::entries_until_now(&maps, start, offcpu_min_ns)?;
+                        profile::collect_entries(&maps, &mut resolver, entries, 0)?
+                    }
+                    None => profile::collect(&maps, &mut resolver)?,
+                },
                 None => profile::collect(&maps, &mut resolver)?,
             },
         },

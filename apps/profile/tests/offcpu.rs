@@ -2,7 +2,8 @@
 //! whose thread `sleeper` calls `sleep_known_time` five times (200 ms each) and prints how long
 //! that took by its own clock. The off-CPU nanoseconds counted at that stack must be that time
 //! within ±10%; with `--min-block` above 200 ms they must be absent while the main thread's
-//! one-second `pthread_join` stays.
+//! one-second `pthread_join` stays. A thread still blocked when the profile ends is counted up
+//! to the end.
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
@@ -161,4 +162,20 @@ fn min_block_drops_shorter_blocks() {
         joined as f64 >= 0.9 * slept as f64,
         "the 1 s join stays: {joined} ns:\n{folded}"
     );
+}
+
+#[test]
+fn a_thread_still_blocked_at_the_end_is_counted_up_to_the_end() {
+    if !support::kernel_or_skip("bpfkit-profile offcpu, blocked at the end") {
+        return;
+    }
+    // `sleep 3` blocks from its start; the profile ends after 1 s, while it still sleeps (it
+    // goes on, unprofiled, and ends by itself).
+    // (`output()` returns when `sleep` closes the inherited pipe too, 3 s in: not a measure.)
+    let out = Command::new(OURS).args(["offcpu", "-d", "1", "-f", "--", "sleep", "3"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let folded = String::from_utf8_lossy(&out.stdout);
+    let asleep = ns_where(&folded, |l| l.starts_with("sleep;") && l.contains("nanosleep"));
+    eprintln!("sleep blocked {asleep} ns of a 1 s profile");
+    assert!((800_000_000..=1_300_000_000).contains(&asleep), "{asleep} ns counted for a 1 s profile:\n{folded}");
 }
