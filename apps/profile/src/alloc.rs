@@ -26,11 +26,11 @@ use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
-use crate::profile::Entries;
 use crate::kernel::{
     add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
     STAT_MODE,
 };
+use crate::profile::Entries;
 
 /// `stats` slot: a live allocation not recorded because `allocs` was full.
 pub const STAT_ALLOCS_FULL: u32 = STAT_MODE;

@@ -26,8 +26,22 @@ pub fn program() -> Result<Insns, Error> {
     };
     p.extend(filter_target("out"));
     p.extend(bpf_asm! { r9 = *(u64 *)(r6 + 8) });
-    p.extend(core_read(Reg::R8, Reg::R9, &[Hop::new("task_struct", "tgid")], Size::W, -8, Reg::R0)?);
-    p.extend(core_read(Reg::R7, Reg::R9, &[Hop::new("task_struct", "pid")], Size::W, -16, Reg::R0)?);
+    p.extend(core_read(
+        Reg::R8,
+        Reg::R9,
+        &[Hop::new("task_struct", "tgid")],
+        Size::W,
+        -8,
+        Reg::R0,
+    )?);
+    p.extend(core_read(
+        Reg::R7,
+        Reg::R9,
+        &[Hop::new("task_struct", "pid")],
+        Size::W,
+        -16,
+        Reg::R0,
+    )?);
     p.extend(bpf_asm! {
         if r7 != r8 goto out                    // a new thread, not a new process
         *(u32 *)(r10 - 20) = w8
@@ -49,8 +63,12 @@ pub fn program() -> Result<Insns, Error> {
 /// The program loaded and attached.
 pub fn attach(maps: &StackMaps) -> Result<(Program, Link), Error> {
     let btf = Btf::vmlinux_shared()?;
-    let id = btf.find_by_name_kind("btf_trace_sched_process_fork", Kind::Typedef).ok_or("no btf_trace_sched_process_fork in the kernel's BTF")?;
-    let opts = LoadOptions::new("profile_follow", ProgType::Tracing).expected_attach_type(AttachType::TraceRawTp).attach_btf_id(id.get());
+    let id = btf
+        .find_by_name_kind("btf_trace_sched_process_fork", Kind::Typedef)
+        .ok_or("no btf_trace_sched_process_fork in the kernel's BTF")?;
+    let opts = LoadOptions::new("profile_follow", ProgType::Tracing)
+        .expected_attach_type(AttachType::TraceRawTp)
+        .attach_btf_id(id.get());
     let prog = Program::load(&program()?.assemble()?, &maps.all(), &opts)?;
     let link = prog.attach_btf()?;
     Ok((prog, link))

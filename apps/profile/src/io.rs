@@ -23,10 +23,10 @@ use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
-use crate::profile::{count_and_amount, Entries};
 use crate::kernel::{
     add_to, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE,
 };
+use crate::profile::{count_and_amount, Entries};
 
 /// `stats` slot: a request not timed because `inflight` was full.
 pub const STAT_INFLIGHT_FULL: u32 = STAT_MODE;

@@ -21,8 +21,11 @@ use bpfkit::insn::{jmp_if, ld_map, JmpCond, Program as Insns, Reg};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
-use crate::profile::{count_and_amount, Entries};
-use crate::kernel::{add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE};
+use crate::kernel::{
+    add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
+    STAT_MODE,
+};
+use crate::profile::Entries;
 
 /// `stats` slot: a wait not timed because its map was full.
 pub const STAT_WAITS_FULL: u32 = STAT_MODE;
@@ -35,7 +38,13 @@ const VALUE_AT: i16 = -96; // {ts, key}: 40 bytes
 const TID_AT: i16 = -100;
 
 /// futex(2) operations that wait (FUTEX_CMD_MASK applied).
-const FUTEX_WAIT_OPS: [i32; 5] = [0 /* WAIT */, 6 /* LOCK_PI */, 9 /* WAIT_BITSET */, 11 /* WAIT_REQUEUE_PI */, 13 /* LOCK_PI2 */];
+const FUTEX_WAIT_OPS: [i32; 5] = [
+    0,  /* WAIT */
+    6,  /* LOCK_PI */
+    9,  /* WAIT_BITSET */
+    11, /* WAIT_REQUEUE_PI */
+    13, /* LOCK_PI2 */
+];
 
 /// The mode's own maps.
 pub struct LockMaps {
@@ -51,8 +60,20 @@ pub struct LockMaps {
 impl LockMaps {
     pub fn new(keys: u32) -> Result<LockMaps, Error> {
         Ok(LockMaps {
-            futex_waits: Map::create(&MapSpec::new("futex_waits", MapType::Hash, 4, 8 + KEY_SIZE, 65536))?,
-            lock_waits: Map::create(&MapSpec::new("lock_waits", MapType::Hash, 4, 8 + KEY_SIZE, 65536))?,
+            futex_waits: Map::create(&MapSpec::new(
+                "futex_waits",
+                MapType::Hash,
+                4,
+                8 + KEY_SIZE,
+                65536,
+            ))?,
+            lock_waits: Map::create(&MapSpec::new(
+                "lock_waits",
+                MapType::Hash,
+                4,
+                8 + KEY_SIZE,
+                65536,
+            ))?,
             waited: Map::create(&MapSpec::new("waited", MapType::Hash, KEY_SIZE, 8, keys))?,
         })
     }
@@ -180,15 +201,27 @@ pub fn end_program(waits: &str) -> Insns {
 
 /// Whether this kernel has the kernel-lock contention tracepoints (tracefs has them).
 pub fn kernel_locks_available() -> bool {
-    bpfkit::attach::tracepoint_id("lock", "contention_begin").is_ok() && bpfkit::attach::tracepoint_id("lock", "contention_end").is_ok()
+    bpfkit::attach::tracepoint_id("lock", "contention_begin").is_ok()
+        && bpfkit::attach::tracepoint_id("lock", "contention_end").is_ok()
 }
 
 /// The programs loaded and attached: futex waits always, kernel locks when `kernel` and the
 /// kernel has their tracepoints. Says whether kernel locks are watched.
-pub fn attach(maps: &StackMaps, own: &LockMaps, filtered: bool, kernel: bool) -> Result<(Vec<Program>, Vec<Link>, bool), Error> {
+pub fn attach(
+    maps: &StackMaps,
+    own: &LockMaps,
+    filtered: bool,
+    kernel: bool,
+) -> Result<(Vec<Program>, Vec<Link>, bool), Error> {
     let mut all = maps.all();
     all.extend([&own.futex_waits, &own.lock_waits, &own.waited]);
-    let load = |name: &str, p: Insns| -> Result<Program, Error> { Ok(Program::load(&p.assemble()?, &all, &LoadOptions::new(name, ProgType::Tracepoint))?) };
+    let load = |name: &str, p: Insns| -> Result<Program, Error> {
+        Ok(Program::load(
+            &p.assemble()?,
+            &all,
+            &LoadOptions::new(name, ProgType::Tracepoint),
+        )?)
+    };
     let mut programs = Vec::new();
     let mut links = Vec::new();
     // Ends before begins: a wait that begins always finds its end attached.
@@ -208,9 +241,15 @@ pub fn attach(maps: &StackMaps, own: &LockMaps, filtered: bool, kernel: bool) ->
     Ok((programs, links, kernel))
 }
 
-/// Per key: [waits, nanoseconds].
-pub fn entries(maps: &StackMaps, own: &LockMaps) -> Result<Entries, Error> {
-    count_and_amount(maps, &own.waited)
+/// Per key: [waits, nanoseconds], with the waits still going on at the profile's end
+/// (`end_ns`, by `profile::ktime_now`) counted up to it.
+pub fn entries(maps: &StackMaps, own: &LockMaps, end_ns: u64) -> Result<Entries, Error> {
+    let mut by_key = crate::profile::sum_by_key(&[(0, &maps.counts), (1, &own.waited)], 2)?;
+    // Waits still going on at the end (a deadlock is the wait most worth seeing): counted up to now.
+    for in_flight in [&own.futex_waits, &own.lock_waits] {
+        crate::profile::add_in_flight(&mut by_key, in_flight, end_ns, 0, 1, Some(0))?;
+    }
+    Ok(by_key.into_iter().collect())
 }
 
 /// The innermost pseudo-frame naming the kind of lock of a key's extra field: `[futex]`, or the

@@ -29,7 +29,10 @@ use bpfkit_profile::{alloc, command, cpu, follow, io, lock, offcpu, output, ppro
 /// COMMAND exits, when the -p processes are gone, or on Ctrl-C; each writes what was collected
 /// and detaches everything.
 #[derive(Debug, Parser)]
-#[command(name = "bpfkit-profile", version, after_help = "\
+#[command(
+    name = "bpfkit-profile",
+    version,
+    after_help = "\
 Examples:
   bpfkit-profile cpu -d 10                          the whole system for 10 s: the top table
   bpfkit-profile cpu -F 999 --svg cpu.svg -- make   a command and its children, at 999 Hz
@@ -41,7 +44,8 @@ Examples:
 
 Needs root (or CAP_BPF and CAP_PERFMON). Stacks are walked by the kernel: through frame
 pointers in user code (build with -fno-omit-frame-pointer to keep callers; without them a stack
-often stops after its first frame or two), through ORC in the kernel.")]
+often stops after its first frame or two), through ORC in the kernel."
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -374,20 +378,36 @@ fn run(cli: Cli) -> Result<i32, Error> {
             });
             (common, units, attach)
         }
-        Mode::Lock { count, no_kernel, common } => {
+        Mode::Lock {
+            count,
+            no_kernel,
+            common,
+        } => {
             let units = Units {
                 name: if count { "waits" } else { "ns" },
                 title: "Lock contention",
-                pprof: pprof::Kind { types: vec![("waits", "count"), ("delay", "nanoseconds")], scale: vec![1, 1], period: None },
+                pprof: pprof::Kind {
+                    types: vec![("waits", "count"), ("delay", "nanoseconds")],
+                    scale: vec![1, 1],
+                    period: None,
+                },
             };
             let keys = common.keys;
             let attach = Box::new(move |maps: &StackMaps, filtered: bool, _pid: Option<i32>| {
                 let own = lock::LockMaps::new(keys)?;
-                let (programs, links, kernel) = lock::attach(maps, &own, filtered, !no_kernel).map_err(|e| format!("attaching to the futex and lock tracepoints: {e}"))?;
+                let (programs, links, kernel) = lock::attach(maps, &own, filtered, !no_kernel)
+                    .map_err(|e| format!("attaching to the futex and lock tracepoints: {e}"))?;
                 if !kernel && !no_kernel {
                     eprintln!("bpfkit-profile: this kernel has no lock:contention_begin/end tracepoints; futex waits only");
                 }
-                Ok(Attached { _programs: programs, links, _maps: Vec::new(), alloc: None, io: None, lock: Some((own, if count { 0 } else { 1 })) })
+                Ok(Attached {
+                    _programs: programs,
+                    links,
+                    _maps: Vec::new(),
+                    alloc: None,
+                    io: None,
+                    lock: Some((own, if count { 0 } else { 1 })),
+                })
             });
             (common, units, attach)
         }
@@ -427,11 +447,14 @@ fn run(cli: Cli) -> Result<i32, Error> {
     };
     // A command's children are profiled too (its forks join `targets` before they run) —
     // except by alloc, whose uprobes are bound to the one process.
-    let _follow = if !common.command.is_empty() && !is_alloc {
-        Some(follow::attach(&maps).map_err(|e| format!("following the command's children (sched_process_fork): {e}"))?)
-    } else {
-        None
-    };
+    let _follow =
+        if !common.command.is_empty() && !is_alloc {
+            Some(follow::attach(&maps).map_err(|e| {
+                format!("following the command's children (sched_process_fork): {e}")
+            })?)
+        } else {
+            None
+        };
     let mut attached = attach(&maps, filtered, single)?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -500,6 +523,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
     }
     let elapsed = started.elapsed();
     // Detach first: the counts stop moving while they are read.
+    let end_ns = profile::ktime_now()?; // what is still blocked or waiting is counted up to here
     attached.links.clear();
     let profile = match &attached.alloc {
         Some((own, primary)) => {
@@ -526,7 +550,12 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 if !common.folded {
                     print!("{}", io::histogram_text(&own.histograms()?));
                 }
-                let mut profile = profile::collect_entries(&maps, &mut resolver, io::entries(&maps, own)?, *primary)?;
+                let mut profile = profile::collect_entries(
+                    &maps,
+                    &mut resolver,
+                    io::entries(&maps, own)?,
+                    *primary,
+                )?;
                 // The disk as the innermost frame: one flame per device under each stack.
                 for s in &mut profile.samples {
                     let disk = format!("[{}]", io::device_name(s.extra));
@@ -540,7 +569,12 @@ fn run(cli: Cli) -> Result<i32, Error> {
             }
             None => match &attached.lock {
                 Some((own, primary)) => {
-                    let mut profile = profile::collect_entries(&maps, &mut resolver, lock::entries(&maps, own)?, *primary)?;
+                    let mut profile = profile::collect_entries(
+                        &maps,
+                        &mut resolver,
+                        lock::entries(&maps, own, end_ns)?,
+                        *primary,
+                    )?;
                     for s in &mut profile.samples {
                         let kind = lock::kind_frame(s.extra);
                         if s.kernel.is_empty() {
@@ -553,7 +587,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 }
                 None if is_offcpu => match attached._maps.first() {
                     Some(start) => {
-                        let entries = offcpu::entries_until_now(&maps, start, offcpu_min_ns)?;
+                        let entries = offcpu::entries_until_now(&maps, start, end_ns, offcpu_min_ns)?;
                         profile::collect_entries(&maps, &mut resolver, entries, 0)?
                     }
                     None => profile::collect(&maps, &mut resolver)?,

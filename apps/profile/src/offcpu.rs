@@ -25,11 +25,11 @@ use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
-use crate::profile::Entries;
 use crate::kernel::{
     add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
     STAT_MODE,
 };
+use crate::profile::Entries;
 
 /// `stats` slot: a blocked task not recorded because `start` was full.
 pub const STAT_START_FULL: u32 = STAT_MODE;
@@ -189,25 +189,11 @@ pub fn attach(
 }
 
 /// The profile's entries: what `counts` holds (blocks that ended), plus each thread still
-/// blocked when the programs were detached, counted from its switch-out up to `now` (when at
-/// least `min_ns`) — a thread stuck for the whole profile (a deadlock, a long read) is the one
+/// blocked when the profile ended, counted from its switch-out up to `end_ns` (when at least
+/// `min_ns`) — a thread stuck for the whole profile (a deadlock, a long read) is the one
 /// most worth seeing.
-pub fn entries_until_now(maps: &StackMaps, start: &Map, min_ns: u64) -> Result<Entries, Error> {
-    use std::collections::HashMap;
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
-    let now = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64; // bpf_ktime_get_ns's clock
-    let u64_of = |v: &[u8]| u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
-    let mut by_key: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
-    for e in maps.counts.iter() {
-        let (k, v) = e?;
-        by_key.entry(k).or_insert_with(|| vec![0])[0] += u64_of(&v);
-    }
-    for e in start.iter() {
-        let (_, v) = e?;
-        let blocked = now.saturating_sub(u64_of(&v));
-        if blocked >= min_ns {
-            by_key.entry(v[8..8 + KEY_SIZE as usize].to_vec()).or_insert_with(|| vec![0])[0] += blocked;
-        }
-    }
+pub fn entries_until_now(maps: &StackMaps, start: &Map, end_ns: u64, min_ns: u64) -> Result<Entries, Error> {
+    let mut by_key = crate::profile::sum_by_key(&[(0, &maps.counts)], 1)?;
+    crate::profile::add_in_flight(&mut by_key, start, end_ns, min_ns, 0, None)?;
     Ok(by_key.into_iter().collect())
 }

@@ -2,11 +2,13 @@
 //! its thread's name, the user and kernel frames (named) and the amount — and the `stats`
 //! counters become [`Losses`].
 
+use std::collections::HashMap;
+
 use bpfkit::events::stack_ips;
 use bpfkit::maps::Map;
 
 use crate::kernel::{
-    Error, StackMaps, EEXIST, EFAULT, ENOMEM, KEY_COMM, KEY_EXTRA, KEY_KSTACK, KEY_TGID,
+    Error, StackMaps, EEXIST, EFAULT, ENOMEM, KEY_COMM, KEY_EXTRA, KEY_KSTACK, KEY_SIZE, KEY_TGID,
     KEY_USTACK, STAT_COUNTS_FULL, STAT_EVENTS, STAT_KERNEL_STACK_LOST, STAT_USER_STACK_LOST,
 };
 use crate::symbols::{Resolver, SymbolStats};
@@ -159,15 +161,68 @@ pub type Entries = Vec<(Vec<u8>, Vec<u64>)>;
 /// Per key: [counts[key], second[key]] — requests and latency (io), waits and nanoseconds
 /// (lock): a count in the shared map and an amount in the mode's own.
 pub fn count_and_amount(maps: &StackMaps, second: &Map) -> Result<Entries, Error> {
-    let mut by_key: std::collections::HashMap<Vec<u8>, Vec<u64>> = std::collections::HashMap::new();
-    let u64_of = |v: &[u8]| u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
-    for (slot, map) in [(0, &maps.counts), (1, second)] {
+    Ok(sum_by_key(&[(0, &maps.counts), (1, second)], 2)?
+        .into_iter()
+        .collect())
+}
+
+/// Maps of key → u64 summed into `width` slots per key, each map into its slot.
+pub fn sum_by_key(
+    maps: &[(usize, &Map)],
+    width: usize,
+) -> Result<HashMap<Vec<u8>, Vec<u64>>, Error> {
+    let mut by_key: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+    for (slot, map) in maps {
         for e in map.iter() {
             let (k, v) = e?;
-            by_key.entry(k).or_insert_with(|| vec![0; 2])[slot] += u64_of(&v);
+            by_key.entry(k).or_insert_with(|| vec![0; width])[*slot] += u64_of(&v);
         }
     }
-    Ok(by_key.into_iter().collect())
+    Ok(by_key)
+}
+
+fn u64_of(v: &[u8]) -> u64 {
+    u64::from_ne_bytes(
+        v.get(0..8)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or_default(),
+    )
+}
+
+/// The monotonic clock now, in ns: `bpf_ktime_get_ns`'s clock.
+pub fn ktime_now() -> Result<u64, Error> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    Ok(now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64)
+}
+
+/// Add what is still in flight in `in_flight` (values `{start ns, key}`: threads blocked or
+/// waiting when the programs were detached) to `by_key`: the time from its start to `end_ns`
+/// (the profile's end, by `ktime_now`; when at least `min_ns`) into slot `ns_slot`, and 1 into
+/// `count_slot` if given.
+pub fn add_in_flight(
+    by_key: &mut HashMap<Vec<u8>, Vec<u64>>,
+    in_flight: &Map,
+    end_ns: u64,
+    min_ns: u64,
+    ns_slot: usize,
+    count_slot: Option<usize>,
+) -> Result<(), Error> {
+    let width = ns_slot.max(count_slot.unwrap_or(0)) + 1;
+    for e in in_flight.iter() {
+        let (_, v) = e?;
+        let waited = end_ns.saturating_sub(u64_of(&v));
+        if waited < min_ns || v.len() < 8 + KEY_SIZE as usize {
+            continue;
+        }
+        let slot = by_key
+            .entry(v[8..8 + KEY_SIZE as usize].to_vec())
+            .or_insert_with(|| vec![0; width]);
+        slot[ns_slot] += waited;
+        if let Some(c) = count_slot {
+            slot[c] += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Read the maps (after the programs are detached) into a profile.

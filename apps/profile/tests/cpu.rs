@@ -227,17 +227,38 @@ fn cpu_profile_of_a_command_shows_its_three_to_one_shape() {
     }
     // And pprof's own reader, `go tool pprof` (Debian's golang-go): its cumulative share of
     // hot_three_quarters is the folded stacks' share of the whole profile.
-    match Command::new("go").args(["tool", "pprof", "-top", "-nodecount=30"]).arg(&pprof).env("HOME", dir.path()).output() {
+    match Command::new("go")
+        .args(["tool", "pprof", "-top", "-nodecount=30"])
+        .arg(&pprof)
+        .env("HOME", dir.path())
+        .output()
+    {
         Ok(out) => {
             let top = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "go tool pprof cannot read it: {}", String::from_utf8_lossy(&out.stderr));
-            let row = top.lines().find(|l| l.trim_end().ends_with(" hot_three_quarters")).unwrap_or_else(|| panic!("{top}"));
-            let cum: f64 = row.split_whitespace().nth(4).unwrap().trim_end_matches('%').parse().unwrap();
+            assert!(
+                out.status.success(),
+                "go tool pprof cannot read it: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let row = top
+                .lines()
+                .find(|l| l.trim_end().ends_with(" hot_three_quarters"))
+                .unwrap_or_else(|| panic!("{top}"));
+            let cum: f64 = row
+                .split_whitespace()
+                .nth(4)
+                .unwrap()
+                .trim_end_matches('%')
+                .parse()
+                .unwrap();
             let expected = 100.0 * hot as f64 / total_folded as f64;
             eprintln!("go tool pprof: hot_three_quarters cum {cum}% (folded: {expected:.2}%)");
             assert!((cum - expected).abs() < 0.1, "{row}");
         }
-        Err(e) => support::oracle_unavailable("pprof read by go tool pprof", &format!("go: {e} (scripts/setup.sh installs golang-go)")),
+        Err(e) => support::oracle_unavailable(
+            "pprof read by go tool pprof",
+            &format!("go: {e} (scripts/setup.sh installs golang-go)"),
+        ),
     }
     // And the crate's own reader: the hot stack resolves to spin ← hot_three_quarters ← main.
     let p = bpfkit_profile::pprof::read(&std::fs::read(&pprof).unwrap()).unwrap();
@@ -368,17 +389,40 @@ int main(int argc, char **argv) {
     )
     .unwrap();
     let inl = dir.path().join("inl");
-    assert!(Command::new("gcc").args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"]).arg(&inl).arg(&src).status().unwrap().success());
+    assert!(Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&inl)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
     let work = build_workload(dir.path());
     // The command is a shell that forks both programs: its children are followed.
     let script = format!("{} 1; {} 1; true", work.display(), inl.display());
-    let out = Command::new(OURS).args(["cpu", "-F", "499", "-f", "--", "sh", "-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(OURS)
+        .args(["cpu", "-F", "499", "-f", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let folded = String::from_utf8_lossy(&out.stdout);
     let (hot, cold, all) = shape_counts(&folded);
-    assert!(all >= 100 && hot > cold, "the shell's child was profiled: hot {hot}, cold {cold}, all {all}\n{folded}");
-    let inlined: u64 = folded.lines().filter(|l| l.starts_with("inl;") && l.contains(";calls_inlined;inlined_spin")).map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
-    assert!(inlined >= 100, "inlined_spin as a frame inside calls_inlined: {inlined}\n{folded}");
+    assert!(
+        all >= 100 && hot > cold,
+        "the shell's child was profiled: hot {hot}, cold {cold}, all {all}\n{folded}"
+    );
+    let inlined: u64 = folded
+        .lines()
+        .filter(|l| l.starts_with("inl;") && l.contains(";calls_inlined;inlined_spin"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        inlined >= 100,
+        "inlined_spin as a frame inside calls_inlined: {inlined}\n{folded}"
+    );
 }
 
 #[test]
@@ -390,20 +434,51 @@ fn lost_stacks_and_a_full_counter_map_are_reported() {
     let work = build_workload(dir.path());
     // One stack-map bucket: every stack but the first collides (-EEXIST). Two counters: the
     // third distinct key is not counted.
-    let out = Command::new(OURS).args(["cpu", "-F", "999", "-f", "--stacks", "1", "--keys", "2", "--"]).arg(&work).arg("1").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(OURS)
+        .args([
+            "cpu", "-F", "999", "-f", "--stacks", "1", "--keys", "2", "--",
+        ])
+        .arg(&work)
+        .arg("1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let folded = String::from_utf8_lossy(&out.stdout);
     eprintln!("{folded}{stderr}");
     assert!(folded.lines().count() <= 2, "{folded}");
-    let lost_line = stderr.lines().find(|l| l.contains("stacks lost to stack-map collisions")).unwrap_or_else(|| panic!("{stderr}"));
-    let user_lost: u64 = lost_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let lost_line = stderr
+        .lines()
+        .find(|l| l.contains("stacks lost to stack-map collisions"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let user_lost: u64 = lost_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(user_lost > 0, "{lost_line}");
-    assert!(folded.contains("[lost-stack]"), "lost stacks are shown as such:\n{folded}");
-    let full = stderr.lines().find(|l| l.contains("not counted: the counts map was full")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        folded.contains("[lost-stack]"),
+        "lost stacks are shown as such:\n{folded}"
+    );
+    let full = stderr
+        .lines()
+        .find(|l| l.contains("not counted: the counts map was full"))
+        .unwrap_or_else(|| panic!("{stderr}"));
     let not_counted: u64 = full.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let counted: u64 = folded.lines().map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
-    assert!(not_counted > 0 && counted > 0, "{counted} counted, {not_counted} not");
+    let counted: u64 = folded
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        not_counted > 0 && counted > 0,
+        "{counted} counted, {not_counted} not"
+    );
 }
 
 #[test]
@@ -415,8 +490,17 @@ fn a_stripped_binary_keeps_its_stacks_named_by_file_and_counted_as_unnamed() {
     let work = build_workload(dir.path());
     let stripped = dir.path().join("stripped");
     std::fs::copy(&work, &stripped).unwrap();
-    assert!(Command::new("strip").arg(&stripped).status().expect("strip (binutils, with gcc)").success());
-    let out = Command::new(OURS).args(["cpu", "-F", "499", "-f", "--"]).arg(&stripped).arg("1").output().unwrap();
+    assert!(Command::new("strip")
+        .arg(&stripped)
+        .status()
+        .expect("strip (binutils, with gcc)")
+        .success());
+    let out = Command::new(OURS)
+        .args(["cpu", "-F", "499", "-f", "--"])
+        .arg(&stripped)
+        .arg("1")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let folded = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -429,7 +513,18 @@ fn a_stripped_binary_keeps_its_stacks_named_by_file_and_counted_as_unnamed() {
         .sum();
     assert!(deep >= 100, "{folded}");
     assert!(!folded.contains("hot_three_quarters"), "{folded}");
-    let line = stderr.lines().find(|l| l.contains("frames without a symbol")).unwrap_or_else(|| panic!("{stderr}"));
-    let in_files: u64 = line.split(": ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("frames without a symbol"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let in_files: u64 = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(in_files >= 3, "{line}");
 }

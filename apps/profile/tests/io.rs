@@ -135,7 +135,14 @@ fn direct_ios_on_a_loop_device_are_counted_exactly() {
         let text = std::fs::read_to_string(&folded).unwrap();
         let direct: u64 = text
             .lines()
-            .filter(|l| l.starts_with("dd;") && l.contains("__blkdev_direct_IO") && l.rsplit_once(' ').unwrap().0.ends_with(&format!(";[{name}]")))
+            .filter(|l| {
+                l.starts_with("dd;")
+                    && l.contains("__blkdev_direct_IO")
+                    && l.rsplit_once(' ')
+                        .unwrap()
+                        .0
+                        .ends_with(&format!(";[{name}]"))
+            })
             .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
             .sum();
         assert_eq!(direct, n, "{text}");

@@ -135,9 +135,7 @@ fn check_known_sleep(slept: u64, folded: &str, via: &[&str]) {
         "{line}"
     );
     // The main thread blocked in pthread_join (a futex) for about as long.
-    let joined = ns_where(folded, |l| {
-        l.starts_with("blocker;") && l.contains("futex")
-    });
+    let joined = ns_where(folded, |l| l.starts_with("blocker;") && l.contains("futex"));
     assert!(
         joined as f64 >= 0.9 * slept as f64,
         "main thread's futex wait: {joined} ns:\n{folded}"
@@ -172,10 +170,22 @@ fn a_thread_still_blocked_at_the_end_is_counted_up_to_the_end() {
     // `sleep 3` blocks from its start; the profile ends after 1 s, while it still sleeps (it
     // goes on, unprofiled, and ends by itself).
     // (`output()` returns when `sleep` closes the inherited pipe too, 3 s in: not a measure.)
-    let out = Command::new(OURS).args(["offcpu", "-d", "1", "-f", "--", "sleep", "3"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(OURS)
+        .args(["offcpu", "-d", "1", "-f", "--", "sleep", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let folded = String::from_utf8_lossy(&out.stdout);
-    let asleep = ns_where(&folded, |l| l.starts_with("sleep;") && l.contains("nanosleep"));
+    let asleep = ns_where(&folded, |l| {
+        l.starts_with("sleep;") && l.contains("nanosleep")
+    });
     eprintln!("sleep blocked {asleep} ns of a 1 s profile");
-    assert!((800_000_000..=1_300_000_000).contains(&asleep), "{asleep} ns counted for a 1 s profile:\n{folded}");
+    assert!(
+        (800_000_000..=1_300_000_000).contains(&asleep),
+        "{asleep} ns counted for a 1 s profile:\n{folded}"
+    );
 }
