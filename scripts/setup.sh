@@ -12,9 +12,12 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # oracle bpfkit-strace is compared with (apps/strace); curl, the client of Lab 7.2's load balancer
 # (whose backends are python3's http.server); tcpdump and tshark, which capture Lab 7.3's traffic and
 # read back the pcap file it writes (tshark's debconf question is answered by the noninteractive
-# frontend below); linux-perf, which chapter 12 (§12.3) runs to profile a JITed program; iperf3, the
-# judge of Lab 8.1's bandwidth limiter; iputils-ping, whose RTTs judge Lab 8.3's latency injection.
-packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 prometheus strace curl tcpdump tshark linux-perf iperf3 iputils-ping)
+# frontend below); linux-perf, which chapter 12 (§12.3) runs to profile a JITed program and
+# bpfkit-profile's benchmark (scripts/bench-profile.sh) compares with; iperf3, the judge of Lab
+# 8.1's bandwidth limiter; iputils-ping, whose RTTs judge Lab 8.3's latency injection;
+# protobuf-compiler and golang-go, whose `protoc --decode` and `go tool pprof` read back the pprof
+# files bpfkit-profile writes (apps/profile/tests/cpu.rs).
+packages=(llvm-19 clang-19 libelf-dev zlib1g-dev pkg-config bpftool iproute2 gcc make python3 prometheus strace curl tcpdump tshark linux-perf iperf3 iputils-ping protobuf-compiler golang-go)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

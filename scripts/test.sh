@@ -16,6 +16,7 @@ echo "== cargo test (workspace: unit, oracle, conformance, property, macro, CLI,
 cargo test --workspace --all-targets --features tokio --no-fail-fast   # (tokio: events::AsyncRingBuf and its kernel test)
 cargo test -p bpfkit --features tokio --doc   # (the macro crate compiles src/insn via #[path]; its copies are not doctests)
 cargo test -p bpfkit-strace --doc   # (tutorial chapter 16: the application's parts as doctests)
+cargo test -p bpfkit-profile --doc   # (tutorial chapter 19: the application's parts as doctests)
 
 echo "== second kernel: the kernel tests inside Debian's 6.1 cloud kernel under qemu (scripts/kernel2/run.sh, docs/KERNELS.md)"
 if [ "${BPFKIT_SKIP_KERNEL2:-0}" = 1 ]; then
