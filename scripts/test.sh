@@ -12,6 +12,9 @@ trap 'rm -f "$tmp"' EXIT
 scripts/gen-llvm-fixture.sh tests/fixtures/llvm/forms.s "$tmp" >/dev/null
 diff -u tests/fixtures/llvm/forms.expected "$tmp" || { echo "forms.expected differs from what LLVM produces now"; exit 1; }
 
+echo "== the lab examples as programs (tests/lab_cleanup.rs runs them and checks what they leave behind)"
+cargo build --examples -p bpfkit --features tokio
+
 echo "== cargo test (workspace: unit, oracle, conformance, property, macro, CLI, doctests)"
 cargo test --workspace --all-targets --features tokio --no-fail-fast   # (tokio: events::AsyncRingBuf and its kernel test)
 cargo test -p bpfkit --features tokio --doc   # (the macro crate compiles src/insn via #[path]; its copies are not doctests)

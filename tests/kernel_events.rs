@@ -350,7 +350,8 @@ fn perf_buffer_wakes_a_reader_every_n_samples() {
     if !support::kernel_or_skip("perf buffer wakeup_events") {
         return;
     }
-    let events = Map::create(&MapSpec::new("events", MapType::PerfEventArray, 4, 4, 0)).unwrap();
+    let cpus = os::possible_cpus().unwrap() as u32;
+    let events = Map::create(&MapSpec::new("events", MapType::PerfEventArray, 4, 4, cpus)).unwrap();
     let asm = bpf_asm! {
         r6 = r1
         *(u64 *)(r10 - 8) = r6
