@@ -45,7 +45,10 @@ fn normalize(trace: &str) -> BTreeMap<String, Vec<String>> {
             continue;
         } else if let Some(tail) = rest.strip_prefix("<... ") {
             let tail = tail.split_once(" resumed>").map_or(tail, |(_, t)| t);
-            format!("{} {}", unfinished.remove(&p).unwrap_or_default(), tail.trim_start())
+            // `wait4(5,  <unfinished ...>` + `[…], 0, NULL) = 5`: a space between arguments;
+            // `execve(…, 0x… /* 1 var */ <unfinished ...>` + `) = 0`: none before the `)`.
+            let (head, tail) = (unfinished.remove(&p).unwrap_or_default(), tail.trim_start());
+            if tail.starts_with(')') { format!("{head}{tail}") } else { format!("{head} {tail}") }
         } else {
             rest.to_string()
         };
