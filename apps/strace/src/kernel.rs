@@ -75,6 +75,8 @@ pub struct Maps {
     pub events: Map,
     pub lost: Map,
     pub stats: Map,
+    /// Per traced process: the last signal sent to it (see `signal_sent_program`).
+    pub sigsent: Map,
 }
 
 /// How the programs are built for this run.
@@ -106,6 +108,10 @@ impl Maps {
             lost: Map::create(&MapSpec::new("lost", MapType::PercpuArray, 4, 8, 1))?,
             // Per call: {u64 calls, u64 errors, u64 ns}.
             stats: Map::create(&MapSpec::new("stats", MapType::PercpuArray, 4, 24, NR_MAX))?,
+            // Per traced process (tgid): the last signal sent to it, {sig, si_code, si_pid,
+            // si_uid, si_status, si_utime, si_stime}, for a fatal one the kernel delivers as
+            // SIGKILL.
+            sigsent: Map::create(&MapSpec::new("sigsent", MapType::Hash, 4, 56, 4096))?,
         })
     }
 
@@ -126,8 +132,8 @@ impl Maps {
         Ok(self.argspec.update(&nr.to_ne_bytes(), &spec.bytes(), UpdateFlags::Any)?)
     }
 
-    fn all(&self) -> [&Map; 8] {
-        [&self.tids, &self.selected, &self.argspec, &self.scratch, &self.pending, &self.events, &self.lost, &self.stats]
+    fn all(&self) -> [&Map; 9] {
+        [&self.tids, &self.selected, &self.argspec, &self.scratch, &self.pending, &self.events, &self.lost, &self.stats, &self.sigsent]
     }
 }
 
@@ -619,8 +625,87 @@ fn task_exit_program(cfg: &Config) -> Result<Insns, Error> {
     Ok(p)
 }
 
+/// The siginfo fields strace prints, as (path in `kernel_siginfo`, load size): `si_code`, then
+/// the union's (the same offsets serve `_kill`, `_sigchld` and `_sigfault`). They are stored at
+/// `ARGS + 8 * i` of a signal record, and at `8 + 8 * i` of a `sigsent` value.
+const SIGINFO_FIELDS: [(&str, Size); 6] = [
+    ("si_code", Size::W),
+    ("_sifields._sigchld._pid", Size::W),
+    ("_sifields._sigchld._uid", Size::W),
+    ("_sifields._sigchld._status", Size::W),
+    ("_sifields._sigchld._utime", Size::DW),
+    ("_sifields._sigchld._stime", Size::DW),
+];
+const SIGKILL: i32 = 9;
+
+/// signal_generate (`sig, struct kernel_siginfo *info, struct task_struct *task, group, result`):
+/// a signal sent to a traced task is remembered per process. A signal whose default action is to
+/// end the process is not delivered as itself: the kernel turns it into SIGKILL for every thread
+/// (`complete_signal`), and `signal_deliver` then sees SIGKILL with no siginfo. strace, whose
+/// tracee the kernel stops before that conversion, shows the original signal; this is how
+/// bpfkit-strace can too.
+fn signal_sent_program() -> Result<Insns, Error> {
+    let (pid, tgid) = (member_offset("task_struct", "pid")?, member_offset("task_struct", "tgid")?);
+    let mut p = bpf_asm! {
+        r6 = r1
+        r7 = *(u64 *)(r6 + 16)                  // the target task
+        r1 = *(u32 *)(r7 + {pid})
+        *(u32 *)(r10 - 4) = w1
+        r1 = map[tids] ll
+        r2 = r10
+        r2 += -4
+        call bpf_map_lookup_elem
+        if r0 == 0 goto out                     // not traced
+        r1 = *(u32 *)(r7 + {tgid})
+        *(u32 *)(r10 - 4) = w1                  // the key: the process
+        r1 = *(u64 *)(r6 + 0)
+        *(u64 *)(r10 - 64) = r1                 // sig
+        r8 = *(u64 *)(r6 + 8)                   // info, or SEND_SIG_NOINFO (0) / SEND_SIG_PRIV (1)
+        if r8 > 1 goto real_info
+        *(u64 *)(r10 - 32) = 0                  // si_status, si_utime, si_stime: none
+        *(u64 *)(r10 - 24) = 0
+        *(u64 *)(r10 - 16) = 0
+        if r8 == 1 goto privileged
+        *(u64 *)(r10 - 56) = 0                  // SI_USER, from the current task (as the kernel fills it)
+        call bpf_get_current_pid_tgid
+        r0 >>= 32
+        *(u64 *)(r10 - 48) = r0
+        call bpf_get_current_uid_gid
+        w0 = w0
+        *(u64 *)(r10 - 40) = r0
+        goto store
+    privileged:
+        *(u64 *)(r10 - 56) = 0x80               // SI_KERNEL
+        *(u64 *)(r10 - 48) = 0
+        *(u64 *)(r10 - 40) = 0
+        goto store
+    real_info:
+    };
+    for (i, (path, size)) in SIGINFO_FIELDS.iter().enumerate() {
+        p.extend(core_read(Reg::R7, Reg::R8, &[Hop::new("kernel_siginfo", path)], *size, -72, Reg::R9)?);
+        p.extend(bpf_asm! { *(u64 *)(r10 + {-56 + 8 * i as i16}) = r7 });
+    }
+    p.extend(bpf_asm! {
+    store:
+        r1 = map[sigsent] ll
+        r2 = r10
+        r2 += -4
+        r3 = r10
+        r3 += -64
+        r4 = 0
+        call bpf_map_update_elem
+    out:
+        r0 = 0
+        exit
+    });
+    Ok(p)
+}
+
 /// signal_deliver (as tp_btf: its `struct kernel_siginfo *` argument): a signal delivered to a
 /// traced task, with the siginfo fields strace prints (`--- SIGCHLD {si_signo=SIGCHLD, …} ---`).
+/// A SIGKILL without siginfo is a process being ended by a fatal signal: shown as the signal
+/// that was sent (`sigsent`), or not at all when that was SIGKILL itself (as strace, which never
+/// sees SIGKILL).
 fn signal_program(cfg: &Config) -> Result<Insns, Error> {
     let mut p = bpf_asm! {
         r6 = r1                                 // u64 args[]: sig, info, ka
@@ -632,11 +717,55 @@ fn signal_program(cfg: &Config) -> Result<Insns, Error> {
         r2 += -4
         call bpf_map_lookup_elem
         if r0 == 0 goto out
+        r1 = r7
+        r1 >>= 32
+        *(u32 *)(r10 - 8) = w1                  // sigsent's key: the process
+        r1 = *(u64 *)(r6 + 0)
+        if r1 != {SIGKILL} goto delivered
+        r1 = *(u64 *)(r6 + 8)
+        if r1 != 0 goto delivered
+        r1 = map[sigsent] ll                    // the group's end: which signal caused it?
+        r2 = r10
+        r2 += -8
+        call bpf_map_lookup_elem
+        if r0 == 0 goto out
+        r8 = r0
+        r1 = *(u64 *)(r8 + 0)
+        if r1 == {SIGKILL} goto forget
         r1 = map[events] ll
         r2 = {size(cfg.buf_max) as i32}
         r3 = 0
         call bpf_ringbuf_reserve
-        if r0 == 0 goto out
+        if r0 == 0 goto forget
+        r9 = r0
+        *(u32 *)(r9 + {KIND}) = {KIND_SIGNAL as i32}
+        *(u32 *)(r9 + {TID}) = w7
+        r1 = r7
+        r1 >>= 32
+        *(u32 *)(r9 + {TGID}) = w1
+        r1 = *(u64 *)(r8 + 0)
+        *(u32 *)(r9 + {NR}) = w1
+        *(u64 *)(r9 + {STR_LEN}) = 0
+        *(u64 *)(r9 + {BUF_LEN}) = 0
+        *(u64 *)(r9 + {ARGC}) = 0
+    };
+    for i in 0..SIGINFO_FIELDS.len() as i16 {
+        p.extend(bpf_asm! {
+            r1 = *(u64 *)(r8 + {8 + 8 * i})
+            *(u64 *)(r9 + {ARGS + 8 * i}) = r1
+        });
+    }
+    p.extend(bpf_asm! {
+        r1 = r9
+        r2 = 0
+        call bpf_ringbuf_submit
+        goto forget                             // once per process, not once per thread
+    delivered:
+        r1 = map[events] ll
+        r2 = {size(cfg.buf_max) as i32}
+        r3 = 0
+        call bpf_ringbuf_reserve
+        if r0 == 0 goto forget
         r9 = r0
         *(u32 *)(r9 + {KIND}) = {KIND_SIGNAL as i32}
         *(u32 *)(r9 + {TID}) = w7
@@ -648,24 +777,20 @@ fn signal_program(cfg: &Config) -> Result<Insns, Error> {
         *(u64 *)(r9 + {BUF_LEN}) = 0
         *(u64 *)(r9 + {ARGC}) = 0
         r6 = *(u64 *)(r6 + 8)                   // struct kernel_siginfo *
-    };
-    // si_code, then the union's fields (the same offsets serve _kill, _sigchld and _sigfault).
-    let fields: [(&str, Size, i16); 6] = [
-        ("si_code", Size::W, ARGS),
-        ("_sifields._sigchld._pid", Size::W, ARGS + 8),
-        ("_sifields._sigchld._uid", Size::W, ARGS + 16),
-        ("_sifields._sigchld._status", Size::W, ARGS + 24),
-        ("_sifields._sigchld._utime", Size::DW, ARGS + 32),
-        ("_sifields._sigchld._stime", Size::DW, ARGS + 40),
-    ];
-    for (path, size, at) in fields {
-        p.extend(core_read(Reg::R7, Reg::R6, &[Hop::new("kernel_siginfo", path)], size, -16, Reg::R8)?);
-        p.extend(bpf_asm! { *(u64 *)(r9 + {at}) = r7 });
+    });
+    for (i, (path, size)) in SIGINFO_FIELDS.iter().enumerate() {
+        p.extend(core_read(Reg::R7, Reg::R6, &[Hop::new("kernel_siginfo", path)], *size, -16, Reg::R8)?);
+        p.extend(bpf_asm! { *(u64 *)(r9 + {ARGS + 8 * i as i16}) = r7 });
     }
     p.extend(bpf_asm! {
         r1 = r9
         r2 = 0
         call bpf_ringbuf_submit
+    forget:
+        r1 = map[sigsent] ll                    // this signal has its line
+        r2 = r10
+        r2 += -8
+        call bpf_map_delete_elem
     out:
         r0 = 0
         exit
@@ -748,6 +873,7 @@ impl Tracer {
             programs.push(load("strace_fork", "sched_process_fork", fork_program()?)?);
         }
         if !cfg.summary {
+            programs.push(load("strace_sigsent", "signal_generate", signal_sent_program()?)?);
             programs.push(load("strace_signal", "signal_deliver", signal_program(cfg)?)?);
         }
         Ok(Tracer { maps, links: Vec::new(), programs })

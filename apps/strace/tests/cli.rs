@@ -122,3 +122,32 @@ fn errors_say_what_to_do() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/bpfkit: No such file or directory"), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn a_fatal_signal_is_shown_as_sent_as_strace_shows_it() {
+    // The kernel delivers a fatal signal as SIGKILL to every thread (without siginfo); strace,
+    // whose tracee stops first, shows the signal that was sent, once. So must we — and SIGKILL
+    // itself not at all.
+    if !support::kernel_or_skip("bpfkit-strace, fatal signals") {
+        return;
+    }
+    let normalize = |text: &str, pid_of: &dyn Fn(&str) -> Option<String>| -> Vec<String> {
+        let pid = text.lines().find_map(|l| pid_of(l)).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("---") || l.starts_with("+++") || l.starts_with("kill("))
+            .map(|l| l.replace(&pid, "PID"))
+            .collect()
+    };
+    let pid_in_kill = |l: &str| l.strip_prefix("kill(").and_then(|r| r.split(',').next()).map(str::to_string);
+    for script in ["kill -USR1 $$", "kill -TERM $$", "kill -KILL $$"] {
+        let ours = Command::new(OURS).args(["-f", "-e", "trace=kill", "--", "sh", "-c", script]).output().unwrap();
+        let theirs = Command::new("strace").args(["-f", "-e", "trace=kill", "sh", "-c", script]).output().unwrap();
+        let (ours, theirs) = (String::from_utf8_lossy(&ours.stderr), String::from_utf8_lossy(&theirs.stderr));
+        let (a, b) = (normalize(&ours, &pid_in_kill), normalize(&theirs, &pid_in_kill));
+        // strace writes `= ?` for a kill of oneself with SIGKILL (the call never returns to it);
+        // the kernel's sys_exit has already run with 0 by then: compare the signal lines.
+        let signals = |v: &[String]| v.iter().filter(|l| !l.starts_with("kill(")).cloned().collect::<Vec<_>>();
+        assert_eq!(signals(&a), signals(&b), "{script}\nours:\n{ours}\nstrace:\n{theirs}");
+        assert_eq!(a.iter().filter(|l| l.starts_with("---")).count(), usize::from(!script.contains("KILL")), "{script}: {ours}");
+    }
+}
