@@ -59,7 +59,7 @@ done
 sleep 600 & idle=$!
 declare -A alone
 for w in dd gcc; do if [ $w = dd ]; then cmd=("${DD[@]}"); else cmd=("${GCC[@]}"); fi; alone[$w]=$(time_of "${cmd[@]}"); done
-"$BIN" -f -o /dev/null -p "$idle" & tracer=$!
+"$BIN" -f -o /dev/null -p "$idle" 2>/dev/null & tracer=$!
 sleep 1
 echo
 for w in dd gcc; do
