@@ -24,7 +24,7 @@ use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
 use crate::kernel::{
-    add_to, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE,
+    remember_start, add_to, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE,
 };
 use crate::profile::{count_and_amount, Entries};
 
@@ -123,26 +123,8 @@ pub fn start_program(filtered: bool) -> Result<Insns, Error> {
     p.extend(build_key());
     p.extend(bpf_asm! {
         *(u32 *)(r10 - 20) = w8                 // the key's extra field: the device
-        call bpf_ktime_get_ns
-        *(u64 *)(r10 + {VALUE_AT}) = r0
     });
-    for i in 0..4i16 {
-        p.extend(bpf_asm! {
-            r1 = *(u64 *)(r10 + {-32 + 8 * i})
-            *(u64 *)(r10 + {VALUE_AT + 8 + 8 * i}) = r1
-        });
-    }
-    p.extend(bpf_asm! {
-        r1 = map[inflight] ll
-        r2 = r10
-        r2 += {RQ_AT as i32}
-        r3 = r10
-        r3 += {VALUE_AT as i32}
-        r4 = 0
-        call bpf_map_update_elem
-        if r0 == 0 goto out
-    });
-    p.extend(stat_inc(STAT_INFLIGHT_FULL, "inflight_full"));
+    p.extend(remember_start("inflight", RQ_AT, VALUE_AT, STAT_INFLIGHT_FULL, "inflight_full", "out"));
     p.extend(bpf_asm! {
     out:
         r0 = 0

@@ -156,6 +156,34 @@ pub fn stat_inc(slot: u32, tag: &str) -> Insns {
 
 /// Jump to `out` unless the current process is a target (only emitted when filtering). Expects
 /// the tgid in r7. Clobbers r0–r2.
+/// The start of a timed interval, kept until its end: `{bpf_ktime_get_ns(), the key at
+/// r10-32..0}` written at `value_at` and stored in map `map` under the key at `key_at`; a full
+/// map is counted in stats slot `full` (`tag` names its labels). Goes on at `done` when stored.
+pub fn remember_start(map: &str, key_at: i16, value_at: i16, full: u32, tag: &str, done: &str) -> Insns {
+    let mut p = bpf_asm! {
+        call bpf_ktime_get_ns
+        *(u64 *)(r10 + {value_at}) = r0
+    };
+    for i in 0..4i16 {
+        p.extend(bpf_asm! {
+            r1 = *(u64 *)(r10 + {-32 + 8 * i})
+            *(u64 *)(r10 + {value_at + 8 + 8 * i}) = r1
+        });
+    }
+    p.push(ld_map(Reg::R1, map));
+    p.extend(bpf_asm! {
+        r2 = r10
+        r2 += {key_at as i32}
+        r3 = r10
+        r3 += {value_at as i32}
+        r4 = 0
+        call bpf_map_update_elem
+    });
+    p.push(jmp_if(JmpCond::Eq, Reg::R0, 0, done));
+    p.extend(stat_inc(full, tag));
+    p
+}
+
 pub fn filter_target(out: &str) -> Insns {
     let mut p = bpf_asm! {
         *(u32 *)(r10 - 36) = w7

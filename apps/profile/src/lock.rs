@@ -22,7 +22,7 @@ use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{LoadOptions, ProgType, Program};
 
 use crate::kernel::{
-    add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
+    remember_start, add_to, build_key_with, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
     STAT_MODE,
 };
 use crate::profile::Entries;
@@ -95,26 +95,8 @@ fn begin(waits: &str, filtered: bool, kernel_stack: bool) -> Insns {
     p.extend(build_key_with(kernel_stack));
     p.extend(bpf_asm! {
         *(u32 *)(r10 - 20) = w8                 // the key's extra field: the kind of lock
-        call bpf_ktime_get_ns
-        *(u64 *)(r10 + {VALUE_AT}) = r0
     });
-    for i in 0..4i16 {
-        p.extend(bpf_asm! {
-            r1 = *(u64 *)(r10 + {-32 + 8 * i})
-            *(u64 *)(r10 + {VALUE_AT + 8 + 8 * i}) = r1
-        });
-    }
-    p.push(ld_map(Reg::R1, waits));
-    p.extend(bpf_asm! {
-        r2 = r10
-        r2 += {TID_AT as i32}
-        r3 = r10
-        r3 += {VALUE_AT as i32}
-        r4 = 0
-        call bpf_map_update_elem
-        if r0 == 0 goto out
-    });
-    p.extend(stat_inc(STAT_WAITS_FULL, "waits_full"));
+    p.extend(remember_start(waits, TID_AT, VALUE_AT, STAT_WAITS_FULL, "waits_full", "out"));
     p.extend(bpf_asm! {
     out:
         r0 = 0

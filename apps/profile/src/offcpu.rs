@@ -26,7 +26,7 @@ use bpfkit::maps::{Map, MapSpec, MapType};
 use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
 
 use crate::kernel::{
-    add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
+    remember_start, add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
     STAT_MODE,
 };
 use crate::profile::Entries;
@@ -66,28 +66,8 @@ pub fn program(filtered: bool, min_ns: u64) -> Result<Insns, Error> {
         p.extend(filter_target("switch_in"));
     }
     p.extend(build_key());
-    p.extend(bpf_asm! {
-        call bpf_ktime_get_ns
-        *(u64 *)(r10 + {START_AT}) = r0
-    });
-    for i in 0..4i16 {
-        p.extend(bpf_asm! {
-            r1 = *(u64 *)(r10 + {-32 + 8 * i})
-            *(u64 *)(r10 + {START_AT + 8 + 8 * i}) = r1
-        });
-    }
-    p.extend(bpf_asm! {
-        *(u32 *)(r10 + {TID_AT}) = w8
-        r1 = map[start] ll
-        r2 = r10
-        r2 += {TID_AT as i32}
-        r3 = r10
-        r3 += {START_AT as i32}
-        r4 = 0
-        call bpf_map_update_elem
-        if r0 == 0 goto switch_in
-    });
-    p.extend(stat_inc(STAT_START_FULL, "start_full"));
+    p.extend(bpf_asm! { *(u32 *)(r10 + {TID_AT}) = w8 });
+    p.extend(remember_start("start", TID_AT, START_AT, STAT_START_FULL, "start_full", "switch_in"));
     p.label("switch_in");
     p.extend(bpf_asm! { r1 = *(u64 *)(r6 + 16) }); // next
     p.extend(bpf_asm! { r9 = r1 });
