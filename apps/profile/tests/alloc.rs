@@ -6,9 +6,9 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
+mod workload;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bpfkit_profile::pprof::PprofProfile;
@@ -31,20 +31,6 @@ int main(void) {
     return 0;
 }
 "#;
-
-fn build_workload(dir: &Path) -> PathBuf {
-    let src = dir.join("leaky.c");
-    std::fs::write(&src, WORKLOAD).unwrap();
-    let bin = dir.join("leaky");
-    let status = Command::new("gcc")
-        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("gcc");
-    assert!(status.success());
-    bin
-}
 
 /// pprof values [inuse_objects, inuse_space, alloc_objects, alloc_space] summed over the samples
 /// whose innermost frame is `function`.
@@ -78,7 +64,7 @@ fn outstanding_allocations_are_exactly_the_ones_never_freed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "leaky", WORKLOAD);
     let (folded, pprof) = (
         dir.path().join("alloc.folded"),
         dir.path().join("alloc.pb.gz"),

@@ -10,8 +10,9 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
+mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,22 +38,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#;
-
-/// The workload, compiled with frame pointers in every function (-O0: gcc keeps no frame in a
-/// leaf function at -O1 even with -fno-omit-frame-pointer, and the leaf's caller would vanish).
-fn build_workload(dir: &Path) -> PathBuf {
-    let src = dir.join("shape.c");
-    std::fs::write(&src, WORKLOAD).unwrap();
-    let bin = dir.join("shape");
-    let status = Command::new("gcc")
-        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("gcc (scripts/setup.sh installs it)");
-    assert!(status.success());
-    bin
-}
 
 /// (hot, cold, all) samples of the workload's process in folded lines.
 fn shape_counts(folded: &str) -> (u64, u64, u64) {
@@ -140,7 +125,7 @@ fn cpu_profile_of_a_command_shows_its_three_to_one_shape() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "shape", WORKLOAD);
     let (folded, svg, pprof) = (
         dir.path().join("cpu.folded"),
         dir.path().join("cpu.svg"),
@@ -288,7 +273,7 @@ fn ctrl_c_writes_the_profile_and_leaves_the_process_running() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "shape", WORKLOAD);
     let mut target = Command::new(&work).arg("30").spawn().unwrap();
     let svg = dir.path().join("cpu.svg");
     let profiler = Command::new(OURS)
@@ -327,7 +312,7 @@ fn whole_system_for_a_duration_and_errors_a_person_can_act_on() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "shape", WORKLOAD);
     let mut target = Command::new(&work).arg("30").spawn().unwrap();
     let started = std::time::Instant::now();
     let out = Command::new(OURS)
@@ -396,7 +381,7 @@ int main(int argc, char **argv) {
         .status()
         .unwrap()
         .success());
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "shape", WORKLOAD);
     // The command is a shell that forks both programs: its children are followed.
     let script = format!("{} 1; {} 1; true", work.display(), inl.display());
     let out = Command::new(OURS)
@@ -431,7 +416,7 @@ fn lost_stacks_and_a_full_counter_map_are_reported() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "shape", WORKLOAD);
     // One stack-map bucket: every stack but the first collides (-EEXIST). Two counters: the
     // third distinct key is not counted.
     let out = Command::new(OURS)
@@ -487,7 +472,7 @@ fn a_stripped_binary_keeps_its_stacks_named_by_file_and_counted_as_unnamed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "shape", WORKLOAD);
     let stripped = dir.path().join("stripped");
     std::fs::copy(&work, &stripped).unwrap();
     assert!(Command::new("strip")

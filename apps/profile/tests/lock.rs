@@ -7,8 +7,9 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
+mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const OURS: &str = env!("CARGO_BIN_EXE_bpfkit-profile");
@@ -63,20 +64,6 @@ int main(void) {
 }
 "#;
 
-fn build(dir: &Path, name: &str, source: &str) -> PathBuf {
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    let bin = dir.join(name);
-    let status = Command::new("gcc")
-        .args(["-O0", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("gcc");
-    assert!(status.success());
-    bin
-}
-
 fn folded(args: &[&str], work: &Path) -> String {
     let out = Command::new(OURS)
         .args(["lock", "-f"])
@@ -106,7 +93,7 @@ fn a_contended_pthread_mutex_is_named_by_its_stack() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build(dir.path(), "contend", CONTEND);
+    let work = workload::build_c(dir.path(), "contend", CONTEND);
     let contended = |l: &str| {
         l.starts_with("contend;")
             && l.contains(";worker;lock_contended_here;")
@@ -138,7 +125,7 @@ fn contended_kernel_locks_are_counted_where_the_kernel_has_the_tracepoints() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build(dir.path(), "mmapper", MMAPPER);
+    let work = workload::build_c(dir.path(), "mmapper", MMAPPER);
     let text = folded(&[], &work);
     let kernel = sum(&text, |l| {
         l.starts_with("mmapper;")
@@ -182,7 +169,7 @@ fn a_wait_still_going_on_at_the_end_is_counted_up_to_the_end() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let work = build(dir.path(), "stuck", STUCK);
+    let work = workload::build_c(dir.path(), "stuck", STUCK);
     // The profile ends after 1 s; the thread waits 3 s for the mutex main holds.
     let text = folded(&["-d", "1"], &work);
     let waited = sum(&text, |l| l.starts_with("stuck;") && l.rsplit_once(' ').unwrap().0.ends_with(";[futex]"));

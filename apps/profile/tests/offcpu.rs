@@ -7,8 +7,8 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod support;
+mod workload;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const OURS: &str = env!("CARGO_BIN_EXE_bpfkit-profile");
@@ -49,24 +49,10 @@ int main(void) {
 }
 "#;
 
-fn build_workload(dir: &Path) -> PathBuf {
-    let src = dir.join("blocker.c");
-    std::fs::write(&src, WORKLOAD).unwrap();
-    let bin = dir.join("blocker");
-    let status = Command::new("gcc")
-        .args(["-O0", "-fno-omit-frame-pointer", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("gcc");
-    assert!(status.success());
-    bin
-}
-
 /// (the workload's own measure of its sleeps, folded lines)
 fn run(min_block_us: &str, extra: &[&str]) -> (u64, String) {
     let dir = tempfile::tempdir().unwrap();
-    let work = build_workload(dir.path());
+    let work = workload::build_c(dir.path(), "blocker", WORKLOAD);
     let folded = dir.path().join("offcpu.folded");
     let out = Command::new(OURS)
         .args(["offcpu", "-m", min_block_us])
