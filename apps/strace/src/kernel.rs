@@ -149,12 +149,10 @@ fn arg_by_index(dst: Reg, idx: Reg, skip: &str) -> Insns {
     p
 }
 
-/// The program on sys_enter.
-fn enter_program(cfg: &Config) -> Result<Insns, Error> {
-    let rec = size(cfg.buf_max) as i32;
-    let buf_max = (cfg.buf_max.div_ceil(8) * 8) as i32;
+/// Whether the current thread is traced: r7 = its pid_tgid, the tid at r10-4, r0 = its `tids`
+/// entry; jumps to `out` when it has none.
+fn current_if_traced(out: &str) -> Insns {
     let mut p = bpf_asm! {
-        r6 = r1                                 // u64 ctx[]: struct pt_regs *regs, long id
         call bpf_get_current_pid_tgid
         r7 = r0
         *(u32 *)(r10 - 4) = w7                  // the thread
@@ -162,7 +160,45 @@ fn enter_program(cfg: &Config) -> Result<Insns, Error> {
         r2 = r10
         r2 += -4
         call bpf_map_lookup_elem
-        if r0 == 0 goto out                     // not traced
+    };
+    p.push(jmp_if(JmpCond::Eq, Reg::R0, 0, out));
+    p
+}
+
+/// A record of `kind` reserved in the ring at r9, its header filled for the current thread
+/// (pid_tgid in r7, kept) and no strings, buffer or argv; jumps to `full` when the ring is full.
+/// The caller fills `NR` (and the arguments) and submits.
+fn reserve_record(cfg: &Config, kind: u32, full: &str) -> Insns {
+    let mut p = bpf_asm! {
+        r1 = map[events] ll
+        r2 = {size(cfg.buf_max) as i32}
+        r3 = 0
+        call bpf_ringbuf_reserve
+    };
+    p.push(jmp_if(JmpCond::Eq, Reg::R0, 0, full));
+    p.extend(bpf_asm! {
+        r9 = r0
+        *(u32 *)(r9 + {KIND}) = {kind as i32}
+        *(u32 *)(r9 + {TID}) = w7
+        r1 = r7
+        r1 >>= 32
+        *(u32 *)(r9 + {TGID}) = w1
+        *(u64 *)(r9 + {STR_LEN}) = 0
+        *(u64 *)(r9 + {BUF_LEN}) = 0            // and flags
+        *(u64 *)(r9 + {ARGC}) = 0               // and envc
+    });
+    p
+}
+
+/// The program on sys_enter.
+fn enter_program(cfg: &Config) -> Result<Insns, Error> {
+    let rec = size(cfg.buf_max) as i32;
+    let buf_max = (cfg.buf_max.div_ceil(8) * 8) as i32;
+    let mut p = bpf_asm! {
+        r6 = r1                                 // u64 ctx[]: struct pt_regs *regs, long id
+    };
+    p.extend(current_if_traced("out"));
+    p.extend(bpf_asm! {
         r8 = *(u64 *)(r6 + 8)                   // the syscall number
         r1 = *(u8 *)(r0 + 0)
         if r1 != {ARMED as i32} goto traced
@@ -197,7 +233,7 @@ fn enter_program(cfg: &Config) -> Result<Insns, Error> {
         *(u64 *)(r9 + {RET}) = 0
         call bpf_ktime_get_ns
         *(u64 *)(r9 + {TS_ENTER}) = r0
-    };
+    });
     // The arguments, from the registers the syscall entry saved (the x86-64 syscall convention:
     // rdi, rsi, rdx, r10, r8, r9), at this kernel's pt_regs offsets.
     p.extend(bpf_asm! { r2 = *(u64 *)(r6 + 0) });
@@ -578,36 +614,17 @@ fn fork_program() -> Result<Insns, Error> {
 /// sched_process_exit: a traced task's end (`+++ exited with N +++`), with its exit code read
 /// from the task (CO-RE); the task leaves `tids`.
 fn task_exit_program(cfg: &Config) -> Result<Insns, Error> {
-    let mut p = bpf_asm! {
-        call bpf_get_current_pid_tgid
-        r7 = r0
-        *(u32 *)(r10 - 4) = w7
-        r1 = map[tids] ll
-        r2 = r10
-        r2 += -4
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
+    let mut p = current_if_traced("out");
+    p.extend(bpf_asm! {
         call bpf_get_current_task
         r6 = r0
-    };
+    });
     p.extend(core_read(Reg::R8, Reg::R6, &[Hop::new("task_struct", "exit_code")], Size::W, -16, Reg::R9)?);
     if !cfg.summary {
+        p.extend(reserve_record(cfg, KIND_EXIT, "forget"));
         p.extend(bpf_asm! {
-            r1 = map[events] ll
-            r2 = {size(cfg.buf_max) as i32}
-            r3 = 0
-            call bpf_ringbuf_reserve
-            if r0 == 0 goto forget
-            *(u32 *)(r0 + {KIND}) = {KIND_EXIT as i32}
-            *(u32 *)(r0 + {TID}) = w7
-            r1 = r7
-            r1 >>= 32
-            *(u32 *)(r0 + {TGID}) = w1
-            *(u32 *)(r0 + {NR}) = w8            // exit_code: status << 8 | signal
-            *(u64 *)(r0 + {STR_LEN}) = 0
-            *(u64 *)(r0 + {BUF_LEN}) = 0
-            *(u64 *)(r0 + {ARGC}) = 0
-            r1 = r0
+            *(u32 *)(r9 + {NR}) = w8            // exit_code: status << 8 | signal
+            r1 = r9
             r2 = 0
             call bpf_ringbuf_submit
         });
@@ -709,14 +726,9 @@ fn signal_sent_program() -> Result<Insns, Error> {
 fn signal_program(cfg: &Config) -> Result<Insns, Error> {
     let mut p = bpf_asm! {
         r6 = r1                                 // u64 args[]: sig, info, ka
-        call bpf_get_current_pid_tgid
-        r7 = r0
-        *(u32 *)(r10 - 4) = w7
-        r1 = map[tids] ll
-        r2 = r10
-        r2 += -4
-        call bpf_map_lookup_elem
-        if r0 == 0 goto out
+    };
+    p.extend(current_if_traced("out"));
+    p.extend(bpf_asm! {
         r1 = r7
         r1 >>= 32
         *(u32 *)(r10 - 8) = w1                  // sigsent's key: the process
@@ -732,23 +744,12 @@ fn signal_program(cfg: &Config) -> Result<Insns, Error> {
         r8 = r0
         r1 = *(u64 *)(r8 + 0)
         if r1 == {SIGKILL} goto forget
-        r1 = map[events] ll
-        r2 = {size(cfg.buf_max) as i32}
-        r3 = 0
-        call bpf_ringbuf_reserve
-        if r0 == 0 goto forget
-        r9 = r0
-        *(u32 *)(r9 + {KIND}) = {KIND_SIGNAL as i32}
-        *(u32 *)(r9 + {TID}) = w7
-        r1 = r7
-        r1 >>= 32
-        *(u32 *)(r9 + {TGID}) = w1
+    });
+    p.extend(reserve_record(cfg, KIND_SIGNAL, "forget"));
+    p.extend(bpf_asm! {
         r1 = *(u64 *)(r8 + 0)
         *(u32 *)(r9 + {NR}) = w1
-        *(u64 *)(r9 + {STR_LEN}) = 0
-        *(u64 *)(r9 + {BUF_LEN}) = 0
-        *(u64 *)(r9 + {ARGC}) = 0
-    };
+    });
     for i in 0..SIGINFO_FIELDS.len() as i16 {
         p.extend(bpf_asm! {
             r1 = *(u64 *)(r8 + {8 + 8 * i})
@@ -760,22 +761,12 @@ fn signal_program(cfg: &Config) -> Result<Insns, Error> {
         r2 = 0
         call bpf_ringbuf_submit
         goto forget                             // once per process, not once per thread
-    delivered:
-        r1 = map[events] ll
-        r2 = {size(cfg.buf_max) as i32}
-        r3 = 0
-        call bpf_ringbuf_reserve
-        if r0 == 0 goto forget
-        r9 = r0
-        *(u32 *)(r9 + {KIND}) = {KIND_SIGNAL as i32}
-        *(u32 *)(r9 + {TID}) = w7
-        r7 >>= 32
-        *(u32 *)(r9 + {TGID}) = w7
+    });
+    p.label("delivered");
+    p.extend(reserve_record(cfg, KIND_SIGNAL, "forget"));
+    p.extend(bpf_asm! {
         r1 = *(u64 *)(r6 + 0)
         *(u32 *)(r9 + {NR}) = w1
-        *(u64 *)(r9 + {STR_LEN}) = 0
-        *(u64 *)(r9 + {BUF_LEN}) = 0
-        *(u64 *)(r9 + {ARGC}) = 0
         r6 = *(u64 *)(r6 + 8)                   // struct kernel_siginfo *
     });
     for (i, (path, size)) in SIGINFO_FIELDS.iter().enumerate() {
