@@ -109,9 +109,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     // stat's st_dev is user space's encoding of the device; the kernel's dev_t is major << 20 | minor.
     let meta = std::fs::metadata(&secret)?;
-    let dev = meta.dev();
-    let (major, minor) = (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff), (dev & 0xff) | ((dev >> 12) & !0xff));
-    let key: [u64; 2] = [meta.ino(), (major << 20) | minor];
+    let dev = bpfkit::os::kernel_dev(meta.dev());
+    let (major, minor) = (dev >> 20, dev & 0xfffff);
+    let key: [u64; 2] = [meta.ino(), dev];
     protected.typed::<[u64; 2], u32>()?.insert(&key, &NOBODY, UpdateFlags::Any)?;
     println!("policy: {} (dev {major}:{minor}, inode {}) denied to uid {NOBODY}", secret.display(), meta.ino());
 

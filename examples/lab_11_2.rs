@@ -131,9 +131,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let meta = std::fs::metadata(path)?;
-        let dev = meta.dev();
-        let (major, minor) = (((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff), (dev & 0xff) | ((dev >> 12) & !0xff));
-        allowed.typed::<[u64; 2], u32>()?.insert(&[meta.ino(), (major << 20) | minor], &1, UpdateFlags::Any)?;
+        // The kernel compares its own encoding of the device (major << 20 | minor), not stat's.
+        allowed.typed::<[u64; 2], u32>()?.insert(&[meta.ino(), bpfkit::os::kernel_dev(meta.dev())], &1, UpdateFlags::Any)?;
         println!("policy: {} listed (inode {}, sha256 {}…)", path.display(), meta.ino(), &digest[..16]);
     }
 
