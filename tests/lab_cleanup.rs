@@ -35,15 +35,6 @@ fn bpftool_ids(what: &str) -> BTreeSet<String> {
     text.split("\"id\":").skip(1).filter_map(|s| s.split([',', '}']).next()).map(|s| format!("{what} {}", s.trim())).collect()
 }
 
-fn cgroup2_mount() -> PathBuf {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .find(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with("cgroup2 ")))
-        .and_then(|l| l.split(' ').nth(4).map(PathBuf::from))
-        .expect("a cgroup2 mount")
-}
-
 fn dirs_under(root: &Path, out: &mut BTreeSet<String>) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for e in entries.flatten() {
@@ -56,7 +47,7 @@ fn dirs_under(root: &Path, out: &mut BTreeSet<String>) {
 
 fn snapshot() -> State {
     let mut cgroups = BTreeSet::new();
-    dirs_under(&cgroup2_mount(), &mut cgroups);
+    dirs_under(&bpfkit::os::cgroup2_mount().expect("a cgroup2 mount"), &mut cgroups);
     let mut pins = BTreeSet::new();
     dirs_under(Path::new("/sys/fs/bpf"), &mut pins);
     if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") {
