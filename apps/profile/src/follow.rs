@@ -9,10 +9,9 @@
 
 use bpfkit::attach::Link;
 use bpfkit::bpf_asm;
-use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::helpers::core_read::{core_read, Hop};
 use bpfkit::insn::{Program as Insns, Reg, Size};
-use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
+use bpfkit::prog::Program;
 
 use crate::kernel::{filter_target, Error, StackMaps};
 
@@ -62,13 +61,7 @@ pub fn program() -> Result<Insns, Error> {
 
 /// The program loaded and attached.
 pub fn attach(maps: &StackMaps) -> Result<(Program, Link), Error> {
-    let btf = Btf::vmlinux_shared()?;
-    let id = btf
-        .find_by_name_kind("btf_trace_sched_process_fork", Kind::Typedef)
-        .ok_or("no btf_trace_sched_process_fork in the kernel's BTF")?;
-    let opts = LoadOptions::new("profile_follow", ProgType::Tracing)
-        .expected_attach_type(AttachType::TraceRawTp)
-        .attach_btf_id(id.get());
+    let opts = bpfkit::attach::tp_btf_options("profile_follow", "sched_process_fork")?;
     let prog = Program::load(&program()?.assemble()?, &maps.all(), &opts)?;
     let link = prog.attach_btf()?;
     Ok((prog, link))

@@ -21,7 +21,7 @@ use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::helpers::core_read::{core_read, Hop};
 use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
-use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
+use bpfkit::prog::Program;
 
 use crate::kernel::{
     remember_start, add_to, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS, STAT_MODE,
@@ -232,26 +232,23 @@ pub fn attach(
     force_rq: bool,
 ) -> Result<(Vec<Program>, Vec<Link>, Points), Error> {
     let btf = Btf::vmlinux_shared()?;
-    let has = |name: &str| btf.find_by_name_kind(&format!("btf_trace_{name}"), Kind::Typedef);
+    let has = |name: &str| btf.find_by_name_kind(&format!("btf_trace_{name}"), Kind::Typedef).is_some();
     let (points, start_tp, done_tp) = match (has("block_io_start"), has("block_io_done")) {
-        (Some(s), Some(d)) if !force_rq => (Points::IoStartDone, s, d),
+        (true, true) if !force_rq => (Points::IoStartDone, "block_io_start", "block_io_done"),
         _ => {
-            let s = has("block_rq_issue")
-                .ok_or("the kernel's BTF has neither block_io_start nor block_rq_issue")?;
-            let d = has("block_rq_complete").ok_or("the kernel's BTF has no block_rq_complete")?;
-            (Points::RqIssueComplete, s, d)
+            if !has("block_rq_issue") {
+                return Err("the kernel's BTF has neither block_io_start nor block_rq_issue".into());
+            }
+            (Points::RqIssueComplete, "block_rq_issue", "block_rq_complete")
         }
     };
     let mut all = maps.all();
     all.extend([&own.inflight, &own.hist, &own.latency]);
-    let load = |name: &str, p: Insns, target: u32| -> Result<Program, Error> {
-        let opts = LoadOptions::new(name, ProgType::Tracing)
-            .expected_attach_type(AttachType::TraceRawTp)
-            .attach_btf_id(target);
-        Ok(Program::load(&p.assemble()?, &all, &opts)?)
+    let load = |name: &str, p: Insns, event: &str| -> Result<Program, Error> {
+        Ok(Program::load(&p.assemble()?, &all, &bpfkit::attach::tp_btf_options(name, event)?)?)
     };
-    let start = load("io_start", start_program(filtered)?, start_tp.get())?;
-    let done = load("io_done", done_program(), done_tp.get())?;
+    let start = load("io_start", start_program(filtered)?, start_tp)?;
+    let done = load("io_done", done_program(), done_tp)?;
     // The completion first: a request timed by the start always finds its end attached.
     let links = vec![done.attach_btf()?, start.attach_btf()?];
     Ok((vec![start, done], links, points))

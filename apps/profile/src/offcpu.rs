@@ -19,11 +19,10 @@
 
 use bpfkit::attach::Link;
 use bpfkit::bpf_asm;
-use bpfkit::core_btf::{Btf, Kind};
 use bpfkit::helpers::core_read::{core_read, Hop};
 use bpfkit::insn::{jmp_if, JmpCond, Program as Insns, Reg, Size};
 use bpfkit::maps::{Map, MapSpec, MapType};
-use bpfkit::prog::{AttachType, LoadOptions, ProgType, Program};
+use bpfkit::prog::{LoadOptions, ProgType, Program};
 
 use crate::kernel::{
     remember_start, add_to_counts, build_key, filter_target, stat_inc, Error, StackMaps, KEY_SIZE, STAT_EVENTS,
@@ -137,13 +136,7 @@ pub fn attach(
     let mut all = maps.all();
     all.push(start);
     let tp_btf = || -> Result<(Program, Link), Error> {
-        let btf = Btf::vmlinux_shared()?;
-        let id = btf
-            .find_by_name_kind("btf_trace_sched_switch", Kind::Typedef)
-            .ok_or("no btf_trace_sched_switch in the kernel's BTF")?;
-        let opts = LoadOptions::new("offcpu_switch", ProgType::Tracing)
-            .expected_attach_type(AttachType::TraceRawTp)
-            .attach_btf_id(id.get());
+        let opts = bpfkit::attach::tp_btf_options("offcpu_switch", "sched_switch")?;
         let prog = Program::load(&asm, &all, &opts)?;
         let link = prog.attach_btf()?;
         Ok((prog, link))
